@@ -1,1 +1,63 @@
-//! placeholder
+//! A durable SQL job engine: our Hangfire.
+//!
+//! Jobs are rows in SQLite or PostgreSQL; they survive restarts, are retried with
+//! exponential backoff, end in a dead-letter queue when their attempts run out, and
+//! run again within seconds when the process running them dies. The engine knows
+//! nothing of tenants or any other domain: applications define job types
+//! ([`Job`]), register them ([`Registry`]), enqueue them ([`Jobs`]) — inside their
+//! own transaction when the job must exist exactly when their write does — and run
+//! a [`Worker`], in a process of its own or embedded in a server.
+//!
+//! Delivery is at least once: a job can run twice when its worker dies after the
+//! work but before recording it, so handlers must be idempotent. Completions are
+//! fenced on the claim (`lease_seq`), so a worker that lost its lease can never
+//! overwrite the outcome of the attempt that replaced it.
+//!
+//! # Layout
+//! - [`state`]: the lifecycle, one enum, with the state diagram;
+//! - [`job`]: the [`Job`] trait, [`JobContext`] and [`JobError`];
+//! - [`registry`]: job types by kind; unknown kinds and bad arguments fail cleanly;
+//! - [`client`]: [`Jobs`], to enqueue and to administer (counts, list, get,
+//!   requeue, delete, trigger, workers);
+//! - [`storage`]: the [`Storage`] trait and its SQLite and PostgreSQL
+//!   implementations, each with its own SQL (`migrations/{sqlite,postgres}/jobs`);
+//! - [`worker`]: the fetch loop, heartbeats and graceful shutdown;
+//!   [`completer`] batches outcomes; [`rescuer`] takes back expired leases;
+//! - [`retry`]: backoff; [`clock`]: time, injectable for tests; [`config`]:
+//!   settings from the environment; [`metrics`]: Prometheus text;
+//! - [`builtin`]: diagnostic jobs (`diag.noop`, `diag.sleep`, `diag.fail`).
+
+pub mod builtin;
+pub mod client;
+pub mod clock;
+pub mod completer;
+pub mod config;
+pub mod error;
+pub mod job;
+pub mod metrics;
+pub mod registry;
+pub mod rescuer;
+pub mod retry;
+pub mod state;
+pub mod storage;
+pub mod worker;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use client::{DEFAULT_MAX_ATTEMPTS, JobDetail, Jobs};
+pub use clock::{Clock, ManualClock, Micros, SystemClock};
+pub use config::WorkerConfig;
+pub use error::StorageError;
+pub use job::{Job, JobContext, JobError};
+pub use registry::Registry;
+pub use state::JobState;
+pub use storage::{Backend, Enqueued, ListQuery, StateCounts, Storage, Transaction, Tx};
+pub use worker::Worker;
+
+/// A registry with the diagnostic jobs every worker runs.
+pub fn registry_with_builtins<C: Send + Sync + 'static>() -> Registry<C> {
+    Registry::new()
+        .register_standalone::<builtin::Noop>()
+        .register_standalone::<builtin::Sleep>()
+        .register_standalone::<builtin::Fail>()
+}

@@ -1,0 +1,59 @@
+//! Diagnostic job types every worker runs: for smoke tests, benchmarks and crash
+//! drills. They need no application context.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use serde::{Deserialize, Serialize};
+
+use crate::job::{Job, JobContext, JobError};
+
+/// Does nothing: measures the engine's own overhead.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Noop {}
+
+impl Job for Noop {
+    const KIND: &'static str = "diag.noop";
+    type Context = ();
+    async fn run(self, _ctx: JobContext<()>) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+/// Sleeps, reporting progress: a slow job to kill a worker under.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sleep {
+    /// How long, in milliseconds.
+    pub ms: u64,
+}
+
+impl Job for Sleep {
+    const KIND: &'static str = "diag.sleep";
+    type Context = ();
+    async fn run(self, ctx: JobContext<()>) -> Result<(), JobError> {
+        ctx.progress(&format!("sleeping {} ms", self.ms)).await.map_err(JobError::retry)?;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(self.ms)) => Ok(()),
+            _ = ctx.cancel.cancelled() => Err(JobError::retry(anyhow!("cancelled while sleeping"))),
+        }
+    }
+}
+
+/// Always fails with `message`: exercises retries and the dead-letter queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fail {
+    /// The error message.
+    pub message: String,
+    /// Fail permanently (dead at once) instead of retrying.
+    #[serde(default)]
+    pub permanent: bool,
+}
+
+impl Job for Fail {
+    const KIND: &'static str = "diag.fail";
+    type Context = ();
+    async fn run(self, _ctx: JobContext<()>) -> Result<(), JobError> {
+        let err = anyhow!("{}", self.message).context("diag.fail was asked to fail");
+        Err(if self.permanent { JobError::permanent(err) } else { JobError::retry(err) })
+    }
+}

@@ -1,0 +1,200 @@
+//! [`Jobs`]: the handle applications hold to enqueue jobs and to administer them.
+
+use std::sync::Arc;
+
+use crate::clock::{Clock, Micros, SystemClock};
+use crate::error::StorageError;
+use crate::job::Job;
+use crate::metrics::Metrics;
+use crate::storage::{
+    self, AdminOp, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, StateCounts, Storage, Transaction, WorkerRow,
+};
+
+/// Attempts a job gets unless its type says otherwise (Hangfire's default too).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// A job with its history, for the dashboard.
+#[derive(Debug, Clone)]
+pub struct JobDetail {
+    /// The job.
+    pub job: JobRow,
+    /// Its transitions, oldest first.
+    pub history: Vec<HistoryRow>,
+}
+
+/// Enqueues and administers jobs. Cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    store: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    default_max_attempts: u32,
+}
+
+impl Jobs {
+    /// Opens the database named by `url` (see [`storage::connect`]), migrates it,
+    /// and uses the wall clock.
+    ///
+    /// # Errors
+    /// As [`storage::connect`].
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        Ok(Self::new(storage::connect(url).await?, Arc::new(SystemClock)))
+    }
+
+    /// A handle on an open storage with the given clock.
+    pub fn new(store: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock, metrics: Arc::new(Metrics::default()), default_max_attempts: DEFAULT_MAX_ATTEMPTS }
+    }
+
+    /// Sets the attempts for job types that do not set their own.
+    pub fn with_default_max_attempts(mut self, n: u32) -> Self {
+        self.default_max_attempts = n.max(1);
+        self
+    }
+
+    /// The storage.
+    pub fn store(&self) -> &Arc<dyn Storage> {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// This process's metrics (workers built from this handle record into it).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The row that enqueueing `job` inserts.
+    ///
+    /// # Errors
+    /// The job's arguments do not serialize to JSON.
+    pub fn new_job<J: Job>(&self, job: &J, run_at: Option<Micros>) -> Result<NewJob, StorageError> {
+        Ok(NewJob {
+            kind: J::KIND.to_owned(),
+            args: serde_json::to_value(job)?,
+            queue: J::QUEUE.to_owned(),
+            max_attempts: J::MAX_ATTEMPTS.unwrap_or(self.default_max_attempts).max(1),
+            unique_key: job.unique_key(),
+            run_at,
+        })
+    }
+
+    /// Starts a transaction for your own writes plus [`Jobs::enqueue_in`].
+    ///
+    /// # Errors
+    /// The database is unreachable.
+    pub async fn begin(&self) -> Result<Transaction, StorageError> {
+        self.store.begin().await
+    }
+
+    /// Enqueues `job` in the caller's transaction: it exists only if that commits.
+    ///
+    /// # Errors
+    /// The database failed or the arguments do not serialize.
+    pub async fn enqueue_in<J: Job>(&self, tx: &mut Transaction, job: &J) -> Result<Enqueued, StorageError> {
+        let new = self.new_job(job, None)?;
+        self.store.enqueue_in(tx, &new, self.clock.now()).await
+    }
+
+    /// Enqueues `job` to run now, in a transaction of its own.
+    ///
+    /// # Errors
+    /// As [`Jobs::enqueue_in`].
+    pub async fn enqueue<J: Job>(&self, job: &J) -> Result<Enqueued, StorageError> {
+        self.enqueue_at(job, None).await
+    }
+
+    /// Enqueues `job` to run at `run_at` (or now when `None`).
+    ///
+    /// # Errors
+    /// As [`Jobs::enqueue_in`].
+    pub async fn enqueue_at<J: Job>(&self, job: &J, run_at: Option<Micros>) -> Result<Enqueued, StorageError> {
+        let new = self.new_job(job, run_at)?;
+        self.enqueue_many(std::slice::from_ref(&new)).await.map(|v| v[0])
+    }
+
+    /// Enqueues many prepared jobs in one transaction.
+    ///
+    /// # Errors
+    /// As [`Jobs::enqueue_in`]; then none is enqueued.
+    pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StorageError> {
+        let mut tx = self.store.begin().await?;
+        let now = self.clock.now();
+        let mut out = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            out.push(self.store.enqueue_in(&mut tx, j, now).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Jobs per state.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn counts(&self) -> Result<StateCounts, StorageError> {
+        self.store.counts().await
+    }
+
+    /// A page of jobs in one state, newest first.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn list(&self, q: &ListQuery) -> Result<Vec<JobRow>, StorageError> {
+        self.store.list(q).await
+    }
+
+    /// One job with its history.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`] or a database failure.
+    pub async fn get(&self, id: i64) -> Result<JobDetail, StorageError> {
+        let (job, history) = self.store.get(id).await?.ok_or(StorageError::NotFound(id))?;
+        Ok(JobDetail { job, history })
+    }
+
+    /// Puts a succeeded, dead or deleted job back in the queue with fresh attempts.
+    ///
+    /// # Errors
+    /// Not found, in another state, its unique key taken by a live job, or a
+    /// database failure.
+    pub async fn requeue(&self, id: i64, actor: &str) -> Result<JobRow, StorageError> {
+        self.admin(id, AdminOp::Requeue, actor).await
+    }
+
+    /// Moves a job to deleted. A running attempt's result is then refused.
+    ///
+    /// # Errors
+    /// As [`Jobs::requeue`].
+    pub async fn delete(&self, id: i64, actor: &str) -> Result<JobRow, StorageError> {
+        self.admin(id, AdminOp::Delete, actor).await
+    }
+
+    /// Runs an enqueued or scheduled job now.
+    ///
+    /// # Errors
+    /// As [`Jobs::requeue`].
+    pub async fn trigger(&self, id: i64, actor: &str) -> Result<JobRow, StorageError> {
+        self.admin(id, AdminOp::Trigger, actor).await
+    }
+
+    async fn admin(&self, id: i64, op: AdminOp, actor: &str) -> Result<JobRow, StorageError> {
+        let past = match op {
+            AdminOp::Requeue => "requeued",
+            AdminOp::Delete => "deleted",
+            AdminOp::Trigger => "triggered",
+        };
+        self.store.admin(id, op, &format!("{past} by {actor}"), self.clock.now()).await
+    }
+
+    /// Workers that sent a heartbeat within `window` microseconds.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn workers(&self, window: Micros) -> Result<Vec<WorkerRow>, StorageError> {
+        self.store.workers(self.clock.now() - window).await
+    }
+}

@@ -1,0 +1,53 @@
+//! Takes back jobs whose worker stopped renewing its lease (crashed, killed,
+//! paused, cut off from the database).
+//!
+//! Every worker runs one; they may overlap freely, since each pass is a single
+//! fenced statement (PostgreSQL skips rows another rescuer has locked; SQLite has
+//! one writer). A rescued job is enqueued again with a history row naming the
+//! interrupted attempt and its worker, or is dead if that attempt was its last, so
+//! a job that kills its worker every time still ends in the dead-letter queue. The
+//! pass also prunes registry rows of workers silent for [`PRUNE_AFTER`].
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, micros};
+use crate::config::WorkerConfig;
+use crate::metrics::Metrics;
+use crate::storage::Storage;
+
+/// How long a silent worker stays listed (as not live) before its row is removed.
+pub const PRUNE_AFTER: Duration = Duration::from_secs(600);
+
+pub(crate) async fn rescuer_loop(
+    store: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    cfg: WorkerConfig,
+    stop: CancellationToken,
+) {
+    loop {
+        // Jitter keeps many workers' rescuers from running in lockstep.
+        let jitter = rand::rng().random_range(0.8..1.2);
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.rescue_every.mul_f64(jitter)) => {}
+            _ = stop.cancelled() => return,
+        }
+        let now = clock.now();
+        match store.rescue(now).await {
+            Ok(r) if r.requeued + r.dead > 0 => {
+                metrics.rescued.fetch_add(r.requeued + r.dead, Ordering::Relaxed);
+                tracing::warn!(requeued = r.requeued, dead = r.dead, "rescued jobs whose worker stopped renewing its lease");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "rescuer pass failed"),
+        }
+        if let Err(e) = store.prune_workers(now - micros(PRUNE_AFTER)).await {
+            tracing::warn!(error = %e, "pruning silent workers failed");
+        }
+    }
+}

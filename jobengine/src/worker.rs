@@ -1,0 +1,344 @@
+//! The worker: fetches due jobs, runs up to `concurrency` at once, keeps their
+//! leases alive, records outcomes, rescues jobs of dead workers, and shuts down
+//! gracefully.
+//!
+//! # Tasks of one worker
+//! - the **fetch loop** (in [`Worker::run`]): waits for a free slot, claims up to
+//!   as many jobs as there are free slots, spawns one task per job; when nothing is
+//!   due it sleeps until woken (an enqueue in this process, `NOTIFY` on
+//!   PostgreSQL, a rescue) or until the poll interval passes;
+//! - the **heartbeat** ([`heartbeat_loop`]): every `heartbeat`, renews the leases
+//!   of the jobs it runs in one statement; a job whose lease was lost (rescued after
+//!   a long pause, deleted by an admin) is cancelled here, since someone else owns it
+//!   now; also refreshes the worker's registry row;
+//! - the **completer** ([`crate::completer`]): writes outcomes in batches, so a
+//!   busy worker spends one transaction per batch instead of one per job;
+//! - the **rescuer** ([`crate::rescuer`]): takes back jobs whose lease expired.
+//!
+//! # Shutdown
+//! When `shutdown` fires: stop fetching; give running jobs `grace` to finish; then
+//! cancel the rest and release them to the queue (their attempt not counted); flush
+//! the completer; remove the registry row.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use futures::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::{Clock, micros};
+use crate::client::Jobs;
+use crate::completer::completer_loop;
+use crate::config::WorkerConfig;
+use crate::error::StorageError;
+use crate::job::{JobContext, JobError};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::rescuer::rescuer_loop;
+use crate::storage::{Completion, JobRow, Outcome, Storage, WorkerRow};
+
+/// A job this worker is running.
+struct Running {
+    /// The fence it was claimed with.
+    lease_seq: i64,
+    /// Asks the handler to stop.
+    cancel: CancellationToken,
+    /// Stops the task outright.
+    abort: Option<AbortHandle>,
+}
+
+type RunningMap = Arc<Mutex<HashMap<i64, Running>>>;
+
+/// A job runner, embeddable in any process.
+pub struct Worker<C> {
+    id: Arc<str>,
+    config: WorkerConfig,
+    store: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    registry: Arc<Registry<C>>,
+    app: Arc<C>,
+}
+
+/// A unique id for this worker: host, process, and a random suffix so two
+/// workers in one process (or a restarted process reusing a pid) differ.
+fn new_worker_id() -> String {
+    let host = hostname();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &suffix[..8])
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+impl<C: Send + Sync + 'static> Worker<C> {
+    /// A worker running the jobs in `registry` against `jobs`'s storage.
+    pub fn new(jobs: &Jobs, registry: Registry<C>, app: Arc<C>, config: WorkerConfig) -> Self {
+        Self {
+            id: new_worker_id().into(),
+            config,
+            store: jobs.store().clone(),
+            clock: jobs.clock().clone(),
+            metrics: jobs.metrics().clone(),
+            registry: Arc::new(registry),
+            app,
+        }
+    }
+
+    /// This worker's id, as recorded in job history.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runs until `shutdown` fires, then shuts down gracefully.
+    ///
+    /// # Errors
+    /// The worker could not register itself (the database is unreachable at
+    /// start). Later database errors are logged and retried, never fatal.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), StorageError> {
+        let cfg = &self.config;
+        let now = self.clock.now();
+        self.store
+            .register_worker(&WorkerRow {
+                id: self.id.to_string(),
+                hostname: hostname(),
+                pid: i64::from(std::process::id()),
+                concurrency: cfg.concurrency as i32,
+                queues: cfg.queues.join(","),
+                started_at: now,
+                last_heartbeat: now,
+                running: 0,
+            })
+            .await?;
+        tracing::info!(worker = %self.id, concurrency = cfg.concurrency, queues = ?cfg.queues, "worker started");
+
+        let running: RunningMap = Arc::default();
+        let tracker = TaskTracker::new();
+        let background = CancellationToken::new();
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
+        let completer = tokio::spawn(completer_loop(self.store.clone(), done_rx, self.metrics.clone()));
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            self.id.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            running.clone(),
+            cfg.clone(),
+            background.clone(),
+        ));
+        let rescuer = tokio::spawn(rescuer_loop(
+            self.store.clone(),
+            self.clock.clone(),
+            self.metrics.clone(),
+            cfg.clone(),
+            background.clone(),
+        ));
+
+        let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+        let wake = self.store.wakeups();
+        let mut fetch_backoff = cfg.poll;
+        'fetch: loop {
+            let first = tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = shutdown.cancelled() => break,
+            };
+            let mut permits = vec![first];
+            while let Ok(p) = slots.clone().try_acquire_owned() {
+                permits.push(p);
+            }
+            // Register for wake-ups before looking, so an enqueue that lands between
+            // an empty fetch and the wait is not missed.
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = self.clock.now();
+            let lease_until = now + micros(cfg.lease);
+            let jobs = match self.store.fetch(&self.id, &cfg.queues, permits.len() as u32, now, lease_until).await {
+                Ok(jobs) => {
+                    fetch_backoff = cfg.poll;
+                    jobs
+                }
+                Err(e) => {
+                    tracing::warn!(worker = %self.id, error = %e, "fetching jobs failed; retrying");
+                    drop(permits);
+                    fetch_backoff = (fetch_backoff * 2).min(Duration::from_secs(5));
+                    tokio::select! {
+                        _ = tokio::time::sleep(fetch_backoff) => continue 'fetch,
+                        _ = shutdown.cancelled() => break 'fetch,
+                    }
+                }
+            };
+            let idle = jobs.is_empty();
+            for job in jobs {
+                let Some(permit) = permits.pop() else { break };
+                self.spawn_job(job, permit, &running, &tracker, &done_tx);
+            }
+            drop(permits);
+            if idle {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(cfg.poll) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        }
+
+        // Graceful shutdown.
+        tracker.close();
+        let in_flight = running.lock().map(|m| m.len()).unwrap_or(0);
+        tracing::info!(worker = %self.id, in_flight, grace = ?cfg.grace, "worker stopping: no new jobs");
+        if tokio::time::timeout(cfg.grace, tracker.wait()).await.is_err() {
+            let held: Vec<(i64, i64)> = {
+                let mut map = running.lock().unwrap_or_else(|p| p.into_inner());
+                map.drain()
+                    .map(|(id, r)| {
+                        r.cancel.cancel();
+                        if let Some(a) = r.abort {
+                            a.abort();
+                        }
+                        (id, r.lease_seq)
+                    })
+                    .collect()
+            };
+            tracker.wait().await;
+            match self.store.release(&self.id, &held, self.clock.now()).await {
+                Ok(n) => tracing::info!(worker = %self.id, released = n, "released unfinished jobs to the queue"),
+                Err(e) => tracing::warn!(worker = %self.id, error = %e, "could not release jobs; the rescuer will take them back when their leases expire"),
+            }
+        }
+        drop(done_tx);
+        let _ = completer.await;
+        background.cancel();
+        let _ = heartbeat.await;
+        let _ = rescuer.await;
+        if let Err(e) = self.store.deregister_worker(&self.id).await {
+            tracing::warn!(worker = %self.id, error = %e, "could not deregister worker");
+        }
+        tracing::info!(worker = %self.id, "worker stopped");
+        Ok(())
+    }
+
+    fn spawn_job(
+        &self,
+        job: JobRow,
+        permit: OwnedSemaphorePermit,
+        running: &RunningMap,
+        tracker: &TaskTracker,
+        done: &mpsc::UnboundedSender<Completion>,
+    ) {
+        let cancel = CancellationToken::new();
+        let ctx = JobContext {
+            app: self.app.clone(),
+            job_id: job.id,
+            attempt: job.attempt.max(0) as u32,
+            max_attempts: job.max_attempts.max(1) as u32,
+            worker_id: self.id.clone(),
+            cancel: cancel.clone(),
+            lease_seq: job.lease_seq,
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+        };
+        let wait = job.attempted_at.unwrap_or(job.run_at) - job.run_at;
+        self.metrics.wait.observe(Duration::from_micros(wait.max(0) as u64));
+        if let Ok(mut m) = running.lock() {
+            m.insert(job.id, Running { lease_seq: job.lease_seq, cancel, abort: None });
+        }
+        let fut = self.registry.run(&job.kind, &job.args, ctx);
+        let (running2, done, clock, metrics, backoff) =
+            (running.clone(), done.clone(), self.clock.clone(), self.metrics.clone(), self.config.backoff);
+        let worker = self.id.clone();
+        let handle = tracker.spawn(async move {
+            let started = Instant::now();
+            let result = match AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(r) => r,
+                Err(panic) => {
+                    let msg = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic payload".to_owned());
+                    Err(JobError::retry(anyhow!("the job panicked: {msg}")))
+                }
+            };
+            metrics.run_duration.observe(started.elapsed());
+            let now = clock.now();
+            let outcome = match result {
+                Ok(()) => Outcome::Succeeded,
+                Err(e) => {
+                    let errors = e.chain();
+                    tracing::warn!(worker = %worker, job = job.id, kind = %job.kind, attempt = job.attempt,
+                        permanent = e.permanent, error = %errors.join(": "), "job attempt failed");
+                    if e.permanent || job.attempt >= job.max_attempts {
+                        Outcome::Dead { errors }
+                    } else {
+                        let delay = backoff.delay(job.attempt.max(1) as u32, &mut rand::rng());
+                        Outcome::Retry { at: now + micros(delay), errors }
+                    }
+                }
+            };
+            if let Ok(mut m) = running2.lock() {
+                m.remove(&job.id);
+            }
+            let _ = done.send(Completion { job_id: job.id, lease_seq: job.lease_seq, at: now, outcome });
+            drop(permit);
+        });
+        if let Ok(mut m) = running.lock() {
+            if let Some(r) = m.get_mut(&job.id) {
+                r.abort = Some(handle.abort_handle());
+            }
+        }
+    }
+}
+
+/// Renews the leases of running jobs and the worker's registry row; cancels jobs
+/// whose lease was lost.
+async fn heartbeat_loop(
+    id: Arc<str>,
+    store: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+    running: RunningMap,
+    cfg: WorkerConfig,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(cfg.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let held: Vec<(i64, i64)> = match running.lock() {
+            Ok(m) => m.iter().map(|(id, r)| (*id, r.lease_seq)).collect(),
+            Err(_) => continue,
+        };
+        let now = clock.now();
+        match store.extend_leases(&held, now + micros(cfg.lease)).await {
+            Ok(lost) => {
+                for job in lost {
+                    let gone = running.lock().ok().and_then(|mut m| m.remove(&job));
+                    if let Some(r) = gone {
+                        tracing::warn!(worker = %id, job, "lease lost (rescued, deleted or claimed elsewhere); cancelling this attempt");
+                        r.cancel.cancel();
+                        if let Some(a) = r.abort {
+                            a.abort();
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(worker = %id, error = %e, "renewing leases failed; will retry"),
+        }
+        if let Err(e) = store.worker_heartbeat(&id, now, held.len() as u32).await {
+            tracing::warn!(worker = %id, error = %e, "worker heartbeat failed");
+        }
+    }
+}

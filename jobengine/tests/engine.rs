@@ -1,0 +1,444 @@
+//! One suite, run against every backend (like River's driver tests): the whole
+//! state machine, retry timing on a manual clock, leases and the fence, unique
+//! keys, transactional enqueue, bad input, admin operations, graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobengine::builtin::{Fail, Noop, Sleep};
+use jobengine::storage::{Completion, NewJob, Outcome};
+use jobengine::testing::{TestDb, Which, manual_clock};
+use jobengine::{
+    Job, JobState, Jobs, ListQuery, ManualClock, StorageError, Worker, WorkerConfig, registry_with_builtins,
+};
+use tokio_util::sync::CancellationToken;
+
+const LEASE: Duration = Duration::from_secs(10);
+
+/// Declares `name::sqlite` and `name::postgres` tests running `name(Which)`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name(super::Which::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::$name(super::Which::Postgres).await }
+        }
+    )*};
+}
+
+on_both!(
+    happy_path_history,
+    retries_follow_backoff_then_dead_letter,
+    requeue_dead_job_runs_again,
+    delete_and_trigger,
+    unique_keys,
+    transactional_enqueue,
+    bad_input_fails_cleanly,
+    expired_lease_is_rescued_and_fenced,
+    rescue_on_last_attempt_is_dead,
+    graceful_shutdown_releases,
+    concurrent_enqueues_from_two_pools,
+    paging_and_filters,
+);
+
+fn worker_config() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 4,
+        poll: Duration::from_millis(20),
+        rescue_every: Duration::from_millis(50),
+        heartbeat: Duration::from_millis(100),
+        ..WorkerConfig::default()
+    }
+}
+
+/// Starts a worker with the diagnostic jobs; returns its id and stopper.
+fn start_worker(jobs: &Jobs, cfg: WorkerConfig) -> (String, CancellationToken, tokio::task::JoinHandle<()>) {
+    let worker = Worker::new(jobs, registry_with_builtins::<()>(), Arc::new(()), cfg);
+    let id = worker.id().to_owned();
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let handle = tokio::spawn(async move { worker.run(s).await.expect("worker runs") });
+    (id, stop, handle)
+}
+
+/// Waits (real time, bounded) until job `id` is in `state`.
+async fn wait_for(jobs: &Jobs, id: i64, state: JobState) -> jobengine::JobDetail {
+    for _ in 0..500 {
+        let d = jobs.get(id).await.expect("get job");
+        if d.job.state == state {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let d = jobs.get(id).await.expect("get job");
+    panic!("job {id} never reached {state}; it is {} with history {:#?}", d.job.state, d.history);
+}
+
+fn states(d: &jobengine::JobDetail) -> Vec<JobState> {
+    d.history.iter().map(|h| h.state).collect()
+}
+
+async fn happy_path_history(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let e = jobs.enqueue(&Noop {}).await.expect("enqueue");
+    assert!(!e.existing);
+    assert_eq!(jobs.counts().await.expect("counts").enqueued, 1);
+    let (wid, stop, handle) = start_worker(&jobs, worker_config());
+    let d = wait_for(&jobs, e.id, JobState::Succeeded).await;
+    assert_eq!(states(&d), [JobState::Enqueued, JobState::Processing, JobState::Succeeded]);
+    assert_eq!(d.job.attempt, 1);
+    assert_eq!(d.history[1].worker_id.as_deref(), Some(wid.as_str()));
+    assert_eq!(d.history[2].worker_id.as_deref(), Some(wid.as_str()));
+    assert!(d.job.finished_at.is_some());
+    let live = jobs.workers(60_000_000).await.expect("workers");
+    assert!(live.iter().any(|w| w.id == wid), "worker registered: {live:?}");
+    stop.cancel();
+    handle.await.expect("worker stops");
+    assert!(jobs.workers(60_000_000).await.expect("workers").iter().all(|w| w.id != wid), "deregistered");
+}
+
+async fn retries_follow_backoff_then_dead_letter(which: Which) {
+    let db = TestDb::new(which).await;
+    let clock = manual_clock();
+    let jobs = db.jobs_with_clock(clock.clone()).await.with_default_max_attempts(3);
+    let e = jobs.enqueue(&Fail { message: "boom".into(), permanent: false }).await.expect("enqueue");
+    let cfg = worker_config();
+    let backoff = cfg.backoff;
+    let (_wid, stop, handle) = start_worker(&jobs, cfg);
+
+    for attempt in 1..=2u32 {
+        let before = clock_now(&clock);
+        let d = wait_for(&jobs, e.id, JobState::Scheduled).await;
+        assert_eq!(d.job.attempt, attempt as i32);
+        let (lo, hi) = backoff.bounds(attempt);
+        let wait = d.job.run_at - before;
+        assert!(
+            wait >= lo.as_micros() as i64 && wait <= hi.as_micros() as i64,
+            "retry {attempt} scheduled {wait} µs ahead, expected {lo:?}..={hi:?}"
+        );
+        let last = d.history.last().expect("history");
+        assert_eq!(last.state, JobState::Scheduled);
+        assert_eq!(last.errors(), ["diag.fail was asked to fail", "boom"]);
+        // Not due yet: the worker must leave it alone however long real time passes.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(jobs.get(e.id).await.expect("get").job.state, JobState::Scheduled);
+        clock.advance(hi);
+        if attempt < 2 {
+            // The next attempt runs once the clock passes run_at.
+            wait_for_attempt(&jobs, e.id, attempt as i32 + 1).await;
+        }
+    }
+    let d = wait_for(&jobs, e.id, JobState::Dead).await;
+    assert_eq!(d.job.attempt, 3);
+    assert_eq!(d.job.last_error.as_deref(), Some("diag.fail was asked to fail"));
+    assert_eq!(
+        states(&d),
+        [
+            JobState::Enqueued,
+            JobState::Processing,
+            JobState::Scheduled,
+            JobState::Processing,
+            JobState::Scheduled,
+            JobState::Processing,
+            JobState::Dead
+        ]
+    );
+    assert_eq!(jobs.counts().await.expect("counts").dead, 1);
+    stop.cancel();
+    handle.await.expect("worker stops");
+}
+
+fn clock_now(c: &ManualClock) -> i64 {
+    jobengine::Clock::now(c)
+}
+
+async fn wait_for_attempt(jobs: &Jobs, id: i64, attempt: i32) {
+    for _ in 0..500 {
+        if jobs.get(id).await.expect("get").job.attempt >= attempt {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("job {id} never started attempt {attempt}");
+}
+
+async fn requeue_dead_job_runs_again(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let e = jobs.enqueue(&Fail { message: "bad request".into(), permanent: true }).await.expect("enqueue");
+    let (_wid, stop, handle) = start_worker(&jobs, worker_config());
+    let d = wait_for(&jobs, e.id, JobState::Dead).await;
+    assert_eq!(d.job.attempt, 1, "a permanent error is dead at once");
+    // Processing or enqueued jobs cannot be requeued; a dead one can.
+    let noop = jobs.enqueue(&Noop {}).await.expect("enqueue");
+    wait_for(&jobs, noop.id, JobState::Succeeded).await;
+    let r = jobs.requeue(e.id, "admin@example.com").await.expect("requeue");
+    assert_eq!(r.state, JobState::Enqueued);
+    assert_eq!(r.attempt, 0);
+    let d = wait_for_history_len(&jobs, e.id, 6).await;
+    assert_eq!(d.history[3].reason.as_deref(), Some("requeued by admin@example.com"));
+    assert_eq!(d.job.state, JobState::Dead);
+    assert_eq!(d.job.attempt, 1, "fresh attempts after a requeue");
+    stop.cancel();
+    handle.await.expect("worker stops");
+}
+
+async fn wait_for_history_len(jobs: &Jobs, id: i64, n: usize) -> jobengine::JobDetail {
+    for _ in 0..500 {
+        let d = jobs.get(id).await.expect("get");
+        if d.history.len() >= n {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("job {id} history never reached {n} entries");
+}
+
+async fn delete_and_trigger(which: Which) {
+    let db = TestDb::new(which).await;
+    let clock = manual_clock();
+    let jobs = db.jobs_with_clock(clock.clone()).await;
+    let later = clock_now(&clock) + 3_600_000_000;
+    let a = jobs.enqueue_at(&Noop {}, Some(later)).await.expect("enqueue");
+    let b = jobs.enqueue(&Noop {}).await.expect("enqueue");
+    assert_eq!(jobs.get(a.id).await.expect("get").job.state, JobState::Scheduled);
+    assert!(matches!(jobs.requeue(b.id, "x").await, Err(StorageError::WrongState { state: JobState::Enqueued, .. })));
+    let deleted = jobs.delete(b.id, "admin").await.expect("delete");
+    assert_eq!(deleted.state, JobState::Deleted);
+    assert!(matches!(jobs.delete(b.id, "admin").await, Err(StorageError::WrongState { .. })));
+    assert!(matches!(jobs.delete(999_999, "admin").await, Err(StorageError::NotFound(999_999))));
+
+    let (_wid, stop, handle) = start_worker(&jobs, worker_config());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(jobs.get(b.id).await.expect("get").job.state, JobState::Deleted, "deleted jobs never run");
+    assert_eq!(jobs.get(a.id).await.expect("get").job.state, JobState::Scheduled, "not due yet");
+    jobs.trigger(a.id, "admin").await.expect("trigger");
+    let d = wait_for(&jobs, a.id, JobState::Succeeded).await;
+    assert_eq!(d.history[1].reason.as_deref(), Some("triggered by admin"));
+    // A deleted job can be brought back.
+    jobs.requeue(b.id, "admin").await.expect("requeue deleted");
+    wait_for(&jobs, b.id, JobState::Succeeded).await;
+    stop.cancel();
+    handle.await.expect("worker stops");
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Keyed {
+    key: String,
+}
+
+impl Job for Keyed {
+    const KIND: &'static str = "test.keyed";
+    type Context = ();
+    fn unique_key(&self) -> Option<String> {
+        Some(format!("keyed:{}", self.key))
+    }
+    async fn run(self, _ctx: jobengine::JobContext<()>) -> Result<(), jobengine::JobError> {
+        Ok(())
+    }
+}
+
+async fn unique_keys(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let first = jobs.enqueue(&Keyed { key: "t1".into() }).await.expect("enqueue");
+    let again = jobs.enqueue(&Keyed { key: "t1".into() }).await.expect("enqueue");
+    let other = jobs.enqueue(&Keyed { key: "t2".into() }).await.expect("enqueue");
+    assert_eq!(again.id, first.id);
+    assert!(again.existing && !first.existing && !other.existing);
+    assert_ne!(other.id, first.id);
+    assert_eq!(jobs.counts().await.expect("counts").enqueued, 2);
+    // Once the holder is finished the key is free again.
+    let worker = Worker::new(&jobs, registry_with_builtins::<()>().register::<Keyed>(), Arc::new(()), worker_config());
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(worker.run(stop.clone()));
+    wait_for(&jobs, first.id, JobState::Succeeded).await;
+    let third = jobs.enqueue(&Keyed { key: "t1".into() }).await.expect("enqueue");
+    assert!(!third.existing);
+    wait_for(&jobs, third.id, JobState::Succeeded).await;
+    // Requeueing the old holder while a live job holds the key is refused.
+    let fourth = jobs.enqueue_at(&Keyed { key: "t1".into() }, Some(i64::MAX / 2)).await.expect("enqueue");
+    assert!(matches!(jobs.requeue(first.id, "admin").await, Err(StorageError::UniqueKeyTaken(_))));
+    assert_eq!(jobs.get(first.id).await.expect("get").job.state, JobState::Succeeded, "unchanged");
+    jobs.delete(fourth.id, "admin").await.expect("delete");
+    stop.cancel();
+    handle.await.expect("join").expect("worker");
+}
+
+async fn transactional_enqueue(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let mut tx = jobs.begin().await.expect("begin");
+    let e = jobs.enqueue_in(&mut tx, &Noop {}).await.expect("enqueue in tx");
+    tx.rollback().await.expect("rollback");
+    assert!(matches!(jobs.get(e.id).await, Err(StorageError::NotFound(_))));
+    assert_eq!(jobs.counts().await.expect("counts"), Default::default(), "a rolled-back enqueue leaves nothing");
+    // Dropping a transaction without committing is a rollback too.
+    {
+        let mut tx = jobs.begin().await.expect("begin");
+        jobs.enqueue_in(&mut tx, &Noop {}).await.expect("enqueue in tx");
+    }
+    assert_eq!(jobs.counts().await.expect("counts").enqueued, 0);
+    let mut tx = jobs.begin().await.expect("begin");
+    let e = jobs.enqueue_in(&mut tx, &Noop {}).await.expect("enqueue in tx");
+    tx.commit().await.expect("commit");
+    assert_eq!(jobs.get(e.id).await.expect("get").job.state, JobState::Enqueued);
+}
+
+async fn bad_input_fails_cleanly(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let base = jobs.new_job(&Noop {}, None).expect("new job");
+    let unknown = NewJob { kind: "no.such.type".into(), ..base.clone() };
+    let garbled = NewJob { kind: Sleep::KIND.into(), args: serde_json::json!({"ms": "soon"}), ..base.clone() };
+    let ids = jobs.enqueue_many(&[unknown, garbled]).await.expect("enqueue");
+    let (_wid, stop, handle) = start_worker(&jobs, worker_config());
+    let d = wait_for(&jobs, ids[0].id, JobState::Dead).await;
+    let errs = d.history.last().expect("history").errors();
+    assert!(errs[0].starts_with("unknown job type \"no.such.type\""), "{errs:?}");
+    let d = wait_for(&jobs, ids[1].id, JobState::Dead).await;
+    let errs = d.history.last().expect("history").errors();
+    assert_eq!(errs[0], "cannot decode the arguments of a \"diag.sleep\" job");
+    assert!(errs[1].contains("invalid type"), "{errs:?}");
+    // The worker is still alive and running jobs.
+    let ok = jobs.enqueue(&Noop {}).await.expect("enqueue");
+    wait_for(&jobs, ok.id, JobState::Succeeded).await;
+    stop.cancel();
+    handle.await.expect("worker stops");
+}
+
+async fn expired_lease_is_rescued_and_fenced(which: Which) {
+    let db = TestDb::new(which).await;
+    let clock = manual_clock();
+    let jobs = db.jobs_with_clock(clock.clone()).await;
+    let store = jobs.store().clone();
+    let e = jobs.enqueue(&Noop {}).await.expect("enqueue");
+    let now = clock_now(&clock);
+    let lease = LEASE.as_micros() as i64;
+    let claimed = store.fetch("dead-worker", &["default".into()], 10, now, now + lease).await.expect("fetch");
+    assert_eq!(claimed.len(), 1);
+    let seq = claimed[0].lease_seq;
+    // Nothing else can claim it while the lease holds.
+    assert!(store.fetch("other", &["default".into()], 10, now, now + lease).await.expect("fetch").is_empty());
+    assert_eq!(store.rescue(now + lease - 1).await.expect("rescue").requeued, 0, "lease still valid");
+    clock.advance(LEASE + Duration::from_secs(1));
+    let r = store.rescue(clock_now(&clock)).await.expect("rescue");
+    assert_eq!((r.requeued, r.dead), (1, 0));
+    let d = jobs.get(e.id).await.expect("get");
+    assert_eq!(d.job.state, JobState::Enqueued);
+    let last = d.history.last().expect("history");
+    assert_eq!(
+        last.reason.as_deref(),
+        Some("attempt 1 interrupted: worker dead-worker stopped renewing its lease")
+    );
+    assert_eq!(last.worker_id.as_deref(), Some("dead-worker"));
+    // The new claim gets a new fence; the stale worker's renewal and completion fail.
+    let now = clock_now(&clock);
+    let again = store.fetch("new-worker", &["default".into()], 10, now, now + lease).await.expect("fetch");
+    assert_eq!(again[0].attempt, 2);
+    assert!(again[0].lease_seq > seq);
+    assert_eq!(store.extend_leases(&[(e.id, seq)], now + lease).await.expect("extend"), [e.id]);
+    let stale = Completion { job_id: e.id, lease_seq: seq, at: now, outcome: Outcome::Succeeded };
+    assert_eq!(store.complete(&[stale]).await.expect("complete"), [false]);
+    assert_eq!(jobs.get(e.id).await.expect("get").job.state, JobState::Processing);
+    let fresh = Completion { job_id: e.id, lease_seq: again[0].lease_seq, at: now, outcome: Outcome::Succeeded };
+    assert_eq!(store.complete(&[fresh]).await.expect("complete"), [true]);
+    let d = jobs.get(e.id).await.expect("get");
+    assert_eq!(d.job.state, JobState::Succeeded);
+    assert_eq!(d.history.iter().filter(|h| h.state == JobState::Succeeded).count(), 1);
+}
+
+async fn rescue_on_last_attempt_is_dead(which: Which) {
+    let db = TestDb::new(which).await;
+    let clock = manual_clock();
+    let jobs = db.jobs_with_clock(clock.clone()).await.with_default_max_attempts(1);
+    let store = jobs.store().clone();
+    let e = jobs.enqueue(&Noop {}).await.expect("enqueue");
+    let now = clock_now(&clock);
+    store.fetch("w", &["default".into()], 1, now, now + 1_000_000).await.expect("fetch");
+    clock.advance(Duration::from_secs(2));
+    let r = store.rescue(clock_now(&clock)).await.expect("rescue");
+    assert_eq!((r.requeued, r.dead), (0, 1));
+    let d = jobs.get(e.id).await.expect("get");
+    assert_eq!(d.job.state, JobState::Dead);
+    assert_eq!(d.history.last().expect("history").errors().len(), 1);
+}
+
+async fn graceful_shutdown_releases(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let quick = jobs.enqueue(&Sleep { ms: 50 }).await.expect("enqueue");
+    let slow = jobs.enqueue(&Sleep { ms: 60_000 }).await.expect("enqueue");
+    let cfg = WorkerConfig { grace: Duration::from_millis(400), ..worker_config() };
+    let (wid, stop, handle) = start_worker(&jobs, cfg);
+    wait_for(&jobs, slow.id, JobState::Processing).await;
+    let d = jobs.get(slow.id).await.expect("get");
+    assert_eq!(d.job.progress.as_deref(), Some("sleeping 60000 ms"));
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), handle).await.expect("stops within the grace").expect("join");
+    assert_eq!(jobs.get(quick.id).await.expect("get").job.state, JobState::Succeeded, "finished within the grace");
+    let d = jobs.get(slow.id).await.expect("get");
+    assert_eq!(d.job.state, JobState::Enqueued, "released");
+    assert_eq!(d.job.attempt, 0, "a released attempt is not counted");
+    let last = d.history.last().expect("history");
+    assert_eq!(last.worker_id.as_deref(), Some(wid.as_str()));
+    assert!(last.reason.as_deref().is_some_and(|r| r.starts_with("released")));
+}
+
+async fn concurrent_enqueues_from_two_pools(which: Which) {
+    let db = TestDb::new(which).await;
+    // Two independent handles = two connection pools, as two processes would have.
+    let a = db.jobs().await;
+    let b = db.jobs().await;
+    let (_wid, stop, handle) = start_worker(&a, worker_config());
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let jobs = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                jobs.enqueue(&Noop {}).await.expect("no enqueue fails (no 'database is locked')");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("enqueuer");
+    }
+    for _ in 0..1000 {
+        if a.counts().await.expect("counts").succeeded == 400 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(a.counts().await.expect("counts"), jobengine::StateCounts { succeeded: 400, ..Default::default() });
+    stop.cancel();
+    handle.await.expect("worker stops");
+}
+
+async fn paging_and_filters(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let e = if i % 2 == 0 { jobs.enqueue(&Noop {}).await } else { jobs.enqueue(&Sleep { ms: 1 }).await };
+        ids.push(e.expect("enqueue").id);
+    }
+    let page1 =
+        jobs.list(&ListQuery { state: JobState::Enqueued, kind: None, before_id: None, limit: 5 }).await.expect("list");
+    assert_eq!(page1.iter().map(|j| j.id).collect::<Vec<_>>(), ids.iter().rev().take(5).copied().collect::<Vec<_>>());
+    let page2 = jobs
+        .list(&ListQuery { state: JobState::Enqueued, kind: None, before_id: page1.last().map(|j| j.id), limit: 5 })
+        .await
+        .expect("list");
+    assert_eq!(page2.len(), 2);
+    let sleeps = jobs
+        .list(&ListQuery { state: JobState::Enqueued, kind: Some("diag.sleep".into()), before_id: None, limit: 50 })
+        .await
+        .expect("list");
+    assert_eq!(sleeps.len(), 3);
+    assert!(sleeps.iter().all(|j| j.kind == "diag.sleep"));
+    let none =
+        jobs.list(&ListQuery { state: JobState::Dead, kind: None, before_id: None, limit: 50 }).await.expect("list");
+    assert!(none.is_empty());
+}
