@@ -24,7 +24,8 @@
 //! - [`worker`]: the fetch loop, heartbeats and graceful shutdown;
 //!   [`completer`] batches outcomes; [`rescuer`] takes back expired leases;
 //! - [`retry`]: backoff; [`clock`]: time, injectable for tests; [`config`]:
-//!   settings from the environment; [`metrics`]: Prometheus text;
+//!   settings from the environment; [`metrics`]: Prometheus text; [`signals`]:
+//!   SIGTERM/SIGINT as a cancellation token;
 //! - [`builtin`]: diagnostic jobs (`diag.noop`, `diag.sleep`, `diag.fail`).
 
 pub mod builtin;
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod registry;
 pub mod rescuer;
 pub mod retry;
+pub mod signals;
 pub mod state;
 pub mod storage;
 pub mod worker;

@@ -286,10 +286,15 @@ impl<C: Send + Sync + 'static> Worker<C> {
                     }
                 }
             };
-            if let Ok(mut m) = running2.lock() {
-                m.remove(&job.id);
+            // The entry is this attempt's claim on reporting: shutdown (releasing the
+            // job) and the heartbeat (lease lost) take it away first, and then the
+            // outcome is not ours to record.
+            let still_ours = running2.lock().map(|mut m| m.remove(&job.id).is_some()).unwrap_or(false);
+            if still_ours {
+                let _ = done.send(Completion { job_id: job.id, lease_seq: job.lease_seq, at: now, outcome });
+            } else {
+                tracing::info!(worker = %worker, job = job.id, "attempt ended after losing the job; outcome discarded");
             }
-            let _ = done.send(Completion { job_id: job.id, lease_seq: job.lease_seq, at: now, outcome });
             drop(permit);
         });
         if let Ok(mut m) = running.lock() {

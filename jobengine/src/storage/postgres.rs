@@ -369,17 +369,21 @@ impl Storage for PgStorage {
     }
 
     async fn get(&self, id: i64) -> Result<Option<(JobRow, Vec<HistoryRow>)>, StorageError> {
+        // One snapshot, so the job's state and its history always agree.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
         let Some(job) = sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?
         else {
             return Ok(None);
         };
         let history = sqlx::query_as("SELECT * FROM job_history WHERE job_id = $1 ORDER BY id")
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(Some((job, history)))
     }
 

@@ -391,17 +391,20 @@ impl Storage for SqliteStorage {
     }
 
     async fn get(&self, id: i64) -> Result<Option<(JobRow, Vec<HistoryRow>)>, StorageError> {
+        // One read transaction is one WAL snapshot: state and history agree.
+        let mut tx = self.read.begin().await?;
         let Some(job) = sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.read)
+            .fetch_optional(&mut *tx)
             .await?
         else {
             return Ok(None);
         };
         let history = sqlx::query_as("SELECT * FROM job_history WHERE job_id = ? ORDER BY id")
             .bind(id)
-            .fetch_all(&self.read)
+            .fetch_all(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(Some((job, history)))
     }
 

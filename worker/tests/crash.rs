@@ -1,0 +1,187 @@
+//! Crash recovery with real processes, on both backends: `kill -9` a worker that
+//! holds a job and the job runs again elsewhere; SIGSTOP a worker past its lease and
+//! its late result is refused when it wakes.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jobengine::builtin::Sleep;
+use jobengine::testing::{TestDb, Which};
+use jobengine::{JobDetail, JobState, Jobs};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name(super::Which::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::$name(super::Which::Postgres).await }
+        }
+    )*};
+}
+
+on_both!(kill_9_job_runs_again, stale_worker_cannot_complete, sigterm_releases_running_job);
+
+/// A `worker` process with its log in a file.
+struct WorkerProc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl WorkerProc {
+    fn start(url: &str, dir: &Path, name: &str, lease_ms: u64) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let file = File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_worker"))
+            .env("DATABASE_URL", url)
+            .env("JOB_LEASE_MS", lease_ms.to_string())
+            .env("JOB_RESCUE_MS", "200")
+            .env("JOB_POLL_MS", "50")
+            .env("JOB_GRACE_MS", "500")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("start worker binary");
+        Self { child, log }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    fn signal(&self, s: Signal) {
+        kill(self.pid(), s).expect("signal worker");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether `worker_id` (host:pid:suffix) belongs to this process.
+    fn owns(&self, worker_id: Option<&str>) -> bool {
+        worker_id.and_then(|w| w.split(':').nth(1)).is_some_and(|p| p == self.child.id().to_string())
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                return st;
+            }
+            assert!(start.elapsed() < within, "worker did not exit; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_until(jobs: &Jobs, id: i64, within: Duration, what: &str, ok: impl Fn(&JobDetail) -> bool) -> JobDetail {
+    let start = Instant::now();
+    loop {
+        let d = jobs.get(id).await.expect("get job");
+        if ok(&d) {
+            return d;
+        }
+        assert!(start.elapsed() < within, "timed out waiting for {what}; job: {:?}\nhistory: {:#?}", d.job, d.history);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn kill_9_job_runs_again(which: Which) {
+    let db = TestDb::new(which).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jobs = db.jobs().await;
+    let e = jobs.enqueue(&Sleep { ms: 1500 }).await.expect("enqueue");
+    let mut a = WorkerProc::start(&db.url, dir.path(), "a", 2000);
+    wait_until(&jobs, e.id, Duration::from_secs(30), "worker A to take the job", |d| {
+        d.job.state == JobState::Processing && a.owns(d.job.worker_id.as_deref())
+    })
+    .await;
+    a.signal(Signal::SIGKILL);
+    a.wait_exit(Duration::from_secs(5));
+    let b = WorkerProc::start(&db.url, dir.path(), "b", 2000);
+    let d = wait_until(&jobs, e.id, Duration::from_secs(30), "the job to succeed on worker B", |d| {
+        d.job.state == JobState::Succeeded
+    })
+    .await;
+    let seen: Vec<_> = d.history.iter().map(|h| h.state).collect();
+    use JobState::*;
+    assert_eq!(seen, [Enqueued, Processing, Enqueued, Processing, Succeeded], "{:#?}", d.history);
+    assert!(a.owns(d.history[1].worker_id.as_deref()));
+    let interrupted = &d.history[2];
+    assert!(a.owns(interrupted.worker_id.as_deref()), "the interrupted attempt names worker A");
+    assert!(interrupted.reason.as_deref().is_some_and(|r| r.starts_with("attempt 1 interrupted")), "{interrupted:?}");
+    assert!(b.owns(d.history[3].worker_id.as_deref()) && b.owns(d.history[4].worker_id.as_deref()));
+    assert_eq!(d.job.attempt, 2);
+}
+
+async fn stale_worker_cannot_complete(which: Which) {
+    let db = TestDb::new(which).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jobs = db.jobs().await;
+    let lease_ms = 1500;
+    let e = jobs.enqueue(&Sleep { ms: 2500 }).await.expect("enqueue");
+    let a = WorkerProc::start(&db.url, dir.path(), "a", lease_ms);
+    wait_until(&jobs, e.id, Duration::from_secs(30), "worker A to take the job", |d| {
+        d.job.state == JobState::Processing && a.owns(d.job.worker_id.as_deref())
+    })
+    .await;
+    let taken_at = Instant::now();
+    a.signal(Signal::SIGSTOP);
+    let b = WorkerProc::start(&db.url, dir.path(), "b", lease_ms);
+    wait_until(&jobs, e.id, Duration::from_secs(30), "worker B to take the job over", |d| {
+        d.job.state == JobState::Processing && b.owns(d.job.worker_id.as_deref())
+    })
+    .await;
+    // Wake A only once its own sleep is over, so it tries to report success while
+    // B's attempt is still running.
+    let a_done = Duration::from_millis(2700);
+    if let Some(rest) = a_done.checked_sub(taken_at.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    a.signal(Signal::SIGCONT);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mid = jobs.get(e.id).await.expect("get");
+    assert_eq!(mid.job.state, JobState::Processing, "A's late result must not complete B's attempt: {:#?}", mid.history);
+    assert!(b.owns(mid.job.worker_id.as_deref()));
+    let d = wait_until(&jobs, e.id, Duration::from_secs(30), "B to finish", |d| d.job.state == JobState::Succeeded).await;
+    let successes: Vec<_> = d.history.iter().filter(|h| h.state == JobState::Succeeded).collect();
+    assert_eq!(successes.len(), 1);
+    assert!(b.owns(successes[0].worker_id.as_deref()), "only B's attempt completed: {:#?}", d.history);
+    assert_eq!(successes[0].attempt, 2);
+    let log = a.log();
+    assert!(
+        log.contains("stale completion refused") || log.contains("lease lost"),
+        "worker A noticed it no longer held the job; its log:\n{log}"
+    );
+}
+
+async fn sigterm_releases_running_job(which: Which) {
+    let db = TestDb::new(which).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jobs = db.jobs().await;
+    let e = jobs.enqueue(&Sleep { ms: 60_000 }).await.expect("enqueue");
+    let mut a = WorkerProc::start(&db.url, dir.path(), "a", 10_000);
+    wait_until(&jobs, e.id, Duration::from_secs(30), "worker A to take the job", |d| {
+        d.job.state == JobState::Processing
+    })
+    .await;
+    a.signal(Signal::SIGTERM);
+    let status = a.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}; log:\n{}", a.log());
+    let d = jobs.get(e.id).await.expect("get");
+    assert_eq!(d.job.state, JobState::Enqueued, "released to the queue at once, not left to the rescuer");
+    assert_eq!(d.job.attempt, 0);
+    assert!(jobs.workers(60_000_000).await.expect("workers").is_empty(), "deregistered");
+}
