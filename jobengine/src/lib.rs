@@ -53,7 +53,7 @@ pub use error::StorageError;
 pub use job::{Job, JobContext, JobError};
 pub use registry::Registry;
 pub use state::JobState;
-pub use storage::{Backend, Enqueued, ListQuery, StateCounts, Storage, Transaction, Tx};
+pub use storage::{Backend, Enqueued, ListQuery, Pools, StateCounts, Storage, Transaction, Tx};
 pub use worker::Worker;
 
 /// A registry with the diagnostic jobs every worker runs.

@@ -359,6 +359,21 @@ impl Transaction {
     }
 }
 
+/// The connection pools behind a storage, for an application's own tables in the
+/// same database (so its writes and its enqueues share one transaction).
+#[derive(Clone)]
+pub enum Pools {
+    /// SQLite: writes must go through `write` (one connection, `BEGIN IMMEDIATE`).
+    Sqlite {
+        /// The single writer connection.
+        write: sqlx::SqlitePool,
+        /// Readers.
+        read: sqlx::SqlitePool,
+    },
+    /// PostgreSQL.
+    Postgres(sqlx::PgPool),
+}
+
 /// Which database a storage talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -374,6 +389,9 @@ pub enum Backend {
 pub trait Storage: Send + Sync + 'static {
     /// Which database this is.
     fn backend(&self) -> Backend;
+
+    /// The pools, for the application's own queries.
+    fn pools(&self) -> Pools;
 
     /// Fired when this process enqueued a job or (PostgreSQL) any process did.
     fn wakeups(&self) -> Arc<Notify>;

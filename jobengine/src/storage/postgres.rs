@@ -17,7 +17,7 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 
 use super::{
-    AdminOp, Backend, Completion, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, Rescued, StateCounts, Storage,
+    AdminOp, Backend, Completion, Pools, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, Rescued, StateCounts, Storage,
     Transaction, Tx, WorkerRow,
 };
 use crate::clock::Micros;
@@ -155,6 +155,10 @@ async fn enqueue_on(conn: &mut sqlx::PgConnection, job: &NewJob, now: Micros) ->
 impl Storage for PgStorage {
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    fn pools(&self) -> Pools {
+        Pools::Postgres(self.pool.clone())
     }
 
     fn wakeups(&self) -> Arc<Notify> {

@@ -17,7 +17,7 @@ use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::Notify;
 
 use super::{
-    AdminOp, Backend, Completion, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, Rescued, StateCounts, Storage,
+    AdminOp, Backend, Completion, Pools, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, Rescued, StateCounts, Storage,
     Transaction, Tx, WorkerRow,
 };
 use crate::clock::Micros;
@@ -155,6 +155,10 @@ async fn enqueue_on(conn: &mut sqlx::SqliteConnection, job: &NewJob, now: Micros
 impl Storage for SqliteStorage {
     fn backend(&self) -> Backend {
         Backend::Sqlite
+    }
+
+    fn pools(&self) -> Pools {
+        Pools::Sqlite { write: self.write.clone(), read: self.read.clone() }
     }
 
     fn wakeups(&self) -> Arc<Notify> {
