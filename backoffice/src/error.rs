@@ -1,0 +1,70 @@
+//! The domain's errors.
+//!
+//! Policy: every public operation returns [`Error`]. Variants a client caused
+//! (bad input, taken names, wrong credentials, limits) carry what the client may be
+//! told; [`Error::Internal`] carries the cause for the log only, and transports
+//! answer it with a bare "internal error".
+
+use crate::validate::FieldErrors;
+
+/// What a domain operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request's fields are invalid (each one named).
+    #[error("invalid request: {0}")]
+    Invalid(#[from] FieldErrors),
+    /// A unique thing (a tenant name) is taken.
+    #[error("{field}: {message}")]
+    AlreadyExists {
+        /// The field.
+        field: &'static str,
+        /// What is taken.
+        message: String,
+    },
+    /// Wrong email or password (deliberately not saying which).
+    #[error("wrong email or password")]
+    BadCredentials,
+    /// No valid session or token.
+    #[error("not signed in")]
+    Unauthenticated,
+    /// Signed in, but not allowed.
+    #[error("not allowed: {0}")]
+    Forbidden(&'static str),
+    /// Too many attempts; try again later.
+    #[error("{0}")]
+    RateLimited(String),
+    /// The thing asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A set-password link that is unknown, used or expired.
+    #[error("this link is invalid or has expired; ask for a new one")]
+    BadToken,
+    /// Anything else: a database or system failure.
+    #[error("internal error: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+impl From<jobengine::StorageError> for Error {
+    fn from(e: jobengine::StorageError) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+impl From<crate::password::HashError> for Error {
+    fn from(e: crate::password::HashError) -> Self {
+        Error::Internal(e.into())
+    }
+}

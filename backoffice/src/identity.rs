@@ -1,0 +1,300 @@
+//! Users, sessions and passwords.
+//!
+//! - Sessions are random 256-bit tokens; only their SHA-256 is stored, so a leaked
+//!   database holds no usable session. The same token is the browser's cookie and
+//!   a script's bearer token.
+//! - Login answers the same for an unknown email and a wrong password, and takes
+//!   the same time: an unknown email is checked against a dummy argon2 hash.
+//! - Brute force: failures are counted per email tried (known or not, so the limit
+//!   itself reveals nothing) over a sliding hour; at [`MAX_FAILURES_PER_HOUR`] that
+//!   email is refused until the oldest failure ages out. The real owner is never
+//!   locked out for good.
+//! - Set-password links carry a single-use 256-bit token, stored hashed, valid 24 h.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobengine::{Clock, Micros, Pools};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+use crate::password::Hasher;
+use crate::validate::{Email, FieldErrors};
+use crate::{on_pool, on_tx};
+
+/// Failed logins allowed per email per sliding hour.
+pub const MAX_FAILURES_PER_HOUR: i64 = 100;
+/// How long a session lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// How long a set-password link is valid.
+pub const PASSWORD_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Shortest password accepted (NIST SP 800-63B: at least 8).
+pub const MIN_PASSWORD_CHARS: usize = 10;
+/// Longest password accepted (argon2 is fine with more; this bounds the work).
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+const HOUR: Micros = 3_600_000_000;
+
+/// A user's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Operates the platform: tenants, the job dashboard.
+    SuperAdmin,
+    /// Administers one tenant.
+    TenantAdmin,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::SuperAdmin => "super_admin",
+            Role::TenantAdmin => "tenant_admin",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, Error> {
+        match s {
+            "super_admin" => Ok(Role::SuperAdmin),
+            "tenant_admin" => Ok(Role::TenantAdmin),
+            other => Err(Error::Internal(anyhow::anyhow!("unknown role {other:?} in users table"))),
+        }
+    }
+}
+
+/// A signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Id (UUID).
+    pub id: String,
+    /// Email, lower-cased.
+    pub email: String,
+    /// Role.
+    pub role: Role,
+    /// The tenant of a tenant admin.
+    pub tenant_id: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    email: String,
+    password_hash: Option<String>,
+    role: String,
+    tenant_id: Option<String>,
+}
+
+impl UserRow {
+    fn user(self) -> Result<User, Error> {
+        Ok(User { id: self.id, email: self.email, role: Role::parse(&self.role)?, tenant_id: self.tenant_id })
+    }
+}
+
+/// A new session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The secret: cookie value and bearer token. Shown once, stored hashed.
+    pub token: String,
+    /// Its owner.
+    pub user: User,
+    /// When it stops working.
+    pub expires_at: Micros,
+}
+
+/// A random 256-bit secret, hex-encoded.
+pub fn new_secret() -> String {
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// The SHA-256 of a secret, hex-encoded: what is stored.
+pub fn secret_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Checks a new password's length.
+///
+/// # Errors
+/// Too short or too long, as a field error on `field`.
+pub fn check_password(field: &'static str, password: &str) -> Result<(), FieldErrors> {
+    let n = password.chars().count();
+    let mut errs = FieldErrors::default();
+    if n < MIN_PASSWORD_CHARS {
+        errs.push(field, format!("must be at least {MIN_PASSWORD_CHARS} characters"));
+    } else if n > MAX_PASSWORD_CHARS {
+        errs.push(field, format!("must be at most {MAX_PASSWORD_CHARS} characters"));
+    }
+    errs.into_result()
+}
+
+/// Users, sessions, passwords.
+#[derive(Clone)]
+pub struct Identity {
+    pools: Pools,
+    hasher: Hasher,
+    clock: Arc<dyn Clock>,
+}
+
+impl Identity {
+    /// Identity on the control-plane database.
+    pub fn new(pools: Pools, hasher: Hasher, clock: Arc<dyn Clock>) -> Self {
+        Self { pools, hasher, clock }
+    }
+
+    /// The password hasher.
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
+    /// Makes sure a super admin with `email` exists. With `password` given, a new
+    /// account gets it; with none, a random one is generated and returned (to be
+    /// printed once). An existing account is left as it is.
+    ///
+    /// # Errors
+    /// A bad email or password, or a database failure.
+    pub async fn seed_super_admin(&self, email: &str, password: Option<&str>) -> Result<Option<String>, Error> {
+        let email = Email::parse("SUPERADMIN_EMAIL", email).map_err(|e| Error::Invalid(FieldErrors(vec![e])))?;
+        let exists: Option<String> = on_pool!(&self.pools, read, p =>
+            sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(email.as_str()).fetch_optional(p).await)?;
+        if exists.is_some() {
+            return Ok(None);
+        }
+        let (password, generated) = match password {
+            Some(p) => {
+                check_password("SUPERADMIN_PASSWORD", p)?;
+                (p.to_owned(), None)
+            }
+            None => {
+                let p = new_secret()[..24].to_owned();
+                (p.clone(), Some(p))
+            }
+        };
+        let hash = self.hasher.hash(&password).await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        on_pool!(&self.pools, write, p => sqlx::query(
+            "INSERT INTO users (id, email, password_hash, role, tenant_id, created_at)
+             VALUES ($1, $2, $3, 'super_admin', NULL, $4) ON CONFLICT (email) DO NOTHING")
+            .bind(&id).bind(email.as_str()).bind(&hash).bind(self.clock.now())
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(generated)
+    }
+
+    /// Signs in. Unknown email and wrong password give the same
+    /// [`Error::BadCredentials`] in the same time.
+    ///
+    /// # Errors
+    /// Bad credentials, [`Error::RateLimited`] after too many failures for this
+    /// email within an hour, or a database failure.
+    pub async fn login(&self, email: &str, password: &str) -> Result<Session, Error> {
+        let account = email.trim().to_ascii_lowercase();
+        let now = self.clock.now();
+        let failures: i64 = on_pool!(&self.pools, read, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM login_failures WHERE account = $1 AND at > $2")
+            .bind(&account).bind(now - HOUR).fetch_one(p).await)?;
+        if failures >= MAX_FAILURES_PER_HOUR {
+            return Err(Error::RateLimited(
+                "too many failed sign-in attempts for this account; try again later".to_owned(),
+            ));
+        }
+        let row: Option<UserRow> = on_pool!(&self.pools, read, p => sqlx::query_as(
+            "SELECT id, email, password_hash, role, tenant_id FROM users WHERE email = $1")
+            .bind(&account).fetch_optional(p).await)?;
+        let hash = row.as_ref().and_then(|r| r.password_hash.as_deref());
+        let password = if password.chars().count() > MAX_PASSWORD_CHARS { "" } else { password };
+        let ok = self.hasher.verify(password, hash).await?;
+        let Some(row) = row.filter(|_| ok) else {
+            on_pool!(&self.pools, write, p => sqlx::query(
+                "INSERT INTO login_failures (account, at) VALUES ($1, $2)")
+                .bind(&account).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+            return Err(Error::BadCredentials);
+        };
+        let token = new_secret();
+        let expires_at = now + SESSION_TTL.as_micros() as i64;
+        on_pool!(&self.pools, write, p => sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(secret_hash(&token)).bind(&row.id).bind(now).bind(expires_at).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(Session { token, user: row.user()?, expires_at })
+    }
+
+    /// The user a session token belongs to, if it is valid.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<User>, Error> {
+        if token.len() != 64 {
+            return Ok(None);
+        }
+        let row: Option<UserRow> = on_pool!(&self.pools, read, p => sqlx::query_as(
+            "SELECT u.id, u.email, u.password_hash, u.role, u.tenant_id
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2")
+            .bind(secret_hash(token)).bind(self.clock.now()).fetch_optional(p).await)?;
+        row.map(UserRow::user).transpose()
+    }
+
+    /// Revokes a session server-side (the token stops working everywhere).
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn logout(&self, token: &str) -> Result<(), Error> {
+        on_pool!(&self.pools, write, p => sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
+            .bind(self.clock.now()).bind(secret_hash(token)).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Issues a single-use set-password token for `user_id` inside `tx`.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn issue_password_token(
+        &self,
+        tx: &mut jobengine::Transaction,
+        user_id: &str,
+    ) -> Result<String, Error> {
+        let token = new_secret();
+        let now = self.clock.now();
+        on_tx!(tx, c => sqlx::query(
+            "INSERT INTO password_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(secret_hash(&token)).bind(user_id).bind(now)
+            .bind(now + PASSWORD_TOKEN_TTL.as_micros() as i64).execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(token)
+    }
+
+    /// Sets a password through a set-password token, which is then used up.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad password, [`Error::BadToken`] for an unknown,
+    /// used or expired token, or a database failure.
+    pub async fn set_password(&self, token: &str, password: &str) -> Result<User, Error> {
+        check_password("password", password)?;
+        let hash = self.hasher.hash(password).await?;
+        let now = self.clock.now();
+        let store_tx = match &self.pools {
+            Pools::Sqlite { write, .. } => jobengine::Tx::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
+            Pools::Postgres(p) => jobengine::Tx::Postgres(p.begin().await?),
+        };
+        let mut tx = Wrapped { tx: store_tx };
+        let user_id: Option<String> = on_tx!(tx, c => sqlx::query_scalar(
+            "UPDATE password_tokens SET used_at = $1
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING user_id")
+            .bind(now).bind(secret_hash(token)).fetch_optional(c).await)?;
+        let user_id = user_id.ok_or(Error::BadToken)?;
+        let row: UserRow = on_tx!(tx, c => sqlx::query_as(
+            "UPDATE users SET password_hash = $1 WHERE id = $2
+             RETURNING id, email, password_hash, role, tenant_id")
+            .bind(&hash).bind(&user_id).fetch_one(c).await)?;
+        match tx.tx {
+            jobengine::Tx::Sqlite(t) => t.commit().await?,
+            jobengine::Tx::Postgres(t) => t.commit().await?,
+        }
+        row.user()
+    }
+}
+
+/// A bare transaction in the shape [`on_tx!`] expects.
+struct Wrapped {
+    tx: jobengine::Tx,
+}
