@@ -1,1 +1,120 @@
-fn main() {}
+//! `cargo xtask …`: builds, runs and tests the whole product with nothing but cargo
+//! (and, for the browser tests, node and a system Chromium).
+//!
+//! ```text
+//! cargo xtask build-site [--release]   wasm + wasm-bindgen + assets into <target>/site
+//! cargo xtask run [--release]          build everything, then start the server
+//! cargo xtask test [--release]         build, `cargo test --workspace`, then Playwright
+//! ```
+//!
+//! We deliberately do not use cargo-leptos: it takes ~17 min to install on a 2-core
+//! machine, its newer releases need a newer Rust, and it needs a `wasm-bindgen` CLI
+//! of exactly the locked version on `PATH`. Instead the site is built here with plain
+//! `cargo build --target wasm32-unknown-unknown` and the `wasm-bindgen-cli-support`
+//! crate used as a library, pinned to the same version as the `wasm-bindgen` crate,
+//! so the two can never drift apart.
+//!
+//! # Layout
+//! - [`workspace`]: where things are (root, target dir, site dir, cargo) and running commands;
+//! - [`site`]: the browser bundle and the server binary;
+//! - [`postgres`]: a throw-away PostgreSQL cluster for the tests;
+//! - [`e2e`]: the Playwright tests against a real server in Chromium.
+
+mod e2e;
+mod postgres;
+mod site;
+mod workspace;
+
+use anyhow::{Context, bail};
+
+use crate::workspace::{Profile, Workspace};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [--release]
+
+commands:
+  build-site   build the browser bundle and styles into <target>/site
+  run          build everything and start the server (env is passed through:
+               BIND_ADDR, DATABASE_URL, ...); prints the URL
+  test         build everything, run `cargo test --workspace` against SQLite and a
+               throw-away PostgreSQL, then the Playwright tests in end2end/
+
+--release      optimised builds (wasm-release profile for the browser bundle)";
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let Some(command) = args.next() else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    let mut profile = Profile::Dev;
+    for arg in args {
+        match arg.as_str() {
+            "--release" => profile = Profile::Release,
+            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
+        }
+    }
+    let ws = Workspace::detect().context("locating the workspace")?;
+    match command.as_str() {
+        "build-site" => site::build_site(&ws, profile),
+        "run" => run(&ws, profile),
+        "test" => test(&ws, profile),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+/// Builds the site and the server, then becomes the server (exec), so Ctrl-C and
+/// SIGTERM reach it directly and it shuts down gracefully.
+fn run(ws: &Workspace, profile: Profile) -> anyhow::Result<()> {
+    site::build_site(ws, profile)?;
+    let server = site::build_server(ws, profile)?;
+    let mut cmd = std::process::Command::new(&server);
+    cmd.current_dir(&ws.root);
+    if std::env::var_os("SITE_ROOT").is_none() {
+        cmd.env("SITE_ROOT", ws.site_dir());
+    }
+    eprintln!("xtask: starting {}", server.display());
+    exec(cmd)
+}
+
+#[cfg(unix)]
+fn exec(mut cmd: std::process::Command) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    // Only returns on failure.
+    let err = cmd.exec();
+    Err(err).with_context(|| format!("starting {:?}", cmd.get_program()))
+}
+
+#[cfg(not(unix))]
+fn exec(mut cmd: std::process::Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("the server exited with {status}");
+    }
+    Ok(())
+}
+
+/// Everything CI runs: fails at the first failing step.
+fn test(ws: &Workspace, profile: Profile) -> anyhow::Result<()> {
+    // Check the browser before spending minutes on builds.
+    let chromium = e2e::find_chromium()?;
+    site::build_site(ws, profile)?;
+    let server = site::build_server(ws, profile)?;
+
+    // PostgreSQL for the storage tests: `TEST_DATABASE_URL` if the caller gave one,
+    // otherwise a throw-away cluster, stopped when `pg` drops (also on failure).
+    let pg = postgres::ensure_postgres().context("starting PostgreSQL for the tests")?;
+
+    let mut cargo_test = ws.cargo();
+    cargo_test.args(["test", "--workspace"]).env("TEST_DATABASE_URL", &pg.url);
+    profile.add_cargo_flag(&mut cargo_test);
+    workspace::run(&mut cargo_test).context("`cargo test --workspace` failed")?;
+
+    e2e::run_playwright(ws, &server, &chromium).context("end-to-end tests failed")?;
+    println!("xtask: all tests passed");
+    Ok(())
+}

@@ -1,0 +1,55 @@
+import { test, expect } from '@playwright/test';
+
+// The build chain end to end: the server renders the page, the browser hydrates it
+// from the wasm bundle, and the hydrated page follows the job counts over a
+// gRPC-web server stream (JobService.WatchCounts) on the same port.
+test('home page hydrates and follows the job counts over gRPC-web', async ({ page }) => {
+  const pageErrors: Error[] = [];
+  page.on('pageerror', (e) => pageErrors.push(e));
+  const watch = page.waitForRequest((r) => r.url().endsWith('/jobs.v1.JobService/WatchCounts'));
+
+  await page.goto('/');
+  await expect(page).toHaveTitle('Back office');
+  await expect(page.getByRole('heading', { level: 1, name: 'Back office' })).toBeVisible();
+
+  // Server-rendered first, then made interactive by the wasm bundle.
+  await expect(page.getByTestId('hydrated')).toHaveText('interactive', { timeout: 20_000 });
+
+  const request = await watch;
+  expect(request.headers()['content-type']).toContain('application/grpc-web');
+
+  // The stream sends the counts at once and again on change or as a keep-alive
+  // (every 15 s on an idle engine), so two messages may take ~15 s.
+  const updates = page.getByTestId('updates');
+  await expect
+    .poll(async () => Number((await updates.textContent())?.match(/updates received: (\d+)/)?.[1] ?? 0), {
+      timeout: 40_000,
+      message: 'at least two WatchCounts messages should arrive',
+    })
+    .toBeGreaterThanOrEqual(2);
+
+  for (const state of ['enqueued', 'processing', 'scheduled', 'succeeded', 'dead', 'deleted']) {
+    await expect(page.getByTestId(`count-${state}`)).toHaveText(/^\d+$/);
+  }
+  await expect(page.getByRole('alert')).toHaveCount(0);
+  expect(pageErrors).toEqual([]);
+});
+
+test('unknown paths answer 404 with a page', async ({ page }) => {
+  const response = await page.goto('/no/such/page');
+  expect(response?.status()).toBe(404);
+  await expect(page.getByRole('heading', { name: 'Page not found' })).toBeVisible();
+});
+
+test('static assets are served', async ({ request }) => {
+  for (const [path, type] of [
+    ['/pkg/app.js', 'javascript'],
+    ['/pkg/app_bg.wasm', 'application/wasm'],
+    ['/pkg/app.css', 'text/css'],
+    ['/favicon.svg', 'image/svg+xml'],
+  ]) {
+    const r = await request.get(path);
+    expect(r.status(), path).toBe(200);
+    expect(r.headers()['content-type'], path).toContain(type);
+  }
+});

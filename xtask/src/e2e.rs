@@ -1,0 +1,179 @@
+//! The Playwright tests in `end2end/`, driven against the real server binary in the
+//! system's Chromium.
+//!
+//! Browsers cannot be downloaded here (Playwright's own browser builds come from a
+//! CDN, not from a package registry), so the tests launch Debian's `chromium`; the
+//! `@playwright/test` package itself installs from npm without downloading any.
+//!
+//! The server starts on port 0 with a fresh SQLite database in a temporary folder;
+//! we learn its address from the line it prints (`Back office listening on
+//! http://ADDR`), so there is no port to race for.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::workspace::{self, Workspace};
+
+/// How long the server may take to print its address.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the server may take to stop after SIGTERM before it is killed.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+/// What the server prints once it listens; the URL follows.
+const LISTENING: &str = "Back office listening on ";
+
+/// The Chromium the tests launch: `$CHROMIUM_PATH`, else Debian's `/usr/bin/chromium`.
+///
+/// # Errors
+/// None is installed; the message says how to install it.
+pub fn find_chromium() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("CHROMIUM_PATH").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    if !path.is_file() {
+        bail!(
+            "Chromium not found at {}: the end-to-end tests need a system Chromium \
+             (Playwright cannot download its own here). Install it with \
+             `sudo apt-get install -y chromium`, or set CHROMIUM_PATH to a Chromium binary.",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Installs the npm packages if needed, starts `server`, runs Playwright, stops the server.
+pub fn run_playwright(ws: &Workspace, server: &Path, chromium: &Path) -> anyhow::Result<()> {
+    let dir = ws.root.join("end2end");
+    npm_install(&dir)?;
+
+    let data = std::env::temp_dir().join(format!("xtask-e2e-{}", std::process::id()));
+    if data.exists() {
+        std::fs::remove_dir_all(&data).with_context(|| format!("clearing {}", data.display()))?;
+    }
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let result = (|| {
+        let server = Server::start(ws, server, &data)?;
+        let mut playwright = Command::new(dir.join("node_modules/.bin/playwright"));
+        playwright
+            .arg("test")
+            .current_dir(&dir)
+            .env("BASE_URL", &server.url)
+            .env("CHROMIUM_PATH", chromium);
+        let outcome = workspace::run(&mut playwright);
+        server.stop()?;
+        outcome
+    })();
+    if let Err(e) = std::fs::remove_dir_all(&data) {
+        eprintln!("xtask: removing {} failed: {e}", data.display());
+    }
+    result
+}
+
+/// `npm ci` when `node_modules` is missing (or older than the lock file).
+fn npm_install(dir: &Path) -> anyhow::Result<()> {
+    let modules = dir.join("node_modules");
+    let lock = dir.join("package-lock.json");
+    let stale = match (modified(&modules.join(".package-lock.json")), modified(&lock)) {
+        (Some(installed), Some(locked)) => installed < locked,
+        _ => true,
+    };
+    if !stale && modules.join(".bin/playwright").exists() {
+        return Ok(());
+    }
+    let mut npm = Command::new("npm");
+    npm.current_dir(dir).args(if lock.exists() { ["ci", "--no-audit"] } else { ["install", "--no-audit"] });
+    // Playwright's browsers are not used (see the module docs); never try to fetch them.
+    npm.env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
+    workspace::run(&mut npm).context("installing the end-to-end test packages (is node/npm installed? `apt-get install nodejs npm`)")
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The server under test; killed on drop if [`Server::stop`] was not reached.
+struct Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    url: String,
+}
+
+impl Server {
+    /// Starts `bin` on a free port with a fresh SQLite database under `data`.
+    fn start(ws: &Workspace, bin: &Path, data: &Path) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(bin);
+        cmd.current_dir(data)
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .env("SITE_ROOT", ws.site_dir())
+            .env("DATABASE_URL", format!("sqlite://{}", data.join("app.db").display()))
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        eprintln!("xtask: starting {}", bin.display());
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let stdout = child.stdout.take().context("the server's stdout was not captured")?;
+        let mut server = Server { child: Some(child), url: String::new() };
+
+        // Forward the server's stdout to ours, and hand us the URL once printed.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("[server] {line}");
+                if let Some(url) = line.strip_prefix(LISTENING) {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(url) => {
+                    server.url = url;
+                    eprintln!("xtask: server up at {}", server.url);
+                    return Ok(server);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    if let Some(child) = server.child.as_mut()
+                        && let Some(status) = child.try_wait().context("polling the server")?
+                    {
+                        bail!("the server exited with {status} before listening");
+                    }
+                }
+                Err(_) => bail!("the server did not print its address within {STARTUP_TIMEOUT:?}"),
+            }
+        }
+    }
+
+    /// SIGTERM, then waits for a graceful exit (killing after a timeout); a
+    /// non-zero exit is an error, since a clean shutdown is part of what we test.
+    fn stop(mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().context("waiting for the server")? {
+                if !status.success() {
+                    bail!("the server exited with {status} after SIGTERM");
+                }
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the server did not stop within {SHUTDOWN_TIMEOUT:?} of SIGTERM; killed it");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
