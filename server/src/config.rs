@@ -1,0 +1,84 @@
+//! The server's settings, from the environment, with defaults that run the whole
+//! product on one machine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+/// The control-plane database when `DATABASE_URL` is unset.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/app.db";
+/// Where the server listens when `BIND_ADDR` is unset.
+pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:3000";
+
+/// Whether this process also runs jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerMode {
+    /// Run a worker in-process (the one-command default).
+    Embedded,
+    /// Serve only; `worker` processes run the jobs.
+    Off,
+}
+
+/// Everything `main` reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DATABASE_URL`: `sqlite://PATH` (created if missing) or `postgres://...`.
+    pub database_url: String,
+    /// `BIND_ADDR`, default `127.0.0.1:3000`; port 0 picks a free one.
+    pub bind_addr: SocketAddr,
+    /// `WORKER=embedded|off`, default `embedded`.
+    pub worker: WorkerMode,
+    /// `SITE_ROOT`: the built site (`pkg/app.js`, `pkg/app_bg.wasm`, `pkg/app.css`),
+    /// default `target/site`; `cargo xtask run` sets it.
+    pub site_root: PathBuf,
+    /// `ALLOW_OPEN_ADMIN=1` lets the not-yet-authenticated admin API listen beyond
+    /// loopback. Off by default.
+    pub allow_open_admin: bool,
+}
+
+impl Config {
+    /// Reads the environment.
+    ///
+    /// # Errors
+    /// A variable is set to something unusable; the message names it.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// As [`Config::from_env`], reading through `get`.
+    ///
+    /// # Errors
+    /// As [`Config::from_env`].
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let bind = get("BIND_ADDR").unwrap_or_else(|| DEFAULT_BIND_ADDR.to_owned());
+        let bind_addr: SocketAddr =
+            bind.parse().with_context(|| format!("BIND_ADDR={bind:?} is not an address like 127.0.0.1:3000"))?;
+        let worker = match get("WORKER").as_deref() {
+            None | Some("embedded") => WorkerMode::Embedded,
+            Some("off") => WorkerMode::Off,
+            Some(other) => bail!("WORKER={other:?}: expected `embedded` or `off`"),
+        };
+        let site_root = PathBuf::from(get("SITE_ROOT").unwrap_or_else(|| "target/site".to_owned()));
+        let allow_open_admin = matches!(get("ALLOW_OPEN_ADMIN").as_deref(), Some("1" | "true"));
+        Ok(Self { database_url, bind_addr, worker, site_root, allow_open_admin })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = Config::from_lookup(|_| None).expect("defaults");
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.bind_addr.to_string(), DEFAULT_BIND_ADDR);
+        assert_eq!(c.worker, WorkerMode::Embedded);
+        let e = Config::from_lookup(|k| (k == "WORKER").then(|| "sometimes".into())).expect_err("bad WORKER");
+        assert!(e.to_string().contains("WORKER"));
+        let e = Config::from_lookup(|k| (k == "BIND_ADDR").then(|| "localhost".into())).expect_err("bad addr");
+        assert!(e.to_string().contains("BIND_ADDR"));
+    }
+}

@@ -1,0 +1,319 @@
+//! `jobs.v1.JobService`: the job engine's admin operations over gRPC, for the
+//! `/hangfire` dashboard and for scripts.
+//!
+//! Every call first asks the [`Guard`] for the super-admin role; the engine's
+//! errors map to statuses here (not found, wrong state → `FAILED_PRECONDITION`,
+//! unique key taken → `ALREADY_EXISTS`); database failures are logged and answered
+//! with a bare `INTERNAL`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use jobengine::Job;
+use jobengine::builtin::{Fail, Noop, Sleep};
+use jobengine::storage::{HistoryRow, JobRow, WorkerRow};
+use jobengine::{JobState, Jobs, ListQuery, StateCounts, StorageError};
+use proto::jobs::v1 as pb;
+use proto::jobs::v1::job_service_server::JobService;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::guard::{Guard, Role};
+
+/// Largest page `ListJobs` returns.
+const MAX_PAGE: u32 = 500;
+/// `ListJobs` page size when the request gives none.
+const DEFAULT_PAGE: u32 = 50;
+/// A worker counts as live while its last heartbeat is this recent.
+pub const LIVE_WINDOW: Duration = Duration::from_secs(30);
+/// `WatchCounts` sends a copy at least this often, even when nothing changed, so
+/// idle streams survive proxies that close silent connections.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// The service.
+pub struct JobsGrpc {
+    jobs: Jobs,
+    guard: Arc<dyn Guard>,
+    shutdown: CancellationToken,
+}
+
+impl JobsGrpc {
+    /// Serves `jobs`, asking `guard` before each call; streams end at `shutdown`.
+    pub fn new(jobs: Jobs, guard: Arc<dyn Guard>, shutdown: CancellationToken) -> Self {
+        Self { jobs, guard, shutdown }
+    }
+}
+
+/// Maps engine errors to statuses; internals are logged, not sent.
+fn status(e: StorageError) -> Status {
+    match e {
+        StorageError::NotFound(id) => Status::not_found(format!("job {id} not found")),
+        e @ StorageError::WrongState { .. } => Status::failed_precondition(e.to_string()),
+        e @ StorageError::UniqueKeyTaken(_) => Status::already_exists(e.to_string()),
+        e => {
+            tracing::error!(error = %e, "job store failure");
+            Status::internal("internal error; see the server log")
+        }
+    }
+}
+
+fn pb_state(s: JobState) -> pb::JobState {
+    match s {
+        JobState::Enqueued => pb::JobState::Enqueued,
+        JobState::Processing => pb::JobState::Processing,
+        JobState::Scheduled => pb::JobState::Scheduled,
+        JobState::Succeeded => pb::JobState::Succeeded,
+        JobState::Dead => pb::JobState::Dead,
+        JobState::Deleted => pb::JobState::Deleted,
+    }
+}
+
+fn engine_state(s: i32) -> Result<JobState, Status> {
+    match pb::JobState::try_from(s) {
+        Ok(pb::JobState::Enqueued) => Ok(JobState::Enqueued),
+        Ok(pb::JobState::Processing) => Ok(JobState::Processing),
+        Ok(pb::JobState::Scheduled) => Ok(JobState::Scheduled),
+        Ok(pb::JobState::Succeeded) => Ok(JobState::Succeeded),
+        Ok(pb::JobState::Dead) => Ok(JobState::Dead),
+        Ok(pb::JobState::Deleted) => Ok(JobState::Deleted),
+        Ok(pb::JobState::Unspecified) => Err(Status::invalid_argument("state: required (e.g. JOB_STATE_DEAD)")),
+        Err(_) => Err(Status::invalid_argument(format!("state: {s} is not a JobState"))),
+    }
+}
+
+fn ms(micros: i64) -> i64 {
+    micros / 1000
+}
+
+fn pb_counts(c: &StateCounts, at_micros: i64) -> pb::JobCounts {
+    pb::JobCounts {
+        enqueued: c.enqueued,
+        processing: c.processing,
+        scheduled: c.scheduled,
+        succeeded: c.succeeded,
+        dead: c.dead,
+        deleted: c.deleted,
+        at_unix_ms: ms(at_micros),
+    }
+}
+
+fn pb_summary(j: &JobRow) -> pb::JobSummary {
+    pb::JobSummary {
+        id: j.id,
+        kind: j.kind.clone(),
+        queue: j.queue.clone(),
+        state: pb_state(j.state).into(),
+        attempt: j.attempt.max(0) as u32,
+        max_attempts: j.max_attempts.max(0) as u32,
+        created_at_unix_ms: ms(j.created_at),
+        run_at_unix_ms: ms(j.run_at),
+        last_error: j.last_error.clone().unwrap_or_default(),
+        unique_key: j.unique_key.clone().unwrap_or_default(),
+        progress: j.progress.clone().unwrap_or_default(),
+    }
+}
+
+fn pb_history(h: &HistoryRow) -> pb::HistoryEntry {
+    pb::HistoryEntry {
+        state: pb_state(h.state).into(),
+        at_unix_ms: ms(h.at),
+        attempt: h.attempt.max(0) as u32,
+        worker_id: h.worker_id.clone().unwrap_or_default(),
+        reason: h.reason.clone().unwrap_or_default(),
+        error_chain: h.errors(),
+    }
+}
+
+fn pb_worker(w: &WorkerRow) -> pb::WorkerInfo {
+    pb::WorkerInfo {
+        id: w.id.clone(),
+        hostname: w.hostname.clone(),
+        pid: w.pid.max(0) as u32,
+        concurrency: w.concurrency.max(0) as u32,
+        queues: w.queues.split(',').map(str::to_owned).collect(),
+        started_at_unix_ms: ms(w.started_at),
+        last_heartbeat_unix_ms: ms(w.last_heartbeat),
+        running: w.running.max(0) as u32,
+    }
+}
+
+fn job_id(id: i64) -> Result<i64, Status> {
+    if id <= 0 {
+        return Err(Status::invalid_argument("id: must be a positive job id"));
+    }
+    Ok(id)
+}
+
+impl JobsGrpc {
+    async fn detail(&self, id: i64) -> Result<Response<pb::JobDetail>, Status> {
+        let d = self.jobs.get(id).await.map_err(status)?;
+        Ok(Response::new(pb::JobDetail {
+            job: Some(pb_summary(&d.job)),
+            args_json: d.job.args.clone(),
+            history: d.history.iter().map(pb_history).collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl JobService for JobsGrpc {
+    async fn get_counts(&self, req: Request<pb::GetCountsRequest>) -> Result<Response<pb::JobCounts>, Status> {
+        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let c = self.jobs.counts().await.map_err(status)?;
+        Ok(Response::new(pb_counts(&c, self.jobs.clock().now())))
+    }
+
+    type WatchCountsStream = Pin<Box<dyn Stream<Item = Result<pb::JobCounts, Status>> + Send>>;
+
+    async fn watch_counts(
+        &self,
+        req: Request<pb::WatchCountsRequest>,
+    ) -> Result<Response<Self::WatchCountsStream>, Status> {
+        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let interval = match req.get_ref().interval_ms {
+            0 => Duration::from_millis(1000),
+            n => Duration::from_millis(u64::from(n).max(200)),
+        };
+        // A small bounded buffer: a slow client makes this task wait, never makes
+        // the server queue without limit.
+        let (tx, rx) = mpsc::channel(2);
+        let jobs = self.jobs.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut last: Option<StateCounts> = None;
+            let mut last_sent = tokio::time::Instant::now();
+            loop {
+                let msg = match jobs.counts().await {
+                    Ok(c) if last != Some(c) || last_sent.elapsed() >= KEEPALIVE => {
+                        last = Some(c);
+                        Some(Ok(pb_counts(&c, jobs.clock().now())))
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(Err(status(e))),
+                };
+                if let Some(msg) = msg {
+                    let failed = msg.is_err();
+                    tokio::select! {
+                        sent = tx.send(msg) => if sent.is_err() { return },
+                        _ = shutdown.cancelled() => return,
+                    }
+                    last_sent = tokio::time::Instant::now();
+                    if failed {
+                        return;
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = tx.closed() => return,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_jobs(&self, req: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
+        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let r = req.get_ref();
+        let state = engine_state(r.state)?;
+        let limit = match r.page_size {
+            0 => DEFAULT_PAGE,
+            n if n > MAX_PAGE => {
+                return Err(Status::invalid_argument(format!("page_size: at most {MAX_PAGE}, got {n}")));
+            }
+            n => n,
+        };
+        let before_id = match r.page_token.as_str() {
+            "" => None,
+            t => Some(t.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+                Status::invalid_argument("page_token: not a token from a previous ListJobs response")
+            })?),
+        };
+        if r.kind.len() > 200 {
+            return Err(Status::invalid_argument("kind: at most 200 characters"));
+        }
+        let kind = (!r.kind.is_empty()).then(|| r.kind.clone());
+        let rows = self.jobs.list(&ListQuery { state, kind, before_id, limit }).await.map_err(status)?;
+        let next_page_token = match rows.last() {
+            Some(last) if rows.len() == limit as usize => last.id.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListJobsResponse { jobs: rows.iter().map(pb_summary).collect(), next_page_token }))
+    }
+
+    async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::JobDetail>, Status> {
+        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        self.detail(job_id(req.get_ref().id)?).await
+    }
+
+    async fn requeue_job(&self, req: Request<pb::JobIdRequest>) -> Result<Response<pb::JobDetail>, Status> {
+        let who = self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let id = job_id(req.get_ref().id)?;
+        self.jobs.requeue(id, &who.name).await.map_err(status)?;
+        self.detail(id).await
+    }
+
+    async fn delete_job(&self, req: Request<pb::JobIdRequest>) -> Result<Response<pb::JobDetail>, Status> {
+        let who = self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let id = job_id(req.get_ref().id)?;
+        self.jobs.delete(id, &who.name).await.map_err(status)?;
+        self.detail(id).await
+    }
+
+    async fn trigger_job(&self, req: Request<pb::JobIdRequest>) -> Result<Response<pb::JobDetail>, Status> {
+        let who = self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let id = job_id(req.get_ref().id)?;
+        self.jobs.trigger(id, &who.name).await.map_err(status)?;
+        self.detail(id).await
+    }
+
+    async fn enqueue_diagnostic(
+        &self,
+        req: Request<pb::EnqueueDiagnosticRequest>,
+    ) -> Result<Response<pb::EnqueueDiagnosticResponse>, Status> {
+        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let r = req.get_ref();
+        let count = match r.count {
+            0 => 1,
+            n @ 1..=1000 => n,
+            n => return Err(Status::invalid_argument(format!("count: at most 1000, got {n}"))),
+        };
+        let job = match r.kind.as_str() {
+            k if k == Noop::KIND => self.jobs.new_job(&Noop {}, None),
+            k if k == Sleep::KIND => {
+                if r.sleep_ms > 600_000 {
+                    return Err(Status::invalid_argument("sleep_ms: at most 600000"));
+                }
+                self.jobs.new_job(&Sleep { ms: u64::from(r.sleep_ms) }, None)
+            }
+            k if k == Fail::KIND => {
+                if r.fail_message.len() > 1000 {
+                    return Err(Status::invalid_argument("fail_message: at most 1000 bytes"));
+                }
+                let message = if r.fail_message.is_empty() { "diagnostic failure".into() } else { r.fail_message.clone() };
+                self.jobs.new_job(&Fail { message, permanent: r.permanent }, None)
+            }
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "kind: {other:?} is not a diagnostic job (diag.noop, diag.sleep, diag.fail)"
+                )));
+            }
+        }
+        .map_err(status)?;
+        let done = self.jobs.enqueue_many(&vec![job; count as usize]).await.map_err(status)?;
+        Ok(Response::new(pb::EnqueueDiagnosticResponse { job_ids: done.iter().map(|e| e.id).collect() }))
+    }
+
+    async fn list_workers(
+        &self,
+        req: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let rows = self.jobs.workers(LIVE_WINDOW.as_micros() as i64).await.map_err(status)?;
+        Ok(Response::new(pb::ListWorkersResponse { workers: rows.iter().map(pb_worker).collect() }))
+    }
+}

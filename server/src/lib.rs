@@ -1,0 +1,118 @@
+//! The back office's server: one axum router on one port serving the Leptos app
+//! (SSR + hydration), every gRPC service (plain gRPC for grpcurl and scripts,
+//! gRPC-web for the browser, with server reflection), and `/metrics`.
+//!
+//! `main` is thin: it reads [`config::Config`], opens the job store, binds, and
+//! calls [`run`] with a shutdown token, so tests start the real server on port 0
+//! with a token of their own.
+//!
+//! # Layout
+//! - [`config`]: settings from the environment;
+//! - [`guard`]: who may call what (the hook identity plugs into);
+//! - [`grpc`]: the gRPC services;
+//! - [`metrics`]: Prometheus text at `/metrics`.
+
+pub mod config;
+pub mod grpc;
+pub mod guard;
+pub mod metrics;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use app::{App, shell};
+use axum::Router;
+use axum::routing::get;
+use jobengine::{Jobs, Worker, WorkerConfig, registry_with_builtins};
+use leptos::config::LeptosOptions;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use proto::jobs::v1::job_service_server::JobServiceServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic_web::GrpcWebLayer;
+use tower::ServiceBuilder;
+
+use crate::config::{Config, WorkerMode};
+use crate::guard::Guard;
+
+/// Largest gRPC request accepted, on every service.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// Builds the router: pages, gRPC services, `/metrics`.
+///
+/// # Errors
+/// The reflection service cannot read the compiled descriptors (a build bug).
+pub fn router(
+    jobs: Jobs,
+    guard: Arc<dyn Guard>,
+    leptos_options: LeptosOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Router> {
+    let jobs_svc = JobServiceServer::new(grpc::jobs::JobsGrpc::new(jobs.clone(), guard, shutdown))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building gRPC reflection (v1)")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building gRPC reflection (v1alpha)")?;
+    // Each service gets its own path and the gRPC-web translation; mounting them one
+    // by one (rather than merging tonic's own router, which brings a fallback of its
+    // own) keeps the Leptos fallback the only one.
+    let grpc = Router::new()
+        .route_service("/jobs.v1.JobService/{*rest}", ServiceBuilder::new().layer(GrpcWebLayer::new()).service(jobs_svc))
+        .route_service(
+            "/grpc.reflection.v1.ServerReflection/{*rest}",
+            ServiceBuilder::new().layer(GrpcWebLayer::new()).service(reflection_v1),
+        )
+        .route_service(
+            "/grpc.reflection.v1alpha.ServerReflection/{*rest}",
+            ServiceBuilder::new().layer(GrpcWebLayer::new()).service(reflection_v1alpha),
+        );
+    let metrics = Router::new().route("/metrics", get(metrics::handler)).with_state(jobs);
+    let routes = generate_route_list(App);
+    let site = Router::new()
+        .leptos_routes(&leptos_options, routes, {
+            let options = leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler(shell))
+        .with_state(leptos_options);
+    Ok(site.merge(grpc).merge(metrics))
+}
+
+/// Serves on `listener` until `shutdown` fires, running an embedded worker when
+/// configured; then drains connections and stops the worker gracefully.
+///
+/// # Errors
+/// The router could not be built, the worker could not start, or serving failed.
+pub async fn run(listener: TcpListener, config: &Config, jobs: Jobs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let leptos_options = LeptosOptions::builder()
+        .output_name("app")
+        .site_root(config.site_root.to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(addr)
+        .build();
+    let guard: Arc<dyn Guard> = Arc::new(guard::Open);
+    let worker = match config.worker {
+        WorkerMode::Embedded => {
+            let cfg = WorkerConfig::from_env().context("reading worker settings")?;
+            let w = Worker::new(&jobs, registry_with_builtins::<()>(), Arc::new(()), cfg);
+            let token = shutdown.clone();
+            Some(tokio::spawn(w.run(token)))
+        }
+        WorkerMode::Off => None,
+    };
+    let app = router(jobs, guard, leptos_options, shutdown.clone())?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("serving HTTP")?;
+    if let Some(w) = worker {
+        w.await.context("embedded worker panicked")?.context("embedded worker failed")?;
+    }
+    Ok(())
+}
