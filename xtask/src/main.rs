@@ -1,99 +1,132 @@
-//! `cargo xtask <command>`: the project's set-up, build, run, test and benchmark
-//! commands, in plain cargo (no extra tools to install by hand).
+//! `cargo xtask …`: builds, runs and tests the whole product with nothing but cargo
+//! (and, for the browser tests, node and a system Chromium).
 //!
-//! - `run`: build everything, then start the server (SQLite, embedded worker) and
-//!   print its URL;
-//! - `test`: build everything, start a throw-away PostgreSQL, run every Rust test on
-//!   both backends, then the Playwright tests in real Chromium;
-//! - `bench`: the job engine's benchmark (throughput, latency, crash recovery);
-//! - `build-site`: only build the browser bundle and the server.
+//! ```text
+//! cargo xtask build-site [--release]   wasm + wasm-bindgen + assets into <target>/site
+//! cargo xtask run [--release]          build everything, then start the server
+//! cargo xtask test [--release]         build, `cargo test --workspace`, then Playwright
+//! cargo xtask bench                    the job engine's benchmark, on SQLite and PostgreSQL
+//! ```
 //!
-//! The browser bundle is built without cargo-leptos: `cargo build` for
-//! `wasm32-unknown-unknown`, then wasm-bindgen as a library (pinned to the same
-//! version as the `wasm-bindgen` crate the app links, which it must equal).
+//! We deliberately do not use cargo-leptos: it takes ~17 min to install on a 2-core
+//! machine, its newer releases need a newer Rust, and it needs a `wasm-bindgen` CLI
+//! of exactly the locked version on `PATH`. Instead the site is built here with plain
+//! `cargo build --target wasm32-unknown-unknown` and the `wasm-bindgen-cli-support`
+//! crate used as a library, pinned to the same version as the `wasm-bindgen` crate,
+//! so the two can never drift apart.
+//!
+//! # Layout
+//! - [`workspace`]: where things are (root, target dir, site dir, cargo) and running commands;
+//! - [`site`]: the browser bundle and the server binary;
+//! - [`postgres`]: a throw-away PostgreSQL cluster for the tests;
+//! - [`e2e`]: the Playwright tests against a real server in Chromium.
 
-mod pg;
+mod e2e;
+mod postgres;
 mod site;
+mod workspace;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use anyhow::{Context, bail};
 
-use anyhow::{Context, Result, bail};
+use crate::workspace::{Profile, Workspace};
 
-fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let root = workspace_root();
-    std::env::set_current_dir(&root).context("entering the workspace")?;
-    match args.first().map(String::as_str) {
-        Some("run") => run(&root, &args[1..]),
-        Some("test") => test(&root),
-        Some("bench") => bench(),
-        Some("build-site") => site::build(&root, release(&args)).map(|_| ()),
-        _ => {
-            eprintln!("usage: cargo xtask <run [--release] | test | bench | build-site [--release]>");
-            std::process::exit(2);
+const USAGE: &str = "\
+usage: cargo xtask <command> [--release]
+
+commands:
+  build-site   build the browser bundle and styles into <target>/site
+  run          build everything and start the server (env is passed through:
+               BIND_ADDR, DATABASE_URL, ...); prints the URL
+  test         build everything, run `cargo test --workspace` against SQLite and a
+               throw-away PostgreSQL, then the Playwright tests in end2end/
+  bench        the job engine's figures (throughput, enqueue-to-start latency,
+               kill -9 recovery, worker RSS) on SQLite and a throw-away PostgreSQL
+
+--release      optimised builds (wasm-release profile for the browser bundle)";
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let Some(command) = args.next() else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    let mut profile = Profile::Dev;
+    for arg in args {
+        match arg.as_str() {
+            "--release" => profile = Profile::Release,
+            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
         }
     }
+    let ws = Workspace::detect().context("locating the workspace")?;
+    match command.as_str() {
+        "build-site" => site::build_site(&ws, profile),
+        "run" => run(&ws, profile),
+        "test" => test(&ws, profile),
+        "bench" => bench(&ws),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
 }
 
-fn release(args: &[String]) -> bool {
-    args.iter().any(|a| a == "--release")
+/// Builds the site and the server, then becomes the server (exec), so Ctrl-C and
+/// SIGTERM reach it directly and it shuts down gracefully.
+fn run(ws: &Workspace, profile: Profile) -> anyhow::Result<()> {
+    site::build_site(ws, profile)?;
+    let server = site::build_server(ws, profile)?;
+    let mut cmd = std::process::Command::new(&server);
+    cmd.current_dir(&ws.root);
+    if std::env::var_os("SITE_ROOT").is_none() {
+        cmd.env("SITE_ROOT", ws.site_dir());
+    }
+    eprintln!("xtask: starting {}", server.display());
+    exec(cmd)
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+#[cfg(unix)]
+fn exec(mut cmd: std::process::Command) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    // Only returns on failure.
+    let err = cmd.exec();
+    Err(err).with_context(|| format!("starting {:?}", cmd.get_program()))
 }
 
-/// Runs a command, failing with its name if it fails.
-pub(crate) fn sh(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+#[cfg(not(unix))]
+fn exec(mut cmd: std::process::Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {:?}", cmd.get_program()))?;
     if !status.success() {
-        bail!("{cmd:?} failed with {status}");
+        bail!("the server exited with {status}");
     }
     Ok(())
 }
 
-fn run(root: &Path, args: &[String]) -> Result<()> {
-    let built = site::build(root, release(args))?;
-    std::fs::create_dir_all(root.join("data")).context("creating data/")?;
-    eprintln!("xtask: starting the server (Ctrl-C to stop); data lives in {}", root.join("data").display());
-    let status = Command::new(&built.server)
-        .env("SITE_ROOT", &built.site_root)
-        .status()
-        .context("starting the server")?;
-    if !status.success() {
-        bail!("server exited with {status}");
-    }
+/// The engine benchmark (`worker/benches/engine.rs`) against real worker processes.
+fn bench(ws: &Workspace) -> anyhow::Result<()> {
+    let pg = postgres::ensure_postgres().context("starting PostgreSQL for the benchmark")?;
+    let mut cargo = ws.cargo();
+    cargo.args(["bench", "-p", "worker", "--bench", "engine"]).env("TEST_DATABASE_URL", &pg.url);
+    workspace::run(&mut cargo).context("the benchmark failed")
+}
+
+/// Everything CI runs: fails at the first failing step.
+fn test(ws: &Workspace, profile: Profile) -> anyhow::Result<()> {
+    // Check the browser before spending minutes on builds.
+    let chromium = e2e::find_chromium()?;
+    site::build_site(ws, profile)?;
+    let server = site::build_server(ws, profile)?;
+
+    // PostgreSQL for the storage tests: `TEST_DATABASE_URL` if the caller gave one,
+    // otherwise a throw-away cluster, stopped when `pg` drops (also on failure).
+    let pg = postgres::ensure_postgres().context("starting PostgreSQL for the tests")?;
+
+    let mut cargo_test = ws.cargo();
+    cargo_test.args(["test", "--workspace"]).env("TEST_DATABASE_URL", &pg.url);
+    profile.add_cargo_flag(&mut cargo_test);
+    workspace::run(&mut cargo_test).context("`cargo test --workspace` failed")?;
+
+    e2e::run_playwright(ws, &server, &chromium).context("end-to-end tests failed")?;
+    println!("xtask: all tests passed");
     Ok(())
-}
-
-fn test(root: &Path) -> Result<()> {
-    let built = site::build(root, false)?;
-    let pg = pg::TestPostgres::start()?;
-    // 1. Every Rust test, on SQLite and PostgreSQL.
-    sh(Command::new("cargo").args(["test", "--workspace", "--exclude", "xtask"]).env("TEST_DATABASE_URL", &pg.url))?;
-    // 2. The browser tests against the real server binary.
-    end2end(root, &built)?;
-    eprintln!("xtask: all tests passed");
-    Ok(())
-}
-
-fn end2end(root: &Path, built: &site::Built) -> Result<()> {
-    let dir = root.join("end2end");
-    if !Path::new("/usr/bin/chromium").exists() {
-        bail!("Chromium is missing: apt-get install -y chromium (the tests drive /usr/bin/chromium)");
-    }
-    if !dir.join("node_modules").exists() {
-        sh(Command::new("npm").arg("ci").arg("--no-audit").arg("--no-fund").current_dir(&dir))?;
-    }
-    sh(Command::new("npx")
-        .args(["playwright", "test"])
-        .current_dir(&dir)
-        .env("SERVER_BIN", &built.server)
-        .env("SITE_ROOT", &built.site_root))
-}
-
-fn bench() -> Result<()> {
-    let pg = pg::TestPostgres::start()?;
-    sh(Command::new("cargo").args(["bench", "-p", "worker", "--bench", "engine"]).env("TEST_DATABASE_URL", &pg.url))
 }
