@@ -442,3 +442,55 @@ async fn paging_and_filters(which: Which) {
         jobs.list(&ListQuery { state: JobState::Dead, kind: None, before_id: None, limit: 50 }).await.expect("list");
     assert!(none.is_empty());
 }
+
+/// PostgreSQL only: killing the `LISTEN` connection never stalls work (the worker
+/// polls meanwhile), and the listener comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_listener_loss_does_not_stall() {
+    let db = TestDb::new(Which::Postgres).await;
+    let jobs = db.jobs().await;
+    let admin = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    let cfg = WorkerConfig { poll: Duration::from_millis(300), ..worker_config() };
+    let (_wid, stop, handle) = start_worker(&jobs, cfg);
+    let kill_listeners = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&admin)
+        .await
+        .expect("terminate")
+    };
+    // Wait for the listener to be up, then cut it.
+    let mut killed = 0;
+    for _ in 0..100 {
+        killed = kill_listeners().await;
+        if killed > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(killed > 0, "a LISTEN connection existed");
+    for _ in 0..3 {
+        let e = jobs.enqueue(&Noop {}).await.expect("enqueue");
+        wait_for(&jobs, e.id, JobState::Succeeded).await;
+    }
+    // The listener reconnects.
+    let mut back = false;
+    for _ in 0..200 {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .fetch_one(&admin)
+        .await
+        .expect("count");
+        if n > 0 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(back, "the listener reconnected");
+    stop.cancel();
+    handle.await.expect("worker stops");
+}
