@@ -1,0 +1,219 @@
+//! The `ProvisionTenant` job: create the tenant's database, migrate it, seed it,
+//! activate the tenant.
+//!
+//! Every step is idempotent (create-if-absent, migrations that record themselves,
+//! seeding by upsert, a conditional status change), so when a worker dies at any
+//! point the re-run converges on one database, one seed, one activation. Each step
+//! is reported as job progress and as the tenant's `step`, for the dashboard and
+//! for `WatchTenant`. On the last failed attempt the tenant becomes `failed` with
+//! the error kept.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use jobengine::{Job, JobContext, JobError, Jobs, Pools};
+use serde::{Deserialize, Serialize};
+
+use crate::on_pool;
+use crate::tenant_db::{TenantDbs, TenantPool};
+
+/// Test-only slowness or failure, from `PROVISION_FAULT`: `slow:<ms>` waits that
+/// long in every step; `fail` fails every attempt at the migrating step. Off unless
+/// set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Sleep this long in each step.
+    Slow(Duration),
+    /// Fail at the migrating step.
+    Fail,
+}
+
+impl Fault {
+    /// Parses `PROVISION_FAULT`.
+    ///
+    /// # Errors
+    /// Not `slow:<ms>` or `fail`.
+    pub fn parse(s: &str) -> anyhow::Result<Self> {
+        match s.trim() {
+            "fail" => Ok(Fault::Fail),
+            other => other
+                .strip_prefix("slow:")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .map(|ms| Fault::Slow(Duration::from_millis(ms)))
+                .ok_or_else(|| anyhow!("PROVISION_FAULT={other:?}: expected slow:<ms> or fail")),
+        }
+    }
+
+    /// From the environment; `None` when unset.
+    ///
+    /// # Errors
+    /// Set to something unparsable.
+    pub fn from_env() -> anyhow::Result<Option<Self>> {
+        std::env::var("PROVISION_FAULT").ok().filter(|s| !s.is_empty()).map(|s| Self::parse(&s)).transpose()
+    }
+}
+
+/// What provisioning needs.
+pub struct Env {
+    /// The job engine (for follow-up jobs).
+    pub jobs: Jobs,
+    /// The control plane.
+    pub pools: Pools,
+    /// Tenant databases.
+    pub tenant_dbs: TenantDbs,
+    /// Injected slowness or failure, for tests.
+    pub fault: Option<Fault>,
+}
+
+/// The steps, in order, as reported.
+pub const STEPS: [&str; 4] = ["creating database", "migrating", "seeding", "activating"];
+
+/// Provision one tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProvisionTenant {
+    /// The tenant's id.
+    pub tenant_id: String,
+}
+
+impl Job for ProvisionTenant {
+    const KIND: &'static str = "tenants.provision";
+    type Context = Env;
+
+    fn unique_key(&self) -> Option<String> {
+        Some(format!("provision:{}", self.tenant_id))
+    }
+
+    async fn run(self, ctx: JobContext<Env>) -> Result<(), JobError> {
+        match provision(&self.tenant_id, &ctx).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if ctx.attempt >= ctx.max_attempts {
+                    mark_failed(&ctx.app.pools, &self.tenant_id, &format!("{e:#}"), ctx.app.jobs.clock().now())
+                        .await
+                        .map_err(JobError::retry)?;
+                }
+                Err(JobError::retry(e))
+            }
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Target {
+    status: String,
+    db_name: String,
+    admin_email: String,
+}
+
+async fn step(ctx: &JobContext<Env>, tenant_id: &str, name: &str) -> anyhow::Result<()> {
+    ctx.progress(name).await.context("recording progress")?;
+    let now = ctx.app.jobs.clock().now();
+    on_pool!(&ctx.app.pools, write, p => sqlx::query(
+        "UPDATE tenants SET step = $1, updated_at = $2 WHERE id = $3 AND status = 'provisioning'")
+        .bind(name).bind(now).bind(tenant_id).execute(p).await.map(|_| ()))
+    .context("recording the tenant's step")?;
+    if let Some(Fault::Slow(d)) = ctx.app.fault {
+        tokio::time::sleep(d).await;
+    }
+    Ok(())
+}
+
+async fn provision(tenant_id: &str, ctx: &JobContext<Env>) -> anyhow::Result<()> {
+    let env = &ctx.app;
+    let t: Option<Target> = on_pool!(&env.pools, read, p => sqlx::query_as(
+        "SELECT status, db_name, admin_email FROM tenants WHERE id = $1").bind(tenant_id).fetch_optional(p).await)
+    .context("loading the tenant")?;
+    let t = t.ok_or_else(|| anyhow!("tenant {tenant_id} does not exist"))?;
+    if t.status == "active" {
+        return Ok(()); // A re-run after the activation committed: nothing left to do.
+    }
+
+    step(ctx, tenant_id, STEPS[0]).await?;
+    env.tenant_dbs.create(&t.db_name).await.context("creating the tenant database")?;
+
+    step(ctx, tenant_id, STEPS[1]).await?;
+    if env.fault == Some(Fault::Fail) {
+        return Err(anyhow!("PROVISION_FAULT=fail is set")).context("migrating the tenant database");
+    }
+    let pool = env.tenant_dbs.open(&t.db_name).await.context("opening the tenant database")?;
+    env.tenant_dbs.migrate(&pool).await.context("migrating the tenant database")?;
+
+    step(ctx, tenant_id, STEPS[2]).await?;
+    let admin_id = seed(env, tenant_id, &t.admin_email, &pool).await.context("seeding the tenant")?;
+    match pool {
+        TenantPool::Sqlite(p) => p.close().await,
+        TenantPool::Postgres(p) => p.close().await,
+    }
+
+    step(ctx, tenant_id, STEPS[3]).await?;
+    let now = env.jobs.clock().now();
+    on_pool!(&env.pools, write, p => sqlx::query(
+        "UPDATE tenants SET status = 'active', step = 'done', activated_at = $1, updated_at = $1, last_error = NULL
+         WHERE id = $2 AND status <> 'active'")
+        .bind(now).bind(tenant_id).execute(p).await.map(|_| ()))
+    .context("activating the tenant")?;
+    tracing::info!(tenant = tenant_id, admin = %admin_id, "tenant provisioned");
+    Ok(())
+}
+
+/// Roles every tenant starts with.
+pub const DEFAULT_ROLES: [(&str, &str); 3] = [
+    ("admin", "Manages the tenant: users, roles, settings"),
+    ("member", "Works with the tenant's data"),
+    ("viewer", "Reads the tenant's data"),
+];
+
+/// Settings every tenant starts with.
+pub const DEFAULT_SETTINGS: [(&str, &str); 2] = [("locale", "en"), ("timezone", "UTC")];
+
+/// Upserts the tenant admin (control plane and tenant database), roles and
+/// settings; returns the admin's user id.
+async fn seed(env: &Env, tenant_id: &str, admin_email: &str, pool: &TenantPool) -> anyhow::Result<String> {
+    let now = env.jobs.clock().now();
+    let new_id = uuid::Uuid::new_v4().to_string();
+    on_pool!(&env.pools, write, p => sqlx::query(
+        "INSERT INTO users (id, email, password_hash, role, tenant_id, created_at)
+         VALUES ($1, $2, NULL, 'tenant_admin', $3, $4) ON CONFLICT (email) DO NOTHING")
+        .bind(&new_id).bind(admin_email).bind(tenant_id).bind(now).execute(p).await.map(|_| ()))?;
+    let (admin_id, owner): (String, Option<String>) = on_pool!(&env.pools, read, p => sqlx::query_as(
+        "SELECT id, tenant_id FROM users WHERE email = $1").bind(admin_email).fetch_one(p).await)?;
+    if owner.as_deref() != Some(tenant_id) {
+        return Err(anyhow!("{admin_email} already has an account elsewhere"));
+    }
+    macro_rules! seed_on {
+        ($p:expr) => {{
+            for (name, description) in DEFAULT_ROLES {
+                sqlx::query("INSERT INTO roles (name, description) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                    .bind(name)
+                    .bind(description)
+                    .execute($p)
+                    .await?;
+            }
+            for (key, value) in DEFAULT_SETTINGS {
+                sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                    .bind(key)
+                    .bind(value)
+                    .execute($p)
+                    .await?;
+            }
+            sqlx::query("INSERT INTO users (id, email, role) VALUES ($1, $2, 'admin') ON CONFLICT (id) DO NOTHING")
+                .bind(&admin_id)
+                .bind(admin_email)
+                .execute($p)
+                .await?;
+        }};
+    }
+    match pool {
+        TenantPool::Sqlite(p) => seed_on!(p),
+        TenantPool::Postgres(p) => seed_on!(p),
+    }
+    Ok(admin_id)
+}
+
+async fn mark_failed(pools: &Pools, tenant_id: &str, error: &str, now: i64) -> anyhow::Result<()> {
+    let short: String = error.chars().take(2000).collect();
+    on_pool!(pools, write, p => sqlx::query(
+        "UPDATE tenants SET status = 'failed', last_error = $1, updated_at = $2 WHERE id = $3 AND status = 'provisioning'")
+        .bind(&short).bind(now).bind(tenant_id).execute(p).await.map(|_| ()))?;
+    Ok(())
+}

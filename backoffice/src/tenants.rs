@@ -1,0 +1,255 @@
+//! Tenants in the control plane, and the two ways they are created: by a super
+//! admin, or by a public sign-up.
+//!
+//! Creating a tenant writes its row (`provisioning`) and enqueues its
+//! [`ProvisionTenant`](crate::provision::ProvisionTenant) job in one transaction,
+//! then returns: the slow work happens in a worker. No tenant can be left
+//! `provisioning` without a job, and no job exists for a tenant that was not written.
+
+use std::sync::Arc;
+
+use jobengine::{Jobs, Micros, Pools};
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::identity::User;
+use crate::provision::ProvisionTenant;
+use crate::validate::{Email, FieldErrors, TenantName};
+use crate::{on_pool, on_tx};
+
+/// Where a tenant is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    /// Its job has not finished yet.
+    Provisioning,
+    /// Ready to use.
+    Active,
+    /// Provisioning failed on its last attempt (`last_error` says why).
+    Failed,
+}
+
+impl TenantStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantStatus::Provisioning => "provisioning",
+            TenantStatus::Active => "active",
+            TenantStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored or requested name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "provisioning" => Some(TenantStatus::Provisioning),
+            "active" => Some(TenantStatus::Active),
+            "failed" => Some(TenantStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// Who started a tenant's creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// A super admin, from the admin app or the API.
+    Admin,
+    /// A prospective client, from the public sign-up.
+    Signup,
+}
+
+impl Origin {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Admin => "admin",
+            Origin::Signup => "signup",
+        }
+    }
+}
+
+/// A tenant row.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct Tenant {
+    /// UUID.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// URL-friendly name (not unique: ids identify).
+    pub slug: String,
+    /// `provisioning | active | failed`.
+    pub status: String,
+    /// `admin | signup`.
+    pub origin: String,
+    /// The admin who created it.
+    pub initiated_by: Option<String>,
+    /// The tenant admin's email.
+    pub admin_email: String,
+    /// Its database's name, derived from the id.
+    pub db_name: String,
+    /// The last provisioning step reached.
+    pub step: Option<String>,
+    /// Why provisioning failed.
+    pub last_error: Option<String>,
+    /// The provisioning job.
+    pub job_id: Option<i64>,
+    /// Created.
+    pub created_at: Micros,
+    /// Last change.
+    pub updated_at: Micros,
+    /// When it became active.
+    pub activated_at: Option<Micros>,
+}
+
+impl Tenant {
+    /// The status as an enum.
+    pub fn status(&self) -> TenantStatus {
+        TenantStatus::parse(&self.status).unwrap_or(TenantStatus::Failed)
+    }
+}
+
+/// The answer to a create: the tenant as written and its job.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The tenant (`provisioning`).
+    pub tenant: Tenant,
+    /// The provisioning job's id.
+    pub job_id: i64,
+}
+
+/// The database name for a tenant id: `t_` and the UUID's hex. Never user text.
+pub fn db_name_for(id: &uuid::Uuid) -> String {
+    format!("t_{}", id.simple())
+}
+
+/// Tenant operations.
+#[derive(Clone)]
+pub struct Tenants {
+    pools: Pools,
+    jobs: Jobs,
+    clock: Arc<dyn jobengine::Clock>,
+}
+
+/// The page size `list` uses when asked for none.
+pub const DEFAULT_PAGE: u32 = 50;
+/// The largest page `list` returns.
+pub const MAX_PAGE: u32 = 200;
+
+impl Tenants {
+    /// Tenants on the control plane that `jobs` runs on.
+    pub fn new(jobs: Jobs) -> Self {
+        Self { pools: jobs.store().pools(), clock: jobs.clock().clone(), jobs }
+    }
+
+    /// A super admin creates a tenant. Fields: `name`, `admin_email`.
+    ///
+    /// # Errors
+    /// Field-by-field [`Error::Invalid`]; [`Error::AlreadyExists`] when the name is
+    /// taken (case-insensitively) or the email already has an account; a database
+    /// failure. Nothing is written on any error.
+    pub async fn create_by_admin(&self, admin: &User, name: &str, admin_email: &str) -> Result<Created, Error> {
+        let mut errs = FieldErrors::default();
+        let name = errs.check(TenantName::parse("name", name));
+        let email = errs.check(Email::parse("admin_email", admin_email));
+        errs.into_result()?;
+        let (Some(name), Some(email)) = (name, email) else { return Err(Error::Invalid(FieldErrors::default())) };
+        if self.email_has_account(&email).await? {
+            return Err(Error::AlreadyExists {
+                field: "admin_email",
+                message: "already has an account".to_owned(),
+            });
+        }
+        self.insert(&name, &email, Origin::Admin, Some(&admin.id), "name").await
+    }
+
+    /// A prospective client signs up. Fields: `company_name`, `email`.
+    ///
+    /// Returns `None` (and writes nothing) when the email already has an account,
+    /// so the caller gives the same answer either way.
+    ///
+    /// # Errors
+    /// As [`Tenants::create_by_admin`], on the sign-up's field names.
+    pub async fn sign_up(&self, company_name: &str, email: &str) -> Result<Option<Created>, Error> {
+        let mut errs = FieldErrors::default();
+        let name = errs.check(TenantName::parse("company_name", company_name));
+        let email = errs.check(Email::parse("email", email));
+        errs.into_result()?;
+        let (Some(name), Some(email)) = (name, email) else { return Err(Error::Invalid(FieldErrors::default())) };
+        if self.email_has_account(&email).await? {
+            tracing::info!(email = %email, "sign-up for an address that already has an account");
+            return Ok(None);
+        }
+        self.insert(&name, &email, Origin::Signup, None, "company_name").await.map(Some)
+    }
+
+    async fn email_has_account(&self, email: &Email) -> Result<bool, Error> {
+        let n: i64 = on_pool!(&self.pools, read, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users WHERE email = $1").bind(email.as_str()).fetch_one(p).await)?;
+        Ok(n > 0)
+    }
+
+    async fn insert(
+        &self,
+        name: &TenantName,
+        email: &Email,
+        origin: Origin,
+        initiated_by: Option<&str>,
+        name_field: &'static str,
+    ) -> Result<Created, Error> {
+        let uuid = uuid::Uuid::new_v4();
+        let id = uuid.to_string();
+        let now = self.clock.now();
+        let mut tx = self.jobs.begin().await?;
+        let inserted = on_tx!(tx, c => sqlx::query(
+            "INSERT INTO tenants (id, name, name_key, slug, status, origin, initiated_by, admin_email, db_name,
+                                  created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'provisioning', $5, $6, $7, $8, $9, $9)
+             ON CONFLICT (name_key) DO NOTHING")
+            .bind(&id).bind(name.as_str()).bind(name.key()).bind(name.slug()).bind(origin.as_str())
+            .bind(initiated_by).bind(email.as_str()).bind(db_name_for(&uuid)).bind(now)
+            .execute(c).await.map(|r| r.rows_affected()))?;
+        if inserted == 0 {
+            return Err(Error::AlreadyExists { field: name_field, message: "a tenant with this name already exists".into() });
+        }
+        let job = self.jobs.enqueue_in(&mut tx, &ProvisionTenant { tenant_id: id.clone() }).await?;
+        let tenant: Tenant = on_tx!(tx, c => sqlx::query_as(
+            "UPDATE tenants SET job_id = $1 WHERE id = $2 RETURNING *")
+            .bind(job.id).bind(&id).fetch_one(c).await)?;
+        tx.commit().await?;
+        Ok(Created { tenant, job_id: job.id })
+    }
+
+    /// One tenant.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] or a database failure.
+    pub async fn get(&self, id: &str) -> Result<Tenant, Error> {
+        let t: Option<Tenant> = on_pool!(&self.pools, read, p => sqlx::query_as(
+            "SELECT * FROM tenants WHERE id = $1").bind(id).fetch_optional(p).await)?;
+        t.ok_or(Error::NotFound("tenant"))
+    }
+
+    /// A page of tenants, newest first, optionally of one status; `after` is the
+    /// previous page's last `(created_at, id)`.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn list(
+        &self,
+        status: Option<TenantStatus>,
+        after: Option<(Micros, String)>,
+        limit: u32,
+    ) -> Result<Vec<Tenant>, Error> {
+        let limit = if limit == 0 { DEFAULT_PAGE } else { limit.min(MAX_PAGE) };
+        let (at, id) = after.unwrap_or((i64::MAX, String::new()));
+        let rows: Vec<Tenant> = on_pool!(&self.pools, read, p => sqlx::query_as(
+            "SELECT * FROM tenants
+             WHERE ($1 IS NULL OR status = $1) AND (created_at < $2 OR (created_at = $2 AND id < $3))
+             ORDER BY created_at DESC, id DESC LIMIT $4")
+            .bind(status.map(|s| s.as_str())).bind(at).bind(&id).bind(i64::from(limit))
+            .fetch_all(p).await)?;
+        Ok(rows)
+    }
+}

@@ -1,0 +1,208 @@
+//! The domain on both backends: identity, tenant creation, provisioning (success,
+//! idempotent re-run, failure), bad input.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backoffice::Error;
+use backoffice::identity::{Identity, MAX_FAILURES_PER_HOUR, Role};
+use backoffice::password::Hasher;
+use backoffice::provision::{Env, Fault};
+use backoffice::tenant_db::{TenantDbs, TenantPool};
+use backoffice::tenants::{TenantStatus, Tenants};
+use backoffice::{on_pool, registry};
+use jobengine::testing::{TestDb, Which};
+use jobengine::{JobState, Jobs, Worker, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name(super::Which::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::$name(super::Which::Postgres).await }
+        }
+    )*};
+}
+
+on_both!(login_and_sessions, admin_creates_tenant_and_it_provisions, bad_input_writes_nothing, provisioning_failure_marks_tenant_failed);
+
+struct Bundle {
+    db: TestDb,
+    jobs: Jobs,
+    identity: Identity,
+    tenants: Tenants,
+    dbs: TenantDbs,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(which: Which) -> Bundle {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await.with_default_max_attempts(2);
+    let pools = jobs.store().pools();
+    backoffice::db::migrate(&pools).await.expect("control-plane migrations");
+    let identity = Identity::new(pools.clone(), Hasher::new(4).expect("hasher"), jobs.clock().clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dbs = TenantDbs::new(pools, &db.url, dir.path().to_path_buf()).expect("tenant dbs");
+    Bundle { tenants: Tenants::new(jobs.clone()), db, jobs, identity, dbs, _dir: dir }
+}
+
+fn start_worker(b: &Bundle, fault: Option<Fault>) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let env = Env { jobs: b.jobs.clone(), pools: b.jobs.store().pools(), tenant_dbs: b.dbs.clone(), fault };
+    let mut cfg = WorkerConfig { poll: Duration::from_millis(20), ..WorkerConfig::default() };
+    cfg.backoff.base = Duration::from_millis(50);
+    let w = Worker::new(&b.jobs, registry(), Arc::new(env), cfg);
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    (stop, tokio::spawn(async move { w.run(s).await.expect("worker") }))
+}
+
+async fn wait_status(t: &Tenants, id: &str, want: TenantStatus) -> backoffice::tenants::Tenant {
+    for _ in 0..1000 {
+        let got = t.get(id).await.expect("get tenant");
+        if got.status() == want {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("tenant {id} never became {want:?}: {:?}", t.get(id).await.expect("get"));
+}
+
+async fn login_and_sessions(which: Which) {
+    let b = setup(which).await;
+    let generated = b.identity.seed_super_admin("Root@Example.com", None).await.expect("seed");
+    let password = generated.expect("a password is generated when none is given");
+    assert!(password.len() >= 20);
+    assert_eq!(b.identity.seed_super_admin("root@example.com", Some("another password")).await.expect("seed"), None);
+
+    let s = b.identity.login(" ROOT@example.com ", &password).await.expect("login");
+    assert_eq!(s.user.role, Role::SuperAdmin);
+    assert_eq!(b.identity.authenticate(&s.token).await.expect("auth").map(|u| u.email), Some("root@example.com".into()));
+    assert!(matches!(b.identity.login("root@example.com", "wrong password!").await, Err(Error::BadCredentials)));
+    assert!(matches!(b.identity.login("nobody@example.com", &password).await, Err(Error::BadCredentials)));
+    b.identity.logout(&s.token).await.expect("logout");
+    assert_eq!(b.identity.authenticate(&s.token).await.expect("auth"), None, "revoked server-side");
+
+    // Brute force: after 100 failures within the hour the account's logins are
+    // refused, even with the right password. One failure happened above.
+    for _ in 2..MAX_FAILURES_PER_HOUR {
+        let _ = b.identity.login("root@example.com", "guess guess guess").await;
+    }
+    assert!(matches!(b.identity.login("root@example.com", &password).await, Ok(_)), "99 failures: still allowed");
+    let _ = b.identity.login("root@example.com", "guess guess guess").await;
+    assert!(matches!(b.identity.login("root@example.com", &password).await, Err(Error::RateLimited(_))));
+    // ... and only for that account.
+    assert!(matches!(b.identity.login("other@example.com", "x").await, Err(Error::BadCredentials)));
+}
+
+async fn admin_creates_tenant_and_it_provisions(which: Which) {
+    let b = setup(which).await;
+    b.identity.seed_super_admin("root@example.com", Some("a long enough password")).await.expect("seed");
+    let admin = b.identity.login("root@example.com", "a long enough password").await.expect("login").user;
+    let started = std::time::Instant::now();
+    let created = b.tenants.create_by_admin(&admin, "Acme Corp", "Owner@Acme.test").await.expect("create");
+    assert!(started.elapsed() < Duration::from_millis(500), "returns at once: {:?}", started.elapsed());
+    assert_eq!(created.tenant.status(), TenantStatus::Provisioning);
+    assert_eq!(created.tenant.admin_email, "owner@acme.test");
+    assert_eq!(created.tenant.initiated_by.as_deref(), Some(admin.id.as_str()));
+    let dup = b.tenants.create_by_admin(&admin, "  ACME   corp ", "x@acme.test").await;
+    assert!(matches!(dup, Err(Error::AlreadyExists { field: "name", .. })), "{dup:?}");
+
+    let (stop, handle) = start_worker(&b, None);
+    let t = wait_status(&b.tenants, &created.tenant.id, TenantStatus::Active).await;
+    assert_eq!(t.step.as_deref(), Some("done"));
+    assert!(b.dbs.exists(&t.db_name).await.expect("exists"));
+    let job = b.jobs.get(created.job_id).await.expect("job");
+    assert_eq!(job.job.state, JobState::Succeeded);
+
+    // Re-running the job (as after a crash past activation) changes nothing.
+    b.jobs.requeue(created.job_id, "test").await.expect("requeue");
+    for _ in 0..500 {
+        if b.jobs.get(created.job_id).await.expect("job").job.state == JobState::Succeeded {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    handle.await.expect("worker");
+
+    let pool = b.dbs.open(&t.db_name).await.expect("open tenant db");
+    let counts = |q: &'static str| {
+        let pool = &pool;
+        async move {
+            match pool {
+                TenantPool::Sqlite(p) => sqlx::query_scalar::<_, i64>(q).fetch_one(p).await,
+                TenantPool::Postgres(p) => sqlx::query_scalar::<_, i64>(q).fetch_one(p).await,
+            }
+            .expect("count")
+        }
+    };
+    assert_eq!(counts("SELECT COUNT(*) FROM roles").await, 3);
+    assert_eq!(counts("SELECT COUNT(*) FROM settings").await, 2);
+    assert_eq!(counts("SELECT COUNT(*) FROM users WHERE email = 'owner@acme.test' AND role = 'admin'").await, 1);
+    let pools = b.jobs.store().pools();
+    let n: i64 = on_pool!(&pools, read, p => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM users WHERE email = 'owner@acme.test' AND role = 'tenant_admin' AND tenant_id = $1")
+        .bind(&t.id).fetch_one(p).await).expect("count");
+    assert_eq!(n, 1, "one tenant admin in the control plane");
+    let _ = &b.db;
+}
+
+async fn bad_input_writes_nothing(which: Which) {
+    let b = setup(which).await;
+    b.identity.seed_super_admin("root@example.com", Some("a long enough password")).await.expect("seed");
+    let admin = b.identity.login("root@example.com", "a long enough password").await.expect("login").user;
+    let long = "x".repeat(10_000);
+    let cases: [(&str, &str, &[&str]); 6] = [
+        ("", "", &["name", "admin_email"]),
+        (&long, "a@b.co", &["name"]),
+        ("Acme", &long, &["admin_email"]),
+        ("Acme", "not-an-email", &["admin_email"]),
+        ("\u{7}bell", "a@b.co", &["name"]),
+        ("!!", "a@b.co", &["name"]),
+    ];
+    for (name, email, fields) in cases {
+        match b.tenants.create_by_admin(&admin, name, email).await {
+            Err(Error::Invalid(errs)) => {
+                let got: Vec<_> = errs.0.iter().map(|e| e.field).collect();
+                assert_eq!(got, fields, "{name:?} / {email:?}");
+            }
+            other => panic!("{name:?} / {email:?}: expected field errors, got {other:?}"),
+        }
+    }
+    // The super admin's own address cannot become a tenant admin.
+    let taken = b.tenants.create_by_admin(&admin, "Acme", "root@example.com").await;
+    assert!(matches!(taken, Err(Error::AlreadyExists { field: "admin_email", .. })));
+    // SQL and HTML are just text.
+    let odd = b.tenants.create_by_admin(&admin, "<img src=x onerror=alert(1)>", "x@odd.test").await.expect("text");
+    assert_eq!(odd.tenant.name, "<img src=x onerror=alert(1)>");
+    assert_eq!(b.tenants.list(None, None, 50).await.expect("list").len(), 1, "only the valid one was written");
+    assert_eq!(b.jobs.counts().await.expect("counts").enqueued, 1, "only its job");
+    // Sign-up with an address that has an account: same answer, nothing written.
+    assert!(b.tenants.sign_up("Another Co", "root@example.com").await.expect("same answer").is_none());
+    assert_eq!(b.tenants.list(None, None, 50).await.expect("list").len(), 1);
+}
+
+async fn provisioning_failure_marks_tenant_failed(which: Which) {
+    let b = setup(which).await;
+    let created = b.tenants.sign_up("Doomed Ltd", "owner@doomed.test").await.expect("sign up").expect("created");
+    assert_eq!(created.tenant.origin, "signup");
+    let (stop, handle) = start_worker(&b, Some(Fault::Fail));
+    let t = wait_status(&b.tenants, &created.tenant.id, TenantStatus::Failed).await;
+    assert!(t.last_error.as_deref().is_some_and(|e| e.contains("PROVISION_FAULT=fail")), "{t:?}");
+    let mut job = b.jobs.get(created.job_id).await.expect("job");
+    for _ in 0..200 {
+        if job.job.state == JobState::Dead {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        job = b.jobs.get(created.job_id).await.expect("job");
+    }
+    assert_eq!(job.job.state, JobState::Dead);
+    assert_eq!(job.job.attempt, 2);
+    let errors = job.history.last().expect("history").errors();
+    assert_eq!(errors[0], "migrating the tenant database", "{errors:?}");
+    stop.cancel();
+    handle.await.expect("worker");
+}
