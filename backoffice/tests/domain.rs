@@ -15,18 +15,7 @@ use jobengine::testing::{TestDb, Which};
 use jobengine::{JobState, Jobs, Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name(super::Which::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::$name(super::Which::Postgres).await }
-        }
-    )*};
-}
-
-on_both!(login_and_sessions, admin_creates_tenant_and_it_provisions, bad_input_writes_nothing, provisioning_failure_marks_tenant_failed);
+jobengine::on_both!(login_and_sessions, admin_creates_tenant_and_it_provisions, bad_input_writes_nothing, provisioning_failure_marks_tenant_failed);
 
 struct Bundle {
     db: TestDb,

@@ -86,3 +86,18 @@ impl TestDb {
 pub fn manual_clock() -> ManualClock {
     ManualClock::new(crate::Clock::now(&SystemClock))
 }
+
+/// Declares, for each `name`, the tests `name::sqlite` and `name::postgres`, each
+/// running `async fn name(which: Which)` on a multi-threaded runtime: one suite,
+/// every backend.
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name($crate::testing::Which::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::$name($crate::testing::Which::Postgres).await }
+        }
+    )*};
+}

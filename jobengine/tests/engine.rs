@@ -15,19 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 const LEASE: Duration = Duration::from_secs(10);
 
-/// Declares `name::sqlite` and `name::postgres` tests running `name(Which)`.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name(super::Which::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::$name(super::Which::Postgres).await }
-        }
-    )*};
-}
-
-on_both!(
+jobengine::on_both!(
     happy_path_history,
     retries_follow_backoff_then_dead_letter,
     requeue_dead_job_runs_again,
@@ -374,8 +362,16 @@ async fn graceful_shutdown_releases(which: Which) {
     let cfg = WorkerConfig { grace: Duration::from_millis(400), ..worker_config() };
     let (wid, stop, handle) = start_worker(&jobs, cfg);
     wait_for(&jobs, slow.id, JobState::Processing).await;
-    let d = jobs.get(slow.id).await.expect("get");
-    assert_eq!(d.job.progress.as_deref(), Some("sleeping 60000 ms"));
+    // The job reports its step just after it starts.
+    let mut progress = None;
+    for _ in 0..300 {
+        progress = jobs.get(slow.id).await.expect("get").job.progress;
+        if progress.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(progress.as_deref(), Some("sleeping 60000 ms"));
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(5), handle).await.expect("stops within the grace").expect("join");
     assert_eq!(jobs.get(quick.id).await.expect("get").job.state, JobState::Succeeded, "finished within the grace");

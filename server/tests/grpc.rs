@@ -14,18 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name(super::Which::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::$name(super::Which::Postgres).await }
-        }
-    )*};
-}
-
-on_both!(admin_operations, bad_input_is_refused_field_by_field, grpcurl_through_reflection, metrics_endpoint);
+jobengine::on_both!(admin_operations, bad_input_is_refused_field_by_field, grpcurl_through_reflection, metrics_endpoint);
 
 /// A running server; stops when dropped.
 struct TestServer {

@@ -13,18 +13,7 @@ use jobengine::{JobDetail, JobState, Jobs};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name(super::Which::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::$name(super::Which::Postgres).await }
-        }
-    )*};
-}
-
-on_both!(kill_9_job_runs_again, stale_worker_cannot_complete, sigterm_releases_running_job);
+jobengine::on_both!(kill_9_job_runs_again, stale_worker_cannot_complete, sigterm_releases_running_job);
 
 /// A `worker` process with its log in a file.
 struct WorkerProc {
