@@ -52,7 +52,7 @@ fn start_worker(jobs: &Jobs, cfg: WorkerConfig) -> (String, CancellationToken, t
 
 /// Waits (real time, bounded) until job `id` is in `state`.
 async fn wait_for(jobs: &Jobs, id: i64, state: JobState) -> jobengine::JobDetail {
-    for _ in 0..500 {
+    for _ in 0..1500 {
         let d = jobs.get(id).await.expect("get job");
         if d.job.state == state {
             return d;
@@ -143,7 +143,7 @@ fn clock_now(c: &ManualClock) -> i64 {
 }
 
 async fn wait_for_attempt(jobs: &Jobs, id: i64, attempt: i32) {
-    for _ in 0..500 {
+    for _ in 0..1500 {
         if jobs.get(id).await.expect("get").job.attempt >= attempt {
             return;
         }
@@ -174,7 +174,7 @@ async fn requeue_dead_job_runs_again(which: Which) {
 }
 
 async fn wait_for_history_len(jobs: &Jobs, id: i64, n: usize) -> jobengine::JobDetail {
-    for _ in 0..500 {
+    for _ in 0..1500 {
         let d = jobs.get(id).await.expect("get");
         if d.history.len() >= n {
             return d;
