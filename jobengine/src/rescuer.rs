@@ -22,6 +22,8 @@ use crate::storage::Storage;
 
 /// How long a silent worker stays listed (as not live) before its row is removed.
 pub const PRUNE_AFTER: Duration = Duration::from_secs(600);
+/// How often the registry is pruned.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) async fn rescuer_loop(
     store: Arc<dyn Storage>,
@@ -30,6 +32,7 @@ pub(crate) async fn rescuer_loop(
     cfg: WorkerConfig,
     stop: CancellationToken,
 ) {
+    let mut last_prune = tokio::time::Instant::now();
     loop {
         // Jitter keeps many workers' rescuers from running in lockstep.
         let jitter = rand::rng().random_range(0.8..1.2);
@@ -46,8 +49,13 @@ pub(crate) async fn rescuer_loop(
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "rescuer pass failed"),
         }
-        if let Err(e) = store.prune_workers(now - micros(PRUNE_AFTER)).await {
-            tracing::warn!(error = %e, "pruning silent workers failed");
+        // Pruning is housekeeping: once a minute, not on every pass (on SQLite each
+        // write takes the database's one write lock).
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            last_prune = tokio::time::Instant::now();
+            if let Err(e) = store.prune_workers(now - micros(PRUNE_AFTER)).await {
+                tracing::warn!(error = %e, "pruning silent workers failed");
+            }
         }
     }
 }
