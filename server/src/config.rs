@@ -32,6 +32,8 @@ pub struct Config {
     /// `SITE_ROOT`: the built site (`pkg/app.js`, `pkg/app_bg.wasm`, `pkg/app.css`),
     /// default `target/site`; `cargo xtask run` sets it.
     pub site_root: PathBuf,
+    /// `DATA_DIR`, default `data`: tenant SQLite files live in `DATA_DIR/tenants`.
+    pub data_dir: PathBuf,
     /// `ALLOW_OPEN_ADMIN=1` lets the not-yet-authenticated admin API listen beyond
     /// loopback. Off by default.
     pub allow_open_admin: bool,
@@ -61,8 +63,9 @@ impl Config {
             Some(other) => bail!("WORKER={other:?}: expected `embedded` or `off`"),
         };
         let site_root = PathBuf::from(get("SITE_ROOT").unwrap_or_else(|| "target/site".to_owned()));
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "data".to_owned()));
         let allow_open_admin = matches!(get("ALLOW_OPEN_ADMIN").as_deref(), Some("1" | "true"));
-        Ok(Self { database_url, bind_addr, worker, site_root, allow_open_admin })
+        Ok(Self { database_url, bind_addr, worker, site_root, data_dir, allow_open_admin })
     }
 }
 

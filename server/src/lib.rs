@@ -23,7 +23,7 @@ use anyhow::Context;
 use app::{App, shell};
 use axum::Router;
 use axum::routing::get;
-use jobengine::{Jobs, Worker, WorkerConfig, registry_with_builtins};
+use jobengine::{Jobs, Worker, WorkerConfig};
 use leptos::config::LeptosOptions;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use proto::jobs::v1::job_service_server::JobServiceServer;
@@ -88,7 +88,13 @@ pub fn router(
 ///
 /// # Errors
 /// The router could not be built, the worker could not start, or serving failed.
-pub async fn run(listener: TcpListener, config: &Config, jobs: Jobs, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    config: &Config,
+    jobs: Jobs,
+    env: Arc<backoffice::provision::Env>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     let leptos_options = LeptosOptions::builder()
         .output_name("app")
@@ -100,7 +106,7 @@ pub async fn run(listener: TcpListener, config: &Config, jobs: Jobs, shutdown: C
     let worker = match config.worker {
         WorkerMode::Embedded => {
             let cfg = WorkerConfig::from_env().context("reading worker settings")?;
-            let w = Worker::new(&jobs, registry_with_builtins::<()>(), Arc::new(()), cfg);
+            let w = Worker::new(&jobs, backoffice::registry(), env, cfg);
             let token = shutdown.clone();
             Some(tokio::spawn(w.run(token)))
         }

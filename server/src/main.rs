@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
             config.bind_addr
         );
     }
-    let jobs = jobengine::Jobs::connect(&config.database_url)
+    let (jobs, env) = backoffice::open(&config.database_url, config.data_dir.clone())
         .await
         .with_context(|| format!("opening the database {}", config.database_url.split('@').last().unwrap_or("")))?;
     let listener = tokio::net::TcpListener::bind(config.bind_addr)
@@ -26,5 +26,5 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.bind_addr))?;
     let addr = listener.local_addr()?;
     println!("Back office listening on http://{addr}");
-    server::run(listener, &config, jobs, jobengine::signals::shutdown_on_signals()).await
+    server::run(listener, &config, jobs, env, jobengine::signals::shutdown_on_signals()).await
 }

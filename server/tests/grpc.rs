@@ -21,6 +21,7 @@ struct TestServer {
     addr: SocketAddr,
     stop: CancellationToken,
     _db: TestDb,
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for TestServer {
@@ -38,13 +39,14 @@ async fn start(which: Which) -> TestServer {
         _ => None,
     })
     .expect("config");
-    let jobs = db.jobs().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (jobs, env) = backoffice::open(&db.url, dir.path().to_path_buf()).await.expect("open");
     let listener = tokio::net::TcpListener::bind(config.bind_addr).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let stop = CancellationToken::new();
     let s = stop.clone();
-    tokio::spawn(async move { server::run(listener, &config, jobs, s).await.expect("server runs") });
-    TestServer { addr, stop, _db: db }
+    tokio::spawn(async move { server::run(listener, &config, jobs, env, s).await.expect("server runs") });
+    TestServer { addr, stop, _db: db, _dir: dir }
 }
 
 async fn client(addr: SocketAddr) -> JobServiceClient<Channel> {

@@ -4,13 +4,11 @@
 //! against one PostgreSQL database. Settings: `DATABASE_URL` (default
 //! `sqlite://data/app.db`), `WORKER_CONCURRENCY`, `WORKER_QUEUES`, `JOB_LEASE_MS`,
 //! `JOB_GRACE_MS`, `JOB_POLL_MS` and the rest of [`jobengine::WorkerConfig`].
-//! SIGTERM or SIGINT: stop fetching, let running jobs finish within the grace
+//! `DATA_DIR` (default `data`) holds tenant SQLite files. SIGTERM or SIGINT: stop fetching, let running jobs finish within the grace
 //! period, release the rest.
 
-use std::sync::Arc;
-
 use anyhow::Context;
-use jobengine::{Jobs, Worker, WorkerConfig, registry_with_builtins};
+use jobengine::{Worker, WorkerConfig};
 use tracing_subscriber::EnvFilter;
 
 /// The control-plane database when `DATABASE_URL` is unset.
@@ -24,9 +22,12 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
     let config = WorkerConfig::from_env().context("reading worker settings")?;
-    let jobs = Jobs::connect(&url).await.with_context(|| format!("opening the job store at {}", redact(&url)))?;
+    let data_dir = std::env::var("DATA_DIR").unwrap_or_else(|_| "data".to_owned());
+    let (jobs, env) = backoffice::open(&url, data_dir.into())
+        .await
+        .with_context(|| format!("opening the control plane at {}", redact(&url)))?;
     let shutdown = jobengine::signals::shutdown_on_signals();
-    let worker = Worker::new(&jobs, registry_with_builtins::<()>(), Arc::new(()), config);
+    let worker = Worker::new(&jobs, backoffice::registry(), env, config);
     worker.run(shutdown).await.context("running the worker")?;
     Ok(())
 }
