@@ -263,6 +263,25 @@ impl Identity {
         Ok(token)
     }
 
+    /// Issues a set-password token, in a transaction of its own, for the user with
+    /// `email` (for the welcome email and for operators).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown email, or a database failure.
+    pub async fn issue_password_token_for_email(&self, email: &str) -> Result<String, Error> {
+        let email = email.trim().to_ascii_lowercase();
+        let id: Option<String> = on_pool!(&self.pools, read, p =>
+            sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(&email).fetch_optional(p).await)?;
+        let id = id.ok_or(Error::NotFound("user"))?;
+        let token = new_secret();
+        let now = self.clock.now();
+        on_pool!(&self.pools, write, p => sqlx::query(
+            "INSERT INTO password_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(secret_hash(&token)).bind(&id).bind(now)
+            .bind(now + PASSWORD_TOKEN_TTL.as_micros() as i64).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(token)
+    }
+
     /// Sets a password through a set-password token, which is then used up.
     ///
     /// # Errors

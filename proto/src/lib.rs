@@ -13,5 +13,21 @@ pub mod jobs {
     }
 }
 
+/// Sign-in (`auth.v1`).
+pub mod auth {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("auth.v1");
+    }
+}
+
+/// Tenants (`tenants.v1`).
+pub mod tenants {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("tenants.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every service, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));

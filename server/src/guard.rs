@@ -1,7 +1,8 @@
 //! Who may call what. Every RPC handler asks the [`Guard`] for the role it needs
 //! before doing anything, so swapping the guard is all it takes to secure them.
 //!
-//! Until identity lands (sessions, bearer tokens, roles), the server runs with
+//! [`Sessions`] checks a session token (bearer or cookie) and the user's role; it
+//! guards the tenant service. Until the admin app signs in (the web-app issue) (sessions, bearer tokens, roles), the server runs with
 //! [`Open`], which lets every caller through as "anonymous admin". That is only safe
 //! on loopback: `main` refuses a non-loopback `BIND_ADDR` with the open guard unless
 //! `ALLOW_OPEN_ADMIN=1` says otherwise.
@@ -22,6 +23,8 @@ pub enum Role {
 pub struct Caller {
     /// A name for audit lines ("requeued by ...").
     pub name: String,
+    /// The signed-in user, when there is one.
+    pub user: Option<backoffice::identity::User>,
 }
 
 /// Decides whether a call may proceed.
@@ -39,6 +42,51 @@ pub struct Open;
 #[async_trait]
 impl Guard for Open {
     async fn require(&self, _metadata: &MetadataMap, _role: Role) -> Result<Caller, Status> {
-        Ok(Caller { name: "anonymous admin (open guard)".to_owned() })
+        Ok(Caller { name: "anonymous admin (open guard)".to_owned(), user: None })
+    }
+}
+
+/// The session token of a request: `authorization: Bearer <token>` (scripts) or
+/// the `session` cookie (browsers).
+pub fn session_token(metadata: &MetadataMap) -> Option<String> {
+    if let Some(v) = metadata.get("authorization").and_then(|v| v.to_str().ok()) {
+        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            return Some(t.trim().to_owned());
+        }
+    }
+    metadata
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().strip_prefix("session="))
+        .map(str::to_owned)
+        .next()
+}
+
+/// Lets through signed-in users holding the role.
+#[derive(Clone)]
+pub struct Sessions {
+    /// Where sessions are checked.
+    pub identity: backoffice::identity::Identity,
+}
+
+#[async_trait]
+impl Guard for Sessions {
+    async fn require(&self, metadata: &MetadataMap, role: Role) -> Result<Caller, Status> {
+        let token = session_token(metadata).ok_or_else(|| Status::unauthenticated("sign in first"))?;
+        let user = self
+            .identity
+            .authenticate(&token)
+            .await
+            .map_err(crate::grpc::status::status)?
+            .ok_or_else(|| Status::unauthenticated("your session has ended; sign in again"))?;
+        let ok = match role {
+            Role::SuperAdmin => user.role == backoffice::identity::Role::SuperAdmin,
+        };
+        if !ok {
+            return Err(Status::permission_denied("only super admins may do this"));
+        }
+        Ok(Caller { name: user.email.clone(), user: Some(user) })
     }
 }

@@ -26,7 +26,9 @@ use axum::routing::get;
 use jobengine::{Jobs, Worker, WorkerConfig};
 use leptos::config::LeptosOptions;
 use leptos_axum::{LeptosRoutes, generate_route_list};
+use proto::auth::v1::auth_service_server::AuthServiceServer;
 use proto::jobs::v1::job_service_server::JobServiceServer;
+use proto::tenants::v1::tenant_service_server::TenantServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic_web::GrpcWebLayer;
@@ -37,18 +39,51 @@ use crate::guard::Guard;
 
 /// Largest gRPC request accepted, on every service.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Password hashes computed at once (19 MiB each): the bound on login floods.
+pub const HASH_PERMITS: usize = 4;
+
+/// What the server serves: the job engine, the jobs' environment, identity.
+#[derive(Clone)]
+pub struct Backend {
+    /// The job engine.
+    pub jobs: Jobs,
+    /// What jobs run with (the control plane, tenant databases).
+    pub env: Arc<backoffice::provision::Env>,
+    /// Users and sessions.
+    pub identity: backoffice::identity::Identity,
+}
+
+impl Backend {
+    /// Opens the control plane named by `config` (migrating it).
+    ///
+    /// # Errors
+    /// The database cannot be opened or migrated.
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        let (jobs, env) = backoffice::open(&config.database_url, config.data_dir.clone()).await?;
+        let hasher = backoffice::password::Hasher::new(HASH_PERMITS).context("preparing password hashing")?;
+        let identity = backoffice::identity::Identity::new(jobs.store().pools(), hasher, jobs.clock().clone());
+        Ok(Self { jobs, env, identity })
+    }
+}
 
 /// Builds the router: pages, gRPC services, `/metrics`.
 ///
 /// # Errors
 /// The reflection service cannot read the compiled descriptors (a build bug).
 pub fn router(
-    jobs: Jobs,
-    guard: Arc<dyn Guard>,
+    backend: &Backend,
+    jobs_guard: Arc<dyn Guard>,
     leptos_options: LeptosOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Router> {
-    let jobs_svc = JobServiceServer::new(grpc::jobs::JobsGrpc::new(jobs.clone(), guard, shutdown))
+    let jobs = backend.jobs.clone();
+    let jobs_svc = JobServiceServer::new(grpc::jobs::JobsGrpc::new(jobs.clone(), jobs_guard, shutdown))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let sessions: Arc<dyn Guard> = Arc::new(guard::Sessions { identity: backend.identity.clone() });
+    let auth_svc = AuthServiceServer::new(grpc::auth::AuthGrpc::new(backend.identity.clone()))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let tenants = backoffice::tenants::Tenants::new(jobs.clone());
+    let tenants_svc = TenantServiceServer::new(grpc::tenants::TenantsGrpc::new(tenants, sessions))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -63,6 +98,11 @@ pub fn router(
     // own) keeps the Leptos fallback the only one.
     let grpc = Router::new()
         .route_service("/jobs.v1.JobService/{*rest}", ServiceBuilder::new().layer(GrpcWebLayer::new()).service(jobs_svc))
+        .route_service("/auth.v1.AuthService/{*rest}", ServiceBuilder::new().layer(GrpcWebLayer::new()).service(auth_svc))
+        .route_service(
+            "/tenants.v1.TenantService/{*rest}",
+            ServiceBuilder::new().layer(GrpcWebLayer::new()).service(tenants_svc),
+        )
         .route_service(
             "/grpc.reflection.v1.ServerReflection/{*rest}",
             ServiceBuilder::new().layer(GrpcWebLayer::new()).service(reflection_v1),
@@ -88,13 +128,7 @@ pub fn router(
 ///
 /// # Errors
 /// The router could not be built, the worker could not start, or serving failed.
-pub async fn run(
-    listener: TcpListener,
-    config: &Config,
-    jobs: Jobs,
-    env: Arc<backoffice::provision::Env>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(listener: TcpListener, config: &Config, backend: Backend, shutdown: CancellationToken) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     let leptos_options = LeptosOptions::builder()
         .output_name("app")
@@ -106,13 +140,13 @@ pub async fn run(
     let worker = match config.worker {
         WorkerMode::Embedded => {
             let cfg = WorkerConfig::from_env().context("reading worker settings")?;
-            let w = Worker::new(&jobs, backoffice::registry(), env, cfg);
+            let w = Worker::new(&backend.jobs, backoffice::registry(), backend.env.clone(), cfg);
             let token = shutdown.clone();
             Some(tokio::spawn(w.run(token)))
         }
         WorkerMode::Off => None,
     };
-    let app = router(jobs, guard, leptos_options, shutdown.clone())?;
+    let app = router(&backend, guard, leptos_options, shutdown.clone())?;
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await

@@ -4,6 +4,9 @@ use anyhow::Context;
 use server::config::Config;
 use tracing_subscriber::EnvFilter;
 
+/// The super admin's email when `SUPERADMIN_EMAIL` is unset.
+const DEFAULT_SUPERADMIN: &str = "admin@backoffice.local";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -18,13 +21,24 @@ async fn main() -> anyhow::Result<()> {
             config.bind_addr
         );
     }
-    let (jobs, env) = backoffice::open(&config.database_url, config.data_dir.clone())
+    let backend = server::Backend::open(&config)
         .await
         .with_context(|| format!("opening the database {}", config.database_url.split('@').last().unwrap_or("")))?;
+    let admin_email = std::env::var("SUPERADMIN_EMAIL").unwrap_or_else(|_| DEFAULT_SUPERADMIN.to_owned());
+    let given = std::env::var("SUPERADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
+    if let Some(generated) = backend
+        .identity
+        .seed_super_admin(&admin_email, given.as_deref())
+        .await
+        .context("seeding the super admin (SUPERADMIN_EMAIL / SUPERADMIN_PASSWORD)")?
+    {
+        // Shown once: only the hash is stored.
+        println!("Super admin created: {admin_email} / password {generated} (shown only now; keep it)");
+    }
     let listener = tokio::net::TcpListener::bind(config.bind_addr)
         .await
         .with_context(|| format!("binding {}", config.bind_addr))?;
     let addr = listener.local_addr()?;
     println!("Back office listening on http://{addr}");
-    server::run(listener, &config, jobs, env, jobengine::signals::shutdown_on_signals()).await
+    server::run(listener, &config, backend, jobengine::signals::shutdown_on_signals()).await
 }

@@ -7,19 +7,33 @@ use std::time::Duration;
 
 use jobengine::testing::{TestDb, Which};
 use proto::jobs::v1 as pb;
+use proto::auth::v1::auth_service_client::AuthServiceClient;
 use proto::jobs::v1::job_service_client::JobServiceClient;
+use proto::tenants::v1 as tpb;
+use proto::tenants::v1::tenant_service_client::TenantServiceClient;
 use server::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
 
-jobengine::on_both!(admin_operations, bad_input_is_refused_field_by_field, grpcurl_through_reflection, metrics_endpoint);
+jobengine::on_both!(
+    admin_operations,
+    bad_input_is_refused_field_by_field,
+    grpcurl_through_reflection,
+    metrics_endpoint,
+    admin_creates_tenant_over_grpc,
+    tenant_rpcs_are_guarded,
+);
+
+const ROOT_EMAIL: &str = "root@example.com";
+const ROOT_PASSWORD: &str = "correct horse battery staple";
 
 /// A running server; stops when dropped.
 struct TestServer {
     addr: SocketAddr,
     stop: CancellationToken,
+    identity: backoffice::identity::Identity,
     _db: TestDb,
     _dir: tempfile::TempDir,
 }
@@ -40,13 +54,16 @@ async fn start(which: Which) -> TestServer {
     })
     .expect("config");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (jobs, env) = backoffice::open(&db.url, dir.path().to_path_buf()).await.expect("open");
+    let config = Config { data_dir: dir.path().to_path_buf(), ..config };
+    let backend = server::Backend::open(&config).await.expect("open");
+    backend.identity.seed_super_admin(ROOT_EMAIL, Some(ROOT_PASSWORD)).await.expect("seed super admin");
+    let identity = backend.identity.clone();
     let listener = tokio::net::TcpListener::bind(config.bind_addr).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let stop = CancellationToken::new();
     let s = stop.clone();
-    tokio::spawn(async move { server::run(listener, &config, jobs, env, s).await.expect("server runs") });
-    TestServer { addr, stop, _db: db, _dir: dir }
+    tokio::spawn(async move { server::run(listener, &config, backend, s).await.expect("server runs") });
+    TestServer { addr, stop, identity, _db: db, _dir: dir }
 }
 
 async fn client(addr: SocketAddr) -> JobServiceClient<Channel> {
@@ -303,4 +320,142 @@ async fn metrics_endpoint(which: Which) {
     ] {
         assert!(body.contains(needle), "/metrics lacks {needle:?}:\n{body}");
     }
+}
+
+async fn channel(addr: SocketAddr) -> Channel {
+    for _ in 0..100 {
+        if let Ok(ch) = Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await {
+            return ch;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot connect to the server at {addr}");
+}
+
+fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    r
+}
+
+async fn login(ch: &Channel, email: &str, password: &str) -> Result<String, tonic::Status> {
+    let mut auth = AuthServiceClient::new(ch.clone());
+    let resp = auth.login(proto::auth::v1::LoginRequest { email: email.into(), password: password.into() }).await?;
+    let cookie = resp.metadata().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let token = resp.into_inner().token;
+    assert!(cookie.starts_with(&format!("session={token};")), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    Ok(token)
+}
+
+async fn admin_creates_tenant_over_grpc(which: Which) {
+    let srv = start(which).await;
+    let ch = channel(srv.addr).await;
+    let token = login(&ch, ROOT_EMAIL, ROOT_PASSWORD).await.expect("login");
+    let mut tenants = TenantServiceClient::new(ch.clone());
+    let started = std::time::Instant::now();
+    let created = tenants
+        .create_tenant(bearer(tpb::CreateTenantRequest { name: "Acme Corp".into(), admin_email: "owner@acme.test".into() }, &token))
+        .await
+        .expect("create")
+        .into_inner();
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_millis(500), "CreateTenant must not wait for provisioning: {elapsed:?}");
+    let t = created.tenant.expect("tenant");
+    assert_eq!(t.status, tpb::TenantStatus::Provisioning as i32);
+    assert!(created.job_id > 0);
+    let dup = tenants
+        .create_tenant(bearer(tpb::CreateTenantRequest { name: "acme CORP".into(), admin_email: "b@acme.test".into() }, &token))
+        .await
+        .expect_err("taken");
+    assert_eq!(dup.code(), Code::AlreadyExists);
+    assert_eq!(dup.message(), "name: a tenant with this name already exists");
+    let mut active = None;
+    for _ in 0..500 {
+        let got = tenants.get_tenant(bearer(tpb::GetTenantRequest { id: t.id.clone() }, &token)).await.expect("get").into_inner();
+        if got.status == tpb::TenantStatus::Active as i32 {
+            active = Some(got);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let active = active.expect("the tenant became active");
+    assert_eq!(active.step, "done");
+    let listed = tenants
+        .list_tenants(bearer(tpb::ListTenantsRequest { status: tpb::TenantStatus::Active as i32, ..Default::default() }, &token))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.tenants.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["Acme Corp"]);
+}
+
+async fn tenant_rpcs_are_guarded(which: Which) {
+    let srv = start(which).await;
+    let ch = channel(srv.addr).await;
+    let mut tenants = TenantServiceClient::new(ch.clone());
+    let req = || tpb::CreateTenantRequest { name: "Sneaky".into(), admin_email: "s@sneaky.test".into() };
+    let anon = tenants.create_tenant(req()).await.expect_err("anonymous");
+    assert_eq!(anon.code(), Code::Unauthenticated);
+    let forged = tenants.create_tenant(bearer(req(), &"0".repeat(64))).await.expect_err("forged token");
+    assert_eq!(forged.code(), Code::Unauthenticated);
+    let wrong = login(&ch, ROOT_EMAIL, "not the password").await.expect_err("wrong password");
+    let unknown = login(&ch, "nobody@example.com", ROOT_PASSWORD).await.expect_err("unknown email");
+    assert_eq!((wrong.code(), wrong.message()), (unknown.code(), unknown.message()), "no enumeration");
+
+    // A tenant admin, through the public sign-up and a set-password token.
+    let signed = tenants
+        .sign_up(tpb::SignUpRequest { company_name: "Globex".into(), email: "hank@globex.test".into() })
+        .await
+        .expect("sign up")
+        .into_inner();
+    assert_eq!(signed.message, "Thanks for signing up! Check your email shortly for your login details.");
+    let again = tenants
+        .sign_up(tpb::SignUpRequest { company_name: "Globex Two".into(), email: ROOT_EMAIL.into() })
+        .await
+        .expect("same answer for an existing account")
+        .into_inner();
+    assert_eq!(again.message, signed.message);
+    let bad = tenants
+        .sign_up(tpb::SignUpRequest { company_name: "".into(), email: "nope".into() })
+        .await
+        .expect_err("bad input");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert_eq!(bad.message(), "company_name: is required; email: is not an email address (expected name@example.com)");
+
+    // Wait for the tenant admin to exist (provisioning seeds it), then give them a password.
+    let root = login(&ch, ROOT_EMAIL, ROOT_PASSWORD).await.expect("login");
+    for _ in 0..500 {
+        let l = tenants.list_tenants(bearer(tpb::ListTenantsRequest::default(), &root)).await.expect("list").into_inner();
+        if l.tenants.iter().any(|t| t.name == "Globex" && t.status == tpb::TenantStatus::Active as i32) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let me = AuthServiceClient::new(ch.clone()).me(bearer(proto::auth::v1::MeRequest {}, &root)).await.expect("me");
+    assert_eq!(me.into_inner().role, proto::auth::v1::Role::SuperAdmin as i32);
+    // The welcome email that carries this link is not built yet; issue the token directly.
+    let set_token = srv.identity.issue_password_token_for_email("hank@globex.test").await.expect("token");
+    let mut auth = AuthServiceClient::new(ch.clone());
+    let short = auth
+        .set_password(proto::auth::v1::SetPasswordRequest { token: set_token.clone(), password: "short".into() })
+        .await
+        .expect_err("too short");
+    assert_eq!(short.code(), Code::InvalidArgument);
+    auth.set_password(proto::auth::v1::SetPasswordRequest { token: set_token.clone(), password: "hank's long password".into() })
+        .await
+        .expect("set password");
+    let reuse = auth
+        .set_password(proto::auth::v1::SetPasswordRequest { token: set_token, password: "another long password".into() })
+        .await
+        .expect_err("single use");
+    assert_eq!(reuse.code(), Code::InvalidArgument);
+    let hank = login(&ch, "hank@globex.test", "hank's long password").await.expect("tenant admin logs in");
+    let denied = tenants.create_tenant(bearer(req(), &hank)).await.expect_err("tenant admin");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let denied = tenants.list_tenants(bearer(tpb::ListTenantsRequest::default(), &hank)).await.expect_err("tenant admin");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    // Logout revokes the token server-side.
+    AuthServiceClient::new(ch.clone()).logout(bearer(proto::auth::v1::LogoutRequest {}, &hank)).await.expect("logout");
+    let gone = AuthServiceClient::new(ch).me(bearer(proto::auth::v1::MeRequest {}, &hank)).await.expect_err("revoked");
+    assert_eq!(gone.code(), Code::Unauthenticated);
 }

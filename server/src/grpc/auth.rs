@@ -1,0 +1,96 @@
+//! `auth.v1.AuthService`: sign-in for browsers (cookie) and scripts (bearer token).
+
+use backoffice::identity::{self, Identity};
+use proto::auth::v1 as pb;
+use proto::auth::v1::auth_service_server::AuthService;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+
+use crate::grpc::status::status;
+use crate::guard::session_token;
+
+/// The service.
+pub struct AuthGrpc {
+    identity: Identity,
+}
+
+impl AuthGrpc {
+    /// Serves sign-in against `identity`.
+    pub fn new(identity: Identity) -> Self {
+        Self { identity }
+    }
+}
+
+/// The wire form of a user.
+pub fn pb_user(u: &identity::User) -> pb::User {
+    pb::User {
+        id: u.id.clone(),
+        email: u.email.clone(),
+        role: match u.role {
+            identity::Role::SuperAdmin => pb::Role::SuperAdmin,
+            identity::Role::TenantAdmin => pb::Role::TenantAdmin,
+        }
+        .into(),
+        tenant_id: u.tenant_id.clone().unwrap_or_default(),
+    }
+}
+
+/// Whether the request came over TLS (directly or through a proxy that says so),
+/// so the cookie gets `Secure`.
+fn over_tls<T>(req: &Request<T>) -> bool {
+    req.metadata().get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https")
+}
+
+fn cookie(value: &str, max_age: i64, secure: bool) -> Result<MetadataValue<tonic::metadata::Ascii>, Status> {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("session={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+        .parse()
+        .map_err(|_| Status::internal("cannot build the session cookie"))
+}
+
+#[tonic::async_trait]
+impl AuthService for AuthGrpc {
+    async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
+        let secure = over_tls(&req);
+        let r = req.into_inner();
+        let s = self.identity.login(&r.email, &r.password).await.map_err(status)?;
+        let mut resp = Response::new(pb::LoginResponse {
+            token: s.token.clone(),
+            user: Some(pb_user(&s.user)),
+            expires_at_unix_ms: s.expires_at / 1000,
+        });
+        let max_age = identity::SESSION_TTL.as_secs() as i64;
+        resp.metadata_mut().insert("set-cookie", cookie(&s.token, max_age, secure)?);
+        Ok(resp)
+    }
+
+    async fn logout(&self, req: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
+        let secure = over_tls(&req);
+        if let Some(token) = session_token(req.metadata()) {
+            self.identity.logout(&token).await.map_err(status)?;
+        }
+        let mut resp = Response::new(pb::LogoutResponse {});
+        resp.metadata_mut().insert("set-cookie", cookie("", 0, secure)?);
+        Ok(resp)
+    }
+
+    async fn me(&self, req: Request<pb::MeRequest>) -> Result<Response<pb::User>, Status> {
+        let token = session_token(req.metadata()).ok_or_else(|| Status::unauthenticated("sign in first"))?;
+        let user = self
+            .identity
+            .authenticate(&token)
+            .await
+            .map_err(status)?
+            .ok_or_else(|| Status::unauthenticated("your session has ended; sign in again"))?;
+        Ok(Response::new(pb_user(&user)))
+    }
+
+    async fn set_password(
+        &self,
+        req: Request<pb::SetPasswordRequest>,
+    ) -> Result<Response<pb::SetPasswordResponse>, Status> {
+        let r = req.into_inner();
+        let user = self.identity.set_password(&r.token, &r.password).await.map_err(status)?;
+        Ok(Response::new(pb::SetPasswordResponse { user: Some(pb_user(&user)) }))
+    }
+}

@@ -1,0 +1,124 @@
+//! `tenants.v1.TenantService`: create (super admins), sign up (public), read.
+
+use std::sync::Arc;
+
+use backoffice::tenants::{Tenant, TenantStatus, Tenants};
+use proto::tenants::v1 as pb;
+use proto::tenants::v1::tenant_service_server::TenantService;
+use tonic::{Request, Response, Status};
+
+use crate::grpc::status::status;
+use crate::guard::{Guard, Role};
+
+/// What every sign-up is told, whatever happened behind it.
+pub const SIGNUP_MESSAGE: &str = "Thanks for signing up! Check your email shortly for your login details.";
+
+/// The service.
+pub struct TenantsGrpc {
+    tenants: Tenants,
+    guard: Arc<dyn Guard>,
+}
+
+impl TenantsGrpc {
+    /// Serves `tenants`, super-admin calls checked by `guard`.
+    pub fn new(tenants: Tenants, guard: Arc<dyn Guard>) -> Self {
+        Self { tenants, guard }
+    }
+}
+
+fn pb_status(s: TenantStatus) -> pb::TenantStatus {
+    match s {
+        TenantStatus::Provisioning => pb::TenantStatus::Provisioning,
+        TenantStatus::Active => pb::TenantStatus::Active,
+        TenantStatus::Failed => pb::TenantStatus::Failed,
+    }
+}
+
+/// The wire form of a tenant.
+pub fn pb_tenant(t: &Tenant) -> pb::Tenant {
+    pb::Tenant {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        slug: t.slug.clone(),
+        status: pb_status(t.status()).into(),
+        origin: t.origin.clone(),
+        admin_email: t.admin_email.clone(),
+        step: t.step.clone().unwrap_or_default(),
+        last_error: t.last_error.clone().unwrap_or_default(),
+        job_id: t.job_id.unwrap_or_default(),
+        created_at_unix_ms: t.created_at / 1000,
+        activated_at_unix_ms: t.activated_at.unwrap_or_default() / 1000,
+    }
+}
+
+#[tonic::async_trait]
+impl TenantService for TenantsGrpc {
+    async fn create_tenant(
+        &self,
+        req: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::CreateTenantResponse>, Status> {
+        let caller = self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let admin = caller.user.ok_or_else(|| Status::unauthenticated("sign in first"))?;
+        let r = req.into_inner();
+        let created = self.tenants.create_by_admin(&admin, &r.name, &r.admin_email).await.map_err(status)?;
+        Ok(Response::new(pb::CreateTenantResponse { tenant: Some(pb_tenant(&created.tenant)), job_id: created.job_id }))
+    }
+
+    async fn sign_up(&self, req: Request<pb::SignUpRequest>) -> Result<Response<pb::SignUpResponse>, Status> {
+        let r = req.into_inner();
+        self.tenants.sign_up(&r.company_name, &r.email).await.map_err(status)?;
+        Ok(Response::new(pb::SignUpResponse { message: SIGNUP_MESSAGE.to_owned() }))
+    }
+
+    async fn get_tenant(&self, req: Request<pb::GetTenantRequest>) -> Result<Response<pb::Tenant>, Status> {
+        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let id = &req.get_ref().id;
+        if uuid_like(id).is_none() {
+            return Err(Status::invalid_argument("id: not a tenant id"));
+        }
+        let t = self.tenants.get(id).await.map_err(status)?;
+        Ok(Response::new(pb_tenant(&t)))
+    }
+
+    async fn list_tenants(
+        &self,
+        req: Request<pb::ListTenantsRequest>,
+    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let r = req.get_ref();
+        let status_filter = match pb::TenantStatus::try_from(r.status) {
+            Ok(pb::TenantStatus::Unspecified) => None,
+            Ok(pb::TenantStatus::Provisioning) => Some(TenantStatus::Provisioning),
+            Ok(pb::TenantStatus::Active) => Some(TenantStatus::Active),
+            Ok(pb::TenantStatus::Failed) => Some(TenantStatus::Failed),
+            Err(_) => return Err(Status::invalid_argument(format!("status: {} is not a TenantStatus", r.status))),
+        };
+        if r.page_size > backoffice::tenants::MAX_PAGE {
+            return Err(Status::invalid_argument(format!(
+                "page_size: at most {}, got {}",
+                backoffice::tenants::MAX_PAGE,
+                r.page_size
+            )));
+        }
+        let after = match r.page_token.as_str() {
+            "" => None,
+            t => Some(
+                t.split_once('/')
+                    .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, uuid_like(id)?.to_owned())))
+                    .ok_or_else(|| Status::invalid_argument("page_token: not a token from a previous response"))?,
+            ),
+        };
+        let limit = if r.page_size == 0 { backoffice::tenants::DEFAULT_PAGE } else { r.page_size };
+        let rows = self.tenants.list(status_filter, after, limit).await.map_err(status)?;
+        let next_page_token = match rows.last() {
+            Some(last) if rows.len() == limit as usize => format!("{}/{}", last.created_at, last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListTenantsResponse { tenants: rows.iter().map(pb_tenant).collect(), next_page_token }))
+    }
+}
+
+/// `s` if it is shaped like a UUID (hex and dashes, 36 characters).
+fn uuid_like(s: &str) -> Option<&str> {
+    (s.len() == 36 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')).then_some(s)
+}
