@@ -217,3 +217,42 @@ async fn mark_failed(pools: &Pools, tenant_id: &str, error: &str, now: i64) -> a
         .bind(&short).bind(now).bind(tenant_id).execute(p).await.map(|_| ()))?;
     Ok(())
 }
+
+/// Marks `failed` every tenant still `provisioning` whose job is dead.
+///
+/// The job marks its tenant failed itself when its last attempt fails, but when a
+/// worker dies during the last attempt it is the rescuer that dead-letters the job,
+/// and the rescuer knows nothing of tenants. This sweep closes that gap; it is cheap
+/// (an indexed look at dead provisioning jobs) and idempotent. Returns how many
+/// tenants it marked.
+///
+/// # Errors
+/// A database failure.
+pub async fn reconcile_failed(pools: &Pools, now: i64) -> anyhow::Result<u64> {
+    let n = on_pool!(pools, write, p => sqlx::query(
+        "UPDATE tenants SET status = 'failed', updated_at = $1,
+                last_error = COALESCE((SELECT j.last_error FROM jobs j WHERE j.id = tenants.job_id), 'provisioning job is dead')
+         WHERE status = 'provisioning'
+           AND job_id IN (SELECT id FROM jobs WHERE state = 'dead' AND kind = $2)")
+        .bind(now).bind(ProvisionTenant::KIND).execute(p).await.map(|r| r.rows_affected()))?;
+    if n > 0 {
+        tracing::warn!(tenants = n, "marked tenants failed whose provisioning job died with its worker");
+    }
+    Ok(n)
+}
+
+/// How often [`reconcile_loop`] sweeps.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs [`reconcile_failed`] every [`RECONCILE_EVERY`] until `stop` fires.
+pub async fn reconcile_loop(env: std::sync::Arc<Env>, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+            _ = stop.cancelled() => return,
+        }
+        if let Err(e) = reconcile_failed(&env.pools, env.jobs.clock().now()).await {
+            tracing::warn!(error = %e, "reconciling failed tenants");
+        }
+    }
+}

@@ -15,7 +15,13 @@ use jobengine::testing::{TestDb, Which};
 use jobengine::{JobState, Jobs, Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
-jobengine::on_both!(login_and_sessions, admin_creates_tenant_and_it_provisions, bad_input_writes_nothing, provisioning_failure_marks_tenant_failed);
+jobengine::on_both!(
+    login_and_sessions,
+    admin_creates_tenant_and_it_provisions,
+    bad_input_writes_nothing,
+    provisioning_failure_marks_tenant_failed,
+    worker_dying_on_the_last_attempt_fails_the_tenant,
+);
 
 struct Bundle {
     db: TestDb,
@@ -194,4 +200,25 @@ async fn provisioning_failure_marks_tenant_failed(which: Which) {
     assert_eq!(errors[0], "migrating the tenant database", "{errors:?}");
     stop.cancel();
     handle.await.expect("worker");
+}
+
+async fn worker_dying_on_the_last_attempt_fails_the_tenant(which: Which) {
+    let b = setup(which).await;
+    let b = Bundle { jobs: b.jobs.clone().with_default_max_attempts(1), ..b };
+    let tenants = Tenants::new(b.jobs.clone());
+    let created = tenants.sign_up("Crashy Inc", "owner@crashy.test").await.expect("sign up").expect("created");
+    // A worker claims the job with a 1 ms lease and "dies" (never renews).
+    let store = b.jobs.store().clone();
+    let now = jobengine::Clock::now(b.jobs.clock().as_ref());
+    let claimed = store.fetch("doomed-worker", &["default".into()], 1, now, now + 1_000).await.expect("fetch");
+    assert_eq!(claimed.len(), 1);
+    let r = store.rescue(now + 2_000).await.expect("rescue");
+    assert_eq!(r.dead, 1, "its only attempt was interrupted");
+    assert_eq!(tenants.get(&created.tenant.id).await.expect("get").status(), TenantStatus::Provisioning);
+    let pools = b.jobs.store().pools();
+    assert_eq!(backoffice::provision::reconcile_failed(&pools, now + 3_000).await.expect("reconcile"), 1);
+    let t = tenants.get(&created.tenant.id).await.expect("get");
+    assert_eq!(t.status(), TenantStatus::Failed);
+    assert!(t.last_error.as_deref().is_some_and(|e| e.contains("doomed-worker stopped renewing its lease")), "{t:?}");
+    assert_eq!(backoffice::provision::reconcile_failed(&pools, now + 4_000).await.expect("reconcile"), 0, "idempotent");
 }

@@ -142,6 +142,7 @@ pub async fn run(listener: TcpListener, config: &Config, backend: Backend, shutd
             let cfg = WorkerConfig::from_env().context("reading worker settings")?;
             let w = Worker::new(&backend.jobs, backoffice::registry(), backend.env.clone(), cfg);
             let token = shutdown.clone();
+            tokio::spawn(backoffice::provision::reconcile_loop(backend.env.clone(), shutdown.clone()));
             Some(tokio::spawn(w.run(token)))
         }
         WorkerMode::Off => None,

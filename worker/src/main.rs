@@ -27,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening the control plane at {}", redact(&url)))?;
     let shutdown = jobengine::signals::shutdown_on_signals();
+    tokio::spawn(backoffice::provision::reconcile_loop(env.clone(), shutdown.clone()));
     let worker = Worker::new(&jobs, backoffice::registry(), env, config);
     worker.run(shutdown).await.context("running the worker")?;
     Ok(())
