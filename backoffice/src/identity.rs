@@ -249,11 +249,7 @@ impl Identity {
     ///
     /// # Errors
     /// A database failure.
-    pub async fn issue_password_token(
-        &self,
-        tx: &mut jobengine::Transaction,
-        user_id: &str,
-    ) -> Result<String, Error> {
+    pub async fn issue_password_token(&self, tx: &mut jobengine::Transaction, user_id: &str) -> Result<String, Error> {
         let token = new_secret();
         let now = self.clock.now();
         on_tx!(tx, c => sqlx::query(

@@ -33,7 +33,10 @@ pub fn registry() -> jobengine::Registry<provision::Env> {
 ///
 /// # Errors
 /// The database cannot be opened or migrated, or `PROVISION_FAULT` is malformed.
-pub async fn open(database_url: &str, data_dir: std::path::PathBuf) -> anyhow::Result<(jobengine::Jobs, std::sync::Arc<provision::Env>)> {
+pub async fn open(
+    database_url: &str,
+    data_dir: std::path::PathBuf,
+) -> anyhow::Result<(jobengine::Jobs, std::sync::Arc<provision::Env>)> {
     use anyhow::Context;
     let jobs = jobengine::Jobs::connect(database_url).await.context("opening the job store")?;
     let pools = jobs.store().pools();

@@ -156,10 +156,7 @@ impl Tenants {
         errs.into_result()?;
         let (Some(name), Some(email)) = (name, email) else { return Err(Error::Invalid(FieldErrors::default())) };
         if self.email_has_account(&email).await? {
-            return Err(Error::AlreadyExists {
-                field: "admin_email",
-                message: "already has an account".to_owned(),
-            });
+            return Err(Error::AlreadyExists { field: "admin_email", message: "already has an account".to_owned() });
         }
         self.insert(&name, &email, Origin::Admin, Some(&admin.id), "name").await
     }
@@ -211,7 +208,10 @@ impl Tenants {
             .bind(initiated_by).bind(email.as_str()).bind(db_name_for(&uuid)).bind(now)
             .execute(c).await.map(|r| r.rows_affected()))?;
         if inserted == 0 {
-            return Err(Error::AlreadyExists { field: name_field, message: "a tenant with this name already exists".into() });
+            return Err(Error::AlreadyExists {
+                field: name_field,
+                message: "a tenant with this name already exists".into(),
+            });
         }
         let job = self.jobs.enqueue_in(&mut tx, &ProvisionTenant { tenant_id: id.clone() }).await?;
         let tenant: Tenant = on_tx!(tx, c => sqlx::query_as(

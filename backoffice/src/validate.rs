@@ -76,7 +76,10 @@ impl TenantName {
         }
         let n = s.chars().count();
         if n > MAX_NAME_CHARS {
-            return Err(FieldError { field, message: format!("must be at most {MAX_NAME_CHARS} characters (got {n})") });
+            return Err(FieldError {
+                field,
+                message: format!("must be at most {MAX_NAME_CHARS} characters (got {n})"),
+            });
         }
         if n < 2 {
             return Err(err("must be at least 2 characters"));
@@ -195,7 +198,8 @@ mod tests {
     fn emails() {
         assert_eq!(Email::parse("email", " Ann@Example.COM ").map(|e| e.to_string()), Ok("ann@example.com".into()));
         assert!(Email::parse("email", "a.b+tag@sub.example.org").is_ok());
-        for bad in ["", "plain", "@x.com", "a@", "a@b", "a@@b.com", "a b@c.com", "a@-b.com", "a..b@c.com", "<a>@c.com"] {
+        for bad in ["", "plain", "@x.com", "a@", "a@b", "a@@b.com", "a b@c.com", "a@-b.com", "a..b@c.com", "<a>@c.com"]
+        {
             assert!(Email::parse("email", bad).is_err(), "{bad:?} accepted");
         }
         assert!(Email::parse("email", &format!("{}@example.com", "a".repeat(300))).is_err());
@@ -207,6 +211,9 @@ mod tests {
         errs.check(TenantName::parse("name", ""));
         errs.check(Email::parse("admin_email", "nope"));
         let e = errs.into_result().expect_err("two problems");
-        assert_eq!(e.to_string(), "name: is required; admin_email: is not an email address (expected name@example.com)");
+        assert_eq!(
+            e.to_string(),
+            "name: is required; admin_email: is not an email address (expected name@example.com)"
+        );
     }
 }

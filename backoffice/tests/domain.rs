@@ -73,7 +73,10 @@ async fn login_and_sessions(which: Which) {
 
     let s = b.identity.login(" ROOT@example.com ", &password).await.expect("login");
     assert_eq!(s.user.role, Role::SuperAdmin);
-    assert_eq!(b.identity.authenticate(&s.token).await.expect("auth").map(|u| u.email), Some("root@example.com".into()));
+    assert_eq!(
+        b.identity.authenticate(&s.token).await.expect("auth").map(|u| u.email),
+        Some("root@example.com".into())
+    );
     assert!(matches!(b.identity.login("root@example.com", "wrong password!").await, Err(Error::BadCredentials)));
     assert!(matches!(b.identity.login("nobody@example.com", &password).await, Err(Error::BadCredentials)));
     b.identity.logout(&s.token).await.expect("logout");
@@ -139,7 +142,8 @@ async fn admin_creates_tenant_and_it_provisions(which: Which) {
     let pools = b.jobs.store().pools();
     let n: i64 = on_pool!(&pools, read, p => sqlx::query_scalar(
         "SELECT COUNT(*) FROM users WHERE email = 'owner@acme.test' AND role = 'tenant_admin' AND tenant_id = $1")
-        .bind(&t.id).fetch_one(p).await).expect("count");
+        .bind(&t.id).fetch_one(p).await)
+    .expect("count");
     assert_eq!(n, 1, "one tenant admin in the control plane");
     let _ = &b.db;
 }

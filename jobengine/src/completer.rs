@@ -45,8 +45,11 @@ pub(crate) async fn completer_loop(
                     for (c, ok) in batch.iter().zip(accepted) {
                         if !ok {
                             metrics.stale_completions.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(job = c.job_id, lease_seq = c.lease_seq,
-                                "stale completion refused: this attempt no longer holds the job");
+                            tracing::warn!(
+                                job = c.job_id,
+                                lease_seq = c.lease_seq,
+                                "stale completion refused: this attempt no longer holds the job"
+                            );
                             continue;
                         }
                         let counter = match c.outcome {

@@ -42,9 +42,9 @@ pub mod retry;
 pub mod signals;
 pub mod state;
 pub mod storage;
-pub mod worker;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod worker;
 
 pub use client::{DEFAULT_MAX_ATTEMPTS, JobDetail, Jobs};
 pub use clock::{Clock, ManualClock, Micros, SystemClock};

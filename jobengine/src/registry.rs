@@ -85,6 +85,8 @@ impl<C: Send + Sync + 'static> Registry<C> {
 
 fn decode<J: Job>(args: &str) -> Result<J, JobError> {
     serde_json::from_str(args).map_err(|e| {
-        JobError::permanent(anyhow::Error::new(e).context(format!("cannot decode the arguments of a {:?} job", J::KIND)))
+        JobError::permanent(
+            anyhow::Error::new(e).context(format!("cannot decode the arguments of a {:?} job", J::KIND)),
+        )
     })
 }

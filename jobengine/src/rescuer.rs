@@ -44,7 +44,11 @@ pub(crate) async fn rescuer_loop(
         match store.rescue(now).await {
             Ok(r) if r.requeued + r.dead > 0 => {
                 metrics.rescued.fetch_add(r.requeued + r.dead, Ordering::Relaxed);
-                tracing::warn!(requeued = r.requeued, dead = r.dead, "rescued jobs whose worker stopped renewing its lease");
+                tracing::warn!(
+                    requeued = r.requeued,
+                    dead = r.dead,
+                    "rescued jobs whose worker stopped renewing its lease"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "rescuer pass failed"),

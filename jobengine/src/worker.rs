@@ -32,8 +32,8 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::clock::{Clock, micros};
 use crate::client::Jobs;
+use crate::clock::{Clock, micros};
 use crate::completer::completer_loop;
 use crate::config::WorkerConfig;
 use crate::error::StorageError;
@@ -213,7 +213,9 @@ impl<C: Send + Sync + 'static> Worker<C> {
             tracker.wait().await;
             match self.store.release(&self.id, &held, self.clock.now()).await {
                 Ok(n) => tracing::info!(worker = %self.id, released = n, "released unfinished jobs to the queue"),
-                Err(e) => tracing::warn!(worker = %self.id, error = %e, "could not release jobs; the rescuer will take them back when their leases expire"),
+                Err(e) => {
+                    tracing::warn!(worker = %self.id, error = %e, "could not release jobs; the rescuer will take them back when their leases expire")
+                }
             }
         }
         drop(done_tx);

@@ -317,10 +317,7 @@ async fn expired_lease_is_rescued_and_fenced(which: Which) {
     let d = jobs.get(e.id).await.expect("get");
     assert_eq!(d.job.state, JobState::Enqueued);
     let last = d.history.last().expect("history");
-    assert_eq!(
-        last.reason.as_deref(),
-        Some("attempt 1 interrupted: worker dead-worker stopped renewing its lease")
-    );
+    assert_eq!(last.reason.as_deref(), Some("attempt 1 interrupted: worker dead-worker stopped renewing its lease"));
     assert_eq!(last.worker_id.as_deref(), Some("dead-worker"));
     // The new claim gets a new fence; the stale worker's renewal and completion fail.
     let now = clock_now(&clock);

@@ -2,10 +2,10 @@
 //! before doing anything, so swapping the guard is all it takes to secure them.
 //!
 //! [`Sessions`] checks a session token (bearer or cookie) and the user's role; it
-//! guards the tenant service. Until the admin app signs in (the web-app issue) (sessions, bearer tokens, roles), the server runs with
-//! [`Open`], which lets every caller through as "anonymous admin". That is only safe
-//! on loopback: `main` refuses a non-loopback `BIND_ADDR` with the open guard unless
-//! `ALLOW_OPEN_ADMIN=1` says otherwise.
+//! guards the tenant service. The job service still runs with [`Open`], which lets
+//! every caller through as "anonymous admin", until the dashboard signs in (the
+//! web-app issue). That is only safe on loopback: `main` refuses a non-loopback
+//! `BIND_ADDR` unless `ALLOW_OPEN_ADMIN=1` says otherwise.
 
 use async_trait::async_trait;
 use tonic::Status;

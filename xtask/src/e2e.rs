@@ -56,11 +56,7 @@ pub fn run_playwright(ws: &Workspace, server: &Path, chromium: &Path) -> anyhow:
     let result = (|| {
         let server = Server::start(ws, server, &data)?;
         let mut playwright = Command::new(dir.join("node_modules/.bin/playwright"));
-        playwright
-            .arg("test")
-            .current_dir(&dir)
-            .env("BASE_URL", &server.url)
-            .env("CHROMIUM_PATH", chromium);
+        playwright.arg("test").current_dir(&dir).env("BASE_URL", &server.url).env("CHROMIUM_PATH", chromium);
         let outcome = workspace::run(&mut playwright);
         server.stop()?;
         outcome
@@ -86,7 +82,8 @@ fn npm_install(dir: &Path) -> anyhow::Result<()> {
     npm.current_dir(dir).args(if lock.exists() { ["ci", "--no-audit"] } else { ["install", "--no-audit"] });
     // Playwright's browsers are not used (see the module docs); never try to fetch them.
     npm.env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
-    workspace::run(&mut npm).context("installing the end-to-end test packages (is node/npm installed? `apt-get install nodejs npm`)")
+    workspace::run(&mut npm)
+        .context("installing the end-to-end test packages (is node/npm installed? `apt-get install nodejs npm`)")
 }
 
 fn modified(path: &Path) -> Option<std::time::SystemTime> {

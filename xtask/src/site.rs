@@ -22,7 +22,17 @@ pub fn build_site(ws: &Workspace, profile: Profile) -> anyhow::Result<()> {
     ensure_wasm_target()?;
 
     let mut cargo = ws.cargo();
-    cargo.args(["build", "-p", "app", "--lib", "--target", WASM_TARGET, "--no-default-features", "--features", "hydrate"]);
+    cargo.args([
+        "build",
+        "-p",
+        "app",
+        "--lib",
+        "--target",
+        WASM_TARGET,
+        "--no-default-features",
+        "--features",
+        "hydrate",
+    ]);
     let wasm_profile_dir = match profile {
         Profile::Dev => "debug",
         Profile::Release => {
@@ -81,13 +91,14 @@ pub fn build_server(ws: &Workspace, profile: Profile) -> anyhow::Result<PathBuf>
 /// Adds the wasm target through rustup when it is missing. Without rustup (a
 /// distribution's Rust) we go on and let cargo say what is missing.
 fn ensure_wasm_target() -> anyhow::Result<()> {
-    let installed = match workspace::output(std::process::Command::new("rustup").args(["target", "list", "--installed"])) {
-        Ok(list) => list,
-        Err(e) => {
-            eprintln!("xtask: cannot ask rustup for installed targets ({e:#}); assuming {WASM_TARGET} is there");
-            return Ok(());
-        }
-    };
+    let installed =
+        match workspace::output(std::process::Command::new("rustup").args(["target", "list", "--installed"])) {
+            Ok(list) => list,
+            Err(e) => {
+                eprintln!("xtask: cannot ask rustup for installed targets ({e:#}); assuming {WASM_TARGET} is there");
+                return Ok(());
+            }
+        };
     if installed.lines().any(|l| l.trim() == WASM_TARGET) {
         return Ok(());
     }

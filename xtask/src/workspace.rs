@@ -43,10 +43,8 @@ impl Workspace {
     /// Finds the root from this crate's location and the target dir from the
     /// environment, the way cargo does.
     pub fn detect() -> anyhow::Result<Self> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .context("xtask's manifest dir has no parent")?
-            .to_path_buf();
+        let root =
+            Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("xtask's manifest dir has no parent")?.to_path_buf();
         let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
             Some(dir) if !dir.is_empty() => root.join(dir),
             _ => root.join("target"),
@@ -85,12 +83,7 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
 pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("starting {}", describe(cmd)))?;
     if !out.status.success() {
-        bail!(
-            "{} exited with {}: {}",
-            describe(cmd),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{} exited with {}: {}", describe(cmd), out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -17,8 +17,8 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 
 use super::{
-    AdminOp, Backend, Completion, Pools, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, Rescued, StateCounts, Storage,
-    Transaction, Tx, WorkerRow,
+    AdminOp, Backend, Completion, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, Pools, Rescued, StateCounts,
+    Storage, Transaction, Tx, WorkerRow,
 };
 use crate::clock::Micros;
 use crate::error::StorageError;
@@ -48,11 +48,8 @@ impl PgStorage {
     /// # Errors
     /// The server cannot be reached or a migration failed.
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
-            .await?;
+        let pool =
+            PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect(url).await?;
         migrator().run(&pool).await?;
         let wake = Arc::new(Notify::new());
         tokio::spawn(listen(pool.clone(), wake.clone()));
@@ -376,10 +373,8 @@ impl Storage for PgStorage {
         // One snapshot, so the job's state and its history always agree.
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-        let Some(job) = sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
+        let Some(job) =
+            sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?
         else {
             return Ok(None);
         };
@@ -406,13 +401,19 @@ impl Storage for PgStorage {
                 "UPDATE jobs SET state = 'enqueued', attempt = 0, run_at = $1, updated_at = $1, finished_at = NULL,
                         lease_expires_at = NULL, progress = NULL WHERE id = $2 RETURNING *"
             }
-            AdminOp::Trigger => "UPDATE jobs SET state = 'enqueued', run_at = $1, updated_at = $1 WHERE id = $2 RETURNING *",
+            AdminOp::Trigger => {
+                "UPDATE jobs SET state = 'enqueued', run_at = $1, updated_at = $1 WHERE id = $2 RETURNING *"
+            }
             AdminOp::Delete => {
                 "UPDATE jobs SET state = 'deleted', updated_at = $1, lease_expires_at = NULL WHERE id = $2 RETURNING *"
             }
         };
-        let updated: JobRow =
-            sqlx::query_as(sql).bind(now).bind(id).fetch_one(&mut *tx).await.map_err(|e| map_unique(e, &job.unique_key))?;
+        let updated: JobRow = sqlx::query_as(sql)
+            .bind(now)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| map_unique(e, &job.unique_key))?;
         sqlx::query("INSERT INTO job_history (job_id, state, at, attempt, reason) VALUES ($1, $2, $3, $4, $5)")
             .bind(id)
             .bind(op.target().as_str())

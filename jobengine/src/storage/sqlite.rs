@@ -17,8 +17,8 @@ use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::Notify;
 
 use super::{
-    AdminOp, Backend, Completion, Pools, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, Rescued, StateCounts, Storage,
-    Transaction, Tx, WorkerRow,
+    AdminOp, Backend, Completion, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, Pools, Rescued, StateCounts,
+    Storage, Transaction, Tx, WorkerRow,
 };
 use crate::clock::Micros;
 use crate::error::StorageError;
@@ -311,12 +311,11 @@ impl Storage for SqliteStorage {
     }
 
     async fn rescue(&self, now: Micros) -> Result<Rescued, StorageError> {
-        let expired: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE state = 'processing' AND lease_expires_at < ? LIMIT 1",
-        )
-        .bind(now)
-        .fetch_optional(&self.read)
-        .await?;
+        let expired: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'processing' AND lease_expires_at < ? LIMIT 1")
+                .bind(now)
+                .fetch_optional(&self.read)
+                .await?;
         if expired.is_none() {
             return Ok(Rescued::default());
         }
@@ -397,10 +396,8 @@ impl Storage for SqliteStorage {
     async fn get(&self, id: i64) -> Result<Option<(JobRow, Vec<HistoryRow>)>, StorageError> {
         // One read transaction is one WAL snapshot: state and history agree.
         let mut tx = self.read.begin().await?;
-        let Some(job) = sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
+        let Some(job) =
+            sqlx::query_as::<_, JobRow>("SELECT * FROM jobs WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?
         else {
             return Ok(None);
         };
@@ -427,7 +424,9 @@ impl Storage for SqliteStorage {
                 "UPDATE jobs SET state = 'enqueued', attempt = 0, run_at = ?1, updated_at = ?1, finished_at = NULL,
                         lease_expires_at = NULL, progress = NULL WHERE id = ?2 RETURNING *"
             }
-            AdminOp::Trigger => "UPDATE jobs SET state = 'enqueued', run_at = ?1, updated_at = ?1 WHERE id = ?2 RETURNING *",
+            AdminOp::Trigger => {
+                "UPDATE jobs SET state = 'enqueued', run_at = ?1, updated_at = ?1 WHERE id = ?2 RETURNING *"
+            }
             AdminOp::Delete => {
                 "UPDATE jobs SET state = 'deleted', updated_at = ?1, lease_expires_at = NULL WHERE id = ?2 RETURNING *"
             }

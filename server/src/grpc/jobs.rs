@@ -294,7 +294,8 @@ impl JobService for JobsGrpc {
                 if r.fail_message.len() > 1000 {
                     return Err(Status::invalid_argument("fail_message: at most 1000 bytes"));
                 }
-                let message = if r.fail_message.is_empty() { "diagnostic failure".into() } else { r.fail_message.clone() };
+                let message =
+                    if r.fail_message.is_empty() { "diagnostic failure".into() } else { r.fail_message.clone() };
                 self.jobs.new_job(&Fail { message, permanent: r.permanent }, None)
             }
             other => {
