@@ -6,8 +6,8 @@
 //! contracts serve the app, scripts and grpcurl.
 //!
 //! # Layout
-//! - [`shell`]: the HTML document around the app (hydration scripts, styles);
-//! - [`App`]: routes;
+//! - [`shell`], the HTML document around the app (hydration scripts, styles);
+//! - [`App`], the routes;
 //! - [`pages`]: one module per page;
 //! - [`grpc`]: the browser's gRPC-web client.
 

@@ -299,10 +299,10 @@ impl<C: Send + Sync + 'static> Worker<C> {
             }
             drop(permit);
         });
-        if let Ok(mut m) = running.lock() {
-            if let Some(r) = m.get_mut(&job.id) {
-                r.abort = Some(handle.abort_handle());
-            }
+        if let Ok(mut m) = running.lock()
+            && let Some(r) = m.get_mut(&job.id)
+        {
+            r.abort = Some(handle.abort_handle());
         }
     }
 }

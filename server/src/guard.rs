@@ -49,10 +49,10 @@ impl Guard for Open {
 /// The session token of a request: `authorization: Bearer <token>` (scripts) or
 /// the `session` cookie (browsers).
 pub fn session_token(metadata: &MetadataMap) -> Option<String> {
-    if let Some(v) = metadata.get("authorization").and_then(|v| v.to_str().ok()) {
-        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
-            return Some(t.trim().to_owned());
-        }
+    if let Some(v) = metadata.get("authorization").and_then(|v| v.to_str().ok())
+        && let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))
+    {
+        return Some(t.trim().to_owned());
     }
     metadata
         .get_all("cookie")

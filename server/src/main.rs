@@ -21,9 +21,9 @@ async fn main() -> anyhow::Result<()> {
             config.bind_addr
         );
     }
-    let backend = server::Backend::open(&config)
-        .await
-        .with_context(|| format!("opening the database {}", config.database_url.split('@').last().unwrap_or("")))?;
+    let backend = server::Backend::open(&config).await.with_context(|| {
+        format!("opening the database {}", config.database_url.split('@').next_back().unwrap_or(""))
+    })?;
     let admin_email = std::env::var("SUPERADMIN_EMAIL").unwrap_or_else(|_| DEFAULT_SUPERADMIN.to_owned());
     let given = std::env::var("SUPERADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
     if let Some(generated) = backend

@@ -56,10 +56,10 @@ impl SqliteStorage {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        if let Some(dir) = opts.get_filename().parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)?;
-            }
+        if let Some(dir) = opts.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)?;
         }
         let write = SqlitePoolOptions::new()
             .max_connections(1)
@@ -87,6 +87,7 @@ impl SqliteStorage {
     }
 }
 
+#[allow(clippy::too_many_arguments, reason = "one argument per history column")]
 async fn history(
     conn: &mut sqlx::SqliteConnection,
     job_id: i64,
