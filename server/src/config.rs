@@ -34,6 +34,10 @@ pub struct Config {
     pub site_root: PathBuf,
     /// `DATA_DIR`, default `data`: tenant SQLite files live in `DATA_DIR/tenants`.
     pub data_dir: PathBuf,
+    /// `SIGNUP_PER_IP_PER_HOUR`, default 10: sign-ups one client IP may make.
+    pub signup_per_ip_per_hour: u32,
+    /// `SIGNUP_PER_MINUTE`, default 60: sign-ups the server takes in all.
+    pub signup_per_minute: u32,
     /// `ALLOW_OPEN_ADMIN=1` lets the not-yet-authenticated admin API listen beyond
     /// loopback. Off by default.
     pub allow_open_admin: bool,
@@ -64,8 +68,30 @@ impl Config {
         };
         let site_root = PathBuf::from(get("SITE_ROOT").unwrap_or_else(|| "target/site".to_owned()));
         let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "data".to_owned()));
+        let positive = |name: &str, default: u32| -> anyhow::Result<u32> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .with_context(|| format!("{name}={v:?}: expected a positive whole number")),
+            }
+        };
+        let signup_per_ip_per_hour = positive("SIGNUP_PER_IP_PER_HOUR", 10)?;
+        let signup_per_minute = positive("SIGNUP_PER_MINUTE", 60)?;
         let allow_open_admin = matches!(get("ALLOW_OPEN_ADMIN").as_deref(), Some("1" | "true"));
-        Ok(Self { database_url, bind_addr, worker, site_root, data_dir, allow_open_admin })
+        Ok(Self {
+            database_url,
+            bind_addr,
+            worker,
+            site_root,
+            data_dir,
+            signup_per_ip_per_hour,
+            signup_per_minute,
+            allow_open_admin,
+        })
     }
 }
 

@@ -16,8 +16,10 @@ pub mod config;
 pub mod grpc;
 pub mod guard;
 pub mod metrics;
+pub mod ratelimit;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use app::{App, shell};
@@ -72,6 +74,7 @@ impl Backend {
 /// The reflection service cannot read the compiled descriptors (a build bug).
 pub fn router(
     backend: &Backend,
+    config: &Config,
     jobs_guard: Arc<dyn Guard>,
     leptos_options: LeptosOptions,
     shutdown: CancellationToken,
@@ -83,7 +86,13 @@ pub fn router(
     let auth_svc = AuthServiceServer::new(grpc::auth::AuthGrpc::new(backend.identity.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let tenants = backoffice::tenants::Tenants::new(jobs.clone());
-    let tenants_svc = TenantServiceServer::new(grpc::tenants::TenantsGrpc::new(tenants, sessions))
+    let signups = Arc::new(ratelimit::Limiter::new(
+        config.signup_per_ip_per_hour,
+        Duration::from_secs(3600),
+        config.signup_per_minute,
+        Duration::from_secs(60),
+    ));
+    let tenants_svc = TenantServiceServer::new(grpc::tenants::TenantsGrpc::new(tenants, sessions, signups))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -158,8 +167,9 @@ pub async fn run(
         }
         WorkerMode::Off => None,
     };
-    let app = router(&backend, guard, leptos_options, shutdown.clone())?;
-    axum::serve(listener, app)
+    let app = router(&backend, config, guard, leptos_options, shutdown.clone())?;
+    // Connect info gives handlers the client's address (sign-up limits per IP).
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
         .context("serving HTTP")?;

@@ -24,6 +24,7 @@ jobengine::on_both!(
     metrics_endpoint,
     admin_creates_tenant_over_grpc,
     tenant_rpcs_are_guarded,
+    sign_ups_are_rate_limited,
 );
 
 const ROOT_EMAIL: &str = "root@example.com";
@@ -45,12 +46,17 @@ impl Drop for TestServer {
 }
 
 async fn start(which: Which) -> TestServer {
+    start_with(which, &[]).await
+}
+
+/// Starts a server with extra settings (`name`, `value`).
+async fn start_with(which: Which, extra: &[(&str, &str)]) -> TestServer {
     let db = TestDb::new(which).await;
     let url = db.url.clone();
     let config = Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(url.clone()),
         "BIND_ADDR" => Some("127.0.0.1:0".into()),
-        _ => None,
+        _ => extra.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned()),
     })
     .expect("config");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -484,4 +490,19 @@ async fn tenant_rpcs_are_guarded(which: Which) {
     AuthServiceClient::new(ch.clone()).logout(bearer(proto::auth::v1::LogoutRequest {}, &hank)).await.expect("logout");
     let gone = AuthServiceClient::new(ch).me(bearer(proto::auth::v1::MeRequest {}, &hank)).await.expect_err("revoked");
     assert_eq!(gone.code(), Code::Unauthenticated);
+}
+
+async fn sign_ups_are_rate_limited(which: Which) {
+    let srv = start_with(which, &[("SIGNUP_PER_IP_PER_HOUR", "2")]).await;
+    let ch = channel(srv.addr).await;
+    let mut tenants = TenantServiceClient::new(ch.clone());
+    let sign = |n: u32| tpb::SignUpRequest { company_name: format!("Company {n}"), email: format!("o{n}@co{n}.test") };
+    tenants.sign_up(sign(1)).await.expect("first");
+    tenants.sign_up(sign(2)).await.expect("second");
+    let third = tenants.sign_up(sign(3)).await.expect_err("over the per-address limit");
+    assert_eq!(third.code(), Code::ResourceExhausted);
+    assert_eq!(third.message(), "too many sign-ups from your address; try again later");
+    let root = login(&ch, ROOT_EMAIL, ROOT_PASSWORD).await.expect("login");
+    let listed = tenants.list_tenants(bearer(tpb::ListTenantsRequest::default(), &root)).await.expect("list");
+    assert_eq!(listed.into_inner().tenants.len(), 2, "the refused sign-up wrote nothing");
 }

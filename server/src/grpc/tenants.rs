@@ -9,6 +9,9 @@ use tonic::{Request, Response, Status};
 
 use crate::grpc::status::status;
 use crate::guard::{Guard, Role};
+use crate::ratelimit::{Limiter, Refused};
+use axum::extract::ConnectInfo;
+use std::net::SocketAddr;
 
 /// What every sign-up is told, whatever happened behind it.
 pub const SIGNUP_MESSAGE: &str = "Thanks for signing up! Check your email shortly for your login details.";
@@ -17,12 +20,14 @@ pub const SIGNUP_MESSAGE: &str = "Thanks for signing up! Check your email shortl
 pub struct TenantsGrpc {
     tenants: Tenants,
     guard: Arc<dyn Guard>,
+    signups: Arc<Limiter>,
 }
 
 impl TenantsGrpc {
-    /// Serves `tenants`, super-admin calls checked by `guard`.
-    pub fn new(tenants: Tenants, guard: Arc<dyn Guard>) -> Self {
-        Self { tenants, guard }
+    /// Serves `tenants`, super-admin calls checked by `guard`, sign-ups limited by
+    /// `signups`.
+    pub fn new(tenants: Tenants, guard: Arc<dyn Guard>, signups: Arc<Limiter>) -> Self {
+        Self { tenants, guard, signups }
     }
 }
 
@@ -65,6 +70,18 @@ impl TenantService for TenantsGrpc {
     }
 
     async fn sign_up(&self, req: Request<pb::SignUpRequest>) -> Result<Response<pb::SignUpResponse>, Status> {
+        let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        match self.signups.check(ip) {
+            Ok(()) => {}
+            Err(Refused::PerClient) => {
+                return Err(Status::resource_exhausted("too many sign-ups from your address; try again later"));
+            }
+            Err(Refused::Global) => {
+                return Err(Status::resource_exhausted(
+                    "we are taking too many sign-ups right now; try again in a minute",
+                ));
+            }
+        }
         let r = req.into_inner();
         self.tenants.sign_up(&r.company_name, &r.email).await.map_err(status)?;
         Ok(Response::new(pb::SignUpResponse { message: SIGNUP_MESSAGE.to_owned() }))
