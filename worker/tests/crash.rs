@@ -13,7 +13,12 @@ use jobengine::{JobDetail, JobState, Jobs};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-jobengine::on_both!(kill_9_job_runs_again, stale_worker_cannot_complete, sigterm_releases_running_job);
+jobengine::on_both!(
+    kill_9_job_runs_again,
+    stale_worker_cannot_complete,
+    sigterm_releases_running_job,
+    kill_9_at_every_provisioning_step,
+);
 
 /// A `worker` process with its log in a file.
 struct WorkerProc {
@@ -23,9 +28,15 @@ struct WorkerProc {
 
 impl WorkerProc {
     fn start(url: &str, dir: &Path, name: &str, lease_ms: u64) -> Self {
+        Self::start_with(url, dir, name, lease_ms, &[])
+    }
+
+    fn start_with(url: &str, dir: &Path, name: &str, lease_ms: u64, extra: &[(&str, &str)]) -> Self {
         let log = dir.join(format!("{name}.log"));
         let file = File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_worker"))
+            .envs(extra.iter().copied())
+            .env("DATA_DIR", dir)
             .env("DATABASE_URL", url)
             .env("JOB_LEASE_MS", lease_ms.to_string())
             .env("JOB_RESCUE_MS", "200")
@@ -179,4 +190,72 @@ async fn sigterm_releases_running_job(which: Which) {
     assert_eq!(d.job.state, JobState::Enqueued, "released to the queue at once, not left to the rescuer");
     assert_eq!(d.job.attempt, 0);
     assert!(jobs.workers(60_000_000).await.expect("workers").is_empty(), "deregistered");
+}
+
+/// Kill the worker while provisioning is at each step in turn; the tenant still
+/// ends active with one database and one seed, and every interruption is on record.
+async fn kill_9_at_every_provisioning_step(which: Which) {
+    use backoffice::provision::STEPS;
+    use backoffice::tenants::{TenantStatus, Tenants};
+
+    let db = TestDb::new(which).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (jobs, env) = backoffice::open(&db.url, dir.path().to_path_buf()).await.expect("open control plane");
+    let tenants = Tenants::new(jobs.clone());
+    let created = tenants.sign_up("Phoenix Ltd", "owner@phoenix.test").await.expect("sign up").expect("created");
+    let id = created.tenant.id.clone();
+    let slow = [("PROVISION_FAULT", "slow:1500")];
+    for (i, step) in STEPS.iter().enumerate() {
+        let mut w = WorkerProc::start_with(&db.url, dir.path(), &format!("w{i}"), 1500, &slow);
+        let start = Instant::now();
+        loop {
+            let t = tenants.get(&id).await.expect("tenant");
+            if t.step.as_deref() == Some(*step)
+                && jobs.get(created.job_id).await.expect("job").job.state == JobState::Processing
+            {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "never reached {step:?}: {t:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        w.signal(Signal::SIGKILL);
+        w.wait_exit(Duration::from_secs(5));
+    }
+    let _last = WorkerProc::start(&db.url, dir.path(), "final", 1500);
+    let start = Instant::now();
+    let t = loop {
+        let t = tenants.get(&id).await.expect("tenant");
+        if t.status() == TenantStatus::Active {
+            break t;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "never became active: {t:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let job = jobs.get(created.job_id).await.expect("job");
+    let interrupted =
+        job.history.iter().filter(|h| h.reason.as_deref().is_some_and(|r| r.contains("interrupted"))).count();
+    assert_eq!(interrupted, STEPS.len(), "{:#?}", job.history);
+    assert_eq!(job.job.state, JobState::Succeeded);
+    assert_eq!(job.job.attempt as usize, STEPS.len() + 1);
+    // One database, one seed.
+    assert!(env.tenant_dbs.exists(&t.db_name).await.expect("exists"));
+    let pool = env.tenant_dbs.open(&t.db_name).await.expect("open tenant db");
+    let (roles, users): (i64, i64) = match &pool {
+        backoffice::tenant_db::TenantPool::Sqlite(p) => (
+            sqlx::query_scalar("SELECT COUNT(*) FROM roles").fetch_one(p).await.expect("roles"),
+            sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(p).await.expect("users"),
+        ),
+        backoffice::tenant_db::TenantPool::Postgres(p) => (
+            sqlx::query_scalar("SELECT COUNT(*) FROM roles").fetch_one(p).await.expect("roles"),
+            sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(p).await.expect("users"),
+        ),
+    };
+    assert_eq!((roles, users), (3, 1));
+    if which == Which::Sqlite {
+        let files = std::fs::read_dir(dir.path().join("tenants"))
+            .expect("tenants dir")
+            .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "db")))
+            .count();
+        assert_eq!(files, 1, "one tenant database file");
+    }
 }
