@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobengine::{Clock, Micros, Pools};
+use jobengine::{Clock, Micros, Pools, Storage};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -132,15 +132,17 @@ pub fn check_password(field: &'static str, password: &str) -> Result<(), FieldEr
 /// Users, sessions, passwords.
 #[derive(Clone)]
 pub struct Identity {
+    /// For transactions (`BEGIN IMMEDIATE` on SQLite, as the engine does).
+    store: Arc<dyn Storage>,
     pools: Pools,
     hasher: Hasher,
     clock: Arc<dyn Clock>,
 }
 
 impl Identity {
-    /// Identity on the control-plane database.
-    pub fn new(pools: Pools, hasher: Hasher, clock: Arc<dyn Clock>) -> Self {
-        Self { pools, hasher, clock }
+    /// Identity on the control-plane database that `store` lives in.
+    pub fn new(store: Arc<dyn Storage>, hasher: Hasher, clock: Arc<dyn Clock>) -> Self {
+        Self { pools: store.pools(), store, hasher, clock }
     }
 
     /// The password hasher.
@@ -287,11 +289,7 @@ impl Identity {
         check_password("password", password)?;
         let hash = self.hasher.hash(password).await?;
         let now = self.clock.now();
-        let store_tx = match &self.pools {
-            Pools::Sqlite { write, .. } => jobengine::Tx::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
-            Pools::Postgres(p) => jobengine::Tx::Postgres(p.begin().await?),
-        };
-        let mut tx = Wrapped { tx: store_tx };
+        let mut tx = self.store.begin().await?;
         let user_id: Option<String> = on_tx!(tx, c => sqlx::query_scalar(
             "UPDATE password_tokens SET used_at = $1
              WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING user_id")
@@ -301,15 +299,7 @@ impl Identity {
             "UPDATE users SET password_hash = $1 WHERE id = $2
              RETURNING id, email, password_hash, role, tenant_id")
             .bind(&hash).bind(&user_id).fetch_one(c).await)?;
-        match tx.tx {
-            jobengine::Tx::Sqlite(t) => t.commit().await?,
-            jobengine::Tx::Postgres(t) => t.commit().await?,
-        }
+        tx.commit().await?;
         row.user()
     }
-}
-
-/// A bare transaction in the shape [`on_tx!`] expects.
-struct Wrapped {
-    tx: jobengine::Tx,
 }

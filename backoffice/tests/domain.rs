@@ -24,7 +24,8 @@ jobengine::on_both!(
 );
 
 struct Bundle {
-    db: TestDb,
+    /// Keeps the test database alive.
+    _db: TestDb,
     jobs: Jobs,
     identity: Identity,
     tenants: Tenants,
@@ -37,10 +38,10 @@ async fn setup(which: Which) -> Bundle {
     let jobs = db.jobs().await.with_default_max_attempts(2);
     let pools = jobs.store().pools();
     backoffice::db::migrate(&pools).await.expect("control-plane migrations");
-    let identity = Identity::new(pools.clone(), Hasher::new(4).expect("hasher"), jobs.clock().clone());
+    let identity = Identity::new(jobs.store().clone(), Hasher::new(4).expect("hasher"), jobs.clock().clone());
     let dir = tempfile::tempdir().expect("tempdir");
     let dbs = TenantDbs::new(pools, &db.url, dir.path().to_path_buf()).expect("tenant dbs");
-    Bundle { tenants: Tenants::new(jobs.clone()), db, jobs, identity, dbs, _dir: dir }
+    Bundle { tenants: Tenants::new(jobs.clone()), _db: db, jobs, identity, dbs, _dir: dir }
 }
 
 fn start_worker(b: &Bundle, fault: Option<Fault>) -> (CancellationToken, tokio::task::JoinHandle<()>) {
@@ -145,7 +146,6 @@ async fn admin_creates_tenant_and_it_provisions(which: Which) {
         .bind(&t.id).fetch_one(p).await)
     .expect("count");
     assert_eq!(n, 1, "one tenant admin in the control plane");
-    let _ = &b.db;
 }
 
 async fn bad_input_writes_nothing(which: Which) {

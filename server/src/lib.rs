@@ -63,7 +63,7 @@ impl Backend {
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
         let (jobs, env) = backoffice::open(&config.database_url, config.data_dir.clone()).await?;
         let hasher = backoffice::password::Hasher::new(HASH_PERMITS).context("preparing password hashing")?;
-        let identity = backoffice::identity::Identity::new(jobs.store().pools(), hasher, jobs.clock().clone());
+        let identity = backoffice::identity::Identity::new(jobs.store().clone(), hasher, jobs.clock().clone());
         Ok(Self { jobs, env, identity })
     }
 }
