@@ -114,6 +114,24 @@ pub fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// Issues a single-use set-password token for `user_id` inside `tx`, valid for
+/// [`PASSWORD_TOKEN_TTL`] from `now`; returns the token (only its hash is stored).
+///
+/// # Errors
+/// A database failure.
+pub async fn insert_password_token(
+    tx: &mut jobengine::Transaction,
+    user_id: &str,
+    now: Micros,
+) -> Result<String, Error> {
+    let token = new_secret();
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO password_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(secret_hash(&token)).bind(user_id).bind(now)
+        .bind(now + PASSWORD_TOKEN_TTL.as_micros() as i64).execute(c).await.map(|r| r.rows_affected()))?;
+    Ok(token)
+}
+
 /// Checks a new password's length.
 ///
 /// # Errors
@@ -247,20 +265,6 @@ impl Identity {
         Ok(())
     }
 
-    /// Issues a single-use set-password token for `user_id` inside `tx`.
-    ///
-    /// # Errors
-    /// A database failure.
-    pub async fn issue_password_token(&self, tx: &mut jobengine::Transaction, user_id: &str) -> Result<String, Error> {
-        let token = new_secret();
-        let now = self.clock.now();
-        on_tx!(tx, c => sqlx::query(
-            "INSERT INTO password_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(secret_hash(&token)).bind(user_id).bind(now)
-            .bind(now + PASSWORD_TOKEN_TTL.as_micros() as i64).execute(c).await.map(|r| r.rows_affected()))?;
-        Ok(token)
-    }
-
     /// Issues a set-password token, in a transaction of its own, for the user with
     /// `email` (for the welcome email and for operators).
     ///
@@ -271,12 +275,9 @@ impl Identity {
         let id: Option<String> = on_pool!(&self.pools, read, p =>
             sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(&email).fetch_optional(p).await)?;
         let id = id.ok_or(Error::NotFound("user"))?;
-        let token = new_secret();
-        let now = self.clock.now();
-        on_pool!(&self.pools, write, p => sqlx::query(
-            "INSERT INTO password_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(secret_hash(&token)).bind(&id).bind(now)
-            .bind(now + PASSWORD_TOKEN_TTL.as_micros() as i64).execute(p).await.map(|r| r.rows_affected()))?;
+        let mut tx = self.store.begin().await?;
+        let token = insert_password_token(&mut tx, &id, self.clock.now()).await?;
+        tx.commit().await?;
         Ok(token)
     }
 

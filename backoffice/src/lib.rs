@@ -9,11 +9,13 @@
 //! - [`error`]: the domain's error type and its policy;
 //! - [`tenants`]: tenants in the control plane, created by admins or sign-ups;
 //! - [`provision`]: the `ProvisionTenant` job;
-//! - [`tenant_db`]: each tenant's own database.
+//! - [`tenant_db`]: each tenant's own database;
+//! - [`mail`]: the email outbox and its delivery job.
 
 pub mod db;
 pub mod error;
 pub mod identity;
+pub mod mail;
 pub mod password;
 pub mod provision;
 pub mod tenant_db;
@@ -24,7 +26,7 @@ pub use error::Error;
 
 /// The registry of every job the back office runs (plus the engine's diagnostics).
 pub fn registry() -> jobengine::Registry<provision::Env> {
-    jobengine::registry_with_builtins().register::<provision::ProvisionTenant>()
+    jobengine::registry_with_builtins().register::<provision::ProvisionTenant>().register::<mail::SendEmail>()
 }
 
 /// Opens the control plane named by `database_url`: the job engine's and the
@@ -32,7 +34,8 @@ pub fn registry() -> jobengine::Registry<provision::Env> {
 /// files go under `data_dir/tenants`.
 ///
 /// # Errors
-/// The database cannot be opened or migrated, or `PROVISION_FAULT` is malformed.
+/// The database cannot be opened or migrated, or `PROVISION_FAULT` or a mail
+/// setting is malformed.
 pub async fn open(
     database_url: &str,
     data_dir: std::path::PathBuf,
@@ -41,11 +44,13 @@ pub async fn open(
     let jobs = jobengine::Jobs::connect(database_url).await.context("opening the job store")?;
     let pools = jobs.store().pools();
     db::migrate(&pools).await.context("migrating the control plane")?;
-    let tenant_dbs = tenant_db::TenantDbs::new(pools.clone(), database_url, data_dir)?;
+    let tenant_dbs = tenant_db::TenantDbs::new(pools.clone(), database_url, data_dir.clone())?;
     let fault = provision::Fault::from_env()?;
     if let Some(f) = fault {
         tracing::warn!(?f, "PROVISION_FAULT is set: provisioning is deliberately slowed or broken");
     }
-    let env = provision::Env { jobs: jobs.clone(), pools, tenant_dbs, fault };
+    let mail = mail::Mail::from_env(&data_dir)?;
+    tracing::info!(transport = ?mail.transport, "email");
+    let env = provision::Env { jobs: jobs.clone(), pools, tenant_dbs, fault, mail };
     Ok((jobs, std::sync::Arc::new(env)))
 }

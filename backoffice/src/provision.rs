@@ -14,7 +14,7 @@ use anyhow::{Context, anyhow};
 use jobengine::{Job, JobContext, JobError, Jobs, Pools};
 use serde::{Deserialize, Serialize};
 
-use crate::on_pool;
+use crate::{on_pool, on_tx};
 use crate::tenant_db::{TenantDbs, TenantPool};
 
 /// Test-only slowness or failure, from `PROVISION_FAULT`: `slow:<ms>` waits that
@@ -63,6 +63,8 @@ pub struct Env {
     pub tenant_dbs: TenantDbs,
     /// Injected slowness or failure, for tests.
     pub fault: Option<Fault>,
+    /// Email composition and delivery.
+    pub mail: crate::mail::Mail,
 }
 
 /// The steps, in order, as reported.
@@ -100,6 +102,7 @@ impl Job for ProvisionTenant {
 
 #[derive(sqlx::FromRow)]
 struct Target {
+    name: String,
     status: String,
     db_name: String,
     admin_email: String,
@@ -121,7 +124,7 @@ async fn step(ctx: &JobContext<Env>, tenant_id: &str, name: &str) -> anyhow::Res
 async fn provision(tenant_id: &str, ctx: &JobContext<Env>) -> anyhow::Result<()> {
     let env = &ctx.app;
     let t: Option<Target> = on_pool!(&env.pools, read, p => sqlx::query_as(
-        "SELECT status, db_name, admin_email FROM tenants WHERE id = $1").bind(tenant_id).fetch_optional(p).await)
+        "SELECT name, status, db_name, admin_email FROM tenants WHERE id = $1").bind(tenant_id).fetch_optional(p).await)
     .context("loading the tenant")?;
     let t = t.ok_or_else(|| anyhow!("tenant {tenant_id} does not exist"))?;
     if t.status == "active" {
@@ -146,13 +149,28 @@ async fn provision(tenant_id: &str, ctx: &JobContext<Env>) -> anyhow::Result<()>
     }
 
     step(ctx, tenant_id, STEPS[3]).await?;
+    activate(env, tenant_id, &t, &admin_id).await.context("activating the tenant")?;
+    tracing::info!(tenant = tenant_id, admin = %admin_id, "tenant provisioned");
+    Ok(())
+}
+
+/// One transaction: the tenant becomes `active`, its admin gets a set-password
+/// token, and the welcome email carrying it goes into the outbox with its delivery
+/// job. The status change is conditional, so a re-run after this committed does
+/// nothing: one activation, one token, one email.
+async fn activate(env: &Env, tenant_id: &str, t: &Target, admin_id: &str) -> anyhow::Result<()> {
     let now = env.jobs.clock().now();
-    on_pool!(&env.pools, write, p => sqlx::query(
+    let mut tx = env.jobs.begin().await?;
+    let changed = on_tx!(tx, c => sqlx::query(
         "UPDATE tenants SET status = 'active', step = 'done', activated_at = $1, updated_at = $1, last_error = NULL
          WHERE id = $2 AND status <> 'active'")
-        .bind(now).bind(tenant_id).execute(p).await.map(|_| ()))
-    .context("activating the tenant")?;
-    tracing::info!(tenant = tenant_id, admin = %admin_id, "tenant provisioned");
+        .bind(now).bind(tenant_id).execute(c).await.map(|r| r.rows_affected()))?;
+    if changed == 1 {
+        let token = crate::identity::insert_password_token(&mut tx, admin_id, now).await?;
+        let letter = env.mail.letters.welcome(&t.name, &t.admin_email, &token)?;
+        crate::mail::enqueue(&env.jobs, &mut tx, &letter, Some(tenant_id), now).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::identity::User;
+use crate::mail::Letters;
 use crate::provision::ProvisionTenant;
 use crate::validate::{Email, FieldErrors, TenantName};
 use crate::{on_pool, on_tx};
@@ -129,6 +130,7 @@ pub fn db_name_for(id: &uuid::Uuid) -> String {
 pub struct Tenants {
     pools: Pools,
     jobs: Jobs,
+    letters: Letters,
     clock: Arc<dyn jobengine::Clock>,
 }
 
@@ -138,9 +140,10 @@ pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 200;
 
 impl Tenants {
-    /// Tenants on the control plane that `jobs` runs on.
-    pub fn new(jobs: Jobs) -> Self {
-        Self { pools: jobs.store().pools(), clock: jobs.clock().clone(), jobs }
+    /// Tenants on the control plane that `jobs` runs on; `letters` composes the
+    /// emails a sign-up may send.
+    pub fn new(jobs: Jobs, letters: Letters) -> Self {
+        Self { pools: jobs.store().pools(), clock: jobs.clock().clone(), jobs, letters }
     }
 
     /// A super admin creates a tenant. Fields: `name`, `admin_email`.
@@ -163,8 +166,9 @@ impl Tenants {
 
     /// A prospective client signs up. Fields: `company_name`, `email`.
     ///
-    /// Returns `None` (and writes nothing) when the email already has an account,
-    /// so the caller gives the same answer either way.
+    /// When the email already has an account, nothing is created: the owner is sent
+    /// a "you already have an account" email instead and `None` is returned, so
+    /// the caller gives the same answer either way.
     ///
     /// # Errors
     /// As [`Tenants::create_by_admin`], on the sign-up's field names.
@@ -176,6 +180,10 @@ impl Tenants {
         let (Some(name), Some(email)) = (name, email) else { return Err(Error::Invalid(FieldErrors::default())) };
         if self.email_has_account(&email).await? {
             tracing::info!(email = %email, "sign-up for an address that already has an account");
+            let letter = self.letters.account_exists(name.as_str(), email.as_str())?;
+            let mut tx = self.jobs.begin().await?;
+            crate::mail::enqueue(&self.jobs, &mut tx, &letter, None, self.clock.now()).await?;
+            tx.commit().await?;
             return Ok(None);
         }
         self.insert(&name, &email, Origin::Signup, None, "company_name").await.map(Some)

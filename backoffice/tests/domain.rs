@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use backoffice::Error;
 use backoffice::identity::{Identity, MAX_FAILURES_PER_HOUR, Role};
+use backoffice::mail::{Letters, Mail, Transport, plain_text};
 use backoffice::password::Hasher;
 use backoffice::provision::{Env, Fault};
 use backoffice::tenant_db::{TenantDbs, TenantPool};
@@ -21,7 +22,23 @@ jobengine::on_both!(
     bad_input_writes_nothing,
     provisioning_failure_marks_tenant_failed,
     worker_dying_on_the_last_attempt_fails_the_tenant,
+    sign_up_with_a_known_email_creates_nothing_and_tells_the_owner,
 );
+
+async fn sign_up_with_a_known_email_creates_nothing_and_tells_the_owner(which: Which) {
+    let b = setup(which).await;
+    b.identity.seed_super_admin("root@example.com", Some("a long enough password")).await.expect("seed");
+    let answer = b.tenants.sign_up("Shadow Corp", "ROOT@example.com").await.expect("sign up");
+    assert!(answer.is_none(), "nothing created");
+    let (stop, handle) = start_worker(&b, None);
+    let mails = wait_mail(&b, 1).await;
+    stop.cancel();
+    handle.await.expect("worker");
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains("You already have an account"), "{}", mails[0]);
+    assert!(!mails[0].contains("set-password"), "no link to take over the account: {}", mails[0]);
+    assert!(b.tenants.list(None, None, 10).await.expect("list").is_empty(), "no tenant");
+}
 
 struct Bundle {
     /// Keeps the test database alive.
@@ -30,7 +47,8 @@ struct Bundle {
     identity: Identity,
     tenants: Tenants,
     dbs: TenantDbs,
-    _dir: tempfile::TempDir,
+    mail: Mail,
+    dir: tempfile::TempDir,
 }
 
 async fn setup(which: Which) -> Bundle {
@@ -41,17 +59,66 @@ async fn setup(which: Which) -> Bundle {
     let identity = Identity::new(jobs.store().clone(), Hasher::new(4).expect("hasher"), jobs.clock().clone());
     let dir = tempfile::tempdir().expect("tempdir");
     let dbs = TenantDbs::new(pools, &db.url, dir.path().to_path_buf()).expect("tenant dbs");
-    Bundle { tenants: Tenants::new(jobs.clone()), _db: db, jobs, identity, dbs, _dir: dir }
+    let letters = Letters::new("Back Office <no-reply@backoffice.test>", "http://bo.test").expect("letters");
+    let mail = Mail { letters: letters.clone(), transport: Transport::Files(dir.path().join("mail")) };
+    Bundle { tenants: Tenants::new(jobs.clone(), letters), _db: db, jobs, identity, dbs, mail, dir }
 }
 
 fn start_worker(b: &Bundle, fault: Option<Fault>) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-    let env = Env { jobs: b.jobs.clone(), pools: b.jobs.store().pools(), tenant_dbs: b.dbs.clone(), fault };
+    let env = Env {
+        jobs: b.jobs.clone(),
+        pools: b.jobs.store().pools(),
+        tenant_dbs: b.dbs.clone(),
+        fault,
+        mail: b.mail.clone(),
+    };
     let mut cfg = WorkerConfig { poll: Duration::from_millis(20), ..WorkerConfig::default() };
     cfg.backoff.base = Duration::from_millis(50);
     let w = Worker::new(&b.jobs, registry(), Arc::new(env), cfg);
     let stop = CancellationToken::new();
     let s = stop.clone();
     (stop, tokio::spawn(async move { w.run(s).await.expect("worker") }))
+}
+
+/// Waits up to 10 s for job `id` to reach `want` (its outcome is recorded a
+/// moment after the tenant's own status changes).
+async fn wait_job(jobs: &Jobs, id: i64, want: JobState) {
+    let mut state = None;
+    for _ in 0..500 {
+        let s = jobs.get(id).await.expect("job").job.state;
+        if s == want {
+            return;
+        }
+        state = Some(s);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("job {id} is {state:?} after 10 s, not {want:?}");
+}
+
+/// The `.eml` files written so far, once there are at least `n` (or after 10 s).
+async fn wait_mail(b: &Bundle, n: usize) -> Vec<String> {
+    let dir = b.dir.path().join("mail");
+    for _ in 0..500 {
+        let mut found = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "eml") {
+                    found.push(plain_text(&std::fs::read_to_string(e.path()).expect("read eml")));
+                }
+            }
+        }
+        if found.len() >= n {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("fewer than {n} emails in {} after 10 s", dir.display());
+}
+
+/// The set-password token in a welcome email's link.
+fn link_token(mail: &str) -> String {
+    let at = mail.find("set-password?token=").expect("a set-password link") + "set-password?token=".len();
+    mail[at..].chars().take_while(char::is_ascii_hexdigit).collect()
 }
 
 async fn wait_status(t: &Tenants, id: &str, want: TenantStatus) -> backoffice::tenants::Tenant {
@@ -112,19 +179,26 @@ async fn admin_creates_tenant_and_it_provisions(which: Which) {
     let t = wait_status(&b.tenants, &created.tenant.id, TenantStatus::Active).await;
     assert_eq!(t.step.as_deref(), Some("done"));
     assert!(b.dbs.exists(&t.db_name).await.expect("exists"));
-    let job = b.jobs.get(created.job_id).await.expect("job");
-    assert_eq!(job.job.state, JobState::Succeeded);
+    wait_job(&b.jobs, created.job_id, JobState::Succeeded).await;
 
     // Re-running the job (as after a crash past activation) changes nothing.
     b.jobs.requeue(created.job_id, "test").await.expect("requeue");
-    for _ in 0..500 {
-        if b.jobs.get(created.job_id).await.expect("job").job.state == JobState::Succeeded {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_job(&b.jobs, created.job_id, JobState::Succeeded).await;
+    let mails = wait_mail(&b, 1).await;
     stop.cancel();
     handle.await.expect("worker");
+
+    // One welcome email (the re-run sent none), whose link sets the password.
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+        assert!(mail.contains("Username:   owner@acme.test"), "{mail}");
+    assert!(mail.contains("Sign in at: http://bo.test/login"), "{mail}");
+    let token = link_token(mail);
+    assert!(token.len() >= 32, "at least 128 bits: {token}");
+    let user = b.identity.set_password(&token, "owner's new password").await.expect("set password");
+    assert_eq!((user.role, user.tenant_id.as_deref()), (Role::TenantAdmin, Some(t.id.as_str())));
+    assert!(matches!(b.identity.set_password(&token, "another password!").await, Err(Error::BadToken)), "single use");
+    b.identity.login("owner@acme.test", "owner's new password").await.expect("tenant admin logs in");
 
     let pool = b.dbs.open(&t.db_name).await.expect("open tenant db");
     let counts = |q: &'static str| {
@@ -209,7 +283,7 @@ async fn provisioning_failure_marks_tenant_failed(which: Which) {
 async fn worker_dying_on_the_last_attempt_fails_the_tenant(which: Which) {
     let b = setup(which).await;
     let b = Bundle { jobs: b.jobs.clone().with_default_max_attempts(1), ..b };
-    let tenants = Tenants::new(b.jobs.clone());
+    let tenants = Tenants::new(b.jobs.clone(), b.mail.letters.clone());
     let created = tenants.sign_up("Crashy Inc", "owner@crashy.test").await.expect("sign up").expect("created");
     // A worker claims the job with a 1 ms lease and "dies" (never renews).
     let store = b.jobs.store().clone();

@@ -85,7 +85,7 @@ pub fn router(
     let sessions: Arc<dyn Guard> = Arc::new(guard::Sessions { identity: backend.identity.clone() });
     let auth_svc = AuthServiceServer::new(grpc::auth::AuthGrpc::new(backend.identity.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let tenants = backoffice::tenants::Tenants::new(jobs.clone());
+    let tenants = backoffice::tenants::Tenants::new(jobs.clone(), backend.env.mail.letters.clone());
     let signups = Arc::new(ratelimit::Limiter::new(
         config.signup_per_ip_per_hour,
         Duration::from_secs(3600),

@@ -201,7 +201,7 @@ async fn kill_9_at_every_provisioning_step(which: Which) {
     let db = TestDb::new(which).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (jobs, env) = backoffice::open(&db.url, dir.path().to_path_buf()).await.expect("open control plane");
-    let tenants = Tenants::new(jobs.clone());
+    let tenants = Tenants::new(jobs.clone(), env.mail.letters.clone());
     let created = tenants.sign_up("Phoenix Ltd", "owner@phoenix.test").await.expect("sign up").expect("created");
     let id = created.tenant.id.clone();
     let slow = [("PROVISION_FAULT", "slow:1500")];
