@@ -22,6 +22,9 @@ pub mod tenant_db;
 pub mod tenants;
 pub mod validate;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use error::Error;
 
 /// The registry of every job the back office runs (plus the engine's diagnostics).

@@ -125,10 +125,12 @@ impl Transport {
                 let envelope = Envelope::new(Some(from), vec![to]).map_err(JobError::permanent)?;
                 match smtp.send_raw(&envelope, message.as_bytes()).await {
                     Ok(resp) => Ok(format!("accepted by the SMTP server: {}", resp.code())),
+                    // The server's own words go into the top-level message: that is
+                    // what the dashboard lists.
                     Err(e) if e.is_permanent() => {
-                        Err(JobError::permanent(anyhow::Error::new(e).context("the SMTP server refused the message")))
+                        Err(JobError::permanent(anyhow!("the SMTP server refused the message: {e}")))
                     }
-                    Err(e) => Err(JobError::retry(anyhow::Error::new(e).context("sending through SMTP"))),
+                    Err(e) => Err(JobError::retry(anyhow!("sending through SMTP failed, will retry: {e}"))),
                 }
             }
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use backoffice::Error;
 use backoffice::identity::{Identity, MAX_FAILURES_PER_HOUR, Role};
 use backoffice::mail::{Letters, Mail, Transport, plain_text};
+use backoffice::testing::{Mood, SmtpSink, link_token};
 use backoffice::password::Hasher;
 use backoffice::provision::{Env, Fault};
 use backoffice::tenant_db::{TenantDbs, TenantPool};
@@ -115,12 +116,6 @@ async fn wait_mail(b: &Bundle, n: usize) -> Vec<String> {
     panic!("fewer than {n} emails in {} after 10 s", dir.display());
 }
 
-/// The set-password token in a welcome email's link.
-fn link_token(mail: &str) -> String {
-    let at = mail.find("set-password?token=").expect("a set-password link") + "set-password?token=".len();
-    mail[at..].chars().take_while(char::is_ascii_hexdigit).collect()
-}
-
 async fn wait_status(t: &Tenants, id: &str, want: TenantStatus) -> backoffice::tenants::Tenant {
     for _ in 0..1000 {
         let got = t.get(id).await.expect("get tenant");
@@ -193,7 +188,7 @@ async fn admin_creates_tenant_and_it_provisions(which: Which) {
     let mail = &mails[0];
         assert!(mail.contains("Username:   owner@acme.test"), "{mail}");
     assert!(mail.contains("Sign in at: http://bo.test/login"), "{mail}");
-    let token = link_token(mail);
+    let token = link_token(mail).expect("a set-password link");
     assert!(token.len() >= 32, "at least 128 bits: {token}");
     let user = b.identity.set_password(&token, "owner's new password").await.expect("set password");
     assert_eq!((user.role, user.tenant_id.as_deref()), (Role::TenantAdmin, Some(t.id.as_str())));
@@ -299,4 +294,58 @@ async fn worker_dying_on_the_last_attempt_fails_the_tenant(which: Which) {
     assert_eq!(t.status(), TenantStatus::Failed);
     assert!(t.last_error.as_deref().is_some_and(|e| e.contains("doomed-worker stopped renewing its lease")), "{t:?}");
     assert_eq!(backoffice::provision::reconcile_failed(&pools, now + 4_000).await.expect("reconcile"), 0, "idempotent");
+}
+
+/// The real SMTP client against a real SMTP server: a 4xx answer and a refused
+/// connection are retried until the message goes through, once; a 5xx answer
+/// dead-letters the job at once with the server's words in its error.
+#[tokio::test]
+async fn smtp_transient_failures_retry_and_permanent_ones_go_dead() {
+    let mut sink = SmtpSink::start();
+    let mut b = setup(Which::Sqlite).await;
+    b.jobs = b.jobs.clone().with_default_max_attempts(10);
+    b.tenants = Tenants::new(b.jobs.clone(), b.mail.letters.clone());
+    b.mail.transport = Transport::smtp(&sink.url).expect("smtp transport");
+    b.identity.seed_super_admin("root@example.com", Some("a long enough password")).await.expect("seed");
+    let pools = b.jobs.store().pools();
+    let mail_jobs = || async {
+        let rows: Vec<(i64, String, i64, Option<String>)> = on_pool!(&pools, read, p => sqlx::query_as(
+            "SELECT id, state, attempt, last_error FROM jobs WHERE kind = 'mail.send' ORDER BY id")
+            .fetch_all(p).await)
+        .expect("mail jobs");
+        rows
+    };
+
+    // 451, then connection refused, then accepted: delivered once.
+    sink.set_mood(Mood::TempFail);
+    b.tenants.sign_up("Retry Corp", "root@example.com").await.expect("sign up");
+    let (stop, handle) = start_worker(&b, None);
+    let (job, _, _, error) = loop {
+        if let Some(j) = mail_jobs().await.into_iter().find(|j| j.2 >= 2) {
+            break j;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(error.as_deref().unwrap_or("").contains("451"), "{error:?}");
+    sink.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sink = sink.restart();
+    sink.set_mood(Mood::Accept);
+    wait_job(&b.jobs, job, JobState::Succeeded).await;
+    assert_eq!(sink.messages().len(), 1);
+
+    // 554: dead at once, not retried.
+    sink.set_mood(Mood::Reject);
+    b.tenants.sign_up("Refused Corp", "root@example.com").await.expect("sign up");
+    let (_, _, attempts, error) = loop {
+        if let Some(j) = mail_jobs().await.into_iter().find(|j| j.0 != job && j.1 == "dead") {
+            break j;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    stop.cancel();
+    handle.await.expect("worker");
+    assert_eq!(attempts, 1, "a permanent refusal is not retried");
+    assert!(error.as_deref().unwrap_or("").contains("554"), "{error:?}");
+    assert_eq!(sink.messages().len(), 1, "nothing more delivered");
 }

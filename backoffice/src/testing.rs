@@ -1,0 +1,144 @@
+//! Test support (feature `testing`): a real SMTP server.
+//!
+//! [`SmtpSink`] runs `tools/smtp_sink.py` (aiosmtpd, from PyPI; `cargo xtask test`
+//! installs it) on a free port. It stores each accepted message as a file, and its
+//! mood can be switched while it runs (accept, answer 4xx, answer 5xx), so the
+//! suites exercise the real SMTP client against a real server. Missing Python or
+//! aiosmtpd fails the test loudly: it is never skipped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How the sink answers the next messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mood {
+    /// `250`: accepted and stored.
+    Accept,
+    /// `451`: a transient failure.
+    TempFail,
+    /// `554`: a permanent refusal.
+    Reject,
+}
+
+/// A running SMTP server; killed on drop.
+pub struct SmtpSink {
+    child: Child,
+    /// `smtp://127.0.0.1:<port>`, for `SMTP_URL`.
+    pub url: String,
+    /// The port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// The script, from this crate's place in the workspace.
+pub fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/smtp_sink.py")
+}
+
+impl SmtpSink {
+    /// Starts a sink on a free port and waits until it listens.
+    ///
+    /// # Panics
+    /// When it cannot start (no `python3`, no `aiosmtpd`).
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir for the SMTP sink");
+        Self::start_in(dir, 0)
+    }
+
+    fn start_in(dir: tempfile::TempDir, port: u16) -> Self {
+        let mut child = Command::new("python3")
+            .arg(script())
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--port")
+            .arg(port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting python3 tools/smtp_sink.py (is python3 installed?)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("reading the SMTP sink's banner");
+        let port: u16 = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the SMTP sink did not start (pip install aiosmtpd?): {line:?}"));
+        Self { child, url: format!("smtp://127.0.0.1:{port}"), port, dir }
+    }
+
+    /// Sets how the next messages are answered.
+    pub fn set_mood(&self, mood: Mood) {
+        let m = match mood {
+            Mood::Accept => "accept",
+            Mood::TempFail => "tempfail",
+            Mood::Reject => "reject",
+        };
+        std::fs::write(self.dir.path().join("mode"), m).expect("writing the sink's mode");
+    }
+
+    /// Every message accepted so far, raw, in arrival order.
+    pub fn messages(&self) -> Vec<String> {
+        let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(self.dir.path())
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| {
+                        let p = e.path();
+                        let n = p.file_name()?.to_str()?.strip_suffix(".eml")?.parse().ok()?;
+                        Some((n, p))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files.into_iter().map(|(_, p)| std::fs::read_to_string(p).expect("reading a stored message")).collect()
+    }
+
+    /// Waits until at least `n` messages arrived; returns them all.
+    ///
+    /// # Panics
+    /// Fewer than `n` after `within`.
+    pub fn wait_for(&self, n: usize, within: Duration) -> Vec<String> {
+        let end = Instant::now() + within;
+        loop {
+            let m = self.messages();
+            if m.len() >= n || Instant::now() > end {
+                assert!(m.len() >= n, "{} of {n} emails arrived within {within:?}", m.len());
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server (connections are then refused) and keeps its mailbox.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same mailbox.
+    pub fn restart(self) -> Self {
+        let mut me = self;
+        me.stop();
+        let port = me.port;
+        let dir = std::mem::replace(&mut me.dir, tempfile::tempdir().expect("tempdir"));
+        drop(me);
+        Self::start_in(dir, port)
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The set-password token in an email's link, once the text is decoded.
+pub fn link_token(message: &str) -> Option<String> {
+    let text = crate::mail::plain_text(message);
+    let at = text.find("set-password?token=")? + "set-password?token=".len();
+    Some(text[at..].chars().take_while(char::is_ascii_hexdigit).collect())
+}
