@@ -84,7 +84,15 @@ impl Mail {
     /// # Errors
     /// A variable is set to something unusable; the message names it.
     pub fn from_env(data_dir: &Path) -> anyhow::Result<Self> {
-        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        Self::from_lookup(|k| std::env::var(k).ok(), data_dir)
+    }
+
+    /// As [`Mail::from_env`], reading through `lookup`.
+    ///
+    /// # Errors
+    /// As [`Mail::from_env`].
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>, data_dir: &Path) -> anyhow::Result<Self> {
+        let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
         let letters = Letters::new(
             get("MAIL_FROM").as_deref().unwrap_or(DEFAULT_FROM),
             get("PUBLIC_URL").as_deref().unwrap_or(DEFAULT_PUBLIC_URL),

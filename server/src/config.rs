@@ -41,6 +41,9 @@ pub struct Config {
     /// `ALLOW_OPEN_ADMIN=1` lets the not-yet-authenticated admin API listen beyond
     /// loopback. Off by default.
     pub allow_open_admin: bool,
+    /// `SMTP_URL`, `MAIL_FROM`, `PUBLIC_URL`: how email is composed and sent
+    /// (`.eml` files under `DATA_DIR/mail` when `SMTP_URL` is unset).
+    pub mail: backoffice::mail::Mail,
 }
 
 impl Config {
@@ -82,6 +85,7 @@ impl Config {
         let signup_per_ip_per_hour = positive("SIGNUP_PER_IP_PER_HOUR", 10)?;
         let signup_per_minute = positive("SIGNUP_PER_MINUTE", 60)?;
         let allow_open_admin = matches!(get("ALLOW_OPEN_ADMIN").as_deref(), Some("1" | "true"));
+        let mail = backoffice::mail::Mail::from_lookup(&get, &data_dir)?;
         Ok(Self {
             database_url,
             bind_addr,
@@ -91,6 +95,7 @@ impl Config {
             signup_per_ip_per_hour,
             signup_per_minute,
             allow_open_admin,
+            mail,
         })
     }
 }

@@ -61,7 +61,7 @@ impl Backend {
     /// # Errors
     /// The database cannot be opened or migrated.
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
-        let (jobs, env) = backoffice::open(&config.database_url, config.data_dir.clone()).await?;
+        let (jobs, env) = backoffice::open(&config.database_url, config.data_dir.clone(), config.mail.clone()).await?;
         let hasher = backoffice::password::Hasher::new(HASH_PERMITS).context("preparing password hashing")?;
         let identity = backoffice::identity::Identity::new(jobs.store().clone(), hasher, jobs.clock().clone());
         Ok(Self { jobs, env, identity })

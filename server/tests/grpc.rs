@@ -11,6 +11,8 @@ use proto::jobs::v1 as pb;
 use proto::jobs::v1::job_service_client::JobServiceClient;
 use proto::tenants::v1 as tpb;
 use proto::tenants::v1::tenant_service_client::TenantServiceClient;
+use backoffice::mail::plain_text;
+use backoffice::testing::{SmtpSink, link_token};
 use server::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -25,6 +27,7 @@ jobengine::on_both!(
     admin_creates_tenant_over_grpc,
     tenant_rpcs_are_guarded,
     sign_ups_are_rate_limited,
+    sign_up_to_first_login_through_a_real_smtp_server,
 );
 
 const ROOT_EMAIL: &str = "root@example.com";
@@ -53,14 +56,15 @@ async fn start(which: Which) -> TestServer {
 async fn start_with(which: Which, extra: &[(&str, &str)]) -> TestServer {
     let db = TestDb::new(which).await;
     let url = db.url.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().to_string_lossy().into_owned();
     let config = Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(url.clone()),
         "BIND_ADDR" => Some("127.0.0.1:0".into()),
+        "DATA_DIR" => Some(data_dir.clone()),
         _ => extra.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned()),
     })
     .expect("config");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config { data_dir: dir.path().to_path_buf(), ..config };
     let backend = server::Backend::open(&config).await.expect("open");
     backend.identity.seed_super_admin(ROOT_EMAIL, Some(ROOT_PASSWORD)).await.expect("seed super admin");
     let identity = backend.identity.clone();
@@ -505,4 +509,73 @@ async fn sign_ups_are_rate_limited(which: Which) {
     let root = login(&ch, ROOT_EMAIL, ROOT_PASSWORD).await.expect("login");
     let listed = tenants.list_tenants(bearer(tpb::ListTenantsRequest::default(), &root)).await.expect("list");
     assert_eq!(listed.into_inner().tenants.len(), 2, "the refused sign-up wrote nothing");
+}
+
+/// Scenario B: a visitor signs up; the tenant becomes active; one welcome email
+/// reaches a real SMTP server; its link sets a password; the new tenant admin
+/// signs in. A second sign-up with the same address gets the same answer, creates
+/// nothing, and its owner is told by email.
+async fn sign_up_to_first_login_through_a_real_smtp_server(which: Which) {
+    let sink = SmtpSink::start();
+    let srv = start_with(which, &[("SMTP_URL", &sink.url), ("PUBLIC_URL", "https://bo.example")]).await;
+    let ch = channel(srv.addr).await;
+    let mut tenants = TenantServiceClient::new(ch.clone());
+    let answer = tenants
+        .sign_up(tpb::SignUpRequest { company_name: "Initech".into(), email: "Peter@Initech.test".into() })
+        .await
+        .expect("sign up")
+        .into_inner();
+    assert_eq!(answer.message, "Thanks for signing up! Check your email shortly for your login details.");
+
+    let mails = sink.wait_for(1, Duration::from_secs(30));
+    let welcome = plain_text(&mails[0]);
+    assert!(mails[0].contains("X-Envelope-To: peter@initech.test"), "{}", mails[0]);
+    assert!(welcome.contains("Sign in at: https://bo.example/login"), "{welcome}");
+    assert!(welcome.contains("Username:   peter@initech.test"), "{welcome}");
+    assert!(!welcome.to_lowercase().contains("password:"), "no plaintext password: {welcome}");
+    let token = link_token(&mails[0]).expect("a set-password link");
+    assert_eq!(token.len(), 64, "256-bit token");
+
+    let mut auth = AuthServiceClient::new(ch.clone());
+    let short = auth
+        .set_password(proto::auth::v1::SetPasswordRequest { token: token.clone(), password: "short".into() })
+        .await
+        .expect_err("too short");
+    assert_eq!(short.code(), Code::InvalidArgument, "{short:?}");
+    let set = auth
+        .set_password(proto::auth::v1::SetPasswordRequest { token: token.clone(), password: "milton's stapler 42".into() })
+        .await
+        .expect("set password")
+        .into_inner();
+    assert_eq!(set.user.expect("user").email, "peter@initech.test");
+    let again = auth
+        .set_password(proto::auth::v1::SetPasswordRequest { token, password: "another password 42".into() })
+        .await
+        .expect_err("single use");
+    assert_eq!(again.code(), Code::InvalidArgument, "{again:?}");
+
+    let session = login(&ch, "peter@initech.test", "milton's stapler 42").await.expect("tenant admin signs in");
+    let me = auth.me(bearer(proto::auth::v1::MeRequest {}, &session)).await.expect("me").into_inner();
+    assert_eq!(me.role, proto::auth::v1::Role::TenantAdmin as i32);
+    assert!(!me.tenant_id.is_empty());
+
+    // The same address again: the same answer, no tenant, one more email to its owner.
+    let again = tenants
+        .sign_up(tpb::SignUpRequest { company_name: "Initrode".into(), email: "peter@initech.test".into() })
+        .await
+        .expect("sign up again")
+        .into_inner();
+    assert_eq!(again.message, answer.message);
+    let mails = sink.wait_for(2, Duration::from_secs(30));
+    assert!(plain_text(&mails[1]).contains("You already have an account"), "{}", mails[1]);
+    let root = login(&ch, ROOT_EMAIL, ROOT_PASSWORD).await.expect("login");
+    let all = tenants
+        .list_tenants(bearer(tpb::ListTenantsRequest::default(), &root))
+        .await
+        .expect("list")
+        .into_inner()
+        .tenants;
+    assert_eq!(all.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["Initech"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.messages().len(), 2, "exactly one welcome email and one notice");
 }

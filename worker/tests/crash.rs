@@ -200,11 +200,14 @@ async fn kill_9_at_every_provisioning_step(which: Which) {
 
     let db = TestDb::new(which).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (jobs, env) = backoffice::open(&db.url, dir.path().to_path_buf()).await.expect("open control plane");
+    let mail = backoffice::mail::Mail::from_lookup(|_| None, dir.path()).expect("mail settings");
+    let (jobs, env) = backoffice::open(&db.url, dir.path().to_path_buf(), mail).await.expect("open control plane");
     let tenants = Tenants::new(jobs.clone(), env.mail.letters.clone());
     let created = tenants.sign_up("Phoenix Ltd", "owner@phoenix.test").await.expect("sign up").expect("created");
     let id = created.tenant.id.clone();
-    let slow = [("PROVISION_FAULT", "slow:1500")];
+    let sink = backoffice::testing::SmtpSink::start();
+    let smtp = ("SMTP_URL", sink.url.as_str());
+    let slow = [("PROVISION_FAULT", "slow:1500"), smtp];
     for (i, step) in STEPS.iter().enumerate() {
         let mut w = WorkerProc::start_with(&db.url, dir.path(), &format!("w{i}"), 1500, &slow);
         let start = Instant::now();
@@ -221,7 +224,7 @@ async fn kill_9_at_every_provisioning_step(which: Which) {
         w.signal(Signal::SIGKILL);
         w.wait_exit(Duration::from_secs(5));
     }
-    let _last = WorkerProc::start(&db.url, dir.path(), "final", 1500);
+    let _last = WorkerProc::start_with(&db.url, dir.path(), "final", 1500, &[smtp]);
     let start = Instant::now();
     let t = loop {
         let t = tenants.get(&id).await.expect("tenant");
@@ -258,4 +261,11 @@ async fn kill_9_at_every_provisioning_step(which: Which) {
             .count();
         assert_eq!(files, 1, "one tenant database file");
     }
+    // One welcome email, received by the SMTP server, for the tenant's admin.
+    let mails = sink.wait_for(1, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(1));
+    let mails = if mails.len() == 1 { sink.messages() } else { mails };
+    assert_eq!(mails.len(), 1, "exactly one welcome email: {mails:#?}");
+    assert!(mails[0].contains("X-Envelope-To: owner@phoenix.test"), "{}", mails[0]);
+    assert!(backoffice::testing::link_token(&mails[0]).is_some(), "{}", mails[0]);
 }
