@@ -110,10 +110,32 @@ fn bench(ws: &Workspace) -> anyhow::Result<()> {
     workspace::run(&mut cargo).context("the benchmark failed")
 }
 
+/// The suites' SMTP server (`tools/smtp_sink.py`) runs on aiosmtpd from PyPI;
+/// installs it for the current `python3` when it is missing.
+fn ensure_aiosmtpd() -> anyhow::Result<()> {
+    let present = || {
+        std::process::Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if present() {
+        return Ok(());
+    }
+    println!("xtask: installing aiosmtpd (PyPI) for the test SMTP server");
+    let mut pip = std::process::Command::new("python3");
+    pip.args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "aiosmtpd"]);
+    workspace::run(&mut pip).context("installing aiosmtpd (needs python3 with pip)")?;
+    anyhow::ensure!(present(), "aiosmtpd is still not importable by python3 after installing it");
+    Ok(())
+}
+
 /// Everything CI runs: fails at the first failing step.
 fn test(ws: &Workspace, profile: Profile) -> anyhow::Result<()> {
     // Check the browser before spending minutes on builds.
     let chromium = e2e::find_chromium()?;
+    ensure_aiosmtpd()?;
     site::build_site(ws, profile)?;
     let server = site::build_server(ws, profile)?;
 
