@@ -127,9 +127,12 @@ impl Transport {
                 Ok(format!("written to {}", path.display()))
             }
             Transport::Smtp(smtp) => {
-                let from = row.sender.parse().map_err(|e| JobError::permanent(anyhow!("sender {:?}: {e}", row.sender)))?;
-                let to =
-                    row.recipient.parse().map_err(|e| JobError::permanent(anyhow!("recipient {:?}: {e}", row.recipient)))?;
+                let from =
+                    row.sender.parse().map_err(|e| JobError::permanent(anyhow!("sender {:?}: {e}", row.sender)))?;
+                let to = row
+                    .recipient
+                    .parse()
+                    .map_err(|e| JobError::permanent(anyhow!("recipient {:?}: {e}", row.recipient)))?;
                 let envelope = Envelope::new(Some(from), vec![to]).map_err(JobError::permanent)?;
                 match smtp.send_raw(&envelope, message.as_bytes()).await {
                     Ok(resp) => Ok(format!("accepted by the SMTP server: {}", resp.code())),
@@ -206,14 +209,7 @@ impl Letters {
             .map_err(|e| Error::Internal(anyhow!("composing the {kind} email: {e}")))?;
         let message = String::from_utf8(message.formatted())
             .map_err(|e| Error::Internal(anyhow!("the {kind} email is not UTF-8: {e}")))?;
-        Ok(Composed {
-            id,
-            kind,
-            sender: self.from.email.to_string(),
-            recipient: to.to_owned(),
-            subject,
-            message,
-        })
+        Ok(Composed { id, kind, sender: self.from.email.to_string(), recipient: to.to_owned(), subject, message })
     }
 
     /// The welcome email: where to sign in, the username, and a set-password link.

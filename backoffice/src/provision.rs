@@ -14,8 +14,8 @@ use anyhow::{Context, anyhow};
 use jobengine::{Job, JobContext, JobError, Jobs, Pools};
 use serde::{Deserialize, Serialize};
 
-use crate::{on_pool, on_tx};
 use crate::tenant_db::{TenantDbs, TenantPool};
+use crate::{on_pool, on_tx};
 
 /// Test-only slowness or failure, from `PROVISION_FAULT`: `slow:<ms>` waits that
 /// long in every step; `fail` fails every attempt at the migrating step. Off unless

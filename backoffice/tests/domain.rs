@@ -7,11 +7,11 @@ use std::time::Duration;
 use backoffice::Error;
 use backoffice::identity::{Identity, MAX_FAILURES_PER_HOUR, Role};
 use backoffice::mail::{Letters, Mail, Transport, plain_text};
-use backoffice::testing::{Mood, SmtpSink, link_token};
 use backoffice::password::Hasher;
 use backoffice::provision::{Env, Fault};
 use backoffice::tenant_db::{TenantDbs, TenantPool};
 use backoffice::tenants::{TenantStatus, Tenants};
+use backoffice::testing::{Mood, SmtpSink, link_token};
 use backoffice::{on_pool, registry};
 use jobengine::testing::{TestDb, Which};
 use jobengine::{JobState, Jobs, Worker, WorkerConfig};
@@ -186,7 +186,7 @@ async fn admin_creates_tenant_and_it_provisions(which: Which) {
     // One welcome email (the re-run sent none), whose link sets the password.
     assert_eq!(mails.len(), 1, "{mails:?}");
     let mail = &mails[0];
-        assert!(mail.contains("Username:   owner@acme.test"), "{mail}");
+    assert!(mail.contains("Username:   owner@acme.test"), "{mail}");
     assert!(mail.contains("Sign in at: http://bo.test/login"), "{mail}");
     let token = link_token(mail).expect("a set-password link");
     assert!(token.len() >= 32, "at least 128 bits: {token}");

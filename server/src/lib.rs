@@ -7,11 +7,13 @@
 //! with a token of their own.
 //!
 //! # Layout
+//! - [`api`]: the JSON facade for curl users (`/api/...`);
 //! - [`config`]: settings from the environment;
 //! - [`guard`]: who may call what (the hook identity plugs into);
 //! - [`grpc`]: the gRPC services;
 //! - [`metrics`]: Prometheus text at `/metrics`.
 
+pub mod api;
 pub mod config;
 pub mod grpc;
 pub mod guard;
@@ -92,6 +94,11 @@ pub fn router(
         config.signup_per_minute,
         Duration::from_secs(60),
     ));
+    let api = api::router(api::Api {
+        tenants: tenants.clone(),
+        identity: backend.identity.clone(),
+        signups: signups.clone(),
+    });
     let tenants_svc = TenantServiceServer::new(grpc::tenants::TenantsGrpc::new(tenants, sessions, signups))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -135,7 +142,7 @@ pub fn router(
         })
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(leptos_options);
-    Ok(site.merge(grpc).merge(metrics))
+    Ok(site.merge(grpc).merge(metrics).merge(api))
 }
 
 /// Serves on `listener` until `shutdown` fires, running an embedded worker when

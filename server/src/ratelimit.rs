@@ -88,6 +88,19 @@ impl Limiter {
     }
 }
 
+impl Refused {
+    /// The answer for a refused sign-up, as the domain's rate-limit error.
+    pub fn signup_error(self) -> backoffice::Error {
+        backoffice::Error::RateLimited(
+            match self {
+                Refused::PerClient => "too many sign-ups from your address; try again later",
+                Refused::Global => "we are taking too many sign-ups right now; try again in a minute",
+            }
+            .to_owned(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,18 +1,18 @@
 //! The real server on port 0, driven over plain gRPC (tonic client), with the real
-//! `grpcurl` through server reflection, and over HTTP for `/metrics`; on SQLite and
-//! PostgreSQL.
+//! `grpcurl` through server reflection, and over HTTP for `/metrics` and the JSON
+//! facade; on SQLite and PostgreSQL.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use backoffice::mail::plain_text;
+use backoffice::testing::{SmtpSink, link_token};
 use jobengine::testing::{TestDb, Which};
 use proto::auth::v1::auth_service_client::AuthServiceClient;
 use proto::jobs::v1 as pb;
 use proto::jobs::v1::job_service_client::JobServiceClient;
 use proto::tenants::v1 as tpb;
 use proto::tenants::v1::tenant_service_client::TenantServiceClient;
-use backoffice::mail::plain_text;
-use backoffice::testing::{SmtpSink, link_token};
 use server::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,8 @@ jobengine::on_both!(
     tenant_rpcs_are_guarded,
     sign_ups_are_rate_limited,
     sign_up_to_first_login_through_a_real_smtp_server,
+    json_facade,
+    json_facade_refuses_bad_input,
 );
 
 const ROOT_EMAIL: &str = "root@example.com";
@@ -543,7 +545,10 @@ async fn sign_up_to_first_login_through_a_real_smtp_server(which: Which) {
         .expect_err("too short");
     assert_eq!(short.code(), Code::InvalidArgument, "{short:?}");
     let set = auth
-        .set_password(proto::auth::v1::SetPasswordRequest { token: token.clone(), password: "milton's stapler 42".into() })
+        .set_password(proto::auth::v1::SetPasswordRequest {
+            token: token.clone(),
+            password: "milton's stapler 42".into(),
+        })
         .await
         .expect("set password")
         .into_inner();
@@ -578,4 +583,171 @@ async fn sign_up_to_first_login_through_a_real_smtp_server(which: Which) {
     assert_eq!(all.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["Initech"]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sink.messages().len(), 2, "exactly one welcome email and one notice");
+}
+
+/// An HTTP/1.0 exchange: (status, headers lower-cased, body).
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: test\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(req.as_bytes()).await.expect("write head");
+    s.write_all(body).await.expect("write body");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, head.to_lowercase(), body.to_owned())
+}
+
+fn json_body(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+/// curl's view: sign up and create answer 202 with a Location to poll; reading a
+/// tenant needs a bearer token; roles are enforced.
+async fn json_facade(which: Which) {
+    let srv = start(which).await;
+    let ch = channel(srv.addr).await;
+    let root = login(&ch, ROOT_EMAIL, ROOT_PASSWORD).await.expect("login");
+    let auth = format!("Bearer {root}");
+
+    let (code, head, body) =
+        http(srv.addr, "POST", "/api/signup", &[JSON], br#"{"company_name": "Hooli", "email": "gavin@hooli.test"}"#)
+            .await;
+    assert_eq!(code, 202, "{body}");
+    let t = json_body(&body);
+    assert_eq!(t["status"], "provisioning");
+    assert_eq!(t["message"], "Thanks for signing up! Check your email shortly for your login details.");
+    let id = t["id"].as_str().expect("id").to_owned();
+    assert!(head.contains(&format!("location: /api/tenants/{id}")), "{head}");
+
+    let (code, head, _) = http(srv.addr, "GET", &format!("/api/tenants/{id}"), &[], b"").await;
+    assert_eq!(code, 401);
+    assert!(head.contains("www-authenticate: bearer"), "{head}");
+    let mut status = String::new();
+    for _ in 0..500 {
+        let (code, _, body) =
+            http(srv.addr, "GET", &format!("/api/tenants/{id}"), &[("Authorization", &auth)], b"").await;
+        assert_eq!(code, 200, "{body}");
+        let t = json_body(&body);
+        assert_eq!((t["id"].as_str(), t["name"].as_str()), (Some(id.as_str()), Some("Hooli")));
+        status = t["status"].as_str().unwrap_or_default().to_owned();
+        if status == "active" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, "active");
+
+    // A known address gets the same answer; nothing is created.
+    let (code, head2, body) = http(
+        srv.addr,
+        "POST",
+        "/api/signup",
+        &[JSON],
+        br#"{"company_name": "Hooli XYZ", "email": "gavin@hooli.test"}"#,
+    )
+    .await;
+    assert_eq!(code, 202, "{body}");
+    assert!(head2.contains("location: /api/tenants/"), "{head2}");
+    let decoy = json_body(&body)["id"].as_str().expect("id").to_owned();
+    let (code, _, _) = http(srv.addr, "GET", &format!("/api/tenants/{decoy}"), &[("Authorization", &auth)], b"").await;
+    assert_eq!(code, 404, "nothing was created");
+
+    // Create as super admin; anonymous and the tenant admin are refused.
+    let create = br#"{"name": "Pied Piper", "admin_email": "richard@piedpiper.test"}"#;
+    assert_eq!(http(srv.addr, "POST", "/api/tenants", &[JSON], create).await.0, 401);
+    let cookie = format!("session={root}");
+    assert_eq!(http(srv.addr, "POST", "/api/tenants", &[JSON, ("Cookie", &cookie)], create).await.0, 401, "no cookies");
+    let (code, head, body) = http(srv.addr, "POST", "/api/tenants", &[JSON, ("Authorization", &auth)], create).await;
+    assert_eq!(code, 202, "{body}");
+    let created = json_body(&body);
+    assert_eq!(created["name"], "Pied Piper");
+    assert!(head.contains(&format!("location: /api/tenants/{}", created["id"].as_str().expect("id"))), "{head}");
+    let (code, _, body) = http(srv.addr, "POST", "/api/tenants", &[JSON, ("Authorization", &auth)], create).await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(json_body(&body)["fields"][0]["field"], "name");
+
+    let token = srv.identity.issue_password_token_for_email("gavin@hooli.test").await.expect("token");
+    srv.identity.set_password(&token, "tethics and ethics").await.expect("set password");
+    let gavin = format!("Bearer {}", login(&ch, "gavin@hooli.test", "tethics and ethics").await.expect("login"));
+    let other = created["id"].as_str().expect("id");
+    assert_eq!(http(srv.addr, "POST", "/api/tenants", &[JSON, ("Authorization", &gavin)], create).await.0, 403);
+    assert_eq!(http(srv.addr, "GET", &format!("/api/tenants/{other}"), &[("Authorization", &gavin)], b"").await.0, 403);
+    assert_eq!(http(srv.addr, "GET", &format!("/api/tenants/{id}"), &[("Authorization", &gavin)], b"").await.0, 200);
+}
+
+/// Malformed and hostile bodies: a clear 4xx naming the problem, and nothing written.
+async fn json_facade_refuses_bad_input(which: Which) {
+    let srv = start_with(which, &[("SIGNUP_PER_IP_PER_HOUR", "1000")]).await;
+    let ch = channel(srv.addr).await;
+    let auth = format!("Bearer {}", login(&ch, ROOT_EMAIL, ROOT_PASSWORD).await.expect("login"));
+    let long = "x".repeat(10 * 1024);
+    let long_name = format!(r#"{{"company_name": "{long}", "email": "a@b.test"}}"#);
+    let huge = format!(r#"{{"company_name": "{}", "email": "a@b.test"}}"#, "y".repeat(70 * 1024));
+    // (what, headers, body, expected status, expected words in the answer)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "invalid UTF-8",
+            vec![JSON],
+            b"{\"company_name\": \"\xff\xfe\", \"email\": \"a@b.test\"}".to_vec(),
+            400,
+            "UTF-8",
+        ),
+        ("not JSON", vec![JSON], b"company_name=Acme".to_vec(), 400, "JSON"),
+        ("wrong type", vec![JSON], br#"{"company_name": 42, "email": "a@b.test"}"#.to_vec(), 400, "invalid type"),
+        (
+            "form post",
+            vec![("Content-Type", "application/x-www-form-urlencoded")],
+            b"company_name=Acme&email=a@b.test".to_vec(),
+            415,
+            "application/json",
+        ),
+        ("empty object", vec![JSON], b"{}".to_vec(), 422, "company_name: is required"),
+        ("10 KB name", vec![JSON], long_name.into_bytes(), 422, "at most 100 characters"),
+        ("bad email", vec![JSON], br#"{"company_name": "Acme", "email": "not an email"}"#.to_vec(), 422, "email:"),
+        ("over 64 KiB", vec![JSON], huge.into_bytes(), 413, ""),
+    ];
+    for (what, headers, body, want, says) in cases {
+        let (code, _, text) = http(srv.addr, "POST", "/api/signup", &headers, &body).await;
+        assert_eq!(code, want, "{what}: {text}");
+        assert!(text.contains(says), "{what}: {text}");
+        if code != 413 {
+            assert!(json_body(&text)["error"].is_string(), "{what}: {text}");
+        }
+    }
+    let (code, _, body) = http(srv.addr, "POST", "/api/tenants", &[JSON, ("Authorization", &auth)], b"{}").await;
+    assert_eq!(code, 422, "{body}");
+    let fields: Vec<_> =
+        json_body(&body)["fields"].as_array().expect("fields").iter().map(|f| f["field"].clone()).collect();
+    assert_eq!(fields, ["name", "admin_email"]);
+    let listed = TenantServiceClient::new(ch.clone())
+        .list_tenants(bearer(tpb::ListTenantsRequest::default(), auth.trim_start_matches("Bearer ")))
+        .await
+        .expect("list")
+        .into_inner()
+        .tenants;
+    assert!(listed.is_empty(), "nothing written: {listed:?}");
+
+    // SQL and HTML are just text: stored and returned verbatim, nothing else touched.
+    for name in ["Robert'); DROP TABLE tenants;--", "<img src=x onerror=alert(1)>"] {
+        let body = serde_json::json!({ "name": name, "admin_email": format!("o{}@x.test", name.len()) }).to_string();
+        let (code, _, text) =
+            http(srv.addr, "POST", "/api/tenants", &[JSON, ("Authorization", &auth)], body.as_bytes()).await;
+        assert_eq!(code, 202, "{text}");
+        assert_eq!(json_body(&text)["name"], name);
+    }
 }

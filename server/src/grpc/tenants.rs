@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use crate::grpc::status::status;
 use crate::guard::{Guard, Role};
-use crate::ratelimit::{Limiter, Refused};
+use crate::ratelimit::Limiter;
 use axum::extract::ConnectInfo;
 use std::net::SocketAddr;
 
@@ -71,17 +71,7 @@ impl TenantService for TenantsGrpc {
 
     async fn sign_up(&self, req: Request<pb::SignUpRequest>) -> Result<Response<pb::SignUpResponse>, Status> {
         let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        match self.signups.check(ip) {
-            Ok(()) => {}
-            Err(Refused::PerClient) => {
-                return Err(Status::resource_exhausted("too many sign-ups from your address; try again later"));
-            }
-            Err(Refused::Global) => {
-                return Err(Status::resource_exhausted(
-                    "we are taking too many sign-ups right now; try again in a minute",
-                ));
-            }
-        }
+        self.signups.check(ip).map_err(|r| status(r.signup_error()))?;
         let r = req.into_inner();
         self.tenants.sign_up(&r.company_name, &r.email).await.map_err(status)?;
         Ok(Response::new(pb::SignUpResponse { message: SIGNUP_MESSAGE.to_owned() }))
@@ -136,6 +126,6 @@ impl TenantService for TenantsGrpc {
 }
 
 /// `s` if it is shaped like a UUID (hex and dashes, 36 characters).
-fn uuid_like(s: &str) -> Option<&str> {
+pub fn uuid_like(s: &str) -> Option<&str> {
     (s.len() == 36 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')).then_some(s)
 }
