@@ -243,15 +243,30 @@ impl Identity {
     /// # Errors
     /// A database failure.
     pub async fn authenticate(&self, token: &str) -> Result<Option<User>, Error> {
+        Ok(self.session(token).await?.map(|(user, _)| user))
+    }
+
+    /// As [`Identity::authenticate`], with the session's expiry (for streams that
+    /// must end when it does).
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn session(&self, token: &str) -> Result<Option<(User, Micros)>, Error> {
         if token.len() != 64 {
             return Ok(None);
         }
-        let row: Option<UserRow> = on_pool!(&self.pools, read, p => sqlx::query_as(
-            "SELECT u.id, u.email, u.password_hash, u.role, u.tenant_id
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: UserRow,
+            expires_at: Micros,
+        }
+        let row: Option<Row> = on_pool!(&self.pools, read, p => sqlx::query_as(
+            "SELECT u.id, u.email, u.password_hash, u.role, u.tenant_id, s.expires_at
              FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2")
             .bind(secret_hash(token)).bind(self.clock.now()).fetch_optional(p).await)?;
-        row.map(UserRow::user).transpose()
+        row.map(|r| Ok((r.user.user()?, r.expires_at))).transpose()
     }
 
     /// Revokes a session server-side (the token stops working everywhere).

@@ -10,12 +10,14 @@
 //! - [`tenants`]: tenants in the control plane, created by admins or sign-ups;
 //! - [`provision`]: the `ProvisionTenant` job;
 //! - [`tenant_db`]: each tenant's own database;
-//! - [`mail`]: the email outbox and its delivery job.
+//! - [`mail`]: the email outbox and its delivery job;
+//! - [`notify`]: notifications for signed-in users (toasts).
 
 pub mod db;
 pub mod error;
 pub mod identity;
 pub mod mail;
+pub mod notify;
 pub mod password;
 pub mod provision;
 pub mod tenant_db;

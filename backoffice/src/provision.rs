@@ -15,6 +15,7 @@ use jobengine::{Job, JobContext, JobError, Jobs, Pools};
 use serde::{Deserialize, Serialize};
 
 use crate::tenant_db::{TenantDbs, TenantPool};
+use crate::notify::{self, Kind, NewNotification};
 use crate::{on_pool, on_tx};
 
 /// Test-only slowness or failure, from `PROVISION_FAULT`: `slow:<ms>` waits that
@@ -90,7 +91,7 @@ impl Job for ProvisionTenant {
             Ok(()) => Ok(()),
             Err(e) => {
                 if ctx.attempt >= ctx.max_attempts {
-                    mark_failed(&ctx.app.pools, &self.tenant_id, &format!("{e:#}"), ctx.app.jobs.clock().now())
+                    mark_failed(&ctx.app.jobs, &self.tenant_id, &format!("{e:#}"), ctx.app.jobs.clock().now())
                         .await
                         .map_err(JobError::retry)?;
                 }
@@ -103,6 +104,7 @@ impl Job for ProvisionTenant {
 #[derive(sqlx::FromRow)]
 struct Target {
     name: String,
+    initiated_by: Option<String>,
     status: String,
     db_name: String,
     admin_email: String,
@@ -124,7 +126,7 @@ async fn step(ctx: &JobContext<Env>, tenant_id: &str, name: &str) -> anyhow::Res
 async fn provision(tenant_id: &str, ctx: &JobContext<Env>) -> anyhow::Result<()> {
     let env = &ctx.app;
     let t: Option<Target> = on_pool!(&env.pools, read, p => sqlx::query_as(
-        "SELECT name, status, db_name, admin_email FROM tenants WHERE id = $1").bind(tenant_id).fetch_optional(p).await)
+        "SELECT name, initiated_by, status, db_name, admin_email FROM tenants WHERE id = $1").bind(tenant_id).fetch_optional(p).await)
     .context("loading the tenant")?;
     let t = t.ok_or_else(|| anyhow!("tenant {tenant_id} does not exist"))?;
     if t.status == "active" {
@@ -155,8 +157,8 @@ async fn provision(tenant_id: &str, ctx: &JobContext<Env>) -> anyhow::Result<()>
 }
 
 /// One transaction: the tenant becomes `active`, its admin gets a set-password
-/// token, and the welcome email carrying it goes into the outbox with its delivery
-/// job. The status change is conditional, so a re-run after this committed does
+/// token, the welcome email carrying it goes into the outbox with its delivery
+/// job, and the super admin who asked for it (if one did) is notified. The status change is conditional, so a re-run after this committed does
 /// nothing: one activation, one token, one email.
 async fn activate(env: &Env, tenant_id: &str, t: &Target, admin_id: &str) -> anyhow::Result<()> {
     let now = env.jobs.clock().now();
@@ -169,6 +171,9 @@ async fn activate(env: &Env, tenant_id: &str, t: &Target, admin_id: &str) -> any
         let token = crate::identity::insert_password_token(&mut tx, admin_id, now).await?;
         let letter = env.mail.letters.welcome(&t.name, &t.admin_email, &token)?;
         crate::mail::enqueue(&env.jobs, &mut tx, &letter, Some(tenant_id), now).await?;
+        if let Some(admin) = &t.initiated_by {
+            notify::publish_in(&mut tx, &activated_notice(tenant_id, &t.name, admin), now).await?;
+        }
     }
     tx.commit().await?;
     Ok(())
@@ -228,11 +233,44 @@ async fn seed(env: &Env, tenant_id: &str, admin_email: &str, pool: &TenantPool) 
     Ok(admin_id)
 }
 
-async fn mark_failed(pools: &Pools, tenant_id: &str, error: &str, now: i64) -> anyhow::Result<()> {
+/// The toast for the super admin who created a tenant that is now active.
+fn activated_notice(tenant_id: &str, name: &str, admin: &str) -> NewNotification {
+    NewNotification {
+        user_id: admin.to_owned(),
+        kind: Kind::Success,
+        title: "Tenant ready".to_owned(),
+        body: format!("Tenant {name} has been successfully provisioned."),
+        link: format!("/admin/tenants/{tenant_id}"),
+        dedupe_key: format!("tenant:{tenant_id}:active"),
+    }
+}
+
+/// The toast for the super admin who created a tenant that failed for good.
+fn failed_notice(tenant_id: &str, name: &str, admin: &str, error: &str) -> NewNotification {
+    let reason: String = error.lines().next().unwrap_or("").chars().take(200).collect();
+    NewNotification {
+        user_id: admin.to_owned(),
+        kind: Kind::Error,
+        title: "Tenant provisioning failed".to_owned(),
+        body: format!("Tenant {name} could not be provisioned: {reason}"),
+        link: format!("/admin/tenants/{tenant_id}"),
+        dedupe_key: format!("tenant:{tenant_id}:failed"),
+    }
+}
+
+/// Marks the tenant `failed` with `error` and notifies its creator, in one
+/// transaction.
+async fn mark_failed(jobs: &Jobs, tenant_id: &str, error: &str, now: i64) -> anyhow::Result<()> {
     let short: String = error.chars().take(2000).collect();
-    on_pool!(pools, write, p => sqlx::query(
-        "UPDATE tenants SET status = 'failed', last_error = $1, updated_at = $2 WHERE id = $3 AND status = 'provisioning'")
-        .bind(&short).bind(now).bind(tenant_id).execute(p).await.map(|_| ()))?;
+    let mut tx = jobs.begin().await?;
+    let row: Option<(String, Option<String>)> = on_tx!(tx, c => sqlx::query_as(
+        "UPDATE tenants SET status = 'failed', last_error = $1, updated_at = $2
+         WHERE id = $3 AND status = 'provisioning' RETURNING name, initiated_by")
+        .bind(&short).bind(now).bind(tenant_id).fetch_optional(c).await)?;
+    if let Some((name, Some(admin))) = row {
+        notify::publish_in(&mut tx, &failed_notice(tenant_id, &name, &admin, &short), now).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -246,13 +284,23 @@ async fn mark_failed(pools: &Pools, tenant_id: &str, error: &str, now: i64) -> a
 ///
 /// # Errors
 /// A database failure.
-pub async fn reconcile_failed(pools: &Pools, now: i64) -> anyhow::Result<u64> {
-    let n = on_pool!(pools, write, p => sqlx::query(
+pub async fn reconcile_failed(jobs: &Jobs, now: i64) -> anyhow::Result<u64> {
+    let mut tx = jobs.begin().await?;
+    let rows: Vec<(String, String, Option<String>, Option<String>)> = on_tx!(tx, c => sqlx::query_as(
         "UPDATE tenants SET status = 'failed', updated_at = $1,
                 last_error = COALESCE((SELECT j.last_error FROM jobs j WHERE j.id = tenants.job_id), 'provisioning job is dead')
          WHERE status = 'provisioning'
-           AND job_id IN (SELECT id FROM jobs WHERE state = 'dead' AND kind = $2)")
-        .bind(now).bind(ProvisionTenant::KIND).execute(p).await.map(|r| r.rows_affected()))?;
+           AND job_id IN (SELECT id FROM jobs WHERE state = 'dead' AND kind = $2)
+         RETURNING id, name, initiated_by, last_error")
+        .bind(now).bind(ProvisionTenant::KIND).fetch_all(c).await)?;
+    for (id, name, admin, error) in &rows {
+        if let Some(admin) = admin {
+            let notice = failed_notice(id, name, admin, error.as_deref().unwrap_or(""));
+            notify::publish_in(&mut tx, &notice, now).await?;
+        }
+    }
+    tx.commit().await?;
+    let n = rows.len() as u64;
     if n > 0 {
         tracing::warn!(tenants = n, "marked tenants failed whose provisioning job died with its worker");
     }
@@ -269,7 +317,7 @@ pub async fn reconcile_loop(env: std::sync::Arc<Env>, stop: tokio_util::sync::Ca
             _ = tokio::time::sleep(RECONCILE_EVERY) => {}
             _ = stop.cancelled() => return,
         }
-        if let Err(e) = reconcile_failed(&env.pools, env.jobs.clock().now()).await {
+        if let Err(e) = reconcile_failed(&env.jobs, env.jobs.clock().now()).await {
             tracing::warn!(error = %e, "reconciling failed tenants");
         }
     }

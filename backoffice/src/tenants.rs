@@ -206,25 +206,26 @@ impl Tenants {
         let uuid = uuid::Uuid::new_v4();
         let id = uuid.to_string();
         let now = self.clock.now();
+        // The job first, so the tenant row is written once, already pointing at it;
+        // a taken name rolls both back.
         let mut tx = self.jobs.begin().await?;
-        let inserted = on_tx!(tx, c => sqlx::query(
+        let job = self.jobs.enqueue_in(&mut tx, &ProvisionTenant { tenant_id: id.clone() }).await?;
+        let tenant: Option<Tenant> = on_tx!(tx, c => sqlx::query_as(
             "INSERT INTO tenants (id, name, name_key, slug, status, origin, initiated_by, admin_email, db_name,
-                                  created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'provisioning', $5, $6, $7, $8, $9, $9)
-             ON CONFLICT (name_key) DO NOTHING")
+                                  job_id, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'provisioning', $5, $6, $7, $8, $9, $10, $10)
+             ON CONFLICT (name_key) DO NOTHING
+             RETURNING *")
             .bind(&id).bind(name.as_str()).bind(name.key()).bind(name.slug()).bind(origin.as_str())
-            .bind(initiated_by).bind(email.as_str()).bind(db_name_for(&uuid)).bind(now)
-            .execute(c).await.map(|r| r.rows_affected()))?;
-        if inserted == 0 {
+            .bind(initiated_by).bind(email.as_str()).bind(db_name_for(&uuid)).bind(job.id).bind(now)
+            .fetch_optional(c).await)?;
+        let Some(tenant) = tenant else {
+            tx.rollback().await?;
             return Err(Error::AlreadyExists {
                 field: name_field,
                 message: "a tenant with this name already exists".into(),
             });
-        }
-        let job = self.jobs.enqueue_in(&mut tx, &ProvisionTenant { tenant_id: id.clone() }).await?;
-        let tenant: Tenant = on_tx!(tx, c => sqlx::query_as(
-            "UPDATE tenants SET job_id = $1 WHERE id = $2 RETURNING *")
-            .bind(job.id).bind(&id).fetch_one(c).await)?;
+        };
         tx.commit().await?;
         Ok(Created { tenant, job_id: job.id })
     }

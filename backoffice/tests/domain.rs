@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use backoffice::Error;
 use backoffice::identity::{Identity, MAX_FAILURES_PER_HOUR, Role};
+use backoffice::notify::Notifications;
 use backoffice::mail::{Letters, Mail, Transport, plain_text};
 use backoffice::password::Hasher;
 use backoffice::provision::{Env, Fault};
@@ -182,6 +183,10 @@ async fn admin_creates_tenant_and_it_provisions(which: Which) {
     let mails = wait_mail(&b, 1).await;
     stop.cancel();
     handle.await.expect("worker");
+    let notes = Notifications::new(b.jobs.store().pools()).pending(&admin.id, 0).await.expect("pending");
+    assert_eq!(notes.len(), 1, "one toast despite the re-run: {notes:?}");
+    assert_eq!(notes[0].body, "Tenant Acme Corp has been successfully provisioned.");
+    assert_eq!(notes[0].link, format!("/admin/tenants/{}", t.id));
 
     // One welcome email (the re-run sent none), whose link sets the password.
     assert_eq!(mails.len(), 1, "{mails:?}");
@@ -254,8 +259,8 @@ async fn bad_input_writes_nothing(which: Which) {
 
 async fn provisioning_failure_marks_tenant_failed(which: Which) {
     let b = setup(which).await;
-    let created = b.tenants.sign_up("Doomed Ltd", "owner@doomed.test").await.expect("sign up").expect("created");
-    assert_eq!(created.tenant.origin, "signup");
+    let admin = seeded_admin(&b).await;
+    let created = b.tenants.create_by_admin(&admin, "Doomed Ltd", "owner@doomed.test").await.expect("create");
     let (stop, handle) = start_worker(&b, Some(Fault::Fail));
     let t = wait_status(&b.tenants, &created.tenant.id, TenantStatus::Failed).await;
     assert!(t.last_error.as_deref().is_some_and(|e| e.contains("PROVISION_FAULT=fail")), "{t:?}");
@@ -273,13 +278,23 @@ async fn provisioning_failure_marks_tenant_failed(which: Which) {
     assert_eq!(errors[0], "migrating the tenant database", "{errors:?}");
     stop.cancel();
     handle.await.expect("worker");
+    let notes = Notifications::new(b.jobs.store().pools()).pending(&admin.id, 0).await.expect("pending");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].kind, "error");
+    assert!(notes[0].body.starts_with("Tenant Doomed Ltd could not be provisioned: "), "{notes:?}");
+}
+
+async fn seeded_admin(b: &Bundle) -> backoffice::identity::User {
+    b.identity.seed_super_admin("root@example.com", Some("a long enough password")).await.expect("seed");
+    b.identity.login("root@example.com", "a long enough password").await.expect("login").user
 }
 
 async fn worker_dying_on_the_last_attempt_fails_the_tenant(which: Which) {
     let b = setup(which).await;
     let b = Bundle { jobs: b.jobs.clone().with_default_max_attempts(1), ..b };
     let tenants = Tenants::new(b.jobs.clone(), b.mail.letters.clone());
-    let created = tenants.sign_up("Crashy Inc", "owner@crashy.test").await.expect("sign up").expect("created");
+    let admin = seeded_admin(&b).await;
+    let created = tenants.create_by_admin(&admin, "Crashy Inc", "owner@crashy.test").await.expect("create");
     // A worker claims the job with a 1 ms lease and "dies" (never renews).
     let store = b.jobs.store().clone();
     let now = jobengine::Clock::now(b.jobs.clock().as_ref());
@@ -288,12 +303,13 @@ async fn worker_dying_on_the_last_attempt_fails_the_tenant(which: Which) {
     let r = store.rescue(now + 2_000).await.expect("rescue");
     assert_eq!(r.dead, 1, "its only attempt was interrupted");
     assert_eq!(tenants.get(&created.tenant.id).await.expect("get").status(), TenantStatus::Provisioning);
-    let pools = b.jobs.store().pools();
-    assert_eq!(backoffice::provision::reconcile_failed(&pools, now + 3_000).await.expect("reconcile"), 1);
+    assert_eq!(backoffice::provision::reconcile_failed(&b.jobs, now + 3_000).await.expect("reconcile"), 1);
     let t = tenants.get(&created.tenant.id).await.expect("get");
     assert_eq!(t.status(), TenantStatus::Failed);
     assert!(t.last_error.as_deref().is_some_and(|e| e.contains("doomed-worker stopped renewing its lease")), "{t:?}");
-    assert_eq!(backoffice::provision::reconcile_failed(&pools, now + 4_000).await.expect("reconcile"), 0, "idempotent");
+    assert_eq!(backoffice::provision::reconcile_failed(&b.jobs, now + 4_000).await.expect("reconcile"), 0, "idempotent");
+    let notes = Notifications::new(b.jobs.store().pools()).pending(&admin.id, 0).await.expect("pending");
+    assert_eq!(notes.iter().map(|n| n.kind.as_str()).collect::<Vec<_>>(), ["error"], "notified once");
 }
 
 /// The real SMTP client against a real SMTP server: a 4xx answer and a refused

@@ -25,7 +25,8 @@
 //!   [`completer`] batches outcomes; [`rescuer`] takes back expired leases;
 //! - [`retry`]: backoff; [`clock`]: time, injectable for tests; [`config`]:
 //!   settings from the environment; [`metrics`]: Prometheus text; [`signals`]:
-//!   SIGTERM/SIGINT as a cancellation token;
+//!   SIGTERM/SIGINT as a cancellation token; [`listen`]: a PostgreSQL `LISTEN`
+//!   that reconnects by itself;
 //! - [`builtin`]: diagnostic jobs (`diag.noop`, `diag.sleep`, `diag.fail`).
 
 pub mod builtin;
@@ -35,6 +36,7 @@ pub mod completer;
 pub mod config;
 pub mod error;
 pub mod job;
+pub mod listen;
 pub mod metrics;
 pub mod registry;
 pub mod rescuer;

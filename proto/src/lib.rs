@@ -29,5 +29,13 @@ pub mod tenants {
     }
 }
 
+/// Notifications for the signed-in user (`notifications.v1`).
+pub mod notifications {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("notifications.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every service, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));

@@ -10,6 +10,7 @@
 //! - [`api`]: the JSON facade for curl users (`/api/...`);
 //! - [`config`]: settings from the environment;
 //! - [`guard`]: who may call what (the hook identity plugs into);
+//! - [`hub`]: fans notifications out to open streams;
 //! - [`grpc`]: the gRPC services;
 //! - [`metrics`]: Prometheus text at `/metrics`.
 
@@ -17,6 +18,7 @@ pub mod api;
 pub mod config;
 pub mod grpc;
 pub mod guard;
+pub mod hub;
 pub mod metrics;
 pub mod ratelimit;
 
@@ -32,6 +34,7 @@ use leptos::config::LeptosOptions;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use proto::auth::v1::auth_service_server::AuthServiceServer;
 use proto::jobs::v1::job_service_server::JobServiceServer;
+use proto::notifications::v1::notification_service_server::NotificationServiceServer;
 use proto::tenants::v1::tenant_service_server::TenantServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -55,6 +58,8 @@ pub struct Backend {
     pub env: Arc<backoffice::provision::Env>,
     /// Users and sessions.
     pub identity: backoffice::identity::Identity,
+    /// Open notification streams.
+    pub hub: Arc<hub::Hub>,
 }
 
 impl Backend {
@@ -66,7 +71,7 @@ impl Backend {
         let (jobs, env) = backoffice::open(&config.database_url, config.data_dir.clone(), config.mail.clone()).await?;
         let hasher = backoffice::password::Hasher::new(HASH_PERMITS).context("preparing password hashing")?;
         let identity = backoffice::identity::Identity::new(jobs.store().clone(), hasher, jobs.clock().clone());
-        Ok(Self { jobs, env, identity })
+        Ok(Self { jobs, env, identity, hub: Arc::default() })
     }
 }
 
@@ -82,7 +87,7 @@ pub fn router(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Router> {
     let jobs = backend.jobs.clone();
-    let jobs_svc = JobServiceServer::new(grpc::jobs::JobsGrpc::new(jobs.clone(), jobs_guard, shutdown))
+    let jobs_svc = JobServiceServer::new(grpc::jobs::JobsGrpc::new(jobs.clone(), jobs_guard, shutdown.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let sessions: Arc<dyn Guard> = Arc::new(guard::Sessions { identity: backend.identity.clone() });
     let auth_svc = AuthServiceServer::new(grpc::auth::AuthGrpc::new(backend.identity.clone()))
@@ -99,8 +104,17 @@ pub fn router(
         identity: backend.identity.clone(),
         signups: signups.clone(),
     });
-    let tenants_svc = TenantServiceServer::new(grpc::tenants::TenantsGrpc::new(tenants, sessions, signups))
-        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let tenants_svc =
+        TenantServiceServer::new(grpc::tenants::TenantsGrpc::new(tenants, sessions, signups, shutdown.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let notifications_svc = NotificationServiceServer::new(grpc::notifications::NotificationsGrpc::new(
+        backend.identity.clone(),
+        backoffice::notify::Notifications::new(jobs.store().pools()),
+        backend.hub.clone(),
+        jobs.clock().clone(),
+        shutdown.clone(),
+    ))
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -124,6 +138,10 @@ pub fn router(
         .route_service(
             "/tenants.v1.TenantService/{*rest}",
             ServiceBuilder::new().layer(GrpcWebLayer::new()).service(tenants_svc),
+        )
+        .route_service(
+            "/notifications.v1.NotificationService/{*rest}",
+            ServiceBuilder::new().layer(GrpcWebLayer::new()).service(notifications_svc),
         )
         .route_service(
             "/grpc.reflection.v1.ServerReflection/{*rest}",
@@ -174,6 +192,12 @@ pub async fn run(
         }
         WorkerMode::Off => None,
     };
+    tokio::spawn(hub::run_sources(
+        backend.hub.clone(),
+        backend.jobs.store().pools(),
+        backend.jobs.clock().clone(),
+        shutdown.clone(),
+    ));
     let app = router(&backend, config, guard, leptos_options, shutdown.clone())?;
     // Connect info gives handlers the client's address (sign-up limits per IP).
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jobengine::builtin::{Noop, Sleep};
-use jobengine::testing::{TestDb, Which};
+use jobengine::testing::{TestDb, Which, percentile, rss_kib};
 use jobengine::{JobState, Jobs, ListQuery};
 
 fn env_num(name: &str, default: usize) -> usize {
@@ -29,15 +29,6 @@ fn spawn_worker(url: &str, extra: &[(&str, &str)]) -> Child {
     cmd.spawn().expect("start worker")
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn stop(mut child: Child) {
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -49,14 +40,6 @@ fn stop(mut child: Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
 }
 
 async fn wait_succeeded(jobs: &Jobs, n: u64, within: Duration) {

@@ -102,12 +102,16 @@ fn exec(mut cmd: std::process::Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The engine benchmark (`worker/benches/engine.rs`) against real worker processes.
+/// The benchmarks against real processes: the engine (`worker/benches/engine.rs`)
+/// and tenancy (`server/benches/tenants.rs`).
 fn bench(ws: &Workspace) -> anyhow::Result<()> {
     let pg = postgres::ensure_postgres().context("starting PostgreSQL for the benchmark")?;
     let mut cargo = ws.cargo();
     cargo.args(["bench", "-p", "worker", "--bench", "engine"]).env("TEST_DATABASE_URL", &pg.url);
-    workspace::run(&mut cargo).context("the benchmark failed")
+    workspace::run(&mut cargo).context("the engine benchmark failed")?;
+    let mut cargo = ws.cargo();
+    cargo.args(["bench", "-p", "server", "--bench", "tenants"]).env("TEST_DATABASE_URL", &pg.url);
+    workspace::run(&mut cargo).context("the tenancy benchmark failed")
 }
 
 /// The suites' SMTP server (`tools/smtp_sink.py`) runs on aiosmtpd from PyPI;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use tokio::sync::Notify;
 
 use super::{
@@ -62,45 +62,11 @@ impl PgStorage {
     }
 }
 
-/// Forwards `NOTIFY jobs_enqueued` to `wake` for as long as the process runs,
-/// reconnecting after any failure. Each (re)connect also fires `wake`, so a
-/// notification missed while disconnected costs at most one fetch, not a stall.
+/// Forwards `NOTIFY jobs_enqueued` to `wake` for as long as the process runs.
+/// Each (re)connect also fires `wake`, so a notification missed while
+/// disconnected costs at most one fetch, not a stall.
 async fn listen(pool: PgPool, wake: Arc<Notify>) {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "job listener cannot connect; workers fall back to polling");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        if let Err(e) = listener.listen(CHANNEL).await {
-            tracing::warn!(error = %e, "LISTEN failed; retrying");
-            tokio::time::sleep(delay).await;
-            continue;
-        }
-        delay = Duration::from_millis(100);
-        wake.notify_waiters();
-        loop {
-            // `try_recv` returns Ok(None) when the connection dropped (sqlx then
-            // reconnects on the next call); treat it as a reason to catch up.
-            match listener.try_recv().await {
-                Ok(Some(_)) => wake.notify_waiters(),
-                Ok(None) => {
-                    tracing::warn!("job listener connection lost; reconnecting");
-                    wake.notify_waiters();
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "job listener failed; reconnecting");
-                    break;
-                }
-            }
-        }
-        tokio::time::sleep(delay).await;
-    }
+    crate::listen::listen_forever(pool, &[CHANNEL], "job listener", move |_| wake.notify_waiters()).await;
 }
 
 fn map_unique(e: sqlx::Error, key: &Option<String>) -> StorageError {

@@ -3,5 +3,6 @@
 
 pub mod auth;
 pub mod jobs;
+pub mod notifications;
 pub mod status;
 pub mod tenants;

@@ -10,8 +10,16 @@ use tonic::{Request, Response, Status};
 use crate::grpc::status::status;
 use crate::guard::{Guard, Role};
 use crate::ratelimit::Limiter;
-use axum::extract::ConnectInfo;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use backoffice::provision::STEPS;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 
 /// What every sign-up is told, whatever happened behind it.
 pub const SIGNUP_MESSAGE: &str = "Thanks for signing up! Check your email shortly for your login details.";
@@ -21,13 +29,17 @@ pub struct TenantsGrpc {
     tenants: Tenants,
     guard: Arc<dyn Guard>,
     signups: Arc<Limiter>,
+    shutdown: CancellationToken,
 }
+
+/// How often `WatchTenant` looks at the tenant.
+pub const WATCH_EVERY: Duration = Duration::from_millis(100);
 
 impl TenantsGrpc {
     /// Serves `tenants`, super-admin calls checked by `guard`, sign-ups limited by
-    /// `signups`.
-    pub fn new(tenants: Tenants, guard: Arc<dyn Guard>, signups: Arc<Limiter>) -> Self {
-        Self { tenants, guard, signups }
+    /// `signups`; streams end when `shutdown` fires.
+    pub fn new(tenants: Tenants, guard: Arc<dyn Guard>, signups: Arc<Limiter>, shutdown: CancellationToken) -> Self {
+        Self { tenants, guard, signups, shutdown }
     }
 }
 
@@ -56,8 +68,70 @@ pub fn pb_tenant(t: &Tenant) -> pb::Tenant {
     }
 }
 
+/// What `WatchTenant` sends: status, step, progress.
+pub fn progress(t: &Tenant) -> pb::TenantProgress {
+    let step = t.step.clone().unwrap_or_default();
+    let total = STEPS.len() as u32;
+    let done = match t.status() {
+        TenantStatus::Active => total,
+        _ => STEPS.iter().position(|s| *s == step).map_or(0, |i| i as u32),
+    };
+    pb::TenantProgress {
+        tenant_id: t.id.clone(),
+        status: pb_status(t.status()).into(),
+        step,
+        last_error: t.last_error.clone().unwrap_or_default(),
+        steps_done: done,
+        steps_total: total,
+    }
+}
+
+type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::TenantProgress, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl TenantService for TenantsGrpc {
+    type WatchTenantStream = ProgressStream;
+
+    async fn watch_tenant(&self, req: Request<pb::WatchTenantRequest>) -> Result<Response<ProgressStream>, Status> {
+        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let id = uuid_like(&req.get_ref().id).ok_or_else(|| Status::invalid_argument("id: not a tenant id"))?.to_owned();
+        let first = self.tenants.get(&id).await.map_err(status)?;
+        let (tx, rx) = mpsc::channel(1);
+        let (tenants, shutdown) = (self.tenants.clone(), self.shutdown.clone());
+        tokio::spawn(async move {
+            let mut last = progress(&first);
+            if tx.send(Ok(last.clone())).await.is_err() {
+                return;
+            }
+            // Polled: a few watchers at a time (admins following a provisioning),
+            // each one indexed read per tick, and it ends with the provisioning.
+            while last.status == pb::TenantStatus::Provisioning as i32 {
+                tokio::select! {
+                    () = tokio::time::sleep(WATCH_EVERY) => {}
+                    () = shutdown.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable("the server is shutting down; reconnect"))).await;
+                        return;
+                    }
+                    () = tx.closed() => return,
+                }
+                let now = match tenants.get(&id).await {
+                    Ok(t) => progress(&t),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "watching a tenant");
+                        continue;
+                    }
+                };
+                if now != last {
+                    if tx.send(Ok(now.clone())).await.is_err() {
+                        return;
+                    }
+                    last = now;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
     async fn create_tenant(
         &self,
         req: Request<pb::CreateTenantRequest>,

@@ -1,0 +1,72 @@
+//! A PostgreSQL `LISTEN` that never gives up: it reconnects after any failure
+//! (with backoff up to 5 s) and tells its owner about every (re)connect, so the
+//! owner can catch up on what it may have missed while the connection was down.
+//! The job engine wakes its workers with it; the server fans notifications out
+//! with it.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+
+/// What the listener saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenEvent<'a> {
+    /// Listening (again): anything sent while it was not is unknown, so catch up.
+    Connected,
+    /// A `NOTIFY` on `channel`.
+    Message {
+        /// The channel.
+        channel: &'a str,
+        /// The payload.
+        payload: &'a str,
+    },
+}
+
+/// Listens on `channels` for as long as the process runs, calling `on` for each
+/// event. `name` labels log lines.
+pub async fn listen_forever(
+    pool: PgPool,
+    channels: &[&str],
+    name: &'static str,
+    mut on: impl FnMut(ListenEvent<'_>) + Send,
+) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "{name} cannot connect; retrying (polling covers the gap)");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen_all(channels.iter().copied()).await {
+            tracing::warn!(error = %e, "{name}: LISTEN failed; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+            continue;
+        }
+        delay = Duration::from_millis(100);
+        on(ListenEvent::Connected);
+        loop {
+            // `try_recv` returns Ok(None) when the connection dropped. sqlx would
+            // reconnect by itself on the next call, but without saying when; a
+            // fresh listener does, so `Connected` comes only once LISTEN is in
+            // place again and a catch-up then cannot miss anything.
+            match listener.try_recv().await {
+                Ok(Some(n)) => on(ListenEvent::Message { channel: n.channel(), payload: n.payload() }),
+                Ok(None) => {
+                    tracing::warn!("{name}: connection lost; reconnecting");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "{name} failed; reconnecting");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
