@@ -36,21 +36,22 @@ pub fn registry() -> jobengine::Registry<provision::Env> {
 
 /// Opens the control plane named by `database_url`: the job engine's and the
 /// control plane's migrations, and the environment the jobs run in. Tenant SQLite
-/// files go under `data_dir/tenants`; email leaves through `mail`.
+/// files go under `data_dir/tenants`; email leaves through `mail`; `fault`
+/// (tests only) slows or breaks provisioning.
 ///
 /// # Errors
-/// The database cannot be opened or migrated, or `PROVISION_FAULT` is malformed.
+/// The database cannot be opened or migrated.
 pub async fn open(
     database_url: &str,
     data_dir: std::path::PathBuf,
     mail: mail::Mail,
+    fault: Option<provision::Fault>,
 ) -> anyhow::Result<(jobengine::Jobs, std::sync::Arc<provision::Env>)> {
     use anyhow::Context;
     let jobs = jobengine::Jobs::connect(database_url).await.context("opening the job store")?;
     let pools = jobs.store().pools();
     db::migrate(&pools).await.context("migrating the control plane")?;
     let tenant_dbs = tenant_db::TenantDbs::new(pools.clone(), database_url, data_dir)?;
-    let fault = provision::Fault::from_env()?;
     if let Some(f) = fault {
         tracing::warn!(?f, "PROVISION_FAULT is set: provisioning is deliberately slowed or broken");
     }

@@ -44,6 +44,10 @@ pub struct Config {
     /// `SMTP_URL`, `MAIL_FROM`, `PUBLIC_URL`: how email is composed and sent
     /// (`.eml` files under `DATA_DIR/mail` when `SMTP_URL` is unset).
     pub mail: backoffice::mail::Mail,
+    /// `PROVISION_FAULT` (tests only): slow or failing provisioning.
+    pub provision_fault: Option<backoffice::provision::Fault>,
+    /// The embedded worker's settings (`WORKER_CONCURRENCY`, `JOB_LEASE_MS`, ...).
+    pub worker_config: jobengine::WorkerConfig,
 }
 
 impl Config {
@@ -86,6 +90,11 @@ impl Config {
         let signup_per_minute = positive("SIGNUP_PER_MINUTE", 60)?;
         let allow_open_admin = matches!(get("ALLOW_OPEN_ADMIN").as_deref(), Some("1" | "true"));
         let mail = backoffice::mail::Mail::from_lookup(&get, &data_dir)?;
+        let provision_fault = get("PROVISION_FAULT")
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| backoffice::provision::Fault::parse(&v))
+            .transpose()?;
+        let worker_config = jobengine::WorkerConfig::from_lookup(&get).context("reading worker settings")?;
         Ok(Self {
             database_url,
             bind_addr,
@@ -96,6 +105,8 @@ impl Config {
             signup_per_minute,
             allow_open_admin,
             mail,
+            provision_fault,
+            worker_config,
         })
     }
 }

@@ -29,7 +29,7 @@ use anyhow::Context;
 use app::{App, shell};
 use axum::Router;
 use axum::routing::get;
-use jobengine::{Jobs, Worker, WorkerConfig};
+use jobengine::{Jobs, Worker};
 use leptos::config::LeptosOptions;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use proto::auth::v1::auth_service_server::AuthServiceServer;
@@ -68,7 +68,8 @@ impl Backend {
     /// # Errors
     /// The database cannot be opened or migrated.
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
-        let (jobs, env) = backoffice::open(&config.database_url, config.data_dir.clone(), config.mail.clone()).await?;
+        let (jobs, env) = backoffice::open(&config.database_url, config.data_dir.clone(), config.mail.clone(), config.provision_fault)
+                .await?;
         let hasher = backoffice::password::Hasher::new(HASH_PERMITS).context("preparing password hashing")?;
         let identity = backoffice::identity::Identity::new(jobs.store().clone(), hasher, jobs.clock().clone());
         Ok(Self { jobs, env, identity, hub: Arc::default() })
@@ -184,8 +185,7 @@ pub async fn run(
     let guard: Arc<dyn Guard> = Arc::new(guard::Open);
     let worker = match config.worker {
         WorkerMode::Embedded => {
-            let cfg = WorkerConfig::from_env().context("reading worker settings")?;
-            let w = Worker::new(&backend.jobs, backoffice::registry(), backend.env.clone(), cfg);
+            let w = Worker::new(&backend.jobs, backoffice::registry(), backend.env.clone(), config.worker_config.clone());
             let token = shutdown.clone();
             tokio::spawn(backoffice::provision::reconcile_loop(backend.env.clone(), shutdown.clone()));
             Some(tokio::spawn(w.run(token)))

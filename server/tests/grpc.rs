@@ -2,22 +2,22 @@
 //! `grpcurl` through server reflection, and over HTTP for `/metrics` and the JSON
 //! facade; on SQLite and PostgreSQL.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use backoffice::mail::plain_text;
 use backoffice::testing::{SmtpSink, link_token};
-use jobengine::testing::{TestDb, Which};
+use jobengine::testing::Which;
 use proto::auth::v1::auth_service_client::AuthServiceClient;
 use proto::jobs::v1 as pb;
 use proto::jobs::v1::job_service_client::JobServiceClient;
 use proto::tenants::v1 as tpb;
 use proto::tenants::v1::tenant_service_client::TenantServiceClient;
-use server::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
+
+mod common;
+use common::*;
 
 jobengine::on_both!(
     admin_operations,
@@ -31,62 +31,6 @@ jobengine::on_both!(
     json_facade,
     json_facade_refuses_bad_input,
 );
-
-const ROOT_EMAIL: &str = "root@example.com";
-const ROOT_PASSWORD: &str = "correct horse battery staple";
-
-/// A running server; stops when dropped.
-struct TestServer {
-    addr: SocketAddr,
-    stop: CancellationToken,
-    identity: backoffice::identity::Identity,
-    _db: TestDb,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-async fn start(which: Which) -> TestServer {
-    start_with(which, &[]).await
-}
-
-/// Starts a server with extra settings (`name`, `value`).
-async fn start_with(which: Which, extra: &[(&str, &str)]) -> TestServer {
-    let db = TestDb::new(which).await;
-    let url = db.url.clone();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data_dir = dir.path().to_string_lossy().into_owned();
-    let config = Config::from_lookup(|k| match k {
-        "DATABASE_URL" => Some(url.clone()),
-        "BIND_ADDR" => Some("127.0.0.1:0".into()),
-        "DATA_DIR" => Some(data_dir.clone()),
-        _ => extra.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned()),
-    })
-    .expect("config");
-    let backend = server::Backend::open(&config).await.expect("open");
-    backend.identity.seed_super_admin(ROOT_EMAIL, Some(ROOT_PASSWORD)).await.expect("seed super admin");
-    let identity = backend.identity.clone();
-    let listener = tokio::net::TcpListener::bind(config.bind_addr).await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(async move { server::run(listener, &config, backend, s).await.expect("server runs") });
-    TestServer { addr, stop, identity, _db: db, _dir: dir }
-}
-
-async fn client(addr: SocketAddr) -> JobServiceClient<Channel> {
-    for _ in 0..100 {
-        if let Ok(ch) = Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await {
-            return JobServiceClient::new(ch);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cannot connect to the server at {addr}");
-}
 
 async fn wait_state(c: &mut JobServiceClient<Channel>, id: i64, state: pb::JobState) -> pb::JobDetail {
     for _ in 0..300 {
@@ -339,32 +283,6 @@ async fn metrics_endpoint(which: Which) {
     }
 }
 
-async fn channel(addr: SocketAddr) -> Channel {
-    for _ in 0..100 {
-        if let Ok(ch) = Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await {
-            return ch;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cannot connect to the server at {addr}");
-}
-
-fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
-    r
-}
-
-async fn login(ch: &Channel, email: &str, password: &str) -> Result<String, tonic::Status> {
-    let mut auth = AuthServiceClient::new(ch.clone());
-    let resp = auth.login(proto::auth::v1::LoginRequest { email: email.into(), password: password.into() }).await?;
-    let cookie = resp.metadata().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let token = resp.into_inner().token;
-    assert!(cookie.starts_with(&format!("session={token};")), "{cookie}");
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
-    Ok(token)
-}
-
 async fn admin_creates_tenant_over_grpc(which: Which) {
     let srv = start(which).await;
     let ch = channel(srv.addr).await;
@@ -584,36 +502,6 @@ async fn sign_up_to_first_login_through_a_real_smtp_server(which: Which) {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sink.messages().len(), 2, "exactly one welcome email and one notice");
 }
-
-/// An HTTP/1.0 exchange: (status, headers lower-cased, body).
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String, String) {
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: test\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(req.as_bytes()).await.expect("write head");
-    s.write_all(body).await.expect("write body");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, head.to_lowercase(), body.to_owned())
-}
-
-fn json_body(body: &str) -> serde_json::Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-const JSON: (&str, &str) = ("Content-Type", "application/json");
 
 /// curl's view: sign up and create answer 202 with a Location to poll; reading a
 /// tenant needs a bearer token; roles are enforced.
