@@ -14,8 +14,8 @@ use anyhow::{Context, anyhow};
 use jobengine::{Job, JobContext, JobError, Jobs, Pools};
 use serde::{Deserialize, Serialize};
 
-use crate::tenant_db::{TenantDbs, TenantPool};
 use crate::notify::{self, Kind, NewNotification};
+use crate::tenant_db::{TenantDbs, TenantPool};
 use crate::{on_pool, on_tx};
 
 /// Test-only slowness or failure, from `PROVISION_FAULT`: `slow:<ms>` waits that

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use backoffice::Error;
 use backoffice::identity::{Identity, MAX_FAILURES_PER_HOUR, Role};
-use backoffice::notify::Notifications;
 use backoffice::mail::{Letters, Mail, Transport, plain_text};
+use backoffice::notify::Notifications;
 use backoffice::password::Hasher;
 use backoffice::provision::{Env, Fault};
 use backoffice::tenant_db::{TenantDbs, TenantPool};
@@ -307,7 +307,11 @@ async fn worker_dying_on_the_last_attempt_fails_the_tenant(which: Which) {
     let t = tenants.get(&created.tenant.id).await.expect("get");
     assert_eq!(t.status(), TenantStatus::Failed);
     assert!(t.last_error.as_deref().is_some_and(|e| e.contains("doomed-worker stopped renewing its lease")), "{t:?}");
-    assert_eq!(backoffice::provision::reconcile_failed(&b.jobs, now + 4_000).await.expect("reconcile"), 0, "idempotent");
+    assert_eq!(
+        backoffice::provision::reconcile_failed(&b.jobs, now + 4_000).await.expect("reconcile"),
+        0,
+        "idempotent"
+    );
     let notes = Notifications::new(b.jobs.store().pools()).pending(&admin.id, 0).await.expect("pending");
     assert_eq!(notes.iter().map(|n| n.kind.as_str()).collect::<Vec<_>>(), ["error"], "notified once");
 }

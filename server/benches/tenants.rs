@@ -112,14 +112,13 @@ async fn hammer(url: &str, call: Call, callers: u64, secs: u64) -> (Vec<f64>, u6
     let errors = Arc::new(AtomicU64::new(0));
     let end = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
-    for _ in 0..callers {
-        // Several HTTP/2 connections, as many clients would open.
-        let ch = if seq.load(Ordering::Relaxed) % 10 == 0 {
-            Channel::from_shared(url.to_owned()).expect("uri").connect().await.expect("connect")
-        } else {
-            ch.clone()
-        };
-        seq.fetch_add(1, Ordering::Relaxed);
+    let mut ch = ch;
+    for i in 0..callers {
+        // A connection per ten callers, as many clients would open.
+        if i > 0 && i.is_multiple_of(10) {
+            ch = Channel::from_shared(url.to_owned()).expect("uri").connect().await.expect("connect");
+        }
+        let ch = ch.clone();
         let (token, seq, errors) = (token.clone(), seq.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut c = TenantServiceClient::new(ch);
@@ -206,7 +205,8 @@ async fn provisioning_time(which: Which, n: u64) {
     let mut times = Vec::new();
     for id in &ids {
         loop {
-            let t = c.get_tenant(bearer(tpb::GetTenantRequest { id: id.clone() }, &token)).await.expect("get").into_inner();
+            let t =
+                c.get_tenant(bearer(tpb::GetTenantRequest { id: id.clone() }, &token)).await.expect("get").into_inner();
             if t.status == tpb::TenantStatus::Active as i32 {
                 times.push((t.activated_at_unix_ms - t.created_at_unix_ms) as f64);
                 break;

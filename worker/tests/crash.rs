@@ -201,7 +201,8 @@ async fn kill_9_at_every_provisioning_step(which: Which) {
     let db = TestDb::new(which).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mail = backoffice::mail::Mail::from_lookup(|_| None, dir.path()).expect("mail settings");
-    let (jobs, env) = backoffice::open(&db.url, dir.path().to_path_buf(), mail, None).await.expect("open control plane");
+    let (jobs, env) =
+        backoffice::open(&db.url, dir.path().to_path_buf(), mail, None).await.expect("open control plane");
     let tenants = Tenants::new(jobs.clone(), env.mail.letters.clone());
     let created = tenants.sign_up("Phoenix Ltd", "owner@phoenix.test").await.expect("sign up").expect("created");
     let id = created.tenant.id.clone();

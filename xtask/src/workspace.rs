@@ -97,9 +97,3 @@ pub fn describe(cmd: &Command) -> String {
     }
     s
 }
-
-/// A TCP port nobody listens on right now (the OS picks; tiny race until used).
-pub fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
-    Ok(l.local_addr().context("reading the free port")?.port())
-}

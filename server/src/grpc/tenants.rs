@@ -94,7 +94,8 @@ impl TenantService for TenantsGrpc {
 
     async fn watch_tenant(&self, req: Request<pb::WatchTenantRequest>) -> Result<Response<ProgressStream>, Status> {
         self.guard.require(req.metadata(), Role::SuperAdmin).await?;
-        let id = uuid_like(&req.get_ref().id).ok_or_else(|| Status::invalid_argument("id: not a tenant id"))?.to_owned();
+        let id =
+            uuid_like(&req.get_ref().id).ok_or_else(|| Status::invalid_argument("id: not a tenant id"))?.to_owned();
         let first = self.tenants.get(&id).await.map_err(status)?;
         let (tx, rx) = mpsc::channel(1);
         let (tenants, shutdown) = (self.tenants.clone(), self.shutdown.clone());

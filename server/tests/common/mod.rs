@@ -124,4 +124,3 @@ pub fn json_body(body: &str) -> serde_json::Value {
 }
 
 pub const JSON: (&str, &str) = ("Content-Type", "application/json");
-

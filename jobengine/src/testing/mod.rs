@@ -7,6 +7,9 @@
 
 use std::sync::Arc;
 
+mod pg_cluster;
+pub use pg_cluster::PgCluster;
+
 use crate::{Jobs, ManualClock, SystemClock, storage};
 
 /// A database that lives as long as the value.

@@ -1,0 +1,185 @@
+//! Scale-out on one PostgreSQL, with real processes: a `worker` process and two
+//! `server` processes (`WORKER=off`) on a PostgreSQL cluster of the test's own.
+//! The admin's streams on either server get the toast published by the worker;
+//! then PostgreSQL is restarted (`-m immediate`) under the open streams, and a
+//! notification written right after it comes back still reaches both.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jobengine::testing::PgCluster;
+use proto::auth::v1::LoginRequest;
+use proto::auth::v1::auth_service_client::AuthServiceClient;
+use proto::notifications::v1 as npb;
+use proto::notifications::v1::notification_service_client::NotificationServiceClient;
+use proto::tenants::v1 as tpb;
+use proto::tenants::v1::tenant_service_client::TenantServiceClient;
+use tonic::Streaming;
+use tonic::transport::Channel;
+
+const EMAIL: &str = "root@cluster.test";
+const PASSWORD: &str = "cluster test password";
+
+struct Proc {
+    child: Child,
+    url: Option<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `worker` binary, built beside the server's if this test run lacks it.
+fn worker_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_server")).with_file_name("worker");
+    if !bin.exists() {
+        let ok = Command::new(env!("CARGO")).args(["build", "-p", "worker"]).status().expect("cargo build -p worker");
+        assert!(ok.success(), "building the worker binary failed");
+    }
+    bin
+}
+
+fn spawn(bin: &Path, db: &str, data: &Path, log: &str, extra: &[(&str, &str)]) -> Proc {
+    let log = std::fs::File::create(data.join(log)).expect("log file");
+    let mut child = Command::new(bin)
+        .env("DATABASE_URL", db)
+        .env("DATA_DIR", data)
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("WORKER", "off")
+        .env("SUPERADMIN_EMAIL", EMAIL)
+        .env("SUPERADMIN_PASSWORD", PASSWORD)
+        .env("RUST_LOG", "info")
+        .envs(extra.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("spawn");
+    let url = if bin.ends_with("server") {
+        let out = BufReader::new(child.stdout.take().expect("stdout"));
+        out.lines().map_while(Result::ok).find_map(|l| l.strip_prefix("Back office listening on ").map(str::to_owned))
+    } else {
+        None
+    };
+    Proc { child, url }
+}
+
+async fn connect(url: &str) -> Channel {
+    Channel::from_shared(url.to_owned()).expect("uri").connect().await.expect("connect")
+}
+
+fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+    r
+}
+
+async fn next_note(s: &mut Streaming<npb::SubscribeResponse>, within: Duration) -> npb::Notification {
+    tokio::time::timeout(within, async {
+        loop {
+            match s.message().await.expect("stream").expect("open") {
+                npb::SubscribeResponse { event: Some(npb::subscribe_response::Event::Notification(n)) } => return n,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("a notification in time")
+}
+
+#[tokio::test]
+async fn toasts_cross_processes_and_survive_a_postgres_restart() {
+    let pg = PgCluster::start(false).expect("a PostgreSQL cluster of our own");
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = Path::new(env!("CARGO_BIN_EXE_server"));
+    let a = spawn(server, &pg.url, data.path(), "a.log", &[]);
+    let b = spawn(server, &pg.url, data.path(), "b.log", &[]);
+    let _worker = spawn(&worker_bin(), &pg.url, data.path(), "worker.log", &[("JOB_POLL_MS", "100")]);
+    let (ca, cb) =
+        (connect(a.url.as_deref().expect("a's url")).await, connect(b.url.as_deref().expect("b's url")).await);
+    let token = AuthServiceClient::new(ca.clone())
+        .login(LoginRequest { email: EMAIL.into(), password: PASSWORD.into() })
+        .await
+        .expect("login")
+        .into_inner()
+        .token;
+    let subscribe = |ch: Channel| {
+        let token = token.clone();
+        async move {
+            NotificationServiceClient::new(ch)
+                .subscribe(bearer(npb::SubscribeRequest { resume_after: 0 }, &token))
+                .await
+                .expect("subscribe")
+                .into_inner()
+        }
+    };
+    let (mut on_a, mut on_b) = (subscribe(ca.clone()).await, subscribe(cb.clone()).await);
+
+    // Created through server B, provisioned by the worker process.
+    TenantServiceClient::new(cb.clone())
+        .create_tenant(bearer(
+            tpb::CreateTenantRequest { name: "Globex".into(), admin_email: "hank@globex.test".into() },
+            &token,
+        ))
+        .await
+        .expect("create");
+    let want = "Tenant Globex has been successfully provisioned.";
+    assert_eq!(next_note(&mut on_a, Duration::from_secs(30)).await.body, want);
+    assert_eq!(next_note(&mut on_b, Duration::from_secs(5)).await.body, want);
+
+    // PostgreSQL crashes and comes back under the open streams.
+    pg.stop_immediate().expect("stop PostgreSQL");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pg.start_again().expect("start PostgreSQL");
+    let started = Instant::now();
+    let db = loop {
+        match sqlx::PgPool::connect(&pg.url).await {
+            Ok(p) => break p,
+            Err(_) if started.elapsed() < Duration::from_secs(20) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("PostgreSQL did not come back: {e}"),
+        }
+    };
+    let user: String =
+        sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(EMAIL).fetch_one(&db).await.expect("user");
+    // Written at once, likely before the servers' listeners have reconnected: the
+    // catch-up after their reconnect must deliver it.
+    sqlx::query(
+        "INSERT INTO notifications (user_id, kind, title, body, link, created_at) VALUES ($1, 'info', 't', $2, '', 0)",
+    )
+    .bind(&user)
+    .bind("after the restart")
+    .execute(&db)
+    .await
+    .expect("insert");
+    assert_eq!(next_note(&mut on_a, Duration::from_secs(15)).await.body, "after the restart");
+    assert_eq!(next_note(&mut on_b, Duration::from_secs(15)).await.body, "after the restart");
+
+    // And the whole path works again: a new tenant, provisioned, toasted on both.
+    let mut tenants = TenantServiceClient::new(ca.clone());
+    let created = loop {
+        let r = tenants
+            .create_tenant(bearer(
+                tpb::CreateTenantRequest { name: "Initech".into(), admin_email: "bill@initech.test".into() },
+                &token,
+            ))
+            .await;
+        match r {
+            Ok(r) => break r,
+            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                eprintln!("create after restart: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the server did not recover from the restart: {e}"),
+        }
+    };
+    assert!(created.into_inner().tenant.is_some());
+    let want = "Tenant Initech has been successfully provisioned.";
+    assert_eq!(next_note(&mut on_a, Duration::from_secs(30)).await.body, want);
+    assert_eq!(next_note(&mut on_b, Duration::from_secs(5)).await.body, want);
+}
