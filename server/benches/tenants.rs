@@ -17,87 +17,17 @@
 //! `TEST_DATABASE_URL=... cargo bench -p server --bench tenants`.
 //! `BENCH_BACKENDS` (`sqlite,postgres`) picks the backends.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use jobengine::testing::{TestDb, Which, percentile, rss_kib};
-use proto::auth::v1::LoginRequest;
-use proto::auth::v1::auth_service_client::AuthServiceClient;
+use jobengine::testing::{TestDb, Which, percentile};
 use proto::tenants::v1 as tpb;
 use proto::tenants::v1::tenant_service_client::TenantServiceClient;
 use tonic::transport::Channel;
 
-const EMAIL: &str = "bench@backoffice.local";
-const PASSWORD: &str = "benchmark password";
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// The server binary, running until dropped.
-struct Server {
-    child: Child,
-    url: String,
-    _data: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(db: &TestDb, worker: &str) -> Self {
-        let data = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
-            .env("DATABASE_URL", &db.url)
-            .env("DATA_DIR", data.path())
-            .env("BIND_ADDR", "127.0.0.1:0")
-            .env("WORKER", worker)
-            .env("SUPERADMIN_EMAIL", EMAIL)
-            .env("SUPERADMIN_PASSWORD", PASSWORD)
-            .env("SIGNUP_PER_IP_PER_HOUR", u32::MAX.to_string())
-            .env("SIGNUP_PER_MINUTE", u32::MAX.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the server binary");
-        let out = BufReader::new(child.stdout.take().expect("stdout"));
-        let url = out
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("Back office listening on ").map(str::to_owned))
-            .expect("the server printed its address");
-        Self { child, url, _data: data }
-    }
-
-    fn rss_mib(&self) -> f64 {
-        rss_kib(self.child.id()) as f64 / 1024.0
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-    }
-}
-
-async fn connect(url: &str) -> (Channel, String) {
-    let ch = Channel::from_shared(url.to_owned()).expect("uri").connect().await.expect("connect");
-    let token = AuthServiceClient::new(ch.clone())
-        .login(LoginRequest { email: EMAIL.into(), password: PASSWORD.into() })
-        .await
-        .expect("login")
-        .into_inner()
-        .token;
-    (ch, token)
-}
-
-fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
-    r
-}
+mod common;
+use common::*;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Call {

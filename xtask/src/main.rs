@@ -103,7 +103,8 @@ fn exec(mut cmd: std::process::Command) -> anyhow::Result<()> {
 }
 
 /// The benchmarks against real processes: the engine (`worker/benches/engine.rs`)
-/// and tenancy (`server/benches/tenants.rs`).
+/// tenancy (`server/benches/tenants.rs`) and notifications
+/// (`server/benches/notifications.rs`).
 fn bench(ws: &Workspace) -> anyhow::Result<()> {
     let pg = postgres::ensure_postgres().context("starting PostgreSQL for the benchmark")?;
     let mut cargo = ws.cargo();
@@ -111,7 +112,10 @@ fn bench(ws: &Workspace) -> anyhow::Result<()> {
     workspace::run(&mut cargo).context("the engine benchmark failed")?;
     let mut cargo = ws.cargo();
     cargo.args(["bench", "-p", "server", "--bench", "tenants"]).env("TEST_DATABASE_URL", &pg.url);
-    workspace::run(&mut cargo).context("the tenancy benchmark failed")
+    workspace::run(&mut cargo).context("the tenancy benchmark failed")?;
+    let mut cargo = ws.cargo();
+    cargo.args(["bench", "-p", "server", "--bench", "notifications"]).env("TEST_DATABASE_URL", &pg.url);
+    workspace::run(&mut cargo).context("the notifications benchmark failed")
 }
 
 /// The suites' SMTP server (`tools/smtp_sink.py`) runs on aiosmtpd from PyPI;
