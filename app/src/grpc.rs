@@ -1,48 +1,61 @@
-//! The browser's gRPC-web client. Only compiled into the hydrated build; on the
-//! server the functions do nothing (pages render placeholders there).
+//! The browser's gRPC-web client: every call the app makes goes through the same
+//! `proto` contracts scripts and grpcurl use. The session cookie rides along
+//! (same origin); the server's `Set-Cookie` on `Login` is honoured by the browser.
+//!
+//! These run only in the browser (event handlers and effects); on the server the
+//! pages render without calling them.
 
-use proto::jobs::v1::JobCounts;
+use std::future::Future;
 
-/// Follows `JobService.WatchCounts`, calling `on_counts` per message and
-/// `on_error` when the stream fails; reconnects after a pause.
-#[cfg(feature = "hydrate")]
-pub fn watch_counts(on_counts: impl Fn(JobCounts) + 'static, on_error: impl Fn(String) + 'static) {
-    use proto::jobs::v1::WatchCountsRequest;
-    use proto::jobs::v1::job_service_client::JobServiceClient;
+use tonic_web_wasm_client::Client;
 
-    leptos::task::spawn_local(async move {
-        let origin = leptos::prelude::window().location().origin().unwrap_or_default();
-        loop {
-            let mut client = JobServiceClient::new(tonic_web_wasm_client::Client::new(origin.clone()));
-            match client.watch_counts(WatchCountsRequest { interval_ms: 500 }).await {
-                Ok(resp) => {
-                    let mut stream = resp.into_inner();
-                    loop {
-                        match stream.message().await {
-                            Ok(Some(c)) => on_counts(c),
-                            Ok(None) => break,
-                            Err(status) => {
-                                on_error(format!("live updates interrupted: {}", status.message()));
-                                break;
-                            }
-                        }
-                    }
-                }
-                Err(status) => on_error(format!("cannot follow jobs: {}", status.message())),
-            }
-            sleep_ms(2000).await;
-        }
-    });
+/// A gRPC-web channel to the page's own origin.
+pub fn channel() -> Client {
+    let origin = leptos::prelude::window().location().origin().unwrap_or_default();
+    Client::new(origin)
 }
 
-#[cfg(feature = "hydrate")]
-async fn sleep_ms(ms: i32) {
+/// The message of a failed call, for a person.
+pub fn message(status: &tonic::Status) -> String {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown if status.message().is_empty() => {
+            "the server cannot be reached; try again".to_owned()
+        }
+        _ => status.message().to_owned(),
+    }
+}
+
+/// Splits an `INVALID_ARGUMENT` message (`field: problem; field: problem`) into
+/// per-field messages; anything else is a general message under `""`.
+pub fn field_errors(status: &tonic::Status) -> Vec<(String, String)> {
+    if !matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::AlreadyExists) {
+        return vec![(String::new(), message(status))];
+    }
+    status
+        .message()
+        .split("; ")
+        .map(|part| match part.split_once(": ") {
+            Some((field, msg)) if !field.contains(' ') => (field.to_owned(), msg.to_owned()),
+            _ => (String::new(), part.to_owned()),
+        })
+        .collect()
+}
+
+/// Runs `fut` in the browser's event loop.
+pub fn spawn(fut: impl Future<Output = ()> + 'static) {
+    leptos::task::spawn_local(fut);
+}
+
+/// Waits `ms` milliseconds (browser timers).
+pub async fn sleep_ms(ms: i32) {
     let promise = leptos::web_sys::js_sys::Promise::new(&mut |resolve, _| {
         let _ = leptos::prelude::window().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
     });
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
-/// Server side: nothing to follow.
-#[cfg(not(feature = "hydrate"))]
-pub fn watch_counts(_on_counts: impl Fn(JobCounts) + 'static, _on_error: impl Fn(String) + 'static) {}
+/// Goes to `path` with a full page load (so the server renders it with the new
+/// session).
+pub fn go(path: &str) {
+    let _ = leptos::prelude::window().location().assign(path);
+}

@@ -6,21 +6,33 @@
 //! contracts serve the app, scripts and grpcurl.
 //!
 //! # Layout
-//! - [`shell`], the HTML document around the app (hydration scripts, styles);
-//! - [`App`], the routes;
-//! - [`pages`]: one module per page;
+//! - [`shell`], the HTML document around the app (hydration scripts, styles, the
+//!   session handed to the browser);
+//! - [`App`], the routes and the frame (navigation, toasts);
+//! - [`session`]: who is signed in, on both sides;
+//! - [`pages`]: one module per page; [`toasts`]: the notification area;
 //! - [`grpc`]: the browser's gRPC-web client.
+
+#![recursion_limit = "256"]
 
 pub mod grpc;
 pub mod pages;
+pub mod session;
+pub mod toasts;
+
+pub use session::SessionInfo;
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
 /// The document the server renders around the app.
+#[cfg(feature = "ssr")]
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    use leptos_meta::MetaTags;
+    let session = session::from_request();
+    let embedded = session::to_embedded_json(&session);
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -31,27 +43,47 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
+                <script id="session-data" type="application/json" inner_html=embedded></script>
             </head>
             <body>
-                <App/>
+                <App session/>
             </body>
         </html>
     }
 }
 
-/// The app's routes.
+/// The app's routes inside the frame: navigation, toasts for signed-in users.
 #[component]
-pub fn App() -> impl IntoView {
+pub fn App(
+    /// Who is signed in (from the server's middleware, or the page's JSON).
+    session: Option<SessionInfo>,
+) -> impl IntoView {
     provide_meta_context();
+    provide_context(session::CurrentSession(session.clone()));
+    let signed_in = session.is_some();
     view! {
         <Stylesheet id="app" href="/pkg/app.css"/>
         <Title text="Back office"/>
         <Router>
+            <pages::Nav/>
             <main>
                 <Routes fallback=|| view! { <pages::NotFound/> }>
                     <Route path=path!("/") view=pages::home::HomePage/>
+                    <Route path=path!("/login") view=pages::login::LoginPage/>
+                    <Route path=path!("/signup") view=pages::signup::SignUpPage/>
+                    <Route path=path!("/signup/thanks") view=pages::signup::ThanksPage/>
+                    <Route path=path!("/set-password") view=pages::login::SetPasswordPage/>
+                    <Route path=path!("/app") view=pages::tenant_home::TenantHomePage/>
+                    <Route path=path!("/admin/tenants") view=pages::admin::TenantsPage/>
+                    <Route path=path!("/admin/tenants/:id") view=pages::admin::TenantPage/>
+                    <Route path=path!("/hangfire") view=pages::hangfire::OverviewPage/>
+                    <Route path=path!("/hangfire/jobs/:state") view=pages::hangfire::JobListPage/>
+                    <Route path=path!("/hangfire/job/:id") view=pages::hangfire::JobPage/>
                 </Routes>
             </main>
+            <Show when=move || signed_in>
+                <toasts::Toasts/>
+            </Show>
         </Router>
     }
 }
@@ -61,5 +93,10 @@ pub fn App() -> impl IntoView {
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    let session = session::from_document();
+    leptos::mount::hydrate_body(move || view! { <App session=session.clone()/> });
+    // A marker for tests and tools: the page is interactive from here on.
+    if let Some(body) = document().body() {
+        let _ = body.set_attribute("data-hydrated", "true");
+    }
 }

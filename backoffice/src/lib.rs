@@ -52,7 +52,7 @@ pub async fn open(
     let pools = jobs.store().pools();
     db::migrate(&pools).await.context("migrating the control plane")?;
     let tenant_dbs = tenant_db::TenantDbs::new(pools.clone(), database_url, data_dir)?;
-    if let Some(f) = fault {
+    if let Some(f) = &fault {
         tracing::warn!(?f, "PROVISION_FAULT is set: provisioning is deliberately slowed or broken");
     }
     tracing::info!(transport = ?mail.transport, "email");

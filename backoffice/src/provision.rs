@@ -19,14 +19,17 @@ use crate::tenant_db::{TenantDbs, TenantPool};
 use crate::{on_pool, on_tx};
 
 /// Test-only slowness or failure, from `PROVISION_FAULT`: `slow:<ms>` waits that
-/// long in every step; `fail` fails every attempt at the migrating step. Off unless
-/// set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// long in every step; `fail` fails every attempt at the migrating step;
+/// `fail:<text>` does so only for tenants whose name contains `<text>` (so one
+/// server can show both outcomes). Off unless set.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// Sleep this long in each step.
     Slow(Duration),
     /// Fail at the migrating step.
     Fail,
+    /// Fail at the migrating step when the tenant's name contains this.
+    FailNamed(String),
 }
 
 impl Fault {
@@ -37,11 +40,12 @@ impl Fault {
     pub fn parse(s: &str) -> anyhow::Result<Self> {
         match s.trim() {
             "fail" => Ok(Fault::Fail),
+            other if other.starts_with("fail:") && other.len() > 5 => Ok(Fault::FailNamed(other[5..].to_owned())),
             other => other
                 .strip_prefix("slow:")
                 .and_then(|ms| ms.parse::<u64>().ok())
                 .map(|ms| Fault::Slow(Duration::from_millis(ms)))
-                .ok_or_else(|| anyhow!("PROVISION_FAULT={other:?}: expected slow:<ms> or fail")),
+                .ok_or_else(|| anyhow!("PROVISION_FAULT={other:?}: expected slow:<ms>, fail or fail:<text>")),
         }
     }
 
@@ -117,8 +121,8 @@ async fn step(ctx: &JobContext<Env>, tenant_id: &str, name: &str) -> anyhow::Res
         "UPDATE tenants SET step = $1, updated_at = $2 WHERE id = $3 AND status = 'provisioning'")
         .bind(name).bind(now).bind(tenant_id).execute(p).await.map(|_| ()))
     .context("recording the tenant's step")?;
-    if let Some(Fault::Slow(d)) = ctx.app.fault {
-        tokio::time::sleep(d).await;
+    if let Some(Fault::Slow(d)) = &ctx.app.fault {
+        tokio::time::sleep(*d).await;
     }
     Ok(())
 }
@@ -137,7 +141,12 @@ async fn provision(tenant_id: &str, ctx: &JobContext<Env>) -> anyhow::Result<()>
     env.tenant_dbs.create(&t.db_name).await.context("creating the tenant database")?;
 
     step(ctx, tenant_id, STEPS[1]).await?;
-    if env.fault == Some(Fault::Fail) {
+    let fail = match &env.fault {
+        Some(Fault::Fail) => true,
+        Some(Fault::FailNamed(text)) => t.name.contains(text.as_str()),
+        _ => false,
+    };
+    if fail {
         return Err(anyhow!("PROVISION_FAULT=fail is set")).context("migrating the tenant database");
     }
     let pool = env.tenant_dbs.open(&t.db_name).await.context("opening the tenant database")?;

@@ -145,6 +145,46 @@ impl TenantDbs {
         }
         Ok(())
     }
+
+    /// What a tenant admin's home shows from the tenant's own database: its roles
+    /// `(name, description)` and settings `(key, value)`, by name. Opens and
+    /// closes a pool (the page is visited now and then; no pool per tenant is
+    /// kept open).
+    ///
+    /// # Errors
+    /// The database cannot be opened or read.
+    pub async fn read_home(&self, db_name: &str) -> anyhow::Result<TenantHome> {
+        const ROLES: &str = "SELECT name, description FROM roles ORDER BY name";
+        const SETTINGS: &str = "SELECT key, value FROM settings ORDER BY key";
+        let home = match self.open(db_name).await? {
+            TenantPool::Sqlite(p) => {
+                let home = TenantHome {
+                    roles: sqlx::query_as(ROLES).fetch_all(&p).await?,
+                    settings: sqlx::query_as(SETTINGS).fetch_all(&p).await?,
+                };
+                p.close().await;
+                home
+            }
+            TenantPool::Postgres(p) => {
+                let home = TenantHome {
+                    roles: sqlx::query_as(ROLES).fetch_all(&p).await?,
+                    settings: sqlx::query_as(SETTINGS).fetch_all(&p).await?,
+                };
+                p.close().await;
+                home
+            }
+        };
+        Ok(home)
+    }
+}
+
+/// Data read from a tenant's own database for its admin's home page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantHome {
+    /// `(name, description)`.
+    pub roles: Vec<(String, String)>,
+    /// `(key, value)`.
+    pub settings: Vec<(String, String)>,
 }
 
 #[cfg(test)]

@@ -197,4 +197,26 @@ impl Jobs {
     pub async fn workers(&self, window: Micros) -> Result<Vec<WorkerRow>, StorageError> {
         self.store.workers(self.clock.now() - window).await
     }
+
+    /// Jobs finished per `bucket` (succeeded, dead) since `since`, by bucket
+    /// start, oldest first; buckets with nothing finished are left out.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn throughput(&self, since: Micros, bucket: Micros) -> Result<Vec<(Micros, u64, u64)>, StorageError> {
+        const SQL: &str = "SELECT (finished_at / $1) * $1 AS at,
+                    SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END) AS ok,
+                    SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead
+             FROM jobs WHERE finished_at >= $2 AND state IN ('succeeded', 'dead')
+             GROUP BY 1 ORDER BY 1";
+        let rows: Vec<(i64, i64, i64)> = match self.store.pools() {
+            crate::Pools::Sqlite { read, .. } => {
+                sqlx::query_as(SQL).bind(bucket.max(1)).bind(since).fetch_all(&read).await?
+            }
+            crate::Pools::Postgres(pool) => {
+                sqlx::query_as(SQL).bind(bucket.max(1)).bind(since).fetch_all(&pool).await?
+            }
+        };
+        Ok(rows.into_iter().map(|(at, ok, dead)| (at, ok.max(0) as u64, dead.max(0) as u64)).collect())
+    }
 }

@@ -417,22 +417,38 @@ async fn paging_and_filters(which: Which) {
         let e = if i % 2 == 0 { jobs.enqueue(&Noop {}).await } else { jobs.enqueue(&Sleep { ms: 1 }).await };
         ids.push(e.expect("enqueue").id);
     }
-    let page1 =
-        jobs.list(&ListQuery { state: JobState::Enqueued, kind: None, before_id: None, limit: 5 }).await.expect("list");
+    let page1 = jobs
+        .list(&ListQuery { state: JobState::Enqueued, kind: None, before_id: None, limit: 5, text: None })
+        .await
+        .expect("list");
     assert_eq!(page1.iter().map(|j| j.id).collect::<Vec<_>>(), ids.iter().rev().take(5).copied().collect::<Vec<_>>());
     let page2 = jobs
-        .list(&ListQuery { state: JobState::Enqueued, kind: None, before_id: page1.last().map(|j| j.id), limit: 5 })
+        .list(&ListQuery {
+            state: JobState::Enqueued,
+            kind: None,
+            before_id: page1.last().map(|j| j.id),
+            limit: 5,
+            text: None,
+        })
         .await
         .expect("list");
     assert_eq!(page2.len(), 2);
     let sleeps = jobs
-        .list(&ListQuery { state: JobState::Enqueued, kind: Some("diag.sleep".into()), before_id: None, limit: 50 })
+        .list(&ListQuery {
+            state: JobState::Enqueued,
+            kind: Some("diag.sleep".into()),
+            before_id: None,
+            limit: 50,
+            text: None,
+        })
         .await
         .expect("list");
     assert_eq!(sleeps.len(), 3);
     assert!(sleeps.iter().all(|j| j.kind == "diag.sleep"));
-    let none =
-        jobs.list(&ListQuery { state: JobState::Dead, kind: None, before_id: None, limit: 50 }).await.expect("list");
+    let none = jobs
+        .list(&ListQuery { state: JobState::Dead, kind: None, before_id: None, limit: 50, text: None })
+        .await
+        .expect("list");
     assert!(none.is_empty());
 }
 

@@ -38,9 +38,6 @@ pub struct Config {
     pub signup_per_ip_per_hour: u32,
     /// `SIGNUP_PER_MINUTE`, default 60: sign-ups the server takes in all.
     pub signup_per_minute: u32,
-    /// `ALLOW_OPEN_ADMIN=1` lets the not-yet-authenticated admin API listen beyond
-    /// loopback. Off by default.
-    pub allow_open_admin: bool,
     /// `SMTP_URL`, `MAIL_FROM`, `PUBLIC_URL`: how email is composed and sent
     /// (`.eml` files under `DATA_DIR/mail` when `SMTP_URL` is unset).
     pub mail: backoffice::mail::Mail,
@@ -88,7 +85,6 @@ impl Config {
         };
         let signup_per_ip_per_hour = positive("SIGNUP_PER_IP_PER_HOUR", 10)?;
         let signup_per_minute = positive("SIGNUP_PER_MINUTE", 60)?;
-        let allow_open_admin = matches!(get("ALLOW_OPEN_ADMIN").as_deref(), Some("1" | "true"));
         let mail = backoffice::mail::Mail::from_lookup(&get, &data_dir)?;
         let provision_fault = get("PROVISION_FAULT")
             .filter(|v| !v.trim().is_empty())
@@ -103,7 +99,6 @@ impl Config {
             data_dir,
             signup_per_ip_per_hour,
             signup_per_minute,
-            allow_open_admin,
             mail,
             provision_fault,
             worker_config,

@@ -2,10 +2,7 @@
 //! before doing anything, so swapping the guard is all it takes to secure them.
 //!
 //! [`Sessions`] checks a session token (bearer or cookie) and the user's role; it
-//! guards the tenant service. The job service still runs with [`Open`], which lets
-//! every caller through as "anonymous admin", until the dashboard signs in (the
-//! web-app issue). That is only safe on loopback: `main` refuses a non-loopback
-//! `BIND_ADDR` unless `ALLOW_OPEN_ADMIN=1` says otherwise.
+//! guards the job service (the dashboard's API) and the tenant service.
 
 use async_trait::async_trait;
 use tonic::Status;
@@ -33,17 +30,6 @@ pub trait Guard: Send + Sync + 'static {
     /// The caller, if they hold `role`; otherwise `UNAUTHENTICATED` (no or bad
     /// credentials) or `PERMISSION_DENIED` (wrong role).
     async fn require(&self, metadata: &MetadataMap, role: Role) -> Result<Caller, Status>;
-}
-
-/// Lets everyone through: loopback development only (see the module docs).
-#[derive(Debug, Default)]
-pub struct Open;
-
-#[async_trait]
-impl Guard for Open {
-    async fn require(&self, _metadata: &MetadataMap, _role: Role) -> Result<Caller, Status> {
-        Ok(Caller { name: "anonymous admin (open guard)".to_owned(), user: None })
-    }
 }
 
 /// The session token of a request: `authorization: Bearer <token>` (scripts) or

@@ -12,7 +12,8 @@
 //! - [`guard`]: who may call what (the hook identity plugs into);
 //! - [`hub`]: fans notifications out to open streams;
 //! - [`grpc`]: the gRPC services;
-//! - [`metrics`]: Prometheus text at `/metrics`.
+//! - [`metrics`]: Prometheus text at `/metrics`;
+//! - [`pages`]: the session around page requests (who is signed in, sign-in redirects).
 
 pub mod api;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod grpc;
 pub mod guard;
 pub mod hub;
 pub mod metrics;
+pub mod pages;
 pub mod ratelimit;
 
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use axum::Router;
 use axum::routing::get;
 use jobengine::{Jobs, Worker};
 use leptos::config::LeptosOptions;
+use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use proto::auth::v1::auth_service_server::AuthServiceServer;
 use proto::jobs::v1::job_service_server::JobServiceServer;
@@ -72,7 +75,7 @@ impl Backend {
             &config.database_url,
             config.data_dir.clone(),
             config.mail.clone(),
-            config.provision_fault,
+            config.provision_fault.clone(),
         )
         .await?;
         let hasher = backoffice::password::Hasher::new(HASH_PERMITS).context("preparing password hashing")?;
@@ -110,9 +113,15 @@ pub fn router(
         identity: backend.identity.clone(),
         signups: signups.clone(),
     });
-    let tenants_svc =
-        TenantServiceServer::new(grpc::tenants::TenantsGrpc::new(tenants, sessions, signups, shutdown.clone()))
-            .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let tenants_svc = TenantServiceServer::new(grpc::tenants::TenantsGrpc::new(
+        tenants,
+        sessions,
+        signups,
+        shutdown.clone(),
+        backend.identity.clone(),
+        backend.env.tenant_dbs.clone(),
+    ))
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
     let notifications_svc = NotificationServiceServer::new(grpc::notifications::NotificationsGrpc::new(
         backend.identity.clone(),
         backoffice::notify::Notifications::new(jobs.store().pools()),
@@ -158,14 +167,15 @@ pub fn router(
             ServiceBuilder::new().layer(GrpcWebLayer::new()).service(reflection_v1alpha),
         );
     let metrics = Router::new().route("/metrics", get(metrics::handler)).with_state(jobs);
-    let routes = generate_route_list(App);
+    let routes = generate_route_list(|| view! { <App session=None/> });
     let site = Router::new()
         .leptos_routes(&leptos_options, routes, {
             let options = leptos_options.clone();
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler(shell))
-        .with_state(leptos_options);
+        .with_state(leptos_options)
+        .layer(axum::middleware::from_fn_with_state(backend.identity.clone(), pages::session_layer));
     Ok(site.merge(grpc).merge(metrics).merge(api))
 }
 
@@ -187,7 +197,7 @@ pub async fn run(
         .site_pkg_dir("pkg")
         .site_addr(addr)
         .build();
-    let guard: Arc<dyn Guard> = Arc::new(guard::Open);
+    let guard: Arc<dyn Guard> = Arc::new(guard::Sessions { identity: backend.identity.clone() });
     let worker = match config.worker {
         WorkerMode::Embedded => {
             let w =

@@ -9,12 +9,10 @@ use backoffice::testing::{SmtpSink, link_token};
 use jobengine::testing::Which;
 use proto::auth::v1::auth_service_client::AuthServiceClient;
 use proto::jobs::v1 as pb;
-use proto::jobs::v1::job_service_client::JobServiceClient;
 use proto::tenants::v1 as tpb;
 use proto::tenants::v1::tenant_service_client::TenantServiceClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
-use tonic::transport::Channel;
 
 mod common;
 use common::*;
@@ -32,7 +30,7 @@ jobengine::on_both!(
     json_facade_refuses_bad_input,
 );
 
-async fn wait_state(c: &mut JobServiceClient<Channel>, id: i64, state: pb::JobState) -> pb::JobDetail {
+async fn wait_state(c: &mut Jobs, id: i64, state: pb::JobState) -> pb::JobDetail {
     for _ in 0..300 {
         let d = c.get_job(pb::GetJobRequest { id }).await.expect("get job").into_inner();
         if d.job.as_ref().is_some_and(|j| j.state == state as i32) {
@@ -207,7 +205,8 @@ fn grpcurl() -> std::process::Command {
 
 async fn grpcurl_through_reflection(which: Which) {
     let srv = start(which).await;
-    client(srv.addr).await;
+    let token = login(&channel(srv.addr).await, ROOT_EMAIL, ROOT_PASSWORD).await.expect("login");
+    let auth = format!("authorization: Bearer {token}");
     let addr = srv.addr.to_string();
     let run = |args: &[&str]| {
         let out =
@@ -221,7 +220,12 @@ async fn grpcurl_through_reflection(which: Which) {
     let listed = tokio::task::spawn_blocking(move || {
         let list = run(&[&a, "list"]);
         let describe = run(&[&a, "describe", "jobs.v1.JobService"]);
-        let enqueued = run(&["-d", r#"{"kind":"diag.noop","count":2}"#, &a, "jobs.v1.JobService/EnqueueDiagnostic"]);
+        let enqueued =
+            run(&["-H", &auth, "-d", r#"{"kind":"diag.noop","count":2}"#, &a, "jobs.v1.JobService/EnqueueDiagnostic"]);
+        // Without a session the dashboard's API is closed.
+        let refused = grpcurl().args(["-plaintext", &a, "jobs.v1.JobService/GetCounts"]).output().expect("grpcurl");
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"), "{refused:?}");
         (list, describe, enqueued)
     })
     .await
@@ -239,7 +243,8 @@ async fn grpcurl_through_reflection(which: Which) {
     wait_state(&mut c, id, pb::JobState::Succeeded).await;
     let a = addr.clone();
     let counts = tokio::task::spawn_blocking(move || {
-        grpcurl().args(["-plaintext", &a, "jobs.v1.JobService/GetCounts"]).output().expect("grpcurl")
+        let auth = format!("authorization: Bearer {token}");
+        grpcurl().args(["-plaintext", "-H", &auth, &a, "jobs.v1.JobService/GetCounts"]).output().expect("grpcurl")
     })
     .await
     .expect("grpcurl");

@@ -60,7 +60,7 @@ async fn finished(jobs: &Jobs) -> Vec<(i64, i64, i64)> {
     let mut before = None;
     loop {
         let page = jobs
-            .list(&ListQuery { state: JobState::Succeeded, kind: None, before_id: before, limit: 5000 })
+            .list(&ListQuery { state: JobState::Succeeded, kind: None, before_id: before, limit: 5000, text: None })
             .await
             .expect("list");
         let Some(last) = page.last() else { break };

@@ -7,7 +7,11 @@
 //!
 //! The server starts on port 0 with a fresh SQLite database in a temporary folder;
 //! we learn its address from the line it prints (`Back office listening on
-//! http://ADDR`), so there is no port to race for.
+//! http://ADDR`), so there is no port to race for. A real SMTP server
+//! (`tools/smtp_sink.py`) receives its email into a folder the tests read
+//! (`MAILBOX_DIR`). The super admin's credentials are set (`ADMIN_EMAIL`,
+//! `ADMIN_PASSWORD`), and provisioning fails for tenants whose name contains
+//! "Doomed" (`PROVISION_FAULT=fail:Doomed`), so one server shows both outcomes.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -25,6 +29,10 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 /// What the server prints once it listens; the URL follows.
 const LISTENING: &str = "Back office listening on ";
+/// The super admin the tests sign in as.
+const ADMIN_EMAIL: &str = "admin@e2e.test";
+/// Their password.
+const ADMIN_PASSWORD: &str = "e2e admin password";
 
 /// The Chromium the tests launch: `$CHROMIUM_PATH`, else Debian's `/usr/bin/chromium`.
 ///
@@ -54,9 +62,18 @@ pub fn run_playwright(ws: &Workspace, server: &Path, chromium: &Path) -> anyhow:
     }
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let result = (|| {
-        let server = Server::start(ws, server, &data)?;
+        let mailbox = data.join("mailbox");
+        let smtp = Smtp::start(ws, &mailbox)?;
+        let server = Server::start(ws, server, &data, &smtp.url)?;
         let mut playwright = Command::new(dir.join("node_modules/.bin/playwright"));
-        playwright.arg("test").current_dir(&dir).env("BASE_URL", &server.url).env("CHROMIUM_PATH", chromium);
+        playwright
+            .arg("test")
+            .current_dir(&dir)
+            .env("BASE_URL", &server.url)
+            .env("CHROMIUM_PATH", chromium)
+            .env("MAILBOX_DIR", &mailbox)
+            .env("ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("ADMIN_PASSWORD", ADMIN_PASSWORD);
         let outcome = workspace::run(&mut playwright);
         server.stop()?;
         outcome
@@ -98,11 +115,18 @@ struct Server {
 }
 
 impl Server {
-    /// Starts `bin` on a free port with a fresh SQLite database under `data`.
-    fn start(ws: &Workspace, bin: &Path, data: &Path) -> anyhow::Result<Self> {
+    /// Starts `bin` on a free port with a fresh SQLite database under `data`,
+    /// sending email to `smtp_url`.
+    fn start(ws: &Workspace, bin: &Path, data: &Path, smtp_url: &str) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin);
         cmd.current_dir(data)
             .env("BIND_ADDR", "127.0.0.1:0")
+            .env("SMTP_URL", smtp_url)
+            .env("SUPERADMIN_EMAIL", ADMIN_EMAIL)
+            .env("SUPERADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("PROVISION_FAULT", "fail:Doomed")
+            .env("JOB_BACKOFF_BASE_MS", "5")
+            .env("SIGNUP_PER_IP_PER_HOUR", "1000")
             .env("SITE_ROOT", ws.site_dir())
             .env("DATABASE_URL", format!("sqlite://{}", data.join("app.db").display()))
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
@@ -172,5 +196,41 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// The suites' SMTP server (`tools/smtp_sink.py`), storing messages in a folder;
+/// killed on drop.
+struct Smtp {
+    child: Child,
+    /// `smtp://127.0.0.1:PORT`.
+    url: String,
+}
+
+impl Smtp {
+    fn start(ws: &Workspace, mailbox: &Path) -> anyhow::Result<Self> {
+        let mut child = Command::new("python3")
+            .arg(ws.root.join("tools/smtp_sink.py"))
+            .arg("--dir")
+            .arg(mailbox)
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting tools/smtp_sink.py (python3 with aiosmtpd)")?;
+        let stdout = child.stdout.take().context("the SMTP server's stdout was not captured")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).context("reading the SMTP server's banner")?;
+        let Some(addr) = line.trim().strip_prefix("SMTP listening on ") else {
+            let _ = child.kill();
+            bail!("the SMTP server did not start: {line:?}");
+        };
+        eprintln!("xtask: SMTP server at {addr}, mailbox {}", mailbox.display());
+        Ok(Self { url: format!("smtp://{addr}"), child })
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -262,6 +262,9 @@ pub struct ListQuery {
     pub before_id: Option<i64>,
     /// Page size.
     pub limit: u32,
+    /// Only jobs whose kind, arguments or last error contain this text
+    /// (case-insensitive), when set.
+    pub text: Option<String>,
 }
 
 /// What the rescuer did in one pass.

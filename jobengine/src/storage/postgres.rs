@@ -325,12 +325,14 @@ impl Storage for PgStorage {
     async fn list(&self, q: &ListQuery) -> Result<Vec<JobRow>, StorageError> {
         Ok(sqlx::query_as(
             "SELECT * FROM jobs WHERE state = $1 AND ($2::text IS NULL OR kind = $2) AND id < $3
+               AND ($5::text IS NULL OR strpos(lower(kind || ' ' || args || ' ' || coalesce(last_error, '')), lower($5)) > 0)
              ORDER BY id DESC LIMIT $4",
         )
         .bind(q.state.as_str())
         .bind(&q.kind)
         .bind(q.before_id.unwrap_or(i64::MAX))
         .bind(q.limit as i64)
+        .bind(&q.text)
         .fetch_all(&self.pool)
         .await?)
     }

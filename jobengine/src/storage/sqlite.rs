@@ -383,12 +383,15 @@ impl Storage for SqliteStorage {
     async fn list(&self, q: &ListQuery) -> Result<Vec<JobRow>, StorageError> {
         Ok(sqlx::query_as(
             "SELECT * FROM jobs WHERE state = ? AND (? IS NULL OR kind = ?) AND id < ?
+               AND (? IS NULL OR instr(lower(kind || ' ' || args || ' ' || coalesce(last_error, '')), lower(?)) > 0)
              ORDER BY id DESC LIMIT ?",
         )
         .bind(q.state.as_str())
         .bind(&q.kind)
         .bind(&q.kind)
         .bind(q.before_id.unwrap_or(i64::MAX))
+        .bind(&q.text)
+        .bind(&q.text)
         .bind(q.limit as i64)
         .fetch_all(&self.read)
         .await?)

@@ -85,7 +85,6 @@ pub fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
     r
 }
 
-
 /// A `worker` process on `db` (release build beside the server's; built if
 /// missing); killed on drop.
 pub struct WorkerProc(pub Child, tempfile::TempDir);

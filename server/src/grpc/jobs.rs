@@ -236,8 +236,12 @@ impl JobService for JobsGrpc {
         if r.kind.len() > 200 {
             return Err(Status::invalid_argument("kind: at most 200 characters"));
         }
+        if r.text.chars().count() > 200 {
+            return Err(Status::invalid_argument("text: at most 200 characters"));
+        }
         let kind = (!r.kind.is_empty()).then(|| r.kind.clone());
-        let rows = self.jobs.list(&ListQuery { state, kind, before_id, limit }).await.map_err(status)?;
+        let text = (!r.text.trim().is_empty()).then(|| r.text.trim().to_owned());
+        let rows = self.jobs.list(&ListQuery { state, kind, before_id, limit, text }).await.map_err(status)?;
         let next_page_token = match rows.last() {
             Some(last) if rows.len() == limit as usize => last.id.to_string(),
             _ => String::new(),
@@ -316,5 +320,26 @@ impl JobService for JobsGrpc {
         self.guard.require(req.metadata(), Role::SuperAdmin).await?;
         let rows = self.jobs.workers(LIVE_WINDOW.as_micros() as i64).await.map_err(status)?;
         Ok(Response::new(pb::ListWorkersResponse { workers: rows.iter().map(pb_worker).collect() }))
+    }
+
+    async fn get_throughput(&self, req: Request<pb::GetThroughputRequest>) -> Result<Response<pb::Throughput>, Status> {
+        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let minutes = match req.get_ref().minutes {
+            0 => 60,
+            n @ 1..=1440 => i64::from(n),
+            n => return Err(Status::invalid_argument(format!("minutes: 1 to 1440, got {n}"))),
+        };
+        const MINUTE: i64 = 60_000_000;
+        let now = self.jobs.clock().now();
+        let first = (now / MINUTE - minutes + 1) * MINUTE;
+        let rows = self.jobs.throughput(first, MINUTE).await.map_err(status)?;
+        let buckets = (0..minutes)
+            .map(|i| {
+                let at = first + i * MINUTE;
+                let (ok, dead) = rows.iter().find(|r| r.0 == at).map_or((0, 0), |r| (r.1, r.2));
+                pb::ThroughputBucket { at_unix_ms: at / 1000, succeeded: ok, dead }
+            })
+            .collect();
+        Ok(Response::new(pb::Throughput { buckets }))
     }
 }

@@ -8,14 +8,16 @@ use proto::tenants::v1::tenant_service_server::TenantService;
 use tonic::{Request, Response, Status};
 
 use crate::grpc::status::status;
-use crate::guard::{Guard, Role};
+use crate::guard::{Guard, Role, session_token};
 use crate::ratelimit::Limiter;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use backoffice::identity::Identity;
 use backoffice::provision::STEPS;
+use backoffice::tenant_db::TenantDbs;
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -30,6 +32,8 @@ pub struct TenantsGrpc {
     guard: Arc<dyn Guard>,
     signups: Arc<Limiter>,
     shutdown: CancellationToken,
+    identity: Identity,
+    tenant_dbs: TenantDbs,
 }
 
 /// How often `WatchTenant` looks at the tenant.
@@ -37,9 +41,17 @@ pub const WATCH_EVERY: Duration = Duration::from_millis(100);
 
 impl TenantsGrpc {
     /// Serves `tenants`, super-admin calls checked by `guard`, sign-ups limited by
-    /// `signups`; streams end when `shutdown` fires.
-    pub fn new(tenants: Tenants, guard: Arc<dyn Guard>, signups: Arc<Limiter>, shutdown: CancellationToken) -> Self {
-        Self { tenants, guard, signups, shutdown }
+    /// `signups`; streams end when `shutdown` fires. A tenant admin's own tenant
+    /// is found through `identity` and read from `tenant_dbs`.
+    pub fn new(
+        tenants: Tenants,
+        guard: Arc<dyn Guard>,
+        signups: Arc<Limiter>,
+        shutdown: CancellationToken,
+        identity: Identity,
+        tenant_dbs: TenantDbs,
+    ) -> Self {
+        Self { tenants, guard, signups, shutdown, identity, tenant_dbs }
     }
 }
 
@@ -91,6 +103,31 @@ type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::TenantProgress, Statu
 #[tonic::async_trait]
 impl TenantService for TenantsGrpc {
     type WatchTenantStream = ProgressStream;
+
+    async fn get_my_tenant(&self, req: Request<pb::GetMyTenantRequest>) -> Result<Response<pb::MyTenant>, Status> {
+        let token = session_token(req.metadata()).ok_or_else(|| Status::unauthenticated("sign in first"))?;
+        let user = self
+            .identity
+            .authenticate(&token)
+            .await
+            .map_err(status)?
+            .ok_or_else(|| Status::unauthenticated("your session has ended; sign in again"))?;
+        let id = user.tenant_id.ok_or_else(|| Status::failed_precondition("only tenant admins have a tenant"))?;
+        let t = self.tenants.get(&id).await.map_err(status)?;
+        if t.status() != TenantStatus::Active {
+            return Err(Status::failed_precondition(format!("the tenant is {}", t.status)));
+        }
+        let home = self.tenant_dbs.read_home(&t.db_name).await.map_err(|e| {
+            tracing::error!(error = %format!("{e:#}"), tenant = %t.id, "reading a tenant database");
+            Status::internal("the tenant's database cannot be read; see the server log")
+        })?;
+        Ok(Response::new(pb::MyTenant {
+            tenant: Some(pb_tenant(&t)),
+            roles: home.roles.into_iter().map(|(name, description)| pb::TenantRole { name, description }).collect(),
+            settings: home.settings.into_iter().map(|(key, value)| pb::TenantSetting { key, value }).collect(),
+            database: t.db_name.clone(),
+        }))
+    }
 
     async fn watch_tenant(&self, req: Request<pb::WatchTenantRequest>) -> Result<Response<ProgressStream>, Status> {
         self.guard.require(req.metadata(), Role::SuperAdmin).await?;

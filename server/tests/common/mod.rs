@@ -59,14 +59,26 @@ pub async fn start_with(which: Which, extra: &[(&str, &str)]) -> TestServer {
     TestServer { addr, stop, identity, db, dir }
 }
 
-pub async fn client(addr: SocketAddr) -> JobServiceClient<Channel> {
-    for _ in 0..100 {
-        if let Ok(ch) = Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await {
-            return JobServiceClient::new(ch);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// Adds the bearer token to every call.
+#[derive(Clone)]
+pub struct Bearer(pub String);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let v = format!("Bearer {}", self.0).parse().map_err(|_| tonic::Status::internal("bad token"))?;
+        r.metadata_mut().insert("authorization", v);
+        Ok(r)
     }
-    panic!("cannot connect to the server at {addr}");
+}
+
+/// The job service as the seeded super admin.
+pub type Jobs = JobServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
+
+/// A job-service client signed in as the seeded super admin.
+pub async fn client(addr: SocketAddr) -> Jobs {
+    let ch = channel(addr).await;
+    let token = login(&ch, ROOT_EMAIL, ROOT_PASSWORD).await.expect("super admin login");
+    JobServiceClient::with_interceptor(ch, Bearer(token))
 }
 
 pub async fn channel(addr: SocketAddr) -> Channel {
