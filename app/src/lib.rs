@@ -98,5 +98,8 @@ pub fn hydrate() {
     // A marker for tests and tools: the page is interactive from here on.
     if let Some(body) = document().body() {
         let _ = body.set_attribute("data-hydrated", "true");
+        if let Some(perf) = window().performance() {
+            let _ = body.set_attribute("data-hydrated-ms", &format!("{:.0}", perf.now()));
+        }
     }
 }

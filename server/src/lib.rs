@@ -175,7 +175,10 @@ pub fn router(
         })
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(leptos_options)
-        .layer(axum::middleware::from_fn_with_state(backend.identity.clone(), pages::session_layer));
+        .layer(axum::middleware::from_fn_with_state(backend.identity.clone(), pages::session_layer))
+        // Pages and the wasm bundle travel gzipped (the gRPC routes are not
+        // wrapped: their streams must not be buffered by a compressor).
+        .layer(tower_http::compression::CompressionLayer::new());
     Ok(site.merge(grpc).merge(metrics).merge(api))
 }
 
