@@ -1,0 +1,36 @@
+import { test, expect } from '@playwright/test';
+import * as path from 'node:path';
+import { ADMIN_EMAIL, ADMIN_PASSWORD, open, signIn, unique } from './helpers';
+
+// The README's screenshots: the main pages at desktop and phone widths. Written to
+// SCREENSHOTS_DIR (the README's come from `SCREENSHOTS_DIR=$PWD/docs/screenshots`),
+// else into test-results.
+const dir = process.env.SCREENSHOTS_DIR ?? path.join('test-results', 'screenshots');
+
+test('main pages, desktop and phone', async ({ page }) => {
+  await page.setViewportSize({ width: 1200, height: 800 });
+  await open(page, '/signup');
+  await page.screenshot({ path: path.join(dir, 'signup.png') });
+
+  await signIn(page, ADMIN_EMAIL, ADMIN_PASSWORD, /\/admin\/tenants$/);
+  await expect(page.locator('.toasts[data-live="true"]')).toHaveCount(1, { timeout: 10_000 });
+  const name = unique('Screenshot Co');
+  await page.getByLabel('Name').fill(name);
+  await page.getByLabel("Tenant admin's email").fill(`shot.${Date.now()}@example.test`);
+  await page.getByRole('button', { name: 'Create tenant' }).click();
+  await expect(page.getByTestId('toast').filter({ hasText: name })).toBeVisible({ timeout: 30_000 });
+  await page.screenshot({ path: path.join(dir, 'admin-tenants.png') });
+
+  await open(page, '/hangfire');
+  await expect(page.getByTestId('worker-row').first()).toBeVisible();
+  await page.screenshot({ path: path.join(dir, 'hangfire.png'), fullPage: true });
+
+  await open(page, '/hangfire/jobs/succeeded');
+  await expect(page.getByTestId('job-row').first()).toBeVisible();
+  await page.screenshot({ path: path.join(dir, 'hangfire-succeeded.png') });
+
+  await page.setViewportSize({ width: 390, height: 844 });
+  await open(page, '/admin/tenants');
+  await expect(page.getByTestId('tenant-row').first()).toBeVisible();
+  await page.screenshot({ path: path.join(dir, 'admin-tenants-phone.png') });
+});
