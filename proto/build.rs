@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&fds))?;
     tonic_prost_build::configure()
         .build_transport(false)
+        .codec_path("crate::codec::ProtoCodec")
         .server_mod_attribute(".", "#[cfg(not(target_arch = \"wasm32\"))]")
         .skip_protoc_run()
         .file_descriptor_set_path(&descriptor_path)

@@ -5,6 +5,8 @@
 //! only on native targets.
 #![allow(missing_docs, clippy::all)]
 
+pub mod codec;
+
 /// The job engine's admin API (`jobs.v1`).
 pub mod jobs {
     /// Version 1.
