@@ -2,16 +2,15 @@
 //! holds a job and the job runs again elsewhere; SIGSTOP a worker past its lease and
 //! its late result is refused when it wakes.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jobengine::builtin::Sleep;
 use jobengine::testing::{TestDb, Which};
 use jobengine::{JobDetail, JobState, Jobs};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
+
+mod common;
+use common::WorkerProc;
 
 jobengine::on_both!(
     kill_9_job_runs_again,
@@ -19,72 +18,6 @@ jobengine::on_both!(
     sigterm_releases_running_job,
     kill_9_at_every_provisioning_step,
 );
-
-/// A `worker` process with its log in a file.
-struct WorkerProc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl WorkerProc {
-    fn start(url: &str, dir: &Path, name: &str, lease_ms: u64) -> Self {
-        Self::start_with(url, dir, name, lease_ms, &[])
-    }
-
-    fn start_with(url: &str, dir: &Path, name: &str, lease_ms: u64, extra: &[(&str, &str)]) -> Self {
-        let log = dir.join(format!("{name}.log"));
-        let file = File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_worker"))
-            .envs(extra.iter().copied())
-            .env("DATA_DIR", dir)
-            .env("DATABASE_URL", url)
-            .env("JOB_LEASE_MS", lease_ms.to_string())
-            .env("JOB_RESCUE_MS", "200")
-            .env("JOB_POLL_MS", "50")
-            .env("JOB_GRACE_MS", "500")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("start worker binary");
-        Self { child, log }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    fn signal(&self, s: Signal) {
-        kill(self.pid(), s).expect("signal worker");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Whether `worker_id` (host:pid:suffix) belongs to this process.
-    fn owns(&self, worker_id: Option<&str>) -> bool {
-        worker_id.and_then(|w| w.split(':').nth(1)).is_some_and(|p| p == self.child.id().to_string())
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                return st;
-            }
-            assert!(start.elapsed() < within, "worker did not exit; log:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for WorkerProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn wait_until(jobs: &Jobs, id: i64, within: Duration, what: &str, ok: impl Fn(&JobDetail) -> bool) -> JobDetail {
     let start = Instant::now();
