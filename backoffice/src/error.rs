@@ -45,6 +45,28 @@ pub enum Error {
     Internal(anyhow::Error),
 }
 
+impl Error {
+    /// True when the cause is the database being out of reach (a restart, a
+    /// network cut, a full pool): the request may succeed if retried, so
+    /// transports answer "unavailable", not "internal".
+    pub fn is_unavailable(&self) -> bool {
+        let Error::Internal(e) = self else { return false };
+        e.chain().any(|c| {
+            let sql = c.downcast_ref::<sqlx::Error>().or_else(|| match c.downcast_ref::<jobengine::StorageError>() {
+                Some(jobengine::StorageError::Database(s)) => Some(s),
+                _ => None,
+            });
+            matches!(
+                sql,
+                Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
+            ) || sql.and_then(|s| s.as_database_error()).and_then(|d| d.code()).is_some_and(|code| {
+                // PostgreSQL: admin shutdown, crash shutdown, cannot connect now.
+                matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+            })
+        })
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Error::Internal(e.into())

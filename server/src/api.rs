@@ -94,6 +94,13 @@ impl From<Error> for ApiError {
             Error::RateLimited(why) => Self::new(StatusCode::TOO_MANY_REQUESTS, why),
             Error::NotFound(what) => Self::new(StatusCode::NOT_FOUND, format!("{what} not found")),
             e @ Error::BadToken => Self::new(StatusCode::UNPROCESSABLE_ENTITY, format!("token: {e}")),
+            e if e.is_unavailable() => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unavailable right now; try again in a moment",
+                )
+            }
             e => {
                 tracing::error!(error = %e, "API request failed");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log")

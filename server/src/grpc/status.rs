@@ -16,6 +16,10 @@ pub fn status(e: Error) -> Status {
         Error::RateLimited(why) => Status::resource_exhausted(why),
         Error::NotFound(what) => Status::not_found(format!("{what} not found")),
         e @ Error::BadToken => Status::invalid_argument(format!("token: {e}")),
+        e if e.is_unavailable() => {
+            tracing::warn!(error = %e, "database unavailable");
+            Status::unavailable("the database is unavailable right now; try again in a moment")
+        }
         e => {
             tracing::error!(error = %e, "request failed");
             Status::internal("internal error; see the server log")
