@@ -300,8 +300,9 @@ async fn worker_dying_on_the_last_attempt_fails_the_tenant(which: Which) {
     let now = jobengine::Clock::now(b.jobs.clock().as_ref());
     let claimed = store.fetch("doomed-worker", &["default".into()], 1, now, now + 1_000).await.expect("fetch");
     assert_eq!(claimed.len(), 1);
-    let r = store.rescue(now + 2_000).await.expect("rescue");
-    assert_eq!(r.dead, 1, "its only attempt was interrupted");
+    // Its last allowed interruption (a cap of 1 here).
+    let r = store.rescue(now + 2_000, 1).await.expect("rescue");
+    assert_eq!(r.dead, 1, "its only allowed interruption");
     assert_eq!(tenants.get(&created.tenant.id).await.expect("get").status(), TenantStatus::Provisioning);
     assert_eq!(backoffice::provision::reconcile_failed(&b.jobs, now + 3_000).await.expect("reconcile"), 1);
     let t = tenants.get(&created.tenant.id).await.expect("get");

@@ -28,7 +28,14 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// The retry schedule.
     pub backoff: Backoff,
+    /// How many times a job may be interrupted by a dead or frozen worker before
+    /// it is dead-lettered (`JOB_MAX_INTERRUPTIONS`, default 20). Interrupted
+    /// attempts do not use up the job's own retries.
+    pub max_interruptions: u32,
 }
+
+/// Interruptions allowed per job by default.
+pub const DEFAULT_MAX_INTERRUPTIONS: u32 = 20;
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -42,6 +49,7 @@ impl Default for WorkerConfig {
             poll: Duration::from_millis(250),
             grace: Duration::from_secs(10),
             backoff: Backoff::default(),
+            max_interruptions: DEFAULT_MAX_INTERRUPTIONS,
         }
     }
 }
@@ -100,6 +108,9 @@ impl WorkerConfig {
         }
         if let Some(ms) = num("JOB_HEARTBEAT_MS")? {
             c.heartbeat = Duration::from_millis(ms);
+        }
+        if let Some(n) = num("JOB_MAX_INTERRUPTIONS")? {
+            c.max_interruptions = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
         }
         if let Some(ms) = num("JOB_RESCUE_MS")? {
             c.rescue_every = Duration::from_millis(ms);

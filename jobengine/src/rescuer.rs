@@ -4,8 +4,10 @@
 //! Every worker runs one; they may overlap freely, since each pass is a single
 //! fenced statement (PostgreSQL skips rows another rescuer has locked; SQLite has
 //! one writer). A rescued job is enqueued again with a history row naming the
-//! interrupted attempt and its worker, or is dead if that attempt was its last, so
-//! a job that kills its worker every time still ends in the dead-letter queue. The
+//! interrupted attempt and its worker. The interrupted attempt does not count
+//! against the job's retries (the job did nothing wrong), but interruptions are
+//! capped ([`WorkerConfig::max_interruptions`]), so a job that kills its worker
+//! every time still ends in the dead-letter queue. The
 //! pass also prunes registry rows of workers silent for [`PRUNE_AFTER`].
 
 use std::sync::Arc;
@@ -41,7 +43,7 @@ pub(crate) async fn rescuer_loop(
             _ = stop.cancelled() => return,
         }
         let now = clock.now();
-        match store.rescue(now).await {
+        match store.rescue(now, cfg.max_interruptions).await {
             Ok(r) if r.requeued + r.dead > 0 => {
                 metrics.rescued.fetch_add(r.requeued + r.dead, Ordering::Relaxed);
                 tracing::warn!(

@@ -24,7 +24,7 @@ jobengine::on_both!(
     transactional_enqueue,
     bad_input_fails_cleanly,
     expired_lease_is_rescued_and_fenced,
-    rescue_on_last_attempt_is_dead,
+    interruptions_are_capped,
     graceful_shutdown_releases,
     concurrent_enqueues_from_two_pools,
     paging_and_filters,
@@ -310,19 +310,23 @@ async fn expired_lease_is_rescued_and_fenced(which: Which) {
     let seq = claimed[0].lease_seq;
     // Nothing else can claim it while the lease holds.
     assert!(store.fetch("other", &["default".into()], 10, now, now + lease).await.expect("fetch").is_empty());
-    assert_eq!(store.rescue(now + lease - 1).await.expect("rescue").requeued, 0, "lease still valid");
+    assert_eq!(store.rescue(now + lease - 1, 20).await.expect("rescue").requeued, 0, "lease still valid");
     clock.advance(LEASE + Duration::from_secs(1));
-    let r = store.rescue(clock_now(&clock)).await.expect("rescue");
+    let r = store.rescue(clock_now(&clock), 20).await.expect("rescue");
     assert_eq!((r.requeued, r.dead), (1, 0));
     let d = jobs.get(e.id).await.expect("get");
     assert_eq!(d.job.state, JobState::Enqueued);
     let last = d.history.last().expect("history");
-    assert_eq!(last.reason.as_deref(), Some("attempt 1 interrupted: worker dead-worker stopped renewing its lease"));
+    assert_eq!(
+        last.reason.as_deref(),
+        Some("attempt 1 interrupted: worker dead-worker stopped renewing its lease (1 of 20 interruptions allowed)")
+    );
     assert_eq!(last.worker_id.as_deref(), Some("dead-worker"));
+    assert_eq!((last.attempt, d.job.attempt), (1, 0), "the interrupted attempt is not counted");
     // The new claim gets a new fence; the stale worker's renewal and completion fail.
     let now = clock_now(&clock);
     let again = store.fetch("new-worker", &["default".into()], 10, now, now + lease).await.expect("fetch");
-    assert_eq!(again[0].attempt, 2);
+    assert_eq!(again[0].attempt, 1);
     assert!(again[0].lease_seq > seq);
     assert_eq!(store.extend_leases(&[(e.id, seq)], now + lease).await.expect("extend"), [e.id]);
     let stale = Completion { job_id: e.id, lease_seq: seq, at: now, outcome: Outcome::Succeeded };
@@ -335,20 +339,31 @@ async fn expired_lease_is_rescued_and_fenced(which: Which) {
     assert_eq!(d.history.iter().filter(|h| h.state == JobState::Succeeded).count(), 1);
 }
 
-async fn rescue_on_last_attempt_is_dead(which: Which) {
+async fn interruptions_are_capped(which: Which) {
     let db = TestDb::new(which).await;
     let clock = manual_clock();
+    // One retry only: interruptions must not use it up, but their own cap ends
+    // a job that keeps killing its worker.
     let jobs = db.jobs_with_clock(clock.clone()).await.with_default_max_attempts(1);
     let store = jobs.store().clone();
     let e = jobs.enqueue(&Noop {}).await.expect("enqueue");
-    let now = clock_now(&clock);
-    store.fetch("w", &["default".into()], 1, now, now + 1_000_000).await.expect("fetch");
-    clock.advance(Duration::from_secs(2));
-    let r = store.rescue(clock_now(&clock)).await.expect("rescue");
-    assert_eq!((r.requeued, r.dead), (0, 1));
+    for round in 1..=3u32 {
+        let now = clock_now(&clock);
+        let got = store.fetch("w", &["default".into()], 1, now, now + 1_000_000).await.expect("fetch");
+        assert_eq!((got.len(), got[0].attempt), (1, 1), "round {round}: claimed as attempt 1 again");
+        clock.advance(Duration::from_secs(2));
+        let r = store.rescue(clock_now(&clock), 3).await.expect("rescue");
+        if round < 3 {
+            assert_eq!((r.requeued, r.dead), (1, 0), "round {round}");
+        } else {
+            assert_eq!((r.requeued, r.dead), (0, 1), "the third interruption of three allowed");
+        }
+    }
     let d = jobs.get(e.id).await.expect("get");
     assert_eq!(d.job.state, JobState::Dead);
-    assert_eq!(d.history.last().expect("history").errors().len(), 1);
+    let last = d.history.last().expect("history");
+    assert!(last.reason.as_deref().is_some_and(|r| r.contains("(3 of 3 interruptions allowed)")), "{last:?}");
+    assert_eq!(last.errors().len(), 1);
 }
 
 async fn graceful_shutdown_releases(which: Which) {

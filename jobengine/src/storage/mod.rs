@@ -430,9 +430,10 @@ pub trait Storage: Send + Sync + 'static {
     /// counted.
     async fn release(&self, worker: &str, held: &[(i64, i64)], now: Micros) -> Result<u64, StorageError>;
 
-    /// Takes back processing jobs whose lease expired before `now`: enqueued again,
-    /// or dead when that attempt was the last.
-    async fn rescue(&self, now: Micros) -> Result<Rescued, StorageError>;
+    /// Takes back processing jobs whose lease expired before `now`: enqueued again
+    /// with the interrupted attempt not counted, or dead once a job has been
+    /// interrupted `max_interruptions` times.
+    async fn rescue(&self, now: Micros, max_interruptions: u32) -> Result<Rescued, StorageError>;
 
     /// Records the step a running job reached; false if the lease is no longer held.
     async fn set_progress(&self, id: i64, lease_seq: i64, step: &str, now: Micros) -> Result<bool, StorageError>;

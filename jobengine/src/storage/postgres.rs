@@ -261,7 +261,7 @@ impl Storage for PgStorage {
         Ok(n as u64)
     }
 
-    async fn rescue(&self, now: Micros) -> Result<Rescued, StorageError> {
+    async fn rescue(&self, now: Micros, max_interruptions: u32) -> Result<Rescued, StorageError> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "WITH expired AS (
                  SELECT id FROM jobs WHERE state = 'processing' AND lease_expires_at < $1
@@ -269,22 +269,27 @@ impl Storage for PgStorage {
                  FOR UPDATE SKIP LOCKED
              ), moved AS (
                  UPDATE jobs j SET
-                        state = CASE WHEN j.attempt >= j.max_attempts THEN 'dead' ELSE 'enqueued' END,
-                        finished_at = CASE WHEN j.attempt >= j.max_attempts THEN $1 END,
+                        state = CASE WHEN j.interruptions + 1 >= $2 THEN 'dead' ELSE 'enqueued' END,
+                        finished_at = CASE WHEN j.interruptions + 1 >= $2 THEN $1 END,
+                        attempt = CASE WHEN j.interruptions + 1 >= $2 THEN j.attempt ELSE j.attempt - 1 END,
+                        interruptions = j.interruptions + 1,
                         run_at = $1, updated_at = $1, lease_expires_at = NULL,
                         last_error = 'attempt ' || j.attempt || ' interrupted: worker '
-                                     || COALESCE(j.worker_id, '?') || ' stopped renewing its lease'
+                                     || COALESCE(j.worker_id, '?') || ' stopped renewing its lease ('
+                                     || (j.interruptions + 1) || ' of ' || $2 || ' interruptions allowed)'
                  FROM expired e WHERE j.id = e.id
                  RETURNING j.id, j.state, j.attempt, j.worker_id, j.last_error
              ), h AS (
                  INSERT INTO job_history (job_id, state, at, attempt, worker_id, reason, error_chain)
-                 SELECT id, state, $1, attempt, worker_id, last_error,
+                 SELECT id, state, $1, CASE WHEN state = 'enqueued' THEN attempt + 1 ELSE attempt END,
+                        worker_id, last_error,
                         CASE WHEN state = 'dead' THEN json_build_array(last_error)::text END
                  FROM moved
              )
              SELECT state, COUNT(*) FROM moved GROUP BY state",
         )
         .bind(now)
+        .bind(i32::try_from(max_interruptions.max(1)).unwrap_or(i32::MAX))
         .fetch_all(&self.pool)
         .await?;
         let mut out = Rescued::default();

@@ -311,7 +311,7 @@ impl Storage for SqliteStorage {
         Ok(released)
     }
 
-    async fn rescue(&self, now: Micros) -> Result<Rescued, StorageError> {
+    async fn rescue(&self, now: Micros, max_interruptions: u32) -> Result<Rescued, StorageError> {
         let expired: Option<i64> =
             sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'processing' AND lease_expires_at < ? LIMIT 1")
                 .bind(now)
@@ -323,18 +323,19 @@ impl Storage for SqliteStorage {
         let mut tx = self.begin_immediate().await?;
         let rows: Vec<(i64, String, i32, Option<String>, String)> = sqlx::query_as(
             "UPDATE jobs SET
-                    state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'enqueued' END,
-                    finished_at = CASE WHEN attempt >= max_attempts THEN ? ELSE NULL END,
-                    run_at = ?, updated_at = ?, lease_expires_at = NULL,
+                    state = CASE WHEN interruptions + 1 >= ?1 THEN 'dead' ELSE 'enqueued' END,
+                    finished_at = CASE WHEN interruptions + 1 >= ?1 THEN ?2 ELSE NULL END,
+                    attempt = CASE WHEN interruptions + 1 >= ?1 THEN attempt ELSE attempt - 1 END,
+                    interruptions = interruptions + 1,
+                    run_at = ?2, updated_at = ?2, lease_expires_at = NULL,
                     last_error = 'attempt ' || attempt || ' interrupted: worker ' || COALESCE(worker_id, '?')
-                                 || ' stopped renewing its lease'
-             WHERE id IN (SELECT id FROM jobs WHERE state = 'processing' AND lease_expires_at < ?
+                                 || ' stopped renewing its lease (' || (interruptions + 1) || ' of ' || ?1
+                                 || ' interruptions allowed)'
+             WHERE id IN (SELECT id FROM jobs WHERE state = 'processing' AND lease_expires_at < ?2
                           ORDER BY lease_expires_at LIMIT 1000)
              RETURNING id, state, attempt, worker_id, last_error",
         )
-        .bind(now)
-        .bind(now)
-        .bind(now)
+        .bind(i64::from(max_interruptions.max(1)))
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
@@ -342,7 +343,10 @@ impl Storage for SqliteStorage {
         for (id, state, attempt, worker, reason) in rows {
             let state = JobState::try_from(state).map_err(|e| StorageError::Corrupt(e.to_string()))?;
             let chain = (state == JobState::Dead).then(|| serde_json::Value::from(vec![reason.clone()]).to_string());
-            history(&mut tx, id, state, now, attempt, worker.as_deref(), Some(&reason), chain.as_deref()).await?;
+            // The history names the interrupted attempt (the row now holds the one
+            // before it, since the interrupted one does not count).
+            let shown = if state == JobState::Dead { attempt } else { attempt + 1 };
+            history(&mut tx, id, state, now, shown, worker.as_deref(), Some(&reason), chain.as_deref()).await?;
             if state == JobState::Dead {
                 out.dead += 1;
             } else {
