@@ -5,7 +5,8 @@
 //! cargo xtask build-site [--release]   wasm + wasm-bindgen + assets into <target>/site
 //! cargo xtask run [--release]          build everything, then start the server
 //! cargo xtask test [--release]         build, `cargo test --workspace`, then Playwright
-//! cargo xtask bench                    the job engine's benchmark, on SQLite and PostgreSQL
+//! cargo xtask bench                    the benchmarks, on SQLite and PostgreSQL
+//! cargo xtask results                  benchmarks + long chaos and security runs into docs/RESULTS.md
 //! ```
 //!
 //! We deliberately do not use cargo-leptos: it takes ~17 min to install on a 2-core
@@ -19,10 +20,12 @@
 //! - [`workspace`]: where things are (root, target dir, site dir, cargo) and running commands;
 //! - [`site`]: the browser bundle and the server binary;
 //! - [`postgres`]: a throw-away PostgreSQL cluster for the tests;
-//! - [`e2e`]: the Playwright tests against a real server in Chromium.
+//! - [`e2e`]: the Playwright tests against a real server in Chromium;
+//! - [`results`]: `docs/RESULTS.md` from the measuring runs.
 
 mod e2e;
 mod postgres;
+mod results;
 mod site;
 mod workspace;
 
@@ -39,8 +42,11 @@ commands:
                BIND_ADDR, DATABASE_URL, ...); prints the URL
   test         build everything, run `cargo test --workspace` against SQLite and a
                throw-away PostgreSQL, then the Playwright tests in end2end/
-  bench        the job engine's figures (throughput, enqueue-to-start latency,
-               kill -9 recovery, worker RSS) on SQLite and a throw-away PostgreSQL
+  bench        the figures: job engine (throughput, latency, kill -9 recovery,
+               RSS), tenancy (request latency, provisioning time), notifications
+               (toast latency, idle streams), on SQLite and a throw-away PostgreSQL
+  results      the benchmarks plus the long chaos and security runs, written
+               into docs/RESULTS.md
 
 --release      optimised builds (wasm-release profile for the browser bundle)";
 
@@ -63,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         "run" => run(&ws, profile),
         "test" => test(&ws, profile),
         "bench" => bench(&ws),
+        "results" => results::results(&ws),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
