@@ -24,31 +24,50 @@ fn status_name(s: i32) -> &'static str {
     }
 }
 
+/// Most `WatchTenant` streams a page holds at once. Without TLS the browser
+/// speaks HTTP/1.1 to the server and allows 6 connections per origin, each open
+/// stream holding one; the toast stream needs one and calls need one, so the
+/// rest wait their turn.
+const MAX_WATCHES: usize = 3;
+
+thread_local! {
+    static WATCHING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Follows `WatchTenant` for `id`, applying each progress to the tenant in
-/// `rows` until it is active or failed.
+/// `rows` until it is active or failed (at most [`MAX_WATCHES`] at a time).
 fn watch(id: String, rows: RwSignal<Vec<pb::Tenant>>) {
     crate::grpc::spawn(async move {
-        for _ in 0..5 {
-            let Ok(resp) = client().watch_tenant(pb::WatchTenantRequest { id: id.clone() }).await else {
-                crate::grpc::sleep_ms(1000).await;
-                continue;
-            };
-            let mut s = resp.into_inner();
-            while let Ok(Some(p)) = s.message().await {
-                rows.update(|rows| {
-                    if let Some(t) = rows.iter_mut().find(|t| t.id == p.tenant_id) {
-                        t.status = p.status;
-                        t.step = p.step.clone();
-                        t.last_error = p.last_error.clone();
-                    }
-                });
-                if p.status != pb::TenantStatus::Provisioning as i32 {
-                    return;
-                }
-            }
-            crate::grpc::sleep_ms(1000).await;
+        while WATCHING.with(std::cell::Cell::get) >= MAX_WATCHES {
+            crate::grpc::sleep_ms(300).await;
         }
+        WATCHING.with(|w| w.set(w.get() + 1));
+        follow(id, rows).await;
+        WATCHING.with(|w| w.set(w.get().saturating_sub(1)));
     });
+}
+
+async fn follow(id: String, rows: RwSignal<Vec<pb::Tenant>>) {
+    for _ in 0..5 {
+        let Ok(resp) = client().watch_tenant(pb::WatchTenantRequest { id: id.clone() }).await else {
+            crate::grpc::sleep_ms(1000).await;
+            continue;
+        };
+        let mut s = resp.into_inner();
+        while let Ok(Some(p)) = s.message().await {
+            rows.update(|rows| {
+                if let Some(t) = rows.iter_mut().find(|t| t.id == p.tenant_id) {
+                    t.status = p.status;
+                    t.step = p.step.clone();
+                    t.last_error = p.last_error.clone();
+                }
+            });
+            if p.status != pb::TenantStatus::Provisioning as i32 {
+                return;
+            }
+        }
+        crate::grpc::sleep_ms(1000).await;
+    }
 }
 
 /// A tenant's status badge, with the step while provisioning.
