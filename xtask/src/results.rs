@@ -7,6 +7,7 @@
 //! number no command produced.
 
 use std::fmt::Write as _;
+
 use std::process::Command;
 
 use anyhow::Context;
@@ -96,19 +97,8 @@ pub fn results(ws: &Workspace) -> anyhow::Result<()> {
         let mut cmd = ws.cargo();
         cmd.args(run.args).env("TEST_DATABASE_URL", &pg.url).envs(run.env.iter().copied());
         let out = workspace::output(&mut cmd).with_context(|| format!("running {}", run.shown))?;
-        let body: Vec<&str> = if run.tables {
-            out.lines().filter(|l| l.starts_with('|') || l.starts_with("##")).collect()
-        } else {
-            out.lines().filter_map(|l| l.strip_prefix("figure: ")).collect()
-        };
         let _ = writeln!(page, "## {}\n\n`{}`\n", run.title, run.shown);
-        for line in body {
-            if run.tables {
-                let _ = writeln!(page, "{}", line.replace("## ", "### "));
-            } else {
-                let _ = writeln!(page, "- {line}");
-            }
-        }
+        let _ = write!(page, "{}", gather(&out, run.tables));
         page.push('\n');
         eprintln!("xtask: measured {}", run.title);
     }
@@ -116,6 +106,38 @@ pub fn results(ws: &Workspace) -> anyhow::Result<()> {
     std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
     println!("xtask: wrote {}", path.display());
     Ok(())
+}
+
+/// The figures in a run's output: `figure:` lines (the suites print them after
+/// cargo's `test … ... `), and for benchmarks their tables, headings and
+/// one-line results.
+fn gather(out: &str, tables: bool) -> String {
+    let mut md = String::new();
+    let mut in_table = false;
+    for line in out.lines().map(str::trim_end) {
+        if let Some(at) = line.find("figure: ") {
+            let _ = writeln!(md, "- {}", &line[at + "figure: ".len()..]);
+        } else if !tables
+            || line.trim().is_empty()
+            || line.ends_with("benchmark: 2 cores")
+            || line.contains(" benchmark: ")
+        {
+            continue;
+        } else if line.starts_with('|') {
+            if !in_table {
+                md.push('\n');
+            }
+            in_table = true;
+            let _ = writeln!(md, "{line}");
+            continue;
+        } else if let Some(h) = line.strip_prefix("## ") {
+            let _ = writeln!(md, "\n### {h}");
+        } else {
+            let _ = writeln!(md, "- {line}");
+        }
+        in_table = false;
+    }
+    md
 }
 
 fn machine() -> String {
@@ -138,4 +160,17 @@ fn machine() -> String {
         kernel.trim(),
         date.trim()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gather;
+
+    #[test]
+    fn gathers_figures_tables_and_result_lines() {
+        let bench = "tenancy benchmark: 2 cores\n\n## Latency\n\n| a | b |\n|---|---|\n| 1 | 2 |\nSqlite: 5 jobs/s\n";
+        assert_eq!(gather(bench, true), "\n### Latency\n\n| a | b |\n|---|---|\n| 1 | 2 |\n- Sqlite: 5 jobs/s\n");
+        let suite = "running 2 tests\ntest x::postgres ... figure: Postgres: 3 kills\nok\ntest result: ok.\n";
+        assert_eq!(gather(suite, false), "- Postgres: 3 kills\n");
+    }
 }

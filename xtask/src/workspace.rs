@@ -43,8 +43,16 @@ impl Workspace {
     /// Finds the root from this crate's location and the target dir from the
     /// environment, the way cargo does.
     pub fn detect() -> anyhow::Result<Self> {
-        let root =
+        // The checkout we are run from, not the one xtask was compiled in: with a
+        // target dir shared between checkouts (CI keeps one), a binary built in
+        // another clone is reused as it is.
+        let compiled_in =
             Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("xtask's manifest dir has no parent")?.to_path_buf();
+        let here = std::env::current_dir().context("reading the current directory")?;
+        let root = here
+            .ancestors()
+            .find(|d| d.join("xtask/Cargo.toml").is_file() && d.join("Cargo.toml").is_file())
+            .map_or(compiled_in, Path::to_path_buf);
         let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
             Some(dir) if !dir.is_empty() => root.join(dir),
             _ => root.join("target"),
