@@ -129,15 +129,7 @@ async fn idle_streams(which: Which, n: usize) {
 async fn main() {
     let toasts = env_num("BENCH_TOASTS", 40);
     let streams = env_num("BENCH_STREAMS", 10_000) as usize;
-    let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
-    let which: Vec<Which> = backends
-        .split(',')
-        .filter_map(|b| match b.trim() {
-            "sqlite" => Some(Which::Sqlite),
-            "postgres" => Some(Which::Postgres),
-            _ => None,
-        })
-        .collect();
+    let which = backends();
     println!("notifications benchmark: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
     println!("\n## Toast latency, tenant active to toast on the stream (ms)\n");
     println!("| backend | setup | toasts | p50 | p99 | max |");

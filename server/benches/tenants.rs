@@ -165,15 +165,7 @@ async fn main() {
         .collect();
     let secs = env_num("BENCH_SECS", 30);
     let provision = env_num("BENCH_PROVISION", 40);
-    let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
-    let which: Vec<Which> = backends
-        .split(',')
-        .filter_map(|b| match b.trim() {
-            "sqlite" => Some(Which::Sqlite),
-            "postgres" => Some(Which::Postgres),
-            _ => None,
-        })
-        .collect();
+    let which = backends();
     println!("tenancy benchmark: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
     println!("\n## Request latency (server WORKER=off; ms)\n");
     println!("| backend | call | callers | for | calls | rate | p50 | p99 | max | errors | server RSS |");

@@ -21,6 +21,9 @@ use proto::tenants::v1::tenant_service_client::TenantServiceClient;
 use tonic::Streaming;
 use tonic::transport::Channel;
 
+mod common;
+use common::bearer;
+
 const EMAIL: &str = "root@cluster.test";
 const PASSWORD: &str = "cluster test password";
 
@@ -72,12 +75,6 @@ fn spawn(bin: &Path, db: &str, data: &Path, log: &str, extra: &[(&str, &str)]) -
 
 async fn connect(url: &str) -> Channel {
     Channel::from_shared(url.to_owned()).expect("uri").connect().await.expect("connect")
-}
-
-fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
-    r
 }
 
 async fn next_note(s: &mut Streaming<npb::SubscribeResponse>, within: Duration) -> npb::Notification {

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use jobengine::testing::{TestDb, rss_kib};
+use jobengine::testing::{TestDb, Which, rss_kib};
 use proto::auth::v1::LoginRequest;
 use proto::auth::v1::auth_service_client::AuthServiceClient;
 use tonic::transport::Channel;
@@ -116,4 +116,17 @@ impl Drop for WorkerProc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The backends `BENCH_BACKENDS` names (`sqlite,postgres` by default).
+pub fn backends() -> Vec<Which> {
+    std::env::var("BENCH_BACKENDS")
+        .unwrap_or_else(|_| "sqlite,postgres".into())
+        .split(',')
+        .filter_map(|b| match b.trim() {
+            "sqlite" => Some(Which::Sqlite),
+            "postgres" => Some(Which::Postgres),
+            _ => None,
+        })
+        .collect()
 }
