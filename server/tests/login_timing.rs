@@ -1,0 +1,89 @@
+//! Login enumeration by timing, and the stored password hash's parameters.
+//!
+//! Alone in its own test binary: cargo runs test binaries one after another, so
+//! no other test's load lands on one side of the comparison.
+
+use std::time::Instant;
+
+use jobengine::testing::Which;
+
+mod common;
+use common::*;
+
+/// Login answers an unknown email and a wrong password alike, in the same time
+/// (medians within 20 % over `ENUM_SAMPLES` each, 200 by default, 1,000 in the
+/// long run); and passwords are stored as argon2id with m=19456, t=2, p=1.
+///
+/// The two kinds are measured in pairs, back to back, taking turns at going
+/// first, so drift in the machine's load and any cost of going first or second
+/// fall on both alike.
+#[tokio::test]
+async fn login_does_not_reveal_accounts_by_timing() {
+    let srv = start(Which::Sqlite).await;
+    let ch = channel(srv.addr).await;
+    let samples: usize = std::env::var("ENUM_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    // The brute-force limit allows 100 failures per account per hour: spread the
+    // wrong-password samples over enough real accounts.
+    let accounts = samples.div_ceil(90);
+    for i in 0..accounts {
+        srv.identity
+            .seed_super_admin(&format!("known{i}@timing.test"), Some("the right password"))
+            .await
+            .expect("seed");
+    }
+    let auth = proto::auth::v1::auth_service_client::AuthServiceClient::new(ch.clone());
+    let time = |email: String| {
+        let mut auth = auth.clone();
+        async move {
+            let t = Instant::now();
+            let r = auth.login(proto::auth::v1::LoginRequest { email, password: "a wrong password".into() }).await;
+            let e = r.expect_err("wrong credentials");
+            (t.elapsed().as_secs_f64() * 1000.0, e.code(), e.message().to_owned())
+        }
+    };
+    // Warm up both paths (connection, statement caches, blocking threads).
+    for i in 0..5 {
+        time(format!("known{}@timing.test", i % accounts)).await;
+        time(format!("warmup{i}@timing.test")).await;
+    }
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for i in 0..samples {
+        let k = format!("known{}@timing.test", i % accounts);
+        let u = format!("nobody{i}@timing.test");
+        let ((a, ca, ma), (b, cb, mb)) = if i % 2 == 0 {
+            let a = time(k).await;
+            (a, time(u).await)
+        } else {
+            let b = time(u).await;
+            (time(k).await, b)
+        };
+        assert_eq!((ca, &ma), (cb, &mb), "the same answer");
+        known.push(a);
+        unknown.push(b);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mk, mu) = (median(&mut known), median(&mut unknown));
+    println!(
+        "figure: login median {mk:.1} ms (known email, wrong password) vs {mu:.1} ms (unknown email), {samples} each"
+    );
+    assert!((mk - mu).abs() / mk.max(mu) < 0.2, "timing reveals accounts: {mk:.1} vs {mu:.1} ms");
+
+    let hash: String = {
+        let pools = jobengine::Jobs::connect(&srv.db.url).await.expect("jobs").store().pools();
+        match pools {
+            jobengine::Pools::Sqlite { read, .. } => {
+                sqlx::query_scalar("SELECT password_hash FROM users WHERE email = $1")
+                    .bind(ROOT_EMAIL)
+                    .fetch_one(&read)
+                    .await
+                    .expect("hash")
+            }
+            jobengine::Pools::Postgres(_) => unreachable!("SQLite test"),
+        }
+    };
+    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+}
