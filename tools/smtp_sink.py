@@ -11,6 +11,8 @@ from DIR/mode before every transaction, so a test can change it while it runs:
     accept   (default) take the message, answer 250
     tempfail answer 451 (a transient failure: the sender must retry)
     reject   answer 554 (a permanent failure: the sender must give up)
+    crash    store the message, then die before answering (the sender cannot
+             know it was accepted; the harness restarts the server)
 
 Usage: smtp_sink.py --dir DIR [--port N] [--host 127.0.0.1]
 """
@@ -54,6 +56,8 @@ class Sink:
             f.write(f"X-Envelope-To: {','.join(envelope.rcpt_tos)}\r\n".encode())
             f.write(envelope.original_content or envelope.content)
         os.replace(tmp, path)
+        if mode == "crash":
+            os._exit(17)
         return "250 2.0.0 OK: queued as %d" % n
 
 

@@ -2,7 +2,8 @@
 //!
 //! [`SmtpSink`] runs `tools/smtp_sink.py` (aiosmtpd, from PyPI; `cargo xtask test`
 //! installs it) on a free port. It stores each accepted message as a file, and its
-//! mood can be switched while it runs (accept, answer 4xx, answer 5xx), so the
+//! mood can be switched while it runs (accept, answer 4xx, answer 5xx, die after
+//! accepting), so the
 //! suites exercise the real SMTP client against a real server. Missing Python or
 //! aiosmtpd fails the test loudly: it is never skipped.
 
@@ -20,6 +21,9 @@ pub enum Mood {
     TempFail,
     /// `554`: a permanent refusal.
     Reject,
+    /// Stores the message, then the server process dies before answering: the
+    /// sender cannot tell it was accepted.
+    CrashAfterAccept,
 }
 
 /// A running SMTP server; killed on drop.
@@ -76,6 +80,7 @@ impl SmtpSink {
             Mood::Accept => "accept",
             Mood::TempFail => "tempfail",
             Mood::Reject => "reject",
+            Mood::CrashAfterAccept => "crash",
         };
         std::fs::write(self.dir.path().join("mode"), m).expect("writing the sink's mode");
     }
@@ -111,6 +116,19 @@ impl SmtpSink {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits until the server process has exited by itself (as after
+    /// [`Mood::CrashAfterAccept`]); whether it did within `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// Stops the server (connections are then refused) and keeps its mailbox.

@@ -354,6 +354,7 @@ async fn smtp_transient_failures_retry_and_permanent_ones_go_dead() {
     sink.set_mood(Mood::Accept);
     wait_job(&b.jobs, job, JobState::Succeeded).await;
     assert_eq!(sink.messages().len(), 1);
+    let delivered_on = b.jobs.get(job).await.expect("job").job.attempt;
 
     // 554: dead at once, not retried.
     sink.set_mood(Mood::Reject);
@@ -369,4 +370,59 @@ async fn smtp_transient_failures_retry_and_permanent_ones_go_dead() {
     assert_eq!(attempts, 1, "a permanent refusal is not retried");
     assert!(error.as_deref().unwrap_or("").contains("554"), "{error:?}");
     assert_eq!(sink.messages().len(), 1, "nothing more delivered");
+    println!(
+        "figure: SMTP answering 451, then down: delivered once, on attempt {delivered_on}; answering 554: dead after {attempts} attempt, error kept"
+    );
+}
+
+/// The SMTP server stores a message and dies before it answers: the sender
+/// cannot know the message went through, so it sends it again once the server is
+/// back, and the copy carries the same `Message-ID` (mail clients show one).
+/// Nothing is lost; this is the one duplicate an outbox cannot avoid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_killed_after_accepting_resends_the_same_message() {
+    let mut sink = SmtpSink::start();
+    let mut b = setup(Which::Sqlite).await;
+    b.jobs = b.jobs.clone().with_default_max_attempts(10);
+    b.tenants = Tenants::new(b.jobs.clone(), b.mail.letters.clone());
+    b.mail.transport = Transport::smtp(&sink.url).expect("smtp transport");
+    sink.set_mood(Mood::CrashAfterAccept);
+    b.tenants.sign_up("Crash Corp", "owner@crash.test").await.expect("sign up");
+    let (stop, handle) = start_worker(&b, None);
+    // (The sink's waits block a thread; the worker runs on the other.)
+    assert!(sink.wait_exit(Duration::from_secs(60)), "the SMTP server died after accepting");
+    assert_eq!(sink.messages().len(), 1, "stored before it died");
+    sink.set_mood(Mood::Accept);
+    let sink = sink.restart();
+    sink.wait_for(2, Duration::from_secs(60));
+    let pools = b.jobs.store().pools();
+    let job: (String, i64, Option<String>) = loop {
+        let j: (String, i64, Option<String>) = on_pool!(&pools, read, p => sqlx::query_as(
+            "SELECT state, attempt, last_error FROM jobs WHERE kind = 'mail.send'")
+            .fetch_one(p).await)
+        .expect("the mail job");
+        if j.0 == "succeeded" {
+            break j;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    handle.await.expect("worker");
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2, "sent again once, not more");
+    let message_id = |m: &str| {
+        m.lines().find_map(|l| {
+            l.get(..11).filter(|h| h.eq_ignore_ascii_case("message-id:")).map(|_| l[11..].trim().to_owned())
+        })
+    };
+    let first = message_id(&messages[0]).expect("a Message-ID");
+    assert_eq!(Some(&first), message_id(&messages[1]).as_ref(), "the same message, not a new one");
+    assert_eq!(plain_text(&messages[0]), plain_text(&messages[1]), "the same bytes");
+    assert!(job.1 >= 2, "delivered on a later attempt: {job:?}");
+    assert!(job.2.is_some(), "the failed attempt's error is kept: {job:?}");
+    println!(
+        "figure: SMTP server killed after accepting: 2 copies, same Message-ID {first}, delivered on attempt {}",
+        job.1
+    );
 }

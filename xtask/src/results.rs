@@ -63,6 +63,13 @@ const RUNS: &[Run] = &[
         tables: false,
     },
     Run {
+        title: "Chaos: the SMTP server answering 4xx, 5xx, down, and killed after accepting",
+        shown: "cargo test --release -p backoffice --test domain smtp_ -- --nocapture",
+        args: &["test", "--release", "-p", "backoffice", "--test", "domain", "smtp_", "--", "--nocapture"],
+        env: &[],
+        tables: false,
+    },
+    Run {
         title: "Security: login timing (1,000 samples each), decoders fed garbage",
         shown: "ENUM_SAMPLES=1000 FUZZ_SAMPLES=300 cargo test --release -p server --test security --test login_timing -- --nocapture",
         args: &[
