@@ -77,11 +77,30 @@ pub struct Notification {
     pub created_at: Micros,
 }
 
-/// Writes `n` inside `tx`; `None` when one with its key exists already.
+/// The first key of the advisory locks [`publish_in`] takes (the second is the
+/// user's), so they cannot collide with other advisory locks ("ntfy").
+const PUBLISH_LOCK_CLASS: i32 = 0x6e74_6679;
+
+/// Writes `n` inside `tx`; `None` when one with its key exists already. The
+/// row becomes visible to streams only after every earlier notification for the
+/// same user (see the lock below).
 ///
 /// # Errors
 /// A database failure.
 pub async fn publish_in(tx: &mut Transaction, n: &NewNotification, now: Micros) -> Result<Option<i64>, Error> {
+    // PostgreSQL hands out ids at INSERT but shows rows at COMMIT. Two
+    // notifications for one user committing out of id order would let a stream
+    // that already sent the later one skip the earlier one for good (it reads the
+    // rows after the last id it sent). A per-user lock held until commit makes
+    // one user's notifications commit in id order. SQLite has one writer at a
+    // time, so its ids commit in order already.
+    if let jobengine::Tx::Postgres(t) = &mut tx.tx {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(PUBLISH_LOCK_CLASS)
+            .bind(&n.user_id)
+            .execute(&mut **t)
+            .await?;
+    }
     let id: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
         "INSERT INTO notifications (user_id, kind, title, body, link, dedupe_key, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id")

@@ -426,3 +426,43 @@ async fn smtp_killed_after_accepting_resends_the_same_message() {
         job.1
     );
 }
+
+/// PostgreSQL: a stream reads a user's notifications after the last id it sent,
+/// so one user's notifications must become visible in id order. Two
+/// transactions publish for the same user; while the first (lower id) is open,
+/// the second must not be visible either, or a stream would send it, move past
+/// the first and never send that one.
+#[tokio::test]
+async fn one_users_notifications_commit_in_id_order() {
+    use backoffice::notify::{Kind, NewNotification, publish_in};
+    let b = setup(Which::Postgres).await;
+    let admin = seeded_admin(&b).await;
+    let note = |key: &str| NewNotification {
+        user_id: admin.id.clone(),
+        kind: Kind::Info,
+        title: "t".into(),
+        body: key.into(),
+        link: String::new(),
+        dedupe_key: key.into(),
+    };
+    let now = jobengine::Clock::now(b.jobs.clock().as_ref());
+    let mut first = b.jobs.begin().await.expect("begin");
+    let first_id = publish_in(&mut first, &note("first"), now).await.expect("publish").expect("new");
+    let jobs = b.jobs.clone();
+    let second_note = note("second");
+    let second = tokio::spawn(async move {
+        let mut tx = jobs.begin().await.expect("begin");
+        let id = publish_in(&mut tx, &second_note, now).await.expect("publish").expect("new");
+        tx.commit().await.expect("commit");
+        id
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let notes = Notifications::new(b.jobs.store().pools());
+    let visible = notes.pending(&admin.id, 0).await.expect("pending");
+    assert!(visible.is_empty(), "visible while an earlier one is uncommitted: {visible:?}");
+    first.commit().await.expect("commit");
+    let second_id = second.await.expect("second");
+    assert!(second_id > first_id);
+    let ids: Vec<i64> = notes.pending(&admin.id, 0).await.expect("pending").iter().map(|n| n.id).collect();
+    assert_eq!(ids, [first_id, second_id]);
+}
