@@ -7,7 +7,11 @@
 //!    `WORKER=off`, so what is timed is the request (validate, write the tenant
 //!    and its job in one transaction, answer), not a machine also busy creating
 //!    thousands of databases.
-//! 2. Provisioning time per tenant, from the request's commit (`created_at`) to
+//! 2. The same at rising concurrency: 10 callers, then 20, 40, ... for
+//!    `BENCH_RAMP_SECS` (8) seconds each, until both calls' p99 pass 500 ms or
+//!    the callers pass `BENCH_RAMP_MAX` (2560; 0 skips the ramp); a table and a
+//!    chart of p99 by callers.
+//! 3. Provisioning time per tenant, from the request's commit (`created_at`) to
 //!    `active` (`activated_at`): `BENCH_PROVISION` (40) tenants created one every
 //!    250 ms against a server with its embedded worker, database creation,
 //!    migrations and seeding included.
@@ -95,22 +99,90 @@ async fn hammer(url: &str, call: Call, callers: u64, secs: u64) -> (Vec<f64>, u6
     (all, errors.load(Ordering::Relaxed))
 }
 
+/// One timed run of `call` at `callers` against a fresh database and server.
+struct Measured {
+    calls: usize,
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+    errors: u64,
+    rss_mib: f64,
+}
+
+async fn measure(which: Which, call: Call, callers: u64, secs: u64) -> Measured {
+    let db = TestDb::new(which).await;
+    let srv = Server::start(&db, "off");
+    let (lat, errors) = hammer(&srv.url, call, callers, secs).await;
+    Measured {
+        calls: lat.len(),
+        rate: lat.len() as f64 / secs as f64,
+        p50: percentile(&lat, 50.0),
+        p99: percentile(&lat, 99.0),
+        max: lat.last().copied().unwrap_or(f64::NAN),
+        errors,
+        rss_mib: srv.rss_mib(),
+    }
+}
+
+fn name(call: Call) -> &'static str {
+    if call == Call::Create { "CreateTenant" } else { "SignUp" }
+}
+
 async fn request_latency(which: Which, callers: u64, secs: u64) {
     for call in [Call::Create, Call::SignUp] {
-        let db = TestDb::new(which).await;
-        let srv = Server::start(&db, "off");
-        let (lat, errors) = hammer(&srv.url, call, callers, secs).await;
-        let name = if call == Call::Create { "CreateTenant" } else { "SignUp" };
+        let m = measure(which, call, callers, secs).await;
         println!(
-            "| {which:?} | {name} | {callers} | {secs} s | {} | {:.0}/s | {:.2} | {:.2} | {:.2} | {errors} | {:.0} MiB |",
-            lat.len(),
-            lat.len() as f64 / secs as f64,
-            percentile(&lat, 50.0),
-            percentile(&lat, 99.0),
-            lat.last().copied().unwrap_or(f64::NAN),
-            srv.rss_mib(),
+            "| {which:?} | {} | {callers} | {secs} s | {} | {:.0}/s | {:.2} | {:.2} | {:.2} | {} | {:.0} MiB |",
+            name(call),
+            m.calls,
+            m.rate,
+            m.p50,
+            m.p99,
+            m.max,
+            m.errors,
+            m.rss_mib,
         );
     }
+}
+
+/// Doubles the callers (10, 20, 40, ...) until both calls' p99 pass 500 ms (or
+/// `max` callers), printing a row per step and a chart of the p99s.
+async fn ramp(which: Which, secs: u64, max: u64) {
+    let mut steps: Vec<(u64, f64, f64)> = Vec::new();
+    let mut callers = 10;
+    println!("\n| backend | callers | CreateTenant rate | p50 | p99 | SignUp rate | p50 | p99 | errors | server RSS |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    while callers <= max {
+        let create = measure(which, Call::Create, callers, secs).await;
+        let signup = measure(which, Call::SignUp, callers, secs).await;
+        println!(
+            "| {which:?} | {callers} | {:.0}/s | {:.1} | {:.1} | {:.0}/s | {:.1} | {:.1} | {} | {:.0} MiB |",
+            create.rate,
+            create.p50,
+            create.p99,
+            signup.rate,
+            signup.p50,
+            signup.p99,
+            create.errors + signup.errors,
+            create.rss_mib.max(signup.rss_mib),
+        );
+        steps.push((callers, create.p99, signup.p99));
+        if create.p99 > 500.0 && signup.p99 > 500.0 {
+            break;
+        }
+        callers *= 2;
+    }
+    let top = steps.iter().map(|s| s.1.max(s.2)).fold(0.0, f64::max);
+    let list = |f: &dyn Fn(&(u64, f64, f64)) -> String| steps.iter().map(f).collect::<Vec<_>>().join(", ");
+    println!("\n```mermaid");
+    println!("xychart-beta");
+    println!("    title \"{which:?}, one server: p99 (ms) by concurrent callers; bars CreateTenant, line SignUp\"");
+    println!("    x-axis \"callers\" [{}]", list(&|s| s.0.to_string()));
+    println!("    y-axis \"p99 (ms)\" 0 --> {:.0}", (top * 1.1).max(550.0));
+    println!("    bar [{}]", list(&|s| format!("{:.0}", s.1)));
+    println!("    line [{}]", list(&|s| format!("{:.0}", s.2)));
+    println!("```\n");
 }
 
 async fn provisioning_time(which: Which, n: u64) {
@@ -173,6 +245,14 @@ async fn main() {
     for w in &which {
         for c in &callers {
             request_latency(*w, *c, secs).await;
+        }
+    }
+    let ramp_max = env_num("BENCH_RAMP_MAX", 2560);
+    if ramp_max > 0 {
+        let ramp_secs = env_num("BENCH_RAMP_SECS", 8);
+        println!("\n## Latency at rising concurrency, until p99 passes 500 ms (one server, WORKER=off; ms)");
+        for w in &which {
+            ramp(*w, ramp_secs, ramp_max).await;
         }
     }
     println!("\n## Provisioning time, created to active (embedded worker; ms)\n");

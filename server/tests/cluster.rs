@@ -41,12 +41,19 @@ impl Drop for Proc {
 
 /// The `worker` binary, built beside the server's if this test run lacks it.
 fn worker_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_server")).with_file_name("worker");
-    if !bin.exists() {
-        let ok = Command::new(env!("CARGO")).args(["build", "-p", "worker"]).status().expect("cargo build -p worker");
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    // cargo builds only this package's binaries for its tests: build the worker
+    // too (a no-op when fresh), so a stale one is never tested.
+    BUILT.call_once(|| {
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "-p", "worker"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let ok = build.status().expect("cargo build -p worker");
         assert!(ok.success(), "building the worker binary failed");
-    }
-    bin
+    });
+    Path::new(env!("CARGO_BIN_EXE_server")).with_file_name("worker")
 }
 
 fn spawn(bin: &Path, db: &str, data: &Path, log: &str, extra: &[(&str, &str)]) -> Proc {
