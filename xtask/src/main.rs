@@ -7,6 +7,7 @@
 //! cargo xtask test [--release]         build, `cargo test --workspace`, then Playwright
 //! cargo xtask bench                    the benchmarks, on SQLite and PostgreSQL
 //! cargo xtask results                  benchmarks + long chaos and security runs into docs/RESULTS.md
+//! cargo xtask mutants                  deliberately broken builds, each caught by its suite
 //! ```
 //!
 //! We deliberately do not use cargo-leptos: it takes ~17 min to install on a 2-core
@@ -21,9 +22,11 @@
 //! - [`site`]: the browser bundle and the server binary;
 //! - [`postgres`]: a throw-away PostgreSQL cluster for the tests;
 //! - [`e2e`]: the Playwright tests against a real server in Chromium;
-//! - [`results`]: `docs/RESULTS.md` from the measuring runs.
+//! - [`results`]: `docs/RESULTS.md` from the measuring runs;
+//! - [`mutants`]: broken builds the suites must catch.
 
 mod e2e;
+mod mutants;
 mod postgres;
 mod results;
 mod site;
@@ -43,10 +46,14 @@ commands:
   test         build everything, run `cargo test --workspace` against SQLite and a
                throw-away PostgreSQL, then the Playwright tests in end2end/
   bench        the figures: job engine (throughput, latency, kill -9 recovery,
-               RSS), tenancy (request latency, provisioning time), notifications
-               (toast latency, idle streams), on SQLite and a throw-away PostgreSQL
-  results      the benchmarks plus the long chaos and security runs, written
-               into docs/RESULTS.md
+               RSS), tenancy (request latency, rising concurrency, provisioning
+               time), notifications (toast latency, idle streams), on SQLite and a
+               throw-away PostgreSQL; scale-out (2 servers + 2 workers)
+  results      the benchmarks, the long chaos and security runs and the
+               mutants, written into docs/RESULTS.md
+  mutants      break the code on purpose (the fence on stale completions, the
+               super-admin check, ...) and show each suite fails; the files are
+               restored afterwards
 
 --release      optimised builds (wasm-release profile for the browser bundle)";
 
@@ -70,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         "test" => test(&ws, profile),
         "bench" => bench(&ws),
         "results" => results::results(&ws),
+        "mutants" => mutants::mutants(&ws).map(drop),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -109,20 +117,19 @@ fn exec(mut cmd: std::process::Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The benchmarks against real processes: the engine (`worker/benches/engine.rs`)
-/// tenancy (`server/benches/tenants.rs`) and notifications
-/// (`server/benches/notifications.rs`).
+/// The benchmarks against real processes: the engine (`worker/benches/engine.rs`),
+/// tenancy (`server/benches/tenants.rs`), notifications
+/// (`server/benches/notifications.rs`) and scale-out (`server/benches/scale.rs`).
 fn bench(ws: &Workspace) -> anyhow::Result<()> {
     let pg = postgres::ensure_postgres().context("starting PostgreSQL for the benchmark")?;
-    let mut cargo = ws.cargo();
-    cargo.args(["bench", "-p", "worker", "--bench", "engine"]).env("TEST_DATABASE_URL", &pg.url);
-    workspace::run(&mut cargo).context("the engine benchmark failed")?;
-    let mut cargo = ws.cargo();
-    cargo.args(["bench", "-p", "server", "--bench", "tenants"]).env("TEST_DATABASE_URL", &pg.url);
-    workspace::run(&mut cargo).context("the tenancy benchmark failed")?;
-    let mut cargo = ws.cargo();
-    cargo.args(["bench", "-p", "server", "--bench", "notifications"]).env("TEST_DATABASE_URL", &pg.url);
-    workspace::run(&mut cargo).context("the notifications benchmark failed")
+    for (package, bench) in
+        [("worker", "engine"), ("server", "tenants"), ("server", "notifications"), ("server", "scale")]
+    {
+        let mut cargo = ws.cargo();
+        cargo.args(["bench", "-p", package, "--bench", bench]).env("TEST_DATABASE_URL", &pg.url);
+        workspace::run(&mut cargo).with_context(|| format!("the {bench} benchmark failed"))?;
+    }
+    Ok(())
 }
 
 /// The suites' SMTP server (`tools/smtp_sink.py`) runs on aiosmtpd from PyPI;

@@ -49,6 +49,13 @@ const RUNS: &[Run] = &[
         tables: true,
     },
     Run {
+        title: "Scale-out: servers and workers on one PostgreSQL",
+        shown: "cargo bench -p server --bench scale",
+        args: &["bench", "-p", "server", "--bench", "scale"],
+        env: &[],
+        tables: true,
+    },
+    Run {
         title: "Chaos: kill -9 at random during provisioning (100 kills, 20 tenants, each backend)",
         shown: "CHAOS_TENANTS=20 CHAOS_KILLS=100 cargo test --release -p worker --test chaos -- --nocapture",
         args: &["test", "--release", "-p", "worker", "--test", "chaos", "--", "--nocapture", "--test-threads", "1"],
@@ -122,6 +129,12 @@ pub fn results(ws: &Workspace) -> anyhow::Result<()> {
         page.push('\n');
         eprintln!("xtask: measured {}", run.title);
     }
+    let table = crate::mutants::mutants(ws).context("the broken builds")?;
+    let _ = writeln!(
+        page,
+        "## Broken builds the suites catch\n\n`cargo xtask mutants`: each row breaks one piece of code on purpose, \
+         runs the suite meant to catch it (debug build) and restores the file.\n\n{table}"
+    );
     let path = ws.root.join("docs/RESULTS.md");
     std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
     println!("xtask: wrote {}", path.display());
@@ -129,12 +142,24 @@ pub fn results(ws: &Workspace) -> anyhow::Result<()> {
 }
 
 /// The figures in a run's output: `figure:` lines (the suites print them after
-/// cargo's `test … ... `), and for benchmarks their tables, headings and
-/// one-line results.
+/// cargo's `test … ... `), and for benchmarks their tables, headings,
+/// one-line results and charts.
 fn gather(out: &str, tables: bool) -> String {
     let mut md = String::new();
     let mut in_table = false;
+    let mut in_chart = false;
     for line in out.lines().map(str::trim_end) {
+        if tables && (in_chart || line.starts_with("```")) {
+            // A chart (a mermaid block), kept as it is.
+            if line.starts_with("```") {
+                in_chart = !in_chart;
+                if in_chart {
+                    md.push('\n');
+                }
+            }
+            let _ = writeln!(md, "{line}");
+            continue;
+        }
         if let Some(at) = line.find("figure: ") {
             let _ = writeln!(md, "- {}", &line[at + "figure: ".len()..]);
         } else if !tables
