@@ -7,6 +7,8 @@
 //! *caught* when the suite compiles and then reports failed tests; a build error
 //! or a passing suite is reported as not caught, and the command fails.
 //!
+//! `MUTANT=<words>` runs only the mutants whose description contains the words.
+//!
 //! The pieces are matched exactly and must occur once: when the code they break
 //! changes, this command says so instead of silently testing nothing.
 
@@ -22,9 +24,8 @@ use crate::workspace::{Workspace, describe};
 struct Mutant {
     /// What is broken, as a reader would say it.
     what: &'static str,
-    file: &'static str,
-    find: &'static str,
-    replace: &'static str,
+    /// `(file, find, replace)`: each `find` must occur exactly once in its file.
+    edits: &'static [(&'static str, &'static str, &'static str)],
     /// The suite, as shown in the results.
     suite: &'static str,
     /// `cargo` arguments running it.
@@ -35,77 +36,111 @@ struct Mutant {
 const MUTANTS: &[Mutant] = &[
     Mutant {
         what: "the fence on stale completions is off (SQLite): a worker's late result is accepted after its lease passed to another",
-        file: "jobengine/src/storage/sqlite.rs",
-        find: "run_at = COALESCE(?, run_at), last_error = COALESCE(?, last_error)
+        edits: &[(
+            "jobengine/src/storage/sqlite.rs",
+            "run_at = COALESCE(?, run_at), last_error = COALESCE(?, last_error)
                  WHERE id = ? AND lease_seq = ? AND state = 'processing'",
-        replace: "run_at = COALESCE(?, run_at), last_error = COALESCE(?, last_error)
+            "run_at = COALESCE(?, run_at), last_error = COALESCE(?, last_error)
                  WHERE id = ? AND (lease_seq = ? OR 1 = 1) AND state = 'processing'",
+        )],
         suite: "chaos: SIGSTOP past the lease (`worker --test crash stale_worker_cannot_complete`)",
         args: &["test", "-p", "worker", "--test", "crash", "stale_worker_cannot_complete::sqlite"],
         env: &[],
     },
     Mutant {
         what: "re-creating a tenant's PostgreSQL database after a crash is an error (CREATE DATABASE not idempotent)",
-        file: "backoffice/src/tenant_db.rs",
-        find: r#"Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),"#,
-        replace: r#"Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("never") => Ok(()),"#,
+        edits: &[
+            (
+                "backoffice/src/tenant_db.rs",
+                r#"Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),"#,
+                r#"Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("never") => Ok(()),"#,
+            ),
+            (
+                "backoffice/src/tenant_db.rs",
+                "if self.exists(db_name).await? {",
+                "if self.exists(db_name).await? && false {",
+            ),
+        ],
         suite: "chaos: kill -9 at random during provisioning (`worker --test chaos`, PostgreSQL)",
         args: &["test", "-p", "worker", "--test", "chaos", "random_kill_9_during_provisioning::postgres"],
         env: &[("CHAOS_TENANTS", "6"), ("CHAOS_KILLS", "20")],
     },
     Mutant {
+        what: "a request refused because the database is away answers INTERNAL instead of UNAVAILABLE (retry)",
+        edits: &[(
+            "server/src/grpc/status.rs",
+            "e if e.is_unavailable() => {",
+            "e if e.is_unavailable() && false => {",
+        )],
+        suite: "chaos: PostgreSQL restarted under sign-ups (`server --test cluster signups_survive_a_postgres_restart`)",
+        args: &["test", "-p", "server", "--test", "cluster", "signups_survive_a_postgres_restart"],
+        env: &[],
+    },
+    Mutant {
         what: "a 5xx SMTP answer is retried like a 4xx one instead of dead-lettering the email",
-        file: "backoffice/src/mail.rs",
-        find: "Err(e) if e.is_permanent() => {",
-        replace: "Err(e) if e.is_permanent() && false => {",
+        edits: &[(
+            "backoffice/src/mail.rs",
+            "Err(e) if e.is_permanent() => {",
+            "Err(e) if e.is_permanent() && false => {",
+        )],
         suite: "chaos: SMTP answers (`backoffice --test domain smtp_`)",
         args: &["test", "-p", "backoffice", "--test", "domain", "smtp_"],
         env: &[],
     },
     Mutant {
         what: "a provisioning job that failed for good leaves its tenant `provisioning` (poison job)",
-        file: "backoffice/src/provision.rs",
-        find: "WHERE id = $3 AND status = 'provisioning' RETURNING name, initiated_by",
-        replace: "WHERE id = $3 AND status = 'never' RETURNING name, initiated_by",
+        edits: &[(
+            "backoffice/src/provision.rs",
+            "WHERE id = $3 AND status = 'provisioning' RETURNING name, initiated_by",
+            "WHERE id = $3 AND status = 'never' RETURNING name, initiated_by",
+        )],
         suite: "chaos: poison job (`backoffice --test domain provisioning_failure_marks_tenant_failed`)",
         args: &["test", "-p", "backoffice", "--test", "domain", "provisioning_failure_marks_tenant_failed::sqlite"],
         env: &[],
     },
     Mutant {
         what: "the super-admin check lets any signed-in user through",
-        file: "server/src/guard.rs",
-        find: "Role::SuperAdmin => user.role == backoffice::identity::Role::SuperAdmin,",
-        replace: "Role::SuperAdmin => user.role == backoffice::identity::Role::SuperAdmin || true,",
+        edits: &[(
+            "server/src/guard.rs",
+            "Role::SuperAdmin => user.role == backoffice::identity::Role::SuperAdmin,",
+            "Role::SuperAdmin => user.role == backoffice::identity::Role::SuperAdmin || true,",
+        )],
         suite: "security: access matrix (`server --test security super_admin_rpcs_refuse_everyone_else`)",
         args: &["test", "-p", "server", "--test", "security", "super_admin_rpcs_refuse_everyone_else::sqlite"],
         env: &[],
     },
     Mutant {
         what: "tonic's own codec instead of ours: a malformed message is answered INTERNAL, not INVALID_ARGUMENT",
-        file: "proto/build.rs",
-        find: r#".codec_path("crate::codec::ProtoCodec")"#,
-        replace: r#".codec_path("tonic_prost::ProstCodec")"#,
+        edits: &[(
+            "proto/build.rs",
+            r#".codec_path("crate::codec::ProtoCodec")"#,
+            r#".codec_path("tonic_prost::ProstCodec")"#,
+        )],
         suite: "security: decoders fed garbage (`server --test security decoders_survive_garbage`)",
         args: &["test", "-p", "server", "--test", "security", "decoders_survive_garbage::sqlite"],
         env: &[],
     },
     Mutant {
         what: "an unknown email skips the dummy password hash (answers faster than a wrong password)",
-        file: "backoffice/src/password.rs",
-        find: "let real = phc.is_some();",
-        replace: "let real = phc.is_some();
+        edits: &[(
+            "backoffice/src/password.rs",
+            "let real = phc.is_some();",
+            "let real = phc.is_some();
         if !real {
             return Ok(false);
         }",
+        )],
         suite: "security: login timing (`server --test login_timing`)",
         args: &["test", "-p", "server", "--test", "login_timing"],
         env: &[],
     },
     Mutant {
         what: "a stream is sent every user's notifications, not only its own",
-        file: "backoffice/src/notify.rs",
-        find: "WHERE user_id = $1 AND id > $2 AND acked_at IS NULL ORDER BY id LIMIT $3",
-        replace: "WHERE (user_id = $1 OR $1 <> '') AND id > $2 AND acked_at IS NULL ORDER BY id LIMIT $3",
+        edits: &[(
+            "backoffice/src/notify.rs",
+            "WHERE user_id = $1 AND id > $2 AND acked_at IS NULL ORDER BY id LIMIT $3",
+            "WHERE (user_id = $1 OR $1 <> '') AND id > $2 AND acked_at IS NULL ORDER BY id LIMIT $3",
+        )],
         suite: "security: notification isolation under load (`server --test notifications users_never_see_each_others_notifications`)",
         args: &[
             "test",
@@ -119,9 +154,11 @@ const MUTANTS: &[Mutant] = &[
     },
     Mutant {
         what: "one user's notifications may commit out of id order (PostgreSQL), so a stream can skip one for good",
-        file: "backoffice/src/notify.rs",
-        find: r#"sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")"#,
-        replace: r#"sqlx::query("SELECT $1::int4, hashtext($2)")"#,
+        edits: &[(
+            "backoffice/src/notify.rs",
+            r#"sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")"#,
+            r#"sqlx::query("SELECT $1::int4, hashtext($2)")"#,
+        )],
         suite: "load: notifications under concurrent activations (`backoffice --test domain one_users_notifications_commit_in_id_order`)",
         args: &["test", "-p", "backoffice", "--test", "domain", "one_users_notifications_commit_in_id_order"],
         env: &[],
@@ -146,21 +183,27 @@ impl Drop for Restore {
     }
 }
 
-fn apply(root: &Path, m: &Mutant) -> anyhow::Result<Restore> {
-    let path = root.join(m.file);
-    let original = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let n = original.matches(m.find).count();
-    if n != 1 {
-        bail!(
-            "the mutant \"{}\" no longer applies: its text occurs {n} times in {} (update xtask/src/mutants.rs)",
-            m.what,
-            m.file
-        );
+/// Applies every edit of `m`; the files come back when the result is dropped.
+fn apply(root: &Path, m: &Mutant) -> anyhow::Result<Vec<Restore>> {
+    let mut restores = Vec::new();
+    for (file, find, replace) in m.edits {
+        let path = root.join(file);
+        let current = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let n = current.matches(find).count();
+        if n != 1 {
+            bail!(
+                "the mutant \"{}\" no longer applies: its text occurs {n} times in {file} (update xtask/src/mutants.rs)",
+                m.what
+            );
+        }
+        // The file as it was before this mutant touched it (two edits may share one).
+        if !restores.iter().any(|r: &Restore| r.path == path) {
+            restores.push(Restore { path: path.clone(), original: current.clone() });
+        }
+        std::fs::write(&path, current.replacen(find, replace, 1))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
-    let restore = Restore { path: path.clone(), original: original.clone() };
-    std::fs::write(&path, original.replacen(m.find, m.replace, 1))
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(restore)
+    Ok(restores)
 }
 
 /// Runs every mutant; returns the Markdown table of outcomes, or fails if any
@@ -169,7 +212,9 @@ pub fn mutants(ws: &Workspace) -> anyhow::Result<String> {
     let pg = postgres::ensure_postgres().context("starting PostgreSQL for the suites")?;
     let mut table = String::from("| broken build | suite | outcome |\n|---|---|---|\n");
     let mut survivors = Vec::new();
-    for m in MUTANTS {
+    // `MUTANT=<words>` runs only the mutants whose description contains them.
+    let only = std::env::var("MUTANT").unwrap_or_default();
+    for m in MUTANTS.iter().filter(|m| m.what.contains(only.as_str())) {
         let restore = apply(&ws.root, m)?;
         let mut cmd = ws.cargo();
         cmd.args(m.args).env("TEST_DATABASE_URL", &pg.url).envs(m.env.iter().copied());
@@ -194,7 +239,9 @@ pub fn mutants(ws: &Workspace) -> anyhow::Result<String> {
             format!("**not caught**: {last}")
         };
         eprintln!("xtask: {outcome}");
-        let _ = writeln!(table, "| {} (`{}`) | {} | {outcome} |", m.what, m.file, m.suite);
+        let mut files: Vec<&str> = m.edits.iter().map(|e| e.0).collect();
+        files.dedup();
+        let _ = writeln!(table, "| {} (`{}`) | {} | {outcome} |", m.what, files.join("`, `"), m.suite);
     }
     println!("{table}");
     if !survivors.is_empty() {

@@ -109,6 +109,10 @@ const REQUIREMENTS: &str = "\
 | AC5 dashboard for super admins only | anonymous → login, others → 403 | Security; Playwright AC5 | dashboard is local-only unless an authorization filter is set |
 | AC6 durable, observable | counts, history, dead letters, /metrics | Job engine | dashboard, no Prometheus by default |
 | polling | idle enqueue-to-start | Job engine: latency | SQL storage polls every 15 s by default |
+| load | latency at rising concurrency until p99 passes 500 ms | Tenancy: rising concurrency (table and chart) | no built-in figure |
+| scale-out | 2 servers + 2 workers on one PostgreSQL: no lost or duplicated notification, memory per process | Scale-out | many servers on one storage; pushing to browsers needs a SignalR backplane |
+| chaos | kill -9, SIGSTOP, PostgreSQL restart, SMTP 4xx / 5xx / down / killed after accepting, poison job | Chaos; Job engine | retries 10 times by default, then failed |
+| the suites can fail | each suite fails against a build broken on purpose | Broken builds | |
 ";
 
 /// Runs everything and writes `docs/RESULTS.md`.
