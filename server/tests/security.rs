@@ -189,4 +189,8 @@ async fn decoders_survive_garbage(which: Which) {
     // Still serving.
     login(&ch, ROOT_EMAIL, ROOT_PASSWORD).await.expect("the server still answers");
     assert!(calls > 21 * samples);
+    println!(
+        "figure: {which:?}: {calls} malformed, random and oversized messages to {} methods: none answered INTERNAL, UNKNOWN or UNAVAILABLE; the server kept serving",
+        RPCS.iter().filter(|r| !r.0.ends_with("/Logout")).count()
+    );
 }
