@@ -317,16 +317,23 @@ async fn worker_dying_on_the_last_attempt_fails_the_tenant(which: Which) {
     assert_eq!(notes.iter().map(|n| n.kind.as_str()).collect::<Vec<_>>(), ["error"], "notified once");
 }
 
+/// A SQLite bundle sending through `sink`, with 10 attempts per job so SMTP
+/// failures have room to be retried.
+async fn setup_smtp(sink: &SmtpSink) -> Bundle {
+    let mut b = setup(Which::Sqlite).await;
+    b.jobs = b.jobs.clone().with_default_max_attempts(10);
+    b.tenants = Tenants::new(b.jobs.clone(), b.mail.letters.clone());
+    b.mail.transport = Transport::smtp(&sink.url).expect("smtp transport");
+    b
+}
+
 /// The real SMTP client against a real SMTP server: a 4xx answer and a refused
 /// connection are retried until the message goes through, once; a 5xx answer
 /// dead-letters the job at once with the server's words in its error.
 #[tokio::test]
 async fn smtp_transient_failures_retry_and_permanent_ones_go_dead() {
     let mut sink = SmtpSink::start();
-    let mut b = setup(Which::Sqlite).await;
-    b.jobs = b.jobs.clone().with_default_max_attempts(10);
-    b.tenants = Tenants::new(b.jobs.clone(), b.mail.letters.clone());
-    b.mail.transport = Transport::smtp(&sink.url).expect("smtp transport");
+    let b = setup_smtp(&sink).await;
     b.identity.seed_super_admin("root@example.com", Some("a long enough password")).await.expect("seed");
     let pools = b.jobs.store().pools();
     let mail_jobs = || async {
@@ -382,10 +389,7 @@ async fn smtp_transient_failures_retry_and_permanent_ones_go_dead() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_killed_after_accepting_resends_the_same_message() {
     let mut sink = SmtpSink::start();
-    let mut b = setup(Which::Sqlite).await;
-    b.jobs = b.jobs.clone().with_default_max_attempts(10);
-    b.tenants = Tenants::new(b.jobs.clone(), b.mail.letters.clone());
-    b.mail.transport = Transport::smtp(&sink.url).expect("smtp transport");
+    let b = setup_smtp(&sink).await;
     sink.set_mood(Mood::CrashAfterAccept);
     b.tenants.sign_up("Crash Corp", "owner@crash.test").await.expect("sign up");
     let (stop, handle) = start_worker(&b, None);

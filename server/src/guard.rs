@@ -24,6 +24,32 @@ pub struct Caller {
     pub user: Option<backoffice::identity::User>,
 }
 
+/// A request's signed-in session.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// The session token it came with.
+    pub token: String,
+    /// Whose session it is.
+    pub user: backoffice::identity::User,
+    /// When the session expires (Unix microseconds).
+    pub expires_at: jobengine::Micros,
+}
+
+/// The session a request carries (bearer or cookie): `UNAUTHENTICATED` without
+/// one or when it has ended. One query.
+///
+/// # Errors
+/// As above, or the database's failure as a status.
+pub async fn signed_in(identity: &backoffice::identity::Identity, metadata: &MetadataMap) -> Result<SignedIn, Status> {
+    let token = session_token(metadata).ok_or_else(|| Status::unauthenticated("sign in first"))?;
+    let (user, expires_at) = identity
+        .session(&token)
+        .await
+        .map_err(crate::grpc::status::status)?
+        .ok_or_else(|| Status::unauthenticated("your session has ended; sign in again"))?;
+    Ok(SignedIn { token, user, expires_at })
+}
+
 /// Decides whether a call may proceed.
 #[async_trait]
 pub trait Guard: Send + Sync + 'static {
@@ -60,13 +86,7 @@ pub struct Sessions {
 #[async_trait]
 impl Guard for Sessions {
     async fn require(&self, metadata: &MetadataMap, role: Role) -> Result<Caller, Status> {
-        let token = session_token(metadata).ok_or_else(|| Status::unauthenticated("sign in first"))?;
-        let user = self
-            .identity
-            .authenticate(&token)
-            .await
-            .map_err(crate::grpc::status::status)?
-            .ok_or_else(|| Status::unauthenticated("your session has ended; sign in again"))?;
+        let user = signed_in(&self.identity, metadata).await?.user;
         let ok = match role {
             Role::SuperAdmin => user.role == backoffice::identity::Role::SuperAdmin,
         };

@@ -7,7 +7,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use crate::grpc::status::status;
-use crate::guard::session_token;
+use crate::guard::{session_token, signed_in};
 
 /// The service.
 pub struct AuthGrpc {
@@ -75,13 +75,7 @@ impl AuthService for AuthGrpc {
     }
 
     async fn me(&self, req: Request<pb::MeRequest>) -> Result<Response<pb::User>, Status> {
-        let token = session_token(req.metadata()).ok_or_else(|| Status::unauthenticated("sign in first"))?;
-        let user = self
-            .identity
-            .authenticate(&token)
-            .await
-            .map_err(status)?
-            .ok_or_else(|| Status::unauthenticated("your session has ended; sign in again"))?;
+        let user = signed_in(&self.identity, req.metadata()).await?.user;
         Ok(Response::new(pb_user(&user)))
     }
 

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::grpc::status::status;
-use crate::guard::session_token;
+use crate::guard::{SignedIn, signed_in};
 use crate::hub::Hub;
 
 /// How often an idle stream sends a heartbeat.
@@ -84,13 +84,7 @@ impl NotificationService for NotificationsGrpc {
     type SubscribeStream = EventStream;
 
     async fn subscribe(&self, req: Request<pb::SubscribeRequest>) -> Result<Response<EventStream>, Status> {
-        let token = session_token(req.metadata()).ok_or_else(|| Status::unauthenticated("sign in first"))?;
-        let (user, expires_at) = self
-            .identity
-            .session(&token)
-            .await
-            .map_err(status)?
-            .ok_or_else(|| Status::unauthenticated("your session has ended; sign in again"))?;
+        let SignedIn { token, user, expires_at } = signed_in(&self.identity, req.metadata()).await?;
         let resume_after = req.get_ref().resume_after;
         if resume_after < 0 {
             return Err(Status::invalid_argument("resume_after: must not be negative"));
@@ -113,13 +107,7 @@ impl NotificationService for NotificationsGrpc {
     }
 
     async fn ack(&self, req: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
-        let token = session_token(req.metadata()).ok_or_else(|| Status::unauthenticated("sign in first"))?;
-        let user = self
-            .identity
-            .authenticate(&token)
-            .await
-            .map_err(status)?
-            .ok_or_else(|| Status::unauthenticated("your session has ended; sign in again"))?;
+        let user = signed_in(&self.identity, req.metadata()).await?.user;
         let ids = &req.get_ref().ids;
         if ids.len() > MAX_ACK {
             return Err(Status::invalid_argument(format!("ids: at most {MAX_ACK} at once, got {}", ids.len())));

@@ -8,7 +8,7 @@ use proto::tenants::v1::tenant_service_server::TenantService;
 use tonic::{Request, Response, Status};
 
 use crate::grpc::status::status;
-use crate::guard::{Guard, Role, session_token};
+use crate::guard::{Guard, Role, signed_in};
 use crate::ratelimit::Limiter;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -105,13 +105,7 @@ impl TenantService for TenantsGrpc {
     type WatchTenantStream = ProgressStream;
 
     async fn get_my_tenant(&self, req: Request<pb::GetMyTenantRequest>) -> Result<Response<pb::MyTenant>, Status> {
-        let token = session_token(req.metadata()).ok_or_else(|| Status::unauthenticated("sign in first"))?;
-        let user = self
-            .identity
-            .authenticate(&token)
-            .await
-            .map_err(status)?
-            .ok_or_else(|| Status::unauthenticated("your session has ended; sign in again"))?;
+        let user = signed_in(&self.identity, req.metadata()).await?.user;
         let id = user.tenant_id.ok_or_else(|| Status::failed_precondition("only tenant admins have a tenant"))?;
         let t = self.tenants.get(&id).await.map_err(status)?;
         if t.status() != TenantStatus::Active {
