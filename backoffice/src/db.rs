@@ -1,67 +1,13 @@
-//! The control-plane database: the job engine's pools, the control-plane
-//! migrations, and a macro that runs one query on whichever backend is configured.
+//! The control plane's schema: its migrations (`migrations/{sqlite,postgres}/control`).
 //!
-//! The domain's SQL is portable: `$1`-style placeholders (sqlx's SQLite driver
-//! accepts them too), plain types (TEXT, 64-bit integers), no dialect functions. So
-//! each query is written once and [`on_pool!`] / [`on_tx!`] compile it for both
-//! backends. The job engine, whose SQL differs per dialect, keeps its own
-//! implementations.
+//! The domain's SQL is portable (`$1` placeholders, TEXT and 64-bit integers, no
+//! dialect functions): each query is written once with [`database::query`] and
+//! runs on whichever backend the handle is on.
 
-use jobengine::Pools;
-
-use crate::error::Error;
-
-/// Expands `$body` once per backend with `$p` bound to the pool: `write` for
-/// statements that write (SQLite's single writer), `read` for queries.
-#[macro_export]
-macro_rules! on_pool {
-    ($pools:expr, write, $p:ident => $body:expr) => {
-        match $pools {
-            jobengine::Pools::Sqlite { write: $p, .. } => $body,
-            jobengine::Pools::Postgres($p) => $body,
-        }
-    };
-    ($pools:expr, read, $p:ident => $body:expr) => {
-        match $pools {
-            jobengine::Pools::Sqlite { read: $p, .. } => $body,
-            jobengine::Pools::Postgres($p) => $body,
-        }
-    };
-}
-
-/// Expands `$body` once per backend with `$c` bound to the transaction's connection.
-#[macro_export]
-macro_rules! on_tx {
-    ($tx:expr, $c:ident => $body:expr) => {
-        match &mut $tx.tx {
-            jobengine::Tx::Sqlite(t) => {
-                let $c = &mut **t;
-                $body
-            }
-            jobengine::Tx::Postgres(t) => {
-                let $c = &mut **t;
-                $body
-            }
-        }
-    };
-}
-
-/// Runs the control-plane migrations (`migrations/{sqlite,postgres}/control`).
-///
-/// # Errors
-/// A migration failed.
-pub async fn migrate(pools: &Pools) -> Result<(), Error> {
-    match pools {
-        Pools::Sqlite { write, .. } => {
-            let mut m = sqlx::migrate!("../migrations/sqlite/control");
-            m.set_ignore_missing(true);
-            m.run(write).await?;
-        }
-        Pools::Postgres(pool) => {
-            let mut m = sqlx::migrate!("../migrations/postgres/control");
-            m.set_ignore_missing(true);
-            m.run(pool).await?;
-        }
+/// The control plane's migrations.
+pub fn migrations() -> database::Migrations {
+    database::Migrations {
+        sqlite: sqlx::migrate!("../migrations/sqlite/control"),
+        postgres: sqlx::migrate!("../migrations/postgres/control"),
     }
-    Ok(())
 }

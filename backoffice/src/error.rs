@@ -52,29 +52,21 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         let Error::Internal(e) = self else { return false };
         e.chain().any(|c| {
-            let sql = c.downcast_ref::<sqlx::Error>().or_else(|| match c.downcast_ref::<jobengine::StorageError>() {
-                Some(jobengine::StorageError::Database(s)) => Some(s),
-                _ => None,
-            });
-            matches!(
-                sql,
-                Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
-            ) || sql.and_then(|s| s.as_database_error()).and_then(|d| d.code()).is_some_and(|code| {
-                // PostgreSQL: admin shutdown, crash shutdown, cannot connect now.
-                matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
-            })
+            c.downcast_ref::<database::DbError>().is_some_and(database::DbError::is_unavailable)
+                || c.downcast_ref::<jobengine::StorageError>().is_some_and(jobengine::StorageError::is_unavailable)
+                || c.downcast_ref::<sqlx::Error>().is_some_and(database::error::sqlx_unavailable)
         })
+    }
+}
+
+impl From<database::DbError> for Error {
+    fn from(e: database::DbError) -> Self {
+        Error::Internal(e.into())
     }
 }
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        Error::Internal(e.into())
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for Error {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
         Error::Internal(e.into())
     }
 }

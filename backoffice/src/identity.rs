@@ -14,14 +14,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobengine::{Clock, Micros, Pools, Storage};
+use database::{Db, Tx, query};
+use jobengine::{Clock, Micros};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::password::Hasher;
 use crate::validate::{Email, FieldErrors};
-use crate::{on_pool, on_tx};
 
 /// Failed logins allowed per email per sliding hour.
 pub const MAX_FAILURES_PER_HOUR: i64 = 100;
@@ -119,16 +119,15 @@ pub fn secret_hash(secret: &str) -> String {
 ///
 /// # Errors
 /// A database failure.
-pub async fn insert_password_token(
-    tx: &mut jobengine::Transaction,
-    user_id: &str,
-    now: Micros,
-) -> Result<String, Error> {
+pub async fn insert_password_token(tx: &mut Tx, user_id: &str, now: Micros) -> Result<String, Error> {
     let token = new_secret();
-    on_tx!(tx, c => sqlx::query(
-        "INSERT INTO password_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(secret_hash(&token)).bind(user_id).bind(now)
-        .bind(now + PASSWORD_TOKEN_TTL.as_micros() as i64).execute(c).await.map(|r| r.rows_affected()))?;
+    query("INSERT INTO password_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(secret_hash(&token))
+        .bind(user_id)
+        .bind(now)
+        .bind(now + PASSWORD_TOKEN_TTL.as_micros() as i64)
+        .execute(tx)
+        .await?;
     Ok(token)
 }
 
@@ -150,17 +149,15 @@ pub fn check_password(field: &'static str, password: &str) -> Result<(), FieldEr
 /// Users, sessions, passwords.
 #[derive(Clone)]
 pub struct Identity {
-    /// For transactions (`BEGIN IMMEDIATE` on SQLite, as the engine does).
-    store: Arc<dyn Storage>,
-    pools: Pools,
+    db: Db,
     hasher: Hasher,
     clock: Arc<dyn Clock>,
 }
 
 impl Identity {
-    /// Identity on the control-plane database that `store` lives in.
-    pub fn new(store: Arc<dyn Storage>, hasher: Hasher, clock: Arc<dyn Clock>) -> Self {
-        Self { pools: store.pools(), store, hasher, clock }
+    /// Identity on the control-plane database `db`.
+    pub fn new(db: Db, hasher: Hasher, clock: Arc<dyn Clock>) -> Self {
+        Self { db, hasher, clock }
     }
 
     /// The password hasher.
@@ -176,8 +173,8 @@ impl Identity {
     /// A bad email or password, or a database failure.
     pub async fn seed_super_admin(&self, email: &str, password: Option<&str>) -> Result<Option<String>, Error> {
         let email = Email::parse("SUPERADMIN_EMAIL", email).map_err(|e| Error::Invalid(FieldErrors(vec![e])))?;
-        let exists: Option<String> = on_pool!(&self.pools, read, p =>
-            sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(email.as_str()).fetch_optional(p).await)?;
+        let exists: Option<String> =
+            query("SELECT id FROM users WHERE email = $1").bind(email.as_str()).scalar_optional(self.db.read()).await?;
         if exists.is_some() {
             return Ok(None);
         }
@@ -193,11 +190,16 @@ impl Identity {
         };
         let hash = self.hasher.hash(&password).await?;
         let id = uuid::Uuid::new_v4().to_string();
-        on_pool!(&self.pools, write, p => sqlx::query(
+        query(
             "INSERT INTO users (id, email, password_hash, role, tenant_id, created_at)
-             VALUES ($1, $2, $3, 'super_admin', NULL, $4) ON CONFLICT (email) DO NOTHING")
-            .bind(&id).bind(email.as_str()).bind(&hash).bind(self.clock.now())
-            .execute(p).await.map(|r| r.rows_affected()))?;
+             VALUES ($1, $2, $3, 'super_admin', NULL, $4) ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(email.as_str())
+        .bind(&hash)
+        .bind(self.clock.now())
+        .execute(self.db.write())
+        .await?;
         Ok(generated)
     }
 
@@ -210,31 +212,41 @@ impl Identity {
     pub async fn login(&self, email: &str, password: &str) -> Result<Session, Error> {
         let account = email.trim().to_ascii_lowercase();
         let now = self.clock.now();
-        let failures: i64 = on_pool!(&self.pools, read, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM login_failures WHERE account = $1 AND at > $2")
-            .bind(&account).bind(now - HOUR).fetch_one(p).await)?;
+        let failures: i64 = query("SELECT COUNT(*) FROM login_failures WHERE account = $1 AND at > $2")
+            .bind(&account)
+            .bind(now - HOUR)
+            .scalar(self.db.read())
+            .await?;
         if failures >= MAX_FAILURES_PER_HOUR {
             return Err(Error::RateLimited(
                 "too many failed sign-in attempts for this account; try again later".to_owned(),
             ));
         }
-        let row: Option<UserRow> = on_pool!(&self.pools, read, p => sqlx::query_as(
-            "SELECT id, email, password_hash, role, tenant_id FROM users WHERE email = $1")
-            .bind(&account).fetch_optional(p).await)?;
+        let row: Option<UserRow> =
+            query("SELECT id, email, password_hash, role, tenant_id FROM users WHERE email = $1")
+                .bind(&account)
+                .fetch_optional(self.db.read())
+                .await?;
         let hash = row.as_ref().and_then(|r| r.password_hash.as_deref());
         let password = if password.chars().count() > MAX_PASSWORD_CHARS { "" } else { password };
         let ok = self.hasher.verify(password, hash).await?;
         let Some(row) = row.filter(|_| ok) else {
-            on_pool!(&self.pools, write, p => sqlx::query(
-                "INSERT INTO login_failures (account, at) VALUES ($1, $2)")
-                .bind(&account).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+            query("INSERT INTO login_failures (account, at) VALUES ($1, $2)")
+                .bind(&account)
+                .bind(now)
+                .execute(self.db.write())
+                .await?;
             return Err(Error::BadCredentials);
         };
         let token = new_secret();
         let expires_at = now + SESSION_TTL.as_micros() as i64;
-        on_pool!(&self.pools, write, p => sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(secret_hash(&token)).bind(&row.id).bind(now).bind(expires_at).execute(p).await.map(|r| r.rows_affected()))?;
+        query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(secret_hash(&token))
+            .bind(&row.id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(self.db.write())
+            .await?;
         Ok(Session { token, user: row.user()?, expires_at })
     }
 
@@ -261,11 +273,15 @@ impl Identity {
             user: UserRow,
             expires_at: Micros,
         }
-        let row: Option<Row> = on_pool!(&self.pools, read, p => sqlx::query_as(
+        let row: Option<Row> = query(
             "SELECT u.id, u.email, u.password_hash, u.role, u.tenant_id, s.expires_at
              FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2")
-            .bind(secret_hash(token)).bind(self.clock.now()).fetch_optional(p).await)?;
+             WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2",
+        )
+        .bind(secret_hash(token))
+        .bind(self.clock.now())
+        .fetch_optional(self.db.read())
+        .await?;
         row.map(|r| Ok((r.user.user()?, r.expires_at))).transpose()
     }
 
@@ -274,9 +290,11 @@ impl Identity {
     /// # Errors
     /// A database failure.
     pub async fn logout(&self, token: &str) -> Result<(), Error> {
-        on_pool!(&self.pools, write, p => sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
-            .bind(self.clock.now()).bind(secret_hash(token)).execute(p).await.map(|r| r.rows_affected()))?;
+        query("UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
+            .bind(self.clock.now())
+            .bind(secret_hash(token))
+            .execute(self.db.write())
+            .await?;
         Ok(())
     }
 
@@ -287,10 +305,10 @@ impl Identity {
     /// [`Error::NotFound`] for an unknown email, or a database failure.
     pub async fn issue_password_token_for_email(&self, email: &str) -> Result<String, Error> {
         let email = email.trim().to_ascii_lowercase();
-        let id: Option<String> = on_pool!(&self.pools, read, p =>
-            sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(&email).fetch_optional(p).await)?;
+        let id: Option<String> =
+            query("SELECT id FROM users WHERE email = $1").bind(&email).scalar_optional(self.db.read()).await?;
         let id = id.ok_or(Error::NotFound("user"))?;
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.db.begin().await?;
         let token = insert_password_token(&mut tx, &id, self.clock.now()).await?;
         tx.commit().await?;
         Ok(token)
@@ -305,16 +323,23 @@ impl Identity {
         check_password("password", password)?;
         let hash = self.hasher.hash(password).await?;
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        let user_id: Option<String> = on_tx!(tx, c => sqlx::query_scalar(
+        let mut tx = self.db.begin().await?;
+        let user_id: Option<String> = query(
             "UPDATE password_tokens SET used_at = $1
-             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING user_id")
-            .bind(now).bind(secret_hash(token)).fetch_optional(c).await)?;
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
+        )
+        .bind(now)
+        .bind(secret_hash(token))
+        .scalar_optional(&mut tx)
+        .await?;
         let user_id = user_id.ok_or(Error::BadToken)?;
-        let row: UserRow = on_tx!(tx, c => sqlx::query_as(
-            "UPDATE users SET password_hash = $1 WHERE id = $2
-             RETURNING id, email, password_hash, role, tenant_id")
-            .bind(&hash).bind(&user_id).fetch_one(c).await)?;
+        let row: UserRow = query(
+            "UPDATE users SET password_hash = $1 WHERE id = $2 RETURNING id, email, password_hash, role, tenant_id",
+        )
+        .bind(&hash)
+        .bind(&user_id)
+        .fetch_one(&mut tx)
+        .await?;
         tx.commit().await?;
         row.user()
     }

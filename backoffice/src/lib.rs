@@ -5,21 +5,24 @@
 //! - [`validate`]: inputs parsed into checked types at the edge;
 //! - [`password`]: argon2id hashing, bounded;
 //! - [`identity`]: users, sessions, login, set-password tokens;
-//! - [`db`]: control-plane migrations and the portable-query macros;
+//! - [`db`]: the control plane's migrations (queries are written once with
+//!   [`database::query`] and run on either backend);
 //! - [`error`]: the domain's error type and its policy;
 //! - [`tenants`]: tenants in the control plane, created by admins or sign-ups;
-//! - [`provision`]: the `ProvisionTenant` job;
+//! - [`jobs`]: the jobs, one file each, and their registry;
+//! - [`env`]: what the jobs run with;
 //! - [`tenant_db`]: each tenant's own database;
-//! - [`mail`]: the email outbox and its delivery job;
+//! - [`mail`]: composing email and the transports that deliver it;
 //! - [`notify`]: notifications for signed-in users (toasts).
 
 pub mod db;
+pub mod env;
 pub mod error;
 pub mod identity;
+pub mod jobs;
 pub mod mail;
 pub mod notify;
 pub mod password;
-pub mod provision;
 pub mod tenant_db;
 pub mod tenants;
 pub mod validate;
@@ -28,11 +31,7 @@ pub mod validate;
 pub mod testing;
 
 pub use error::Error;
-
-/// The registry of every job the back office runs (plus the engine's diagnostics).
-pub fn registry() -> jobengine::Registry<provision::Env> {
-    jobengine::registry_with_builtins().register::<provision::ProvisionTenant>().register::<mail::SendEmail>()
-}
+pub use jobs::registry;
 
 /// Opens the control plane named by `database_url`: the job engine's and the
 /// control plane's migrations, and the environment the jobs run in. Tenant SQLite
@@ -45,17 +44,19 @@ pub async fn open(
     database_url: &str,
     data_dir: std::path::PathBuf,
     mail: mail::Mail,
-    fault: Option<provision::Fault>,
-) -> anyhow::Result<(jobengine::Jobs, std::sync::Arc<provision::Env>)> {
+    fault: Option<env::Fault>,
+) -> anyhow::Result<(jobengine::Jobs, std::sync::Arc<env::Env>)> {
     use anyhow::Context;
     let jobs = jobengine::Jobs::connect(database_url).await.context("opening the job store")?;
-    let pools = jobs.store().pools();
-    db::migrate(&pools).await.context("migrating the control plane")?;
-    let tenant_dbs = tenant_db::TenantDbs::new(pools.clone(), database_url, data_dir)?;
+    let db = jobs.db().clone();
+    db.migrate(db::migrations()).await.context("migrating the control plane")?;
+    let tenant_dbs = tenant_db::TenantDbs::new(&db, data_dir);
     if let Some(f) = &fault {
         tracing::warn!(?f, "PROVISION_FAULT is set: provisioning is deliberately slowed or broken");
     }
     tracing::info!(transport = ?mail.transport, "email");
-    let env = provision::Env { jobs: jobs.clone(), pools, tenant_dbs, fault, mail };
-    Ok((jobs, std::sync::Arc::new(env)))
+    let env = std::sync::Arc::new(env::Env { jobs: jobs.clone(), db, tenant_dbs, fault, mail });
+    // Before any worker or admin can end a job: the hooks must see every end.
+    jobs.install_end_hooks(&registry(), env.clone());
+    Ok((jobs, env))
 }

@@ -1,11 +1,12 @@
-//! Email through an outbox: compose in the transaction, deliver in a job.
+//! Email: composing the product's letters, and the transports that deliver them.
+//! Delivery itself is a job reading an outbox ([`crate::jobs::send_email`]).
 //!
 //! # Why an outbox
 //! A welcome email must go out exactly when a tenant becomes active, and a retry
 //! after a crash must not send a *different* second email. So the message is
 //! rendered once, whole (headers, a fixed `Message-ID`, the body with its
 //! set-password link), and written to the `outbox` table in the same transaction
-//! that activates the tenant and issues the link's token. A [`SendEmail`] job,
+//! that activates the tenant and issues the link's token. A `SendEmail` job,
 //! enqueued in that transaction too, delivers exactly those bytes. A worker killed
 //! after the SMTP server accepted the message but before the job recorded it sends
 //! the same bytes again: the same `Message-ID`, which mail systems de-duplicate.
@@ -25,16 +26,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use jobengine::{Job, JobContext, JobError, Jobs, Micros, Transaction};
+use jobengine::JobError;
 use lettre::address::Envelope;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::provision::Env;
-use crate::{on_pool, on_tx};
 
 /// The sender when `MAIL_FROM` is unset.
 pub const DEFAULT_FROM: &str = "Back Office <no-reply@backoffice.local>";
@@ -118,21 +116,24 @@ impl Transport {
         Ok(Transport::Smtp(t))
     }
 
-    /// Delivers one stored message.
-    async fn deliver(&self, row: &OutboxRow, message: &str) -> Result<String, JobError> {
+    /// Delivers one stored message: `id` names its file, `sender` and
+    /// `recipient` make the envelope. Returns how, for the log.
+    pub(crate) async fn deliver(
+        &self,
+        id: &str,
+        sender: &str,
+        recipient: &str,
+        message: &str,
+    ) -> Result<String, JobError> {
         match self {
             Transport::Files(dir) => {
-                let path = dir.join(format!("{}.eml", row.id));
+                let path = dir.join(format!("{id}.eml"));
                 write_file(dir, &path, message.as_bytes()).await.map_err(JobError::retry)?;
                 Ok(format!("written to {}", path.display()))
             }
             Transport::Smtp(smtp) => {
-                let from =
-                    row.sender.parse().map_err(|e| JobError::permanent(anyhow!("sender {:?}: {e}", row.sender)))?;
-                let to = row
-                    .recipient
-                    .parse()
-                    .map_err(|e| JobError::permanent(anyhow!("recipient {:?}: {e}", row.recipient)))?;
+                let from = sender.parse().map_err(|e| JobError::permanent(anyhow!("sender {sender:?}: {e}")))?;
+                let to = recipient.parse().map_err(|e| JobError::permanent(anyhow!("recipient {recipient:?}: {e}")))?;
                 let envelope = Envelope::new(Some(from), vec![to]).map_err(JobError::permanent)?;
                 match smtp.send_raw(&envelope, message.as_bytes()).await {
                     Ok(resp) => Ok(format!("accepted by the SMTP server: {}", resp.code())),
@@ -250,103 +251,4 @@ impl Letters {
         );
         self.compose("account_exists", email, "You already have an account".to_owned(), body)
     }
-}
-
-/// Writes `c` to the outbox and enqueues its delivery, inside `tx`. Returns the
-/// delivery job's id.
-///
-/// # Errors
-/// A database failure.
-pub async fn enqueue(
-    jobs: &Jobs,
-    tx: &mut Transaction,
-    c: &Composed,
-    tenant_id: Option<&str>,
-    now: Micros,
-) -> Result<i64, Error> {
-    on_tx!(tx, conn => sqlx::query(
-        "INSERT INTO outbox (id, kind, tenant_id, sender, recipient, subject, message, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-        .bind(&c.id).bind(c.kind).bind(tenant_id).bind(&c.sender).bind(&c.recipient).bind(&c.subject)
-        .bind(&c.message).bind(now).execute(conn).await.map(|_| ()))?;
-    let job = jobs.enqueue_in(tx, &SendEmail { outbox_id: c.id.clone() }).await?;
-    Ok(job.id)
-}
-
-#[derive(Debug, sqlx::FromRow)]
-struct OutboxRow {
-    id: String,
-    sender: String,
-    recipient: String,
-    message: Option<String>,
-    sent_at: Option<Micros>,
-}
-
-/// Deliver one outbox message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SendEmail {
-    /// The outbox row.
-    pub outbox_id: String,
-}
-
-impl Job for SendEmail {
-    const KIND: &'static str = "mail.send";
-    type Context = Env;
-
-    fn unique_key(&self) -> Option<String> {
-        Some(format!("mail:{}", self.outbox_id))
-    }
-
-    async fn run(self, ctx: JobContext<Env>) -> Result<(), JobError> {
-        let env = &ctx.app;
-        let row: Option<OutboxRow> = on_pool!(&env.pools, read, p => sqlx::query_as(
-            "SELECT id, sender, recipient, message, sent_at FROM outbox WHERE id = $1")
-            .bind(&self.outbox_id).fetch_optional(p).await)
-        .context("loading the message")
-        .map_err(JobError::retry)?;
-        let Some(row) = row else {
-            return Err(JobError::permanent(anyhow!("outbox message {} does not exist", self.outbox_id)));
-        };
-        let (None, Some(message)) = (row.sent_at, row.message.as_deref()) else {
-            tracing::info!(id = %row.id, "message already sent; nothing to do");
-            return Ok(());
-        };
-        let how = env.mail.transport.deliver(&row, message).await?;
-        let now = env.jobs.clock().now();
-        on_pool!(&env.pools, write, p => sqlx::query(
-            "UPDATE outbox SET sent_at = $1, message = NULL WHERE id = $2 AND sent_at IS NULL")
-            .bind(now).bind(&row.id).execute(p).await.map(|_| ()))
-        .context("recording the message as sent")
-        .map_err(JobError::retry)?;
-        tracing::info!(id = %row.id, to = %row.recipient, "email {how}");
-        Ok(())
-    }
-}
-
-/// The text of a stored single-part message with its quoted-printable transfer
-/// encoding undone (soft line breaks joined, `=XX` decoded): what a mail client
-/// shows. For tests and operators reading `.eml` files.
-pub fn plain_text(message: &str) -> String {
-    let (head, body) = message.split_once("\r\n\r\n").unwrap_or(("", message));
-    if !head.to_ascii_lowercase().contains("content-transfer-encoding: quoted-printable") {
-        return body.to_owned();
-    }
-    let joined = body.replace("=\r\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'=', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

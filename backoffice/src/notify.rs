@@ -12,11 +12,11 @@
 //! the last one it sent. The table is the truth, wakes are only hints, so a lost
 //! wake delays a toast but never loses it.
 
-use jobengine::{Micros, Pools, Transaction};
+use database::{Db, Tx, query};
+use jobengine::Micros;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::{on_pool, on_tx};
 
 /// What a notification reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -87,41 +87,43 @@ const PUBLISH_LOCK_CLASS: i32 = 0x6e74_6679;
 ///
 /// # Errors
 /// A database failure.
-pub async fn publish_in(tx: &mut Transaction, n: &NewNotification, now: Micros) -> Result<Option<i64>, Error> {
+pub async fn publish_in(tx: &mut Tx, n: &NewNotification, now: Micros) -> Result<Option<i64>, Error> {
     // PostgreSQL hands out ids at INSERT but shows rows at COMMIT. Two
     // notifications for one user committing out of id order would let a stream
     // that already sent the later one skip the earlier one for good (it reads the
     // rows after the last id it sent). A per-user lock held until commit makes
     // one user's notifications commit in id order. SQLite has one writer at a
     // time, so its ids commit in order already.
-    if let jobengine::Tx::Postgres(t) = &mut tx.tx {
-        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-            .bind(PUBLISH_LOCK_CLASS)
-            .bind(&n.user_id)
-            .execute(&mut **t)
-            .await?;
-    }
-    let id: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
+    tx.lock(PUBLISH_LOCK_CLASS, &n.user_id).await?;
+    let id: Option<i64> = query(
         "INSERT INTO notifications (user_id, kind, title, body, link, dedupe_key, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id")
-        .bind(&n.user_id).bind(n.kind.as_str()).bind(&n.title).bind(&n.body).bind(&n.link)
-        .bind(&n.dedupe_key).bind(now).fetch_optional(c).await)?;
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+    )
+    .bind(&n.user_id)
+    .bind(n.kind.as_str())
+    .bind(&n.title)
+    .bind(&n.body)
+    .bind(&n.link)
+    .bind(&n.dedupe_key)
+    .bind(now)
+    .scalar_optional(tx)
+    .await?;
     Ok(id)
 }
 
 /// Reads and acknowledges notifications.
 #[derive(Clone)]
 pub struct Notifications {
-    pools: Pools,
+    db: Db,
 }
 
 /// Most rows one read returns.
 pub const PAGE: i64 = 100;
 
 impl Notifications {
-    /// On the control plane `pools` point at.
-    pub fn new(pools: Pools) -> Self {
-        Self { pools }
+    /// On the control plane `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
     /// The user's unacknowledged notifications after `after` (exclusive), oldest
@@ -130,11 +132,15 @@ impl Notifications {
     /// # Errors
     /// A database failure.
     pub async fn pending(&self, user_id: &str, after: i64) -> Result<Vec<Notification>, Error> {
-        let rows = on_pool!(&self.pools, read, p => sqlx::query_as(
+        Ok(query(
             "SELECT id, user_id, kind, title, body, link, created_at FROM notifications
-             WHERE user_id = $1 AND id > $2 AND acked_at IS NULL ORDER BY id LIMIT $3")
-            .bind(user_id).bind(after).bind(PAGE).fetch_all(p).await)?;
-        Ok(rows)
+             WHERE user_id = $1 AND id > $2 AND acked_at IS NULL ORDER BY id LIMIT $3",
+        )
+        .bind(user_id)
+        .bind(after)
+        .bind(PAGE)
+        .fetch_all(self.db.read())
+        .await?)
     }
 
     /// Marks the user's notifications among `ids` seen; returns how many changed.
@@ -150,8 +156,7 @@ impl Notifications {
             let sql = format!(
                 "UPDATE notifications SET acked_at = $1 WHERE user_id = $2 AND acked_at IS NULL AND id IN ({list})"
             );
-            n += on_pool!(&self.pools, write, p => sqlx::query(&sql)
-                .bind(now).bind(user_id).execute(p).await.map(|r| r.rows_affected()))?;
+            n += query(sql).bind(now).bind(user_id).execute(self.db.write()).await?;
         }
         Ok(n)
     }
@@ -161,8 +166,7 @@ impl Notifications {
     /// # Errors
     /// A database failure.
     pub async fn last_id(&self) -> Result<i64, Error> {
-        let id: Option<i64> = on_pool!(&self.pools, read, p =>
-            sqlx::query_scalar("SELECT MAX(id) FROM notifications").fetch_one(p).await)?;
+        let id: Option<i64> = query("SELECT MAX(id) FROM notifications").scalar(self.db.read()).await?;
         Ok(id.unwrap_or(0))
     }
 
@@ -172,10 +176,10 @@ impl Notifications {
     /// # Errors
     /// A database failure.
     pub async fn recipients_after(&self, after: i64) -> Result<Vec<(i64, String)>, Error> {
-        let rows = on_pool!(&self.pools, read, p => sqlx::query_as(
-            "SELECT id, user_id FROM notifications WHERE id > $1 ORDER BY id LIMIT 10000")
-            .bind(after).fetch_all(p).await)?;
-        Ok(rows)
+        Ok(query("SELECT id, user_id FROM notifications WHERE id > $1 ORDER BY id LIMIT 10000")
+            .bind(after)
+            .fetch_all(self.db.read())
+            .await?)
     }
 
     /// Hashes of sessions revoked at or after `since`, for a poller to end their
@@ -184,8 +188,6 @@ impl Notifications {
     /// # Errors
     /// A database failure.
     pub async fn revoked_since(&self, since: Micros) -> Result<Vec<String>, Error> {
-        let rows = on_pool!(&self.pools, read, p => sqlx::query_scalar(
-            "SELECT token_hash FROM sessions WHERE revoked_at >= $1").bind(since).fetch_all(p).await)?;
-        Ok(rows)
+        Ok(query("SELECT token_hash FROM sessions WHERE revoked_at >= $1").bind(since).scalars(self.db.read()).await?)
     }
 }

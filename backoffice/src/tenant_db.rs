@@ -2,35 +2,20 @@
 //! so a provisioning re-run after a crash at any point converges on one database.
 //!
 //! - SQLite: a file `<data_dir>/tenants/<db_name>.db`.
-//! - PostgreSQL: `CREATE DATABASE "<db_name>"` on the control plane's server. The
-//!   name is `t_` + the tenant's UUID in hex, checked against that exact shape
-//!   before it is quoted into SQL: user text never reaches it.
+//! - PostgreSQL: `CREATE DATABASE "<db_name>"` on the control plane's server.
+//!
+//! The name is `t_` + the tenant's UUID in hex, checked against that exact shape
+//! before it reaches the database layer: user text never does.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 
-use anyhow::{Context, anyhow, bail};
-use jobengine::Pools;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-
-/// An open tenant database.
-pub enum TenantPool {
-    /// SQLite file.
-    Sqlite(sqlx::SqlitePool),
-    /// PostgreSQL database.
-    Postgres(sqlx::PgPool),
-}
+use anyhow::{Context, bail};
+use database::{Db, Siblings, query};
 
 /// Where tenant databases live.
 #[derive(Clone)]
 pub struct TenantDbs {
-    control: Pools,
-    /// SQLite: the folder holding tenant files.
-    dir: PathBuf,
-    /// PostgreSQL: the control plane's connection options (the database name is
-    /// swapped per tenant).
-    pg: Option<PgConnectOptions>,
+    siblings: Siblings,
 }
 
 fn check_name(db_name: &str) -> anyhow::Result<()> {
@@ -43,24 +28,24 @@ fn check_name(db_name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The tenant databases' migrations.
+pub fn migrations() -> database::Migrations {
+    database::Migrations {
+        sqlite: sqlx::migrate!("../migrations/sqlite/tenant"),
+        postgres: sqlx::migrate!("../migrations/postgres/tenant"),
+    }
+}
+
 impl TenantDbs {
-    /// Tenant databases beside the control plane: SQLite files under
-    /// `data_dir/tenants`, or databases on the same PostgreSQL server as
-    /// `control_url`.
-    ///
-    /// # Errors
-    /// The PostgreSQL URL does not parse.
-    pub fn new(control: Pools, control_url: &str, data_dir: PathBuf) -> anyhow::Result<Self> {
-        let pg = match &control {
-            Pools::Postgres(_) => Some(PgConnectOptions::from_str(control_url).context("parsing DATABASE_URL")?),
-            Pools::Sqlite { .. } => None,
-        };
-        Ok(Self { control, dir: data_dir.join("tenants"), pg })
+    /// Tenant databases beside the control plane `control`: SQLite files under
+    /// `data_dir/tenants`, or databases on the same PostgreSQL server.
+    pub fn new(control: &Db, data_dir: PathBuf) -> Self {
+        Self { siblings: control.siblings(data_dir.join("tenants")) }
     }
 
     /// The SQLite file of a tenant (SQLite only).
     pub fn sqlite_path(&self, db_name: &str) -> PathBuf {
-        self.dir.join(format!("{db_name}.db"))
+        self.siblings.sqlite_path(db_name)
     }
 
     /// Whether the tenant's database exists.
@@ -69,16 +54,7 @@ impl TenantDbs {
     /// The name is malformed or the server cannot be asked.
     pub async fn exists(&self, db_name: &str) -> anyhow::Result<bool> {
         check_name(db_name)?;
-        match &self.control {
-            Pools::Sqlite { .. } => Ok(self.sqlite_path(db_name).exists()),
-            Pools::Postgres(pool) => {
-                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_database WHERE datname = $1")
-                    .bind(db_name)
-                    .fetch_one(pool)
-                    .await?;
-                Ok(n > 0)
-            }
-        }
+        Ok(self.siblings.exists(db_name).await?)
     }
 
     /// Creates the database if it does not exist yet.
@@ -87,94 +63,44 @@ impl TenantDbs {
     /// The name is malformed, or creating failed for another reason than "exists".
     pub async fn create(&self, db_name: &str) -> anyhow::Result<()> {
         check_name(db_name)?;
-        match &self.control {
-            Pools::Sqlite { .. } => {
-                std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
-                // Opening with create_if_missing creates it; the pool is dropped at once.
-                let pool = self.open(db_name).await?;
-                if let TenantPool::Sqlite(p) = pool {
-                    p.close().await;
-                }
-                Ok(())
-            }
-            Pools::Postgres(pool) => {
-                if self.exists(db_name).await? {
-                    return Ok(());
-                }
-                match sqlx::query(&format!("CREATE DATABASE \"{db_name}\"")).execute(pool).await {
-                    Ok(_) => Ok(()),
-                    // Another attempt created it between our check and our create.
-                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),
-                    Err(e) => Err(anyhow!(e).context(format!("CREATE DATABASE {db_name}"))),
-                }
-            }
-        }
+        self.siblings.create(db_name).await.with_context(|| format!("CREATE DATABASE {db_name}"))
     }
 
-    /// Opens a small pool on the tenant's database.
+    /// Opens a small handle on the tenant's database; close it when done.
     ///
     /// # Errors
     /// The name is malformed or the database cannot be opened.
-    pub async fn open(&self, db_name: &str) -> anyhow::Result<TenantPool> {
+    pub async fn open(&self, db_name: &str) -> anyhow::Result<Db> {
         check_name(db_name)?;
-        match &self.pg {
-            None => {
-                let opts = SqliteConnectOptions::new()
-                    .filename(self.sqlite_path(db_name))
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .busy_timeout(std::time::Duration::from_secs(30))
-                    .foreign_keys(true);
-                Ok(TenantPool::Sqlite(SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?))
-            }
-            Some(base) => {
-                let opts = base.clone().database(db_name);
-                Ok(TenantPool::Postgres(PgPoolOptions::new().max_connections(2).connect_with(opts).await?))
-            }
-        }
+        Ok(self.siblings.open(db_name).await?)
     }
 
     /// Runs the tenant migrations (`migrations/<backend>/tenant`).
     ///
     /// # Errors
     /// A migration failed.
-    pub async fn migrate(&self, pool: &TenantPool) -> anyhow::Result<()> {
-        match pool {
-            TenantPool::Sqlite(p) => sqlx::migrate!("../migrations/sqlite/tenant").run(p).await?,
-            TenantPool::Postgres(p) => sqlx::migrate!("../migrations/postgres/tenant").run(p).await?,
-        }
-        Ok(())
+    pub async fn migrate(&self, db: &Db) -> anyhow::Result<()> {
+        Ok(db.migrate(migrations()).await?)
     }
 
     /// What a tenant admin's home shows from the tenant's own database: its roles
     /// `(name, description)` and settings `(key, value)`, by name. Opens and
-    /// closes a pool (the page is visited now and then; no pool per tenant is
+    /// closes a handle (the page is visited now and then; no pool per tenant is
     /// kept open).
     ///
     /// # Errors
     /// The database cannot be opened or read.
     pub async fn read_home(&self, db_name: &str) -> anyhow::Result<TenantHome> {
-        const ROLES: &str = "SELECT name, description FROM roles ORDER BY name";
-        const SETTINGS: &str = "SELECT key, value FROM settings ORDER BY key";
-        let home = match self.open(db_name).await? {
-            TenantPool::Sqlite(p) => {
-                let home = TenantHome {
-                    roles: sqlx::query_as(ROLES).fetch_all(&p).await?,
-                    settings: sqlx::query_as(SETTINGS).fetch_all(&p).await?,
-                };
-                p.close().await;
-                home
-            }
-            TenantPool::Postgres(p) => {
-                let home = TenantHome {
-                    roles: sqlx::query_as(ROLES).fetch_all(&p).await?,
-                    settings: sqlx::query_as(SETTINGS).fetch_all(&p).await?,
-                };
-                p.close().await;
-                home
-            }
-        };
-        Ok(home)
+        let db = self.open(db_name).await?;
+        let read = async {
+            anyhow::Ok(TenantHome {
+                roles: query("SELECT name, description FROM roles ORDER BY name").fetch_all(db.read()).await?,
+                settings: query("SELECT key, value FROM settings ORDER BY key").fetch_all(db.read()).await?,
+            })
+        }
+        .await;
+        db.close().await;
+        read
     }
 }
 

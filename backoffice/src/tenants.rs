@@ -2,21 +2,21 @@
 //! admin, or by a public sign-up.
 //!
 //! Creating a tenant writes its row (`provisioning`) and enqueues its
-//! [`ProvisionTenant`](crate::provision::ProvisionTenant) job in one transaction,
+//! [`ProvisionTenant`] job in one transaction,
 //! then returns: the slow work happens in a worker. No tenant can be left
 //! `provisioning` without a job, and no job exists for a tenant that was not written.
 
 use std::sync::Arc;
 
-use jobengine::{Jobs, Micros, Pools};
+use database::{Db, query};
+use jobengine::{Jobs, Micros};
 use serde::Serialize;
 
 use crate::error::Error;
 use crate::identity::User;
+use crate::jobs::provision::ProvisionTenant;
 use crate::mail::Letters;
-use crate::provision::ProvisionTenant;
 use crate::validate::{Email, FieldErrors, TenantName};
-use crate::{on_pool, on_tx};
 
 /// Where a tenant is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,7 +128,7 @@ pub fn db_name_for(id: &uuid::Uuid) -> String {
 /// Tenant operations.
 #[derive(Clone)]
 pub struct Tenants {
-    pools: Pools,
+    db: Db,
     jobs: Jobs,
     letters: Letters,
     clock: Arc<dyn jobengine::Clock>,
@@ -143,7 +143,7 @@ impl Tenants {
     /// Tenants on the control plane that `jobs` runs on; `letters` composes the
     /// emails a sign-up may send.
     pub fn new(jobs: Jobs, letters: Letters) -> Self {
-        Self { pools: jobs.store().pools(), clock: jobs.clock().clone(), jobs, letters }
+        Self { db: jobs.db().clone(), clock: jobs.clock().clone(), jobs, letters }
     }
 
     /// A super admin creates a tenant. Fields: `name`, `admin_email`.
@@ -182,7 +182,7 @@ impl Tenants {
             tracing::info!(email = %email, "sign-up for an address that already has an account");
             let letter = self.letters.account_exists(name.as_str(), email.as_str())?;
             let mut tx = self.jobs.begin().await?;
-            crate::mail::enqueue(&self.jobs, &mut tx, &letter, None, self.clock.now()).await?;
+            crate::jobs::send_email::enqueue(&self.jobs, &mut tx, &letter, None, self.clock.now()).await?;
             tx.commit().await?;
             return Ok(None);
         }
@@ -190,8 +190,8 @@ impl Tenants {
     }
 
     async fn email_has_account(&self, email: &Email) -> Result<bool, Error> {
-        let n: i64 = on_pool!(&self.pools, read, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM users WHERE email = $1").bind(email.as_str()).fetch_one(p).await)?;
+        let n: i64 =
+            query("SELECT COUNT(*) FROM users WHERE email = $1").bind(email.as_str()).scalar(self.db.read()).await?;
         Ok(n > 0)
     }
 
@@ -210,15 +210,25 @@ impl Tenants {
         // a taken name rolls both back.
         let mut tx = self.jobs.begin().await?;
         let job = self.jobs.enqueue_in(&mut tx, &ProvisionTenant { tenant_id: id.clone() }).await?;
-        let tenant: Option<Tenant> = on_tx!(tx, c => sqlx::query_as(
+        let tenant: Option<Tenant> = query(
             "INSERT INTO tenants (id, name, name_key, slug, status, origin, initiated_by, admin_email, db_name,
                                   job_id, created_at, updated_at)
              VALUES ($1, $2, $3, $4, 'provisioning', $5, $6, $7, $8, $9, $10, $10)
              ON CONFLICT (name_key) DO NOTHING
-             RETURNING *")
-            .bind(&id).bind(name.as_str()).bind(name.key()).bind(name.slug()).bind(origin.as_str())
-            .bind(initiated_by).bind(email.as_str()).bind(db_name_for(&uuid)).bind(job.id).bind(now)
-            .fetch_optional(c).await)?;
+             RETURNING *",
+        )
+        .bind(&id)
+        .bind(name.as_str())
+        .bind(name.key())
+        .bind(name.slug())
+        .bind(origin.as_str())
+        .bind(initiated_by)
+        .bind(email.as_str())
+        .bind(db_name_for(&uuid))
+        .bind(job.id)
+        .bind(now)
+        .fetch_optional(&mut tx)
+        .await?;
         let Some(tenant) = tenant else {
             tx.rollback().await?;
             return Err(Error::AlreadyExists {
@@ -235,8 +245,8 @@ impl Tenants {
     /// # Errors
     /// [`Error::NotFound`] or a database failure.
     pub async fn get(&self, id: &str) -> Result<Tenant, Error> {
-        let t: Option<Tenant> = on_pool!(&self.pools, read, p => sqlx::query_as(
-            "SELECT * FROM tenants WHERE id = $1").bind(id).fetch_optional(p).await)?;
+        let t: Option<Tenant> =
+            query("SELECT * FROM tenants WHERE id = $1").bind(id).fetch_optional(self.db.read()).await?;
         t.ok_or(Error::NotFound("tenant"))
     }
 
@@ -253,12 +263,17 @@ impl Tenants {
     ) -> Result<Vec<Tenant>, Error> {
         let limit = if limit == 0 { DEFAULT_PAGE } else { limit.min(MAX_PAGE) };
         let (at, id) = after.unwrap_or((i64::MAX, String::new()));
-        let rows: Vec<Tenant> = on_pool!(&self.pools, read, p => sqlx::query_as(
+        let rows: Vec<Tenant> = query(
             "SELECT * FROM tenants
              WHERE ($1 IS NULL OR status = $1) AND (created_at < $2 OR (created_at = $2 AND id < $3))
-             ORDER BY created_at DESC, id DESC LIMIT $4")
-            .bind(status.map(|s| s.as_str())).bind(at).bind(&id).bind(i64::from(limit))
-            .fetch_all(p).await)?;
+             ORDER BY created_at DESC, id DESC LIMIT $4",
+        )
+        .bind(status.map(|s| s.as_str()))
+        .bind(at)
+        .bind(&id)
+        .bind(i64::from(limit))
+        .fetch_all(self.db.read())
+        .await?;
         Ok(rows)
     }
 }

@@ -156,7 +156,21 @@ impl Drop for SmtpSink {
 
 /// The set-password token in an email's link, once the text is decoded.
 pub fn link_token(message: &str) -> Option<String> {
-    let text = crate::mail::plain_text(message);
+    let text = plain_text(message);
     let at = text.find("set-password?token=")? + "set-password?token=".len();
     Some(text[at..].chars().take_while(char::is_ascii_hexdigit).collect())
+}
+
+/// The text of a stored single-part message with its quoted-printable transfer
+/// encoding undone (soft line breaks joined, `=XX` decoded): what a mail client
+/// shows.
+pub fn plain_text(message: &str) -> String {
+    let (head, body) = message.split_once("\r\n\r\n").unwrap_or(("", message));
+    if !head.to_ascii_lowercase().contains("content-transfer-encoding: quoted-printable") {
+        return body.to_owned();
+    }
+    match quoted_printable::decode(body, quoted_printable::ParseMode::Robust) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => body.to_owned(),
+    }
 }

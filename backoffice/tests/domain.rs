@@ -5,15 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backoffice::Error;
+use backoffice::env::{Env, Fault};
 use backoffice::identity::{Identity, MAX_FAILURES_PER_HOUR, Role};
-use backoffice::mail::{Letters, Mail, Transport, plain_text};
+use backoffice::mail::{Letters, Mail, Transport};
 use backoffice::notify::Notifications;
 use backoffice::password::Hasher;
-use backoffice::provision::{Env, Fault};
-use backoffice::tenant_db::{TenantDbs, TenantPool};
+use backoffice::registry;
+use backoffice::tenant_db::TenantDbs;
 use backoffice::tenants::{TenantStatus, Tenants};
-use backoffice::testing::{Mood, SmtpSink, link_token};
-use backoffice::{on_pool, registry};
+use backoffice::testing::{Mood, SmtpSink, link_token, plain_text};
+use database::query;
 use jobengine::testing::{TestDb, Which};
 use jobengine::{JobState, Jobs, Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
@@ -56,24 +57,23 @@ struct Bundle {
 async fn setup(which: Which) -> Bundle {
     let db = TestDb::new(which).await;
     let jobs = db.jobs().await.with_default_max_attempts(2);
-    let pools = jobs.store().pools();
-    backoffice::db::migrate(&pools).await.expect("control-plane migrations");
-    let identity = Identity::new(jobs.store().clone(), Hasher::new(4).expect("hasher"), jobs.clock().clone());
+    jobs.db().migrate(backoffice::db::migrations()).await.expect("control-plane migrations");
+    let identity = Identity::new(jobs.db().clone(), Hasher::new(4).expect("hasher"), jobs.clock().clone());
     let dir = tempfile::tempdir().expect("tempdir");
-    let dbs = TenantDbs::new(pools, &db.url, dir.path().to_path_buf()).expect("tenant dbs");
+    let dbs = TenantDbs::new(jobs.db(), dir.path().to_path_buf());
     let letters = Letters::new("Back Office <no-reply@backoffice.test>", "http://bo.test").expect("letters");
     let mail = Mail { letters: letters.clone(), transport: Transport::Files(dir.path().join("mail")) };
+    // As `backoffice::open` does: the end hooks see every job that ends, with or
+    // without a worker running.
+    let env =
+        Env { jobs: jobs.clone(), db: jobs.db().clone(), tenant_dbs: dbs.clone(), fault: None, mail: mail.clone() };
+    jobs.install_end_hooks(&registry(), Arc::new(env));
     Bundle { tenants: Tenants::new(jobs.clone(), letters), _db: db, jobs, identity, dbs, mail, dir }
 }
 
 fn start_worker(b: &Bundle, fault: Option<Fault>) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-    let env = Env {
-        jobs: b.jobs.clone(),
-        pools: b.jobs.store().pools(),
-        tenant_dbs: b.dbs.clone(),
-        fault,
-        mail: b.mail.clone(),
-    };
+    let env =
+        Env { jobs: b.jobs.clone(), db: b.jobs.db().clone(), tenant_dbs: b.dbs.clone(), fault, mail: b.mail.clone() };
     let mut cfg = WorkerConfig { poll: Duration::from_millis(20), ..WorkerConfig::default() };
     cfg.backoff.base = Duration::from_millis(50);
     let w = Worker::new(&b.jobs, registry(), Arc::new(env), cfg);
@@ -183,7 +183,7 @@ async fn admin_creates_tenant_and_it_provisions(which: Which) {
     let mails = wait_mail(&b, 1).await;
     stop.cancel();
     handle.await.expect("worker");
-    let notes = Notifications::new(b.jobs.store().pools()).pending(&admin.id, 0).await.expect("pending");
+    let notes = Notifications::new(b.jobs.db().clone()).pending(&admin.id, 0).await.expect("pending");
     assert_eq!(notes.len(), 1, "one toast despite the re-run: {notes:?}");
     assert_eq!(notes[0].body, "Tenant Acme Corp has been successfully provisioned.");
     assert_eq!(notes[0].link, format!("/admin/tenants/{}", t.id));
@@ -200,24 +200,20 @@ async fn admin_creates_tenant_and_it_provisions(which: Which) {
     assert!(matches!(b.identity.set_password(&token, "another password!").await, Err(Error::BadToken)), "single use");
     b.identity.login("owner@acme.test", "owner's new password").await.expect("tenant admin logs in");
 
-    let pool = b.dbs.open(&t.db_name).await.expect("open tenant db");
+    let tenant_db = b.dbs.open(&t.db_name).await.expect("open tenant db");
     let counts = |q: &'static str| {
-        let pool = &pool;
-        async move {
-            match pool {
-                TenantPool::Sqlite(p) => sqlx::query_scalar::<_, i64>(q).fetch_one(p).await,
-                TenantPool::Postgres(p) => sqlx::query_scalar::<_, i64>(q).fetch_one(p).await,
-            }
-            .expect("count")
-        }
+        let tenant_db = &tenant_db;
+        async move { query(q).scalar::<i64>(tenant_db.read()).await.expect("count") }
     };
     assert_eq!(counts("SELECT COUNT(*) FROM roles").await, 3);
     assert_eq!(counts("SELECT COUNT(*) FROM settings").await, 2);
     assert_eq!(counts("SELECT COUNT(*) FROM users WHERE email = 'owner@acme.test' AND role = 'admin'").await, 1);
-    let pools = b.jobs.store().pools();
-    let n: i64 = on_pool!(&pools, read, p => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM users WHERE email = 'owner@acme.test' AND role = 'tenant_admin' AND tenant_id = $1")
-        .bind(&t.id).fetch_one(p).await)
+    let n: i64 = query(
+        "SELECT COUNT(*) FROM users WHERE email = 'owner@acme.test' AND role = 'tenant_admin' AND tenant_id = $1",
+    )
+    .bind(&t.id)
+    .scalar(b.jobs.db().read())
+    .await
     .expect("count");
     assert_eq!(n, 1, "one tenant admin in the control plane");
 }
@@ -278,7 +274,7 @@ async fn provisioning_failure_marks_tenant_failed(which: Which) {
     assert_eq!(errors[0], "migrating the tenant database", "{errors:?}");
     stop.cancel();
     handle.await.expect("worker");
-    let notes = Notifications::new(b.jobs.store().pools()).pending(&admin.id, 0).await.expect("pending");
+    let notes = Notifications::new(b.jobs.db().clone()).pending(&admin.id, 0).await.expect("pending");
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert_eq!(notes[0].kind, "error");
     assert!(notes[0].body.starts_with("Tenant Doomed Ltd could not be provisioned: "), "{notes:?}");
@@ -300,20 +296,16 @@ async fn worker_dying_on_the_last_attempt_fails_the_tenant(which: Which) {
     let now = jobengine::Clock::now(b.jobs.clock().as_ref());
     let claimed = store.fetch("doomed-worker", &["default".into()], 1, now, now + 1_000).await.expect("fetch");
     assert_eq!(claimed.len(), 1);
-    // Its last allowed interruption (a cap of 1 here).
+    // Its last allowed interruption (a cap of 1 here): the rescuer dead-letters
+    // the job, and the job's end hook fails the tenant in the same transaction.
+    // No sweep runs in this test.
     let r = store.rescue(now + 2_000, 1).await.expect("rescue");
     assert_eq!(r.dead, 1, "its only allowed interruption");
-    assert_eq!(tenants.get(&created.tenant.id).await.expect("get").status(), TenantStatus::Provisioning);
-    assert_eq!(backoffice::provision::reconcile_failed(&b.jobs, now + 3_000).await.expect("reconcile"), 1);
     let t = tenants.get(&created.tenant.id).await.expect("get");
     assert_eq!(t.status(), TenantStatus::Failed);
     assert!(t.last_error.as_deref().is_some_and(|e| e.contains("doomed-worker stopped renewing its lease")), "{t:?}");
-    assert_eq!(
-        backoffice::provision::reconcile_failed(&b.jobs, now + 4_000).await.expect("reconcile"),
-        0,
-        "idempotent"
-    );
-    let notes = Notifications::new(b.jobs.store().pools()).pending(&admin.id, 0).await.expect("pending");
+    assert_eq!(store.rescue(now + 4_000, 1).await.expect("rescue").dead, 0, "nothing left to rescue");
+    let notes = Notifications::new(b.jobs.db().clone()).pending(&admin.id, 0).await.expect("pending");
     assert_eq!(notes.iter().map(|n| n.kind.as_str()).collect::<Vec<_>>(), ["error"], "notified once");
 }
 
@@ -335,12 +327,13 @@ async fn smtp_transient_failures_retry_and_permanent_ones_go_dead() {
     let mut sink = SmtpSink::start();
     let b = setup_smtp(&sink).await;
     b.identity.seed_super_admin("root@example.com", Some("a long enough password")).await.expect("seed");
-    let pools = b.jobs.store().pools();
+    let db = b.jobs.db().clone();
     let mail_jobs = || async {
-        let rows: Vec<(i64, String, i64, Option<String>)> = on_pool!(&pools, read, p => sqlx::query_as(
-            "SELECT id, state, attempt, last_error FROM jobs WHERE kind = 'mail.send' ORDER BY id")
-            .fetch_all(p).await)
-        .expect("mail jobs");
+        let rows: Vec<(i64, String, i64, Option<String>)> =
+            query("SELECT id, state, attempt, last_error FROM jobs WHERE kind = 'mail.send' ORDER BY id")
+                .fetch_all(db.read())
+                .await
+                .expect("mail jobs");
         rows
     };
 
@@ -399,12 +392,12 @@ async fn smtp_killed_after_accepting_resends_the_same_message() {
     sink.set_mood(Mood::Accept);
     let sink = sink.restart();
     sink.wait_for(2, Duration::from_secs(60));
-    let pools = b.jobs.store().pools();
     let job: (String, i64, Option<String>) = loop {
-        let j: (String, i64, Option<String>) = on_pool!(&pools, read, p => sqlx::query_as(
-            "SELECT state, attempt, last_error FROM jobs WHERE kind = 'mail.send'")
-            .fetch_one(p).await)
-        .expect("the mail job");
+        let j: (String, i64, Option<String>) =
+            query("SELECT state, attempt, last_error FROM jobs WHERE kind = 'mail.send'")
+                .fetch_one(b.jobs.db().read())
+                .await
+                .expect("the mail job");
         if j.0 == "succeeded" {
             break j;
         }
@@ -461,7 +454,7 @@ async fn one_users_notifications_commit_in_id_order() {
         id
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let notes = Notifications::new(b.jobs.store().pools());
+    let notes = Notifications::new(b.jobs.db().clone());
     let visible = notes.pending(&admin.id, 0).await.expect("pending");
     assert!(visible.is_empty(), "visible while an earlier one is uncommitted: {visible:?}");
     first.commit().await.expect("commit");

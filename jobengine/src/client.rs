@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
+use database::{Db, Tx};
+
 use crate::clock::{Clock, Micros, SystemClock};
 use crate::error::StorageError;
 use crate::job::Job;
 use crate::metrics::Metrics;
-use crate::storage::{
-    self, AdminOp, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, StateCounts, Storage, Transaction, WorkerRow,
-};
+use crate::registry::Registry;
+use crate::storage::{AdminOp, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, StateCounts, Store, WorkerRow};
 
 /// Attempts a job gets unless its type says otherwise (Hangfire's default too).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
@@ -25,24 +26,33 @@ pub struct JobDetail {
 /// Enqueues and administers jobs. Cheap to clone.
 #[derive(Clone)]
 pub struct Jobs {
-    store: Arc<dyn Storage>,
+    store: Arc<Store>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     default_max_attempts: u32,
 }
 
 impl Jobs {
-    /// Opens the database named by `url` (see [`storage::connect`]), migrates it,
-    /// and uses the wall clock.
+    /// Opens the database named by `url` (`sqlite://PATH` or `postgres://…`),
+    /// runs the engine's migrations, and uses the wall clock.
     ///
     /// # Errors
-    /// As [`storage::connect`].
+    /// The URL is unsupported, or the database cannot be reached or migrated.
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
-        Ok(Self::new(storage::connect(url).await?, Arc::new(SystemClock)))
+        Self::open(Db::connect(url).await?, Arc::new(SystemClock)).await
     }
 
-    /// A handle on an open storage with the given clock.
-    pub fn new(store: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Self {
+    /// The engine on an open database with the given clock: runs the engine's
+    /// migrations.
+    ///
+    /// # Errors
+    /// A migration failed.
+    pub async fn open(db: Db, clock: Arc<dyn Clock>) -> Result<Self, StorageError> {
+        Ok(Self::new(Store::open(db).await?, clock))
+    }
+
+    /// A handle on an open store with the given clock.
+    pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>) -> Self {
         Self { store, clock, metrics: Arc::new(Metrics::default()), default_max_attempts: DEFAULT_MAX_ATTEMPTS }
     }
 
@@ -53,8 +63,22 @@ impl Jobs {
     }
 
     /// The storage.
-    pub fn store(&self) -> &Arc<dyn Storage> {
+    pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// The database the jobs live in, for the application's own tables (write
+    /// them in [`Jobs::begin`]'s transaction to enqueue atomically with them).
+    pub fn db(&self) -> &Db {
+        self.store.db()
+    }
+
+    /// Makes the end hooks of `registry`'s job types run, with `app`, on every
+    /// transition that ends a job through this handle or a worker built from it
+    /// (see [`crate::hooks`]). Only the first call counts; call it at start-up,
+    /// before any job can end.
+    pub fn install_end_hooks<C: Send + Sync + 'static>(&self, registry: &Registry<C>, app: Arc<C>) {
+        self.store.install_hooks(registry.bind_hooks(app));
     }
 
     /// The clock.
@@ -86,7 +110,7 @@ impl Jobs {
     ///
     /// # Errors
     /// The database is unreachable.
-    pub async fn begin(&self) -> Result<Transaction, StorageError> {
+    pub async fn begin(&self) -> Result<Tx, StorageError> {
         self.store.begin().await
     }
 
@@ -94,7 +118,7 @@ impl Jobs {
     ///
     /// # Errors
     /// The database failed or the arguments do not serialize.
-    pub async fn enqueue_in<J: Job>(&self, tx: &mut Transaction, job: &J) -> Result<Enqueued, StorageError> {
+    pub async fn enqueue_in<J: Job>(&self, tx: &mut Tx, job: &J) -> Result<Enqueued, StorageError> {
         let new = self.new_job(job, None)?;
         self.store.enqueue_in(tx, &new, self.clock.now()).await
     }
@@ -204,19 +228,6 @@ impl Jobs {
     /// # Errors
     /// The database failed.
     pub async fn throughput(&self, since: Micros, bucket: Micros) -> Result<Vec<(Micros, u64, u64)>, StorageError> {
-        const SQL: &str = "SELECT (finished_at / $1) * $1 AS at,
-                    SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END) AS ok,
-                    SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead
-             FROM jobs WHERE finished_at >= $2 AND state IN ('succeeded', 'dead')
-             GROUP BY 1 ORDER BY 1";
-        let rows: Vec<(i64, i64, i64)> = match self.store.pools() {
-            crate::Pools::Sqlite { read, .. } => {
-                sqlx::query_as(SQL).bind(bucket.max(1)).bind(since).fetch_all(&read).await?
-            }
-            crate::Pools::Postgres(pool) => {
-                sqlx::query_as(SQL).bind(bucket.max(1)).bind(since).fetch_all(&pool).await?
-            }
-        };
-        Ok(rows.into_iter().map(|(at, ok, dead)| (at, ok.max(0) as u64, dead.max(0) as u64)).collect())
+        self.store.throughput(since, bucket).await
     }
 }

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::storage::{Completion, Outcome, Storage};
+use crate::storage::{Completion, Outcome, Store};
 
 /// Most outcomes written in one transaction.
 pub const MAX_BATCH: usize = 1000;
@@ -24,7 +25,8 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
 /// Runs until every sender is dropped and the channel is drained.
 pub(crate) async fn completer_loop(
-    store: Arc<dyn Storage>,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
     mut rx: mpsc::UnboundedReceiver<Completion>,
     metrics: Arc<Metrics>,
 ) {
@@ -40,7 +42,7 @@ pub(crate) async fn completer_loop(
         let started = Instant::now();
         let mut delay = Duration::from_millis(50);
         loop {
-            match store.complete(&batch).await {
+            match store.complete(&batch, clock.now()).await {
                 Ok(accepted) => {
                     for (c, ok) in batch.iter().zip(accepted) {
                         if !ok {

@@ -12,15 +12,9 @@ use crate::state::JobState;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
-    /// The database failed or could not be reached.
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// A migration failed.
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// `DATABASE_URL` names a database we do not support.
-    #[error("unsupported database URL scheme {0:?}: use sqlite://PATH or postgres://...")]
-    BadUrl(String),
+    /// The database failed, could not be reached or migrated.
+    #[error(transparent)]
+    Database(#[from] database::DbError),
     /// No job with that id.
     #[error("job {0} not found")]
     NotFound(i64),
@@ -43,14 +37,20 @@ pub enum StorageError {
     /// A stored row is not what this version understands.
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    /// An I/O error preparing the database (creating its directory).
-    #[error("cannot prepare database directory: {0}")]
-    Io(#[from] std::io::Error),
+    /// A job type's end hook failed; the transition did not happen.
+    #[error("end hook failed: {0:#}")]
+    Hook(anyhow::Error),
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(e: sqlx::Error) -> Self {
+        StorageError::Database(e.into())
+    }
 }
 
 impl StorageError {
-    /// Whether the database said "unique constraint violated".
-    pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
-        matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+    /// Whether the database is out of reach (the operation may succeed if retried).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StorageError::Database(e) if e.is_unavailable())
     }
 }

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::storage::Storage;
+use crate::storage::Store;
 
 /// A job type. The struct is the job's arguments, stored as JSON; `run` is its
 /// handler.
@@ -97,7 +97,7 @@ pub struct JobContext<C> {
     /// out, or the lease was lost (the job was deleted or given to another worker).
     pub cancel: CancellationToken,
     pub(crate) lease_seq: i64,
-    pub(crate) store: Arc<dyn Storage>,
+    pub(crate) store: Arc<Store>,
     pub(crate) clock: Arc<dyn Clock>,
 }
 

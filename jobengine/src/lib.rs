@@ -17,16 +17,17 @@
 //! - [`state`]: the lifecycle, one enum, with the state diagram;
 //! - [`job`]: the [`Job`] trait, [`JobContext`] and [`JobError`];
 //! - [`registry`]: job types by kind; unknown kinds and bad arguments fail cleanly;
+//! - [`hooks`]: a job type's end hook, run inside the transition that ends it;
 //! - [`client`]: [`Jobs`], to enqueue and to administer (counts, list, get,
 //!   requeue, delete, trigger, workers);
-//! - [`storage`]: the [`Storage`] trait and its SQLite and PostgreSQL
-//!   implementations, each with its own SQL (`migrations/{sqlite,postgres}/jobs`);
+//! - [`storage`]: the [`Store`] on the `database` handle: SQL both backends
+//!   accept written once, a dialect per backend for the claim, completion and
+//!   rescue (`migrations/{sqlite,postgres}/jobs`);
 //! - [`worker`]: the fetch loop, heartbeats and graceful shutdown;
 //!   [`completer`] batches outcomes; [`rescuer`] takes back expired leases;
 //! - [`retry`]: backoff; [`clock`]: time, injectable for tests; [`config`]:
-//!   settings from the environment; [`metrics`]: Prometheus text; [`signals`]:
-//!   SIGTERM/SIGINT as a cancellation token; [`listen`]: a PostgreSQL `LISTEN`
-//!   that reconnects by itself;
+//!   worker settings; [`metrics`]: Prometheus text; [`signals`]: SIGTERM/SIGINT
+//!   as a cancellation token;
 //! - [`builtin`]: diagnostic jobs (`diag.noop`, `diag.sleep`, `diag.fail`).
 
 pub mod builtin;
@@ -35,8 +36,8 @@ pub mod clock;
 pub mod completer;
 pub mod config;
 pub mod error;
+pub mod hooks;
 pub mod job;
-pub mod listen;
 pub mod metrics;
 pub mod registry;
 pub mod rescuer;
@@ -51,11 +52,13 @@ pub mod worker;
 pub use client::{DEFAULT_MAX_ATTEMPTS, JobDetail, Jobs};
 pub use clock::{Clock, ManualClock, Micros, SystemClock};
 pub use config::WorkerConfig;
+pub use database::{Db, Tx};
 pub use error::StorageError;
+pub use hooks::{EndContext, Ended, OnEnd};
 pub use job::{Job, JobContext, JobError};
 pub use registry::Registry;
 pub use state::JobState;
-pub use storage::{Backend, Enqueued, ListQuery, Pools, StateCounts, Storage, Transaction, Tx};
+pub use storage::{Enqueued, HistoryRow, JobRow, ListQuery, NewJob, StateCounts, Store, WorkerRow};
 pub use worker::Worker;
 
 /// A registry with the diagnostic jobs every worker runs.

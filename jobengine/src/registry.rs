@@ -6,18 +6,27 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use futures::future::BoxFuture;
 
+use crate::hooks::{Bound, EndFn, Hooks, OnEnd, end_fn};
 use crate::job::{Job, JobContext, JobError};
 
 type Handler<C> = Arc<dyn Fn(&str, JobContext<C>) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync>;
 
-/// Job types by kind, all sharing the application context `C`.
+/// Job types by kind, all sharing the application context `C`, with the end
+/// hooks of those that have one.
 pub struct Registry<C> {
     handlers: HashMap<&'static str, Handler<C>>,
+    ends: HashMap<&'static str, EndFn<C>>,
 }
 
 impl<C> Default for Registry<C> {
     fn default() -> Self {
-        Self { handlers: HashMap::new() }
+        Self { handlers: HashMap::new(), ends: HashMap::new() }
+    }
+}
+
+impl<C> Clone for Registry<C> {
+    fn clone(&self) -> Self {
+        Self { handlers: self.handlers.clone(), ends: self.ends.clone() }
     }
 }
 
@@ -53,6 +62,21 @@ impl<C: Send + Sync + 'static> Registry<C> {
         });
         self.insert(J::KIND, h);
         self
+    }
+
+    /// Adds the end hook of a registered job type (see [`crate::hooks`]).
+    ///
+    /// # Panics
+    /// If the type has no handler registered yet, or a hook already.
+    pub fn on_end<J: OnEnd<Context = C>>(mut self) -> Self {
+        assert!(self.handlers.contains_key(J::KIND), "register job kind {:?} before its end hook", J::KIND);
+        assert!(self.ends.insert(J::KIND, end_fn::<J>).is_none(), "end hook of {:?} registered twice", J::KIND);
+        self
+    }
+
+    /// The end hooks bound to the context they run with.
+    pub(crate) fn bind_hooks(&self, app: Arc<C>) -> Arc<dyn Hooks> {
+        Arc::new(Bound { ends: self.ends.clone(), app })
     }
 
     fn insert(&mut self, kind: &'static str, h: Handler<C>) {

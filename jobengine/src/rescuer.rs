@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, micros};
 use crate::config::WorkerConfig;
 use crate::metrics::Metrics;
-use crate::storage::Storage;
+use crate::storage::Store;
 
 /// How long a silent worker stays listed (as not live) before its row is removed.
 pub const PRUNE_AFTER: Duration = Duration::from_secs(600);
@@ -28,7 +28,7 @@ pub const PRUNE_AFTER: Duration = Duration::from_secs(600);
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 pub(crate) async fn rescuer_loop(
-    store: Arc<dyn Storage>,
+    store: Arc<Store>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     cfg: WorkerConfig,

@@ -73,6 +73,11 @@ impl JobState {
     pub fn is_live(self) -> bool {
         matches!(self, JobState::Enqueued | JobState::Processing | JobState::Scheduled)
     }
+
+    /// Whether a job in this state has ended (its type's end hook runs on entry).
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Dead | JobState::Deleted)
+    }
 }
 
 impl fmt::Display for JobState {

@@ -41,7 +41,7 @@ use crate::job::{JobContext, JobError};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::rescuer::rescuer_loop;
-use crate::storage::{Completion, JobRow, Outcome, Storage, WorkerRow};
+use crate::storage::{Completion, JobRow, Outcome, Store, WorkerRow};
 
 /// A job this worker is running.
 struct Running {
@@ -59,7 +59,7 @@ type RunningMap = Arc<Mutex<HashMap<i64, Running>>>;
 pub struct Worker<C> {
     id: Arc<str>,
     config: WorkerConfig,
-    store: Arc<dyn Storage>,
+    store: Arc<Store>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     registry: Arc<Registry<C>>,
@@ -83,8 +83,10 @@ fn hostname() -> String {
 }
 
 impl<C: Send + Sync + 'static> Worker<C> {
-    /// A worker running the jobs in `registry` against `jobs`'s storage.
+    /// A worker running the jobs in `registry` against `jobs`'s storage. Also
+    /// installs the registry's end hooks on `jobs` (see [`Jobs::install_end_hooks`]).
     pub fn new(jobs: &Jobs, registry: Registry<C>, app: Arc<C>, config: WorkerConfig) -> Self {
+        jobs.install_end_hooks(&registry, app.clone());
         Self {
             id: new_worker_id().into(),
             config,
@@ -127,7 +129,8 @@ impl<C: Send + Sync + 'static> Worker<C> {
         let tracker = TaskTracker::new();
         let background = CancellationToken::new();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
-        let completer = tokio::spawn(completer_loop(self.store.clone(), done_rx, self.metrics.clone()));
+        let completer =
+            tokio::spawn(completer_loop(self.store.clone(), self.clock.clone(), done_rx, self.metrics.clone()));
         let heartbeat = tokio::spawn(heartbeat_loop(
             self.id.clone(),
             self.store.clone(),
@@ -311,7 +314,7 @@ impl<C: Send + Sync + 'static> Worker<C> {
 /// whose lease was lost.
 async fn heartbeat_loop(
     id: Arc<str>,
-    store: Arc<dyn Storage>,
+    store: Arc<Store>,
     clock: Arc<dyn Clock>,
     running: RunningMap,
     cfg: WorkerConfig,

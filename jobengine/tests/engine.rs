@@ -330,10 +330,10 @@ async fn expired_lease_is_rescued_and_fenced(which: Which) {
     assert!(again[0].lease_seq > seq);
     assert_eq!(store.extend_leases(&[(e.id, seq)], now + lease).await.expect("extend"), [e.id]);
     let stale = Completion { job_id: e.id, lease_seq: seq, at: now, outcome: Outcome::Succeeded };
-    assert_eq!(store.complete(&[stale]).await.expect("complete"), [false]);
+    assert_eq!(store.complete(&[stale], now).await.expect("complete"), [false]);
     assert_eq!(jobs.get(e.id).await.expect("get").job.state, JobState::Processing);
     let fresh = Completion { job_id: e.id, lease_seq: again[0].lease_seq, at: now, outcome: Outcome::Succeeded };
-    assert_eq!(store.complete(&[fresh]).await.expect("complete"), [true]);
+    assert_eq!(store.complete(&[fresh], now).await.expect("complete"), [true]);
     let d = jobs.get(e.id).await.expect("get");
     assert_eq!(d.job.state, JobState::Succeeded);
     assert_eq!(d.history.iter().filter(|h| h.state == JobState::Succeeded).count(), 1);

@@ -143,8 +143,8 @@ async fn topology(n: usize, tenants: u64, callers: u64) {
     lat.sort_by(f64::total_cmp);
 
     // Until every tenant is active and every welcome email written.
-    let pools = jobengine::Jobs::connect(&db.url).await.expect("jobs").store().pools();
-    let jobengine::Pools::Postgres(pg) = pools else { unreachable!("PostgreSQL only") };
+    let control = database::Db::connect(&db.url).await.expect("database");
+    let Some(pg) = control.postgres().cloned() else { unreachable!("PostgreSQL only") };
     let deadline = Instant::now() + Duration::from_secs(600);
     let emails = || -> usize {
         workers.iter().map(|w| std::fs::read_dir(w.data_dir().join("mail")).map(|d| d.count()).unwrap_or(0)).sum()

@@ -42,7 +42,7 @@ pub struct Config {
     /// (`.eml` files under `DATA_DIR/mail` when `SMTP_URL` is unset).
     pub mail: backoffice::mail::Mail,
     /// `PROVISION_FAULT` (tests only): slow or failing provisioning.
-    pub provision_fault: Option<backoffice::provision::Fault>,
+    pub provision_fault: Option<backoffice::env::Fault>,
     /// The embedded worker's settings (`WORKER_CONCURRENCY`, `JOB_LEASE_MS`, ...).
     pub worker_config: jobengine::WorkerConfig,
 }
@@ -88,7 +88,7 @@ impl Config {
         let mail = backoffice::mail::Mail::from_lookup(&get, &data_dir)?;
         let provision_fault = get("PROVISION_FAULT")
             .filter(|v| !v.trim().is_empty())
-            .map(|v| backoffice::provision::Fault::parse(&v))
+            .map(|v| backoffice::env::Fault::parse(&v))
             .transpose()?;
         let worker_config = jobengine::WorkerConfig::from_lookup(&get).context("reading worker settings")?;
         Ok(Self {

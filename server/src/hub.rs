@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backoffice::notify::Notifications;
-use jobengine::{Clock, Pools};
+use database::Db;
+use database::listen::ListenEvent;
+use jobengine::Clock;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -110,31 +112,25 @@ impl Hub {
 }
 
 /// Feeds the hub until `stop` fires (see the module docs).
-pub async fn run_sources(hub: Arc<Hub>, pools: Pools, clock: Arc<dyn Clock>, stop: CancellationToken) {
-    match pools {
-        Pools::Postgres(pool) => {
-            let listen = jobengine::listen::listen_forever(
-                pool,
-                &["notifications", "sessions_revoked"],
-                "notification listener",
-                |event| match event {
-                    jobengine::listen::ListenEvent::Connected => hub.wake_all(),
-                    jobengine::listen::ListenEvent::Message { channel: "sessions_revoked", payload } => {
-                        hub.end_session(payload);
-                    }
-                    jobengine::listen::ListenEvent::Message { payload, .. } => {
-                        if let Some((_, user)) = payload.split_once(':') {
-                            hub.wake_user(user);
-                        }
-                    }
-                },
-            );
+pub async fn run_sources(hub: Arc<Hub>, db: Db, clock: Arc<dyn Clock>, stop: CancellationToken) {
+    let listen = db.listen(&["notifications", "sessions_revoked"], "notification listener", |event| match event {
+        ListenEvent::Connected => hub.wake_all(),
+        ListenEvent::Message { channel: "sessions_revoked", payload } => hub.end_session(payload),
+        ListenEvent::Message { payload, .. } => {
+            if let Some((_, user)) = payload.split_once(':') {
+                hub.wake_user(user);
+            }
+        }
+    });
+    match listen {
+        Some(listen) => {
             tokio::select! {
                 () = listen => {}
                 () = stop.cancelled() => {}
             }
         }
-        pools @ Pools::Sqlite { .. } => poll(hub, Notifications::new(pools), clock, stop).await,
+        // SQLite has no NOTIFY: poll.
+        None => poll(hub.clone(), Notifications::new(db), clock, stop).await,
     }
 }
 

@@ -58,7 +58,7 @@ pub struct Backend {
     /// The job engine.
     pub jobs: Jobs,
     /// What jobs run with (the control plane, tenant databases).
-    pub env: Arc<backoffice::provision::Env>,
+    pub env: Arc<backoffice::env::Env>,
     /// Users and sessions.
     pub identity: backoffice::identity::Identity,
     /// Open notification streams.
@@ -79,7 +79,7 @@ impl Backend {
         )
         .await?;
         let hasher = backoffice::password::Hasher::new(HASH_PERMITS).context("preparing password hashing")?;
-        let identity = backoffice::identity::Identity::new(jobs.store().clone(), hasher, jobs.clock().clone());
+        let identity = backoffice::identity::Identity::new(jobs.db().clone(), hasher, jobs.clock().clone());
         Ok(Self { jobs, env, identity, hub: Arc::default() })
     }
 }
@@ -124,7 +124,7 @@ pub fn router(
     .max_decoding_message_size(MAX_REQUEST_BYTES);
     let notifications_svc = NotificationServiceServer::new(grpc::notifications::NotificationsGrpc::new(
         backend.identity.clone(),
-        backoffice::notify::Notifications::new(jobs.store().pools()),
+        backoffice::notify::Notifications::new(jobs.db().clone()),
         backend.hub.clone(),
         jobs.clock().clone(),
         shutdown.clone(),
@@ -206,14 +206,13 @@ pub async fn run(
             let w =
                 Worker::new(&backend.jobs, backoffice::registry(), backend.env.clone(), config.worker_config.clone());
             let token = shutdown.clone();
-            tokio::spawn(backoffice::provision::reconcile_loop(backend.env.clone(), shutdown.clone()));
             Some(tokio::spawn(w.run(token)))
         }
         WorkerMode::Off => None,
     };
     tokio::spawn(hub::run_sources(
         backend.hub.clone(),
-        backend.jobs.store().pools(),
+        backend.jobs.db().clone(),
         backend.jobs.clock().clone(),
         shutdown.clone(),
     ));

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use backoffice::mail::plain_text;
+use backoffice::testing::plain_text;
 use backoffice::testing::{SmtpSink, link_token};
 use jobengine::testing::Which;
 use proto::auth::v1::auth_service_client::AuthServiceClient;

@@ -73,17 +73,12 @@ async fn login_does_not_reveal_accounts_by_timing() {
     assert!((mk - mu).abs() / mk.max(mu) < 0.2, "timing reveals accounts: {mk:.1} vs {mu:.1} ms");
 
     let hash: String = {
-        let pools = jobengine::Jobs::connect(&srv.db.url).await.expect("jobs").store().pools();
-        match pools {
-            jobengine::Pools::Sqlite { read, .. } => {
-                sqlx::query_scalar("SELECT password_hash FROM users WHERE email = $1")
-                    .bind(ROOT_EMAIL)
-                    .fetch_one(&read)
-                    .await
-                    .expect("hash")
-            }
-            jobengine::Pools::Postgres(_) => unreachable!("SQLite test"),
-        }
+        let db = database::Db::connect(&srv.db.url).await.expect("database");
+        database::query("SELECT password_hash FROM users WHERE email = $1")
+            .bind(ROOT_EMAIL)
+            .scalar(db.read())
+            .await
+            .expect("hash")
     };
     assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
 }

@@ -24,12 +24,11 @@ async fn main() -> anyhow::Result<()> {
     let config = WorkerConfig::from_env().context("reading worker settings")?;
     let data_dir = std::env::var("DATA_DIR").unwrap_or_else(|_| "data".to_owned());
     let mail = backoffice::mail::Mail::from_env(std::path::Path::new(&data_dir))?;
-    let fault = backoffice::provision::Fault::from_env()?;
+    let fault = backoffice::env::Fault::from_env()?;
     let (jobs, env) = backoffice::open(&url, data_dir.into(), mail, fault)
         .await
         .with_context(|| format!("opening the control plane at {}", redact(&url)))?;
     let shutdown = jobengine::signals::shutdown_on_signals();
-    tokio::spawn(backoffice::provision::reconcile_loop(env.clone(), shutdown.clone()));
     let worker = Worker::new(&jobs, backoffice::registry(), env, config);
     worker.run(shutdown).await.context("running the worker")?;
     Ok(())

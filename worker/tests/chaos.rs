@@ -61,7 +61,7 @@ async fn random_kill_9_during_provisioning(which: Which) {
         }
     }
     // Every email out, none dead.
-    let pools = jobs.store().pools();
+    let db = jobs.db().clone();
     let counts = loop {
         let c = jobs.counts().await.expect("counts");
         if c.enqueued + c.processing + c.scheduled == 0 {
@@ -78,9 +78,8 @@ async fn random_kill_9_during_provisioning(which: Which) {
         let home = env.tenant_dbs.read_home(&t.db_name).await.expect("read tenant db");
         assert_eq!((home.roles.len(), home.settings.len()), (3, 2), "one seed in {id}");
     }
-    let welcome: i64 = backoffice::on_pool!(&pools, read, p => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM outbox WHERE kind = 'welcome'").fetch_one(p).await)
-    .expect("outbox");
+    let welcome: i64 =
+        database::query("SELECT COUNT(*) FROM outbox WHERE kind = 'welcome'").scalar(db.read()).await.expect("outbox");
     assert_eq!(welcome as usize, tenants_n, "one welcome email composed per tenant");
 
     // What the SMTP server got: one Message-ID per sign-up, each to its owner.
@@ -99,9 +98,10 @@ async fn random_kill_9_during_provisioning(which: Which) {
     assert_eq!(recipients, expected, "exactly one distinct welcome email per sign-up");
     let resent: usize = by_id.values().map(|(_, n)| n - 1).sum();
     // The kills did hit running work.
-    let interrupted: i64 = backoffice::on_pool!(&pools, read, p => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM job_history WHERE reason LIKE '%interrupted%'").fetch_one(p).await)
-    .expect("history");
+    let interrupted: i64 = database::query("SELECT COUNT(*) FROM job_history WHERE reason LIKE '%interrupted%'")
+        .scalar(db.read())
+        .await
+        .expect("history");
     assert!(interrupted > 0, "no kill interrupted a job: the test proved nothing");
     println!(
         "figure: {which:?}: {kills} kills, {interrupted} attempts interrupted, {tenants_n} tenants active in {:.1} s; \

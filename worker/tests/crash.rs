@@ -128,7 +128,7 @@ async fn sigterm_releases_running_job(which: Which) {
 /// Kill the worker while provisioning is at each step in turn; the tenant still
 /// ends active with one database and one seed, and every interruption is on record.
 async fn kill_9_at_every_provisioning_step(which: Which) {
-    use backoffice::provision::STEPS;
+    use backoffice::jobs::provision::STEPS;
     use backoffice::tenants::{TenantStatus, Tenants};
 
     let db = TestDb::new(which).await;
@@ -176,17 +176,9 @@ async fn kill_9_at_every_provisioning_step(which: Which) {
     assert_eq!(job.job.attempt, 1, "interrupted attempts do not count");
     // One database, one seed.
     assert!(env.tenant_dbs.exists(&t.db_name).await.expect("exists"));
-    let pool = env.tenant_dbs.open(&t.db_name).await.expect("open tenant db");
-    let (roles, users): (i64, i64) = match &pool {
-        backoffice::tenant_db::TenantPool::Sqlite(p) => (
-            sqlx::query_scalar("SELECT COUNT(*) FROM roles").fetch_one(p).await.expect("roles"),
-            sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(p).await.expect("users"),
-        ),
-        backoffice::tenant_db::TenantPool::Postgres(p) => (
-            sqlx::query_scalar("SELECT COUNT(*) FROM roles").fetch_one(p).await.expect("roles"),
-            sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(p).await.expect("users"),
-        ),
-    };
+    let tenant_db = env.tenant_dbs.open(&t.db_name).await.expect("open tenant db");
+    let roles: i64 = database::query("SELECT COUNT(*) FROM roles").scalar(tenant_db.read()).await.expect("roles");
+    let users: i64 = database::query("SELECT COUNT(*) FROM users").scalar(tenant_db.read()).await.expect("users");
     assert_eq!((roles, users), (3, 1));
     if which == Which::Sqlite {
         let files = std::fs::read_dir(dir.path().join("tenants"))

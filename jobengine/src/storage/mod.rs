@@ -1,29 +1,32 @@
-//! Where jobs live: one [`Storage`] trait, one implementation per database.
+//! Where jobs live: one [`Store`] on the [`database`] handle, its SQL written
+//! once where both backends accept it ([`portable`]), and a [`Dialect`] per
+//! backend for the statements the dialects force apart: the claim, the lease
+//! renewal, the batched completion, the release at shutdown and the rescue.
 //!
-//! Like Hangfire's `JobStorage` and River's driver interface, the engine above this
-//! line is database-agnostic and each backend owns its SQL: PostgreSQL claims with
-//! `FOR UPDATE SKIP LOCKED` and wakes workers with `LISTEN/NOTIFY`; SQLite has a
-//! single writer, so every write transaction starts with `BEGIN IMMEDIATE` (taking
-//! the write lock up front instead of failing to upgrade a read lock) and in-process
-//! writes queue on one connection rather than on the file lock. sqlx's `Any` driver
-//! was rejected: it cannot express either dialect's locking.
+//! PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, writes batches with `unnest`
+//! arrays in one statement, and wakes workers with `LISTEN/NOTIFY`; SQLite has a
+//! single writer (see the `database` crate), so its batches are loops inside one
+//! `BEGIN IMMEDIATE` transaction.
 //!
 //! Storage is deliberately dumb: it applies the transitions it is told to, fenced
-//! on `lease_seq`, and never decides policy (retry timing, attempts) itself.
+//! on `lease_seq`, and never decides policy (retry timing, attempts) itself. The
+//! transitions that end a job (succeeded, dead, deleted) run the job type's end
+//! hook, if it has one, inside the transition's own transaction.
 
+mod portable;
 mod postgres;
 mod sqlite;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use database::{Db, Dialect as Backend, Tx};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-pub use self::postgres::PgStorage;
-pub use self::sqlite::SqliteStorage;
 use crate::clock::Micros;
 use crate::error::StorageError;
+use crate::hooks::Hooks;
 use crate::state::JobState;
 
 /// A job to insert.
@@ -207,6 +210,11 @@ impl Completion {
     pub(crate) fn last_error(&self) -> Option<String> {
         self.errors().and_then(|e| e.first().cloned())
     }
+
+    /// The whole failure on one line, outermost first (what end hooks see).
+    pub(crate) fn detail(&self) -> Option<String> {
+        self.errors().map(|e| e.join(": "))
+    }
 }
 
 /// Jobs per state.
@@ -316,99 +324,31 @@ impl AdminOp {
     }
 }
 
-/// A transaction of the caller's, on whichever backend is configured: write your
-/// own rows and enqueue jobs in it, and they commit (or roll back) together.
-pub enum Tx {
-    /// SQLite, started with `BEGIN IMMEDIATE`.
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
-    /// PostgreSQL.
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+/// A job that reached an end (succeeded, dead or deleted) in a transition, as
+/// the end hooks see it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Transition {
+    /// The job.
+    pub id: i64,
+    /// Its type.
+    pub kind: String,
+    /// Its arguments, as JSON text.
+    pub args: String,
+    /// The state it entered.
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
+    /// The failure that ended it (dead), or who deleted it (deleted).
+    pub detail: Option<String>,
 }
 
-/// A [`Tx`] and the wake-up to fire once it commits.
-pub struct Transaction {
-    /// The database transaction; match on it to run your own SQL.
-    pub tx: Tx,
-    pub(crate) wake: Arc<Notify>,
-    pub(crate) enqueued: bool,
-}
-
-impl Transaction {
-    /// Commits, then wakes this process's workers if a job was enqueued.
-    ///
-    /// # Errors
-    /// The database refused the commit; nothing was written.
-    pub async fn commit(self) -> Result<(), StorageError> {
-        match self.tx {
-            Tx::Sqlite(t) => t.commit().await?,
-            Tx::Postgres(t) => t.commit().await?,
-        }
-        if self.enqueued {
-            self.wake.notify_waiters();
-        }
-        Ok(())
-    }
-
-    /// Rolls back: nothing written in it, jobs included, remains.
-    ///
-    /// # Errors
-    /// The database connection failed; the transaction is abandoned either way.
-    pub async fn rollback(self) -> Result<(), StorageError> {
-        match self.tx {
-            Tx::Sqlite(t) => t.rollback().await?,
-            Tx::Postgres(t) => t.rollback().await?,
-        }
-        Ok(())
-    }
-}
-
-/// The connection pools behind a storage, for an application's own tables in the
-/// same database (so its writes and its enqueues share one transaction).
-#[derive(Clone)]
-pub enum Pools {
-    /// SQLite: writes must go through `write` (one connection, `BEGIN IMMEDIATE`).
-    Sqlite {
-        /// The single writer connection.
-        write: sqlx::SqlitePool,
-        /// Readers.
-        read: sqlx::SqlitePool,
-    },
-    /// PostgreSQL.
-    Postgres(sqlx::PgPool),
-}
-
-/// Which database a storage talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// An SQLite file in WAL mode.
-    Sqlite,
-    /// A PostgreSQL server.
-    Postgres,
-}
-
-/// The engine's persistence. Every write is one transaction; every transition also
-/// writes its history row in that transaction.
+/// The statements each backend writes its own way. Each runs in one transaction;
+/// those that can end a job take the caller's, so end hooks join it.
 #[async_trait]
-pub trait Storage: Send + Sync + 'static {
-    /// Which database this is.
-    fn backend(&self) -> Backend;
-
-    /// The pools, for the application's own queries.
-    fn pools(&self) -> Pools;
-
-    /// Fired when this process enqueued a job or (PostgreSQL) any process did.
-    fn wakeups(&self) -> Arc<Notify>;
-
-    /// Opens a transaction for the caller's own writes plus [`Storage::enqueue_in`].
-    async fn begin(&self) -> Result<Transaction, StorageError>;
-
-    /// Inserts a job in the caller's transaction (or returns the live job holding its
-    /// unique key).
-    async fn enqueue_in(&self, tx: &mut Transaction, job: &NewJob, now: Micros) -> Result<Enqueued, StorageError>;
-
+pub(crate) trait Dialect: Send + Sync + 'static {
     /// Claims up to `limit` due jobs from `queues` for `worker`, leased until
-    /// `lease_until`: each becomes processing with its attempt and `lease_seq` bumped.
-    async fn fetch(
+    /// `lease_until`: each becomes processing with its attempt and `lease_seq`
+    /// bumped, and a history row.
+    async fn claim(
         &self,
         worker: &str,
         queues: &[String],
@@ -417,67 +357,195 @@ pub trait Storage: Send + Sync + 'static {
         lease_until: Micros,
     ) -> Result<Vec<JobRow>, StorageError>;
 
-    /// Extends the leases of jobs `(id, lease_seq)` still held; returns the ids that
-    /// are no longer held (rescued, deleted, or claimed again elsewhere).
+    /// Extends the leases of jobs `(id, lease_seq)` still held; returns the ids no
+    /// longer held.
     async fn extend_leases(&self, held: &[(i64, i64)], lease_until: Micros) -> Result<Vec<i64>, StorageError>;
 
-    /// Records attempt outcomes in one transaction. Each is applied only if the job
-    /// is still processing under the same `lease_seq`; returns, per completion,
-    /// whether it was accepted.
-    async fn complete(&self, batch: &[Completion]) -> Result<Vec<bool>, StorageError>;
+    /// Applies attempt outcomes in `tx`, each fenced on its `lease_seq`; returns,
+    /// per completion, the transition when it was accepted.
+    async fn complete(&self, tx: &mut Tx, batch: &[Completion]) -> Result<Vec<Option<Transition>>, StorageError>;
 
-    /// Gives back jobs `(id, lease_seq)` at shutdown: enqueued again, the attempt not
-    /// counted.
+    /// Gives back jobs `(id, lease_seq)` at shutdown: enqueued again, the attempt
+    /// not counted.
     async fn release(&self, worker: &str, held: &[(i64, i64)], now: Micros) -> Result<u64, StorageError>;
 
-    /// Takes back processing jobs whose lease expired before `now`: enqueued again
-    /// with the interrupted attempt not counted, or dead once a job has been
-    /// interrupted `max_interruptions` times.
-    async fn rescue(&self, now: Micros, max_interruptions: u32) -> Result<Rescued, StorageError>;
-
-    /// Records the step a running job reached; false if the lease is no longer held.
-    async fn set_progress(&self, id: i64, lease_seq: i64, step: &str, now: Micros) -> Result<bool, StorageError>;
-
-    /// Jobs per state.
-    async fn counts(&self) -> Result<StateCounts, StorageError>;
-
-    /// A page of jobs.
-    async fn list(&self, q: &ListQuery) -> Result<Vec<JobRow>, StorageError>;
-
-    /// One job and its history, oldest transition first.
-    async fn get(&self, id: i64) -> Result<Option<(JobRow, Vec<HistoryRow>)>, StorageError>;
-
-    /// Applies an admin operation, recording `reason` in the history.
-    async fn admin(&self, id: i64, op: AdminOp, reason: &str, now: Micros) -> Result<JobRow, StorageError>;
-
-    /// Inserts or refreshes a worker's registry row.
-    async fn register_worker(&self, w: &WorkerRow) -> Result<(), StorageError>;
-
-    /// Records a worker's heartbeat.
-    async fn worker_heartbeat(&self, id: &str, now: Micros, running: u32) -> Result<(), StorageError>;
-
-    /// Removes a worker's registry row (clean shutdown).
-    async fn deregister_worker(&self, id: &str) -> Result<(), StorageError>;
-
-    /// Workers whose last heartbeat is at or after `since`.
-    async fn workers(&self, since: Micros) -> Result<Vec<WorkerRow>, StorageError>;
-
-    /// Removes registry rows of workers silent since before `before`.
-    async fn prune_workers(&self, before: Micros) -> Result<u64, StorageError>;
+    /// Takes back, in `tx`, processing jobs whose lease expired before `now`:
+    /// enqueued again with the interrupted attempt not counted, or dead once
+    /// interrupted `max_interruptions` times. Returns every job moved.
+    async fn rescue(&self, tx: &mut Tx, now: Micros, max_interruptions: u32) -> Result<Vec<Transition>, StorageError>;
 }
 
-/// Opens the storage named by a `DATABASE_URL` (`sqlite://path` or
-/// `postgres://...`) and runs the engine's migrations.
-///
-/// # Errors
-/// The URL is neither SQLite nor PostgreSQL, the database cannot be reached or
-/// created, or a migration failed.
-pub async fn connect(url: &str) -> Result<Arc<dyn Storage>, StorageError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStorage::connect(url).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStorage::connect(url).await?))
-    } else {
-        Err(StorageError::BadUrl(url.split(':').next().unwrap_or("").to_owned()))
+/// The engine's persistence: a database handle, the dialect's statements, the
+/// wake-up of this process's workers, and the job types' end hooks. Every write
+/// is one transaction; every transition also writes its history row in it.
+pub struct Store {
+    db: Db,
+    dialect: Box<dyn Dialect>,
+    wake: Arc<Notify>,
+    hooks: OnceLock<Arc<dyn Hooks>>,
+}
+
+/// The migrations of the engine's tables.
+pub fn migrations() -> database::Migrations {
+    database::Migrations {
+        sqlite: sqlx::migrate!("../migrations/sqlite/jobs"),
+        postgres: sqlx::migrate!("../migrations/postgres/jobs"),
+    }
+}
+
+/// The channel the `jobs_enqueued` trigger notifies (PostgreSQL).
+const CHANNEL: &str = "jobs_enqueued";
+
+impl Store {
+    /// The engine's storage on `db`: runs the engine's migrations and, on
+    /// PostgreSQL, starts listening for other processes' enqueues.
+    ///
+    /// # Errors
+    /// A migration failed.
+    pub async fn open(db: Db) -> Result<Arc<Self>, StorageError> {
+        db.migrate(migrations()).await?;
+        let wake = Arc::new(Notify::new());
+        let dialect: Box<dyn Dialect> = match db.dialect() {
+            Backend::Sqlite => Box::new(sqlite::SqliteDialect::new(db.clone(), wake.clone())),
+            Backend::Postgres => Box::new(postgres::PgDialect::new(db.clone())),
+        };
+        // Each (re)connect also wakes the workers, so a notification missed while
+        // disconnected costs at most one fetch, not a stall.
+        let w = wake.clone();
+        if let Some(listen) = db.listen(&[CHANNEL], "job listener", move |_| w.notify_waiters()) {
+            tokio::spawn(listen);
+        }
+        Ok(Arc::new(Self { db, dialect, wake, hooks: OnceLock::new() }))
+    }
+
+    /// The database handle, for the application's own queries and transactions.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Fired when this process enqueued a job or (PostgreSQL) any process did.
+    pub fn wakeups(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Installs the job types' end hooks; only the first call counts.
+    pub(crate) fn install_hooks(&self, hooks: Arc<dyn Hooks>) {
+        let _ = self.hooks.set(hooks);
+    }
+
+    /// Runs the end hooks of `ended` inside `tx`.
+    async fn run_hooks(&self, tx: &mut Tx, ended: &[Transition], now: Micros) -> Result<(), StorageError> {
+        let Some(hooks) = self.hooks.get() else { return Ok(()) };
+        for t in ended {
+            if hooks.wants(&t.kind) {
+                hooks.run(tx, t, now).await.map_err(StorageError::Hook)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims due jobs (see [`Dialect::claim`]).
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn fetch(
+        &self,
+        worker: &str,
+        queues: &[String],
+        limit: u32,
+        now: Micros,
+        lease_until: Micros,
+    ) -> Result<Vec<JobRow>, StorageError> {
+        self.dialect.claim(worker, queues, limit, now, lease_until).await
+    }
+
+    /// Renews leases (see [`Dialect::extend_leases`]).
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn extend_leases(&self, held: &[(i64, i64)], lease_until: Micros) -> Result<Vec<i64>, StorageError> {
+        self.dialect.extend_leases(held, lease_until).await
+    }
+
+    /// Records attempt outcomes and runs the end hooks of the jobs they end, in
+    /// one transaction; returns, per completion, whether it was accepted. When a
+    /// hook fails, the batch is retried one completion per transaction, so one
+    /// failing hook holds back only its own job (which then fails with the hook's
+    /// error, and is retried by the caller).
+    ///
+    /// # Errors
+    /// A database failure, or (single completion) its hook failed.
+    pub async fn complete(&self, batch: &[Completion], now: Micros) -> Result<Vec<bool>, StorageError> {
+        match self.complete_in_one(batch, now).await {
+            Err(StorageError::Hook(e)) if batch.len() > 1 => {
+                tracing::warn!(error = %format!("{e:#}"), "an end hook failed; recording this batch one job at a time");
+                let mut out = Vec::with_capacity(batch.len());
+                for c in batch {
+                    out.push(
+                        self.complete_in_one(std::slice::from_ref(c), now).await?.first().copied().unwrap_or(false),
+                    );
+                }
+                Ok(out)
+            }
+            other => other,
+        }
+    }
+
+    async fn complete_in_one(&self, batch: &[Completion], now: Micros) -> Result<Vec<bool>, StorageError> {
+        let mut tx = self.db.begin().await?;
+        let done = self.dialect.complete(&mut tx, batch).await?;
+        let ended: Vec<Transition> = done.iter().flatten().filter(|t| t.state.is_final()).cloned().collect();
+        self.run_hooks(&mut tx, &ended, now).await?;
+        if done.iter().flatten().any(|t| t.state == JobState::Enqueued) {
+            let wake = self.wake.clone();
+            tx.after_commit(move || wake.notify_waiters());
+        }
+        tx.commit().await?;
+        Ok(done.iter().map(Option::is_some).collect())
+    }
+
+    /// Gives back unfinished jobs at shutdown (see [`Dialect::release`]).
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn release(&self, worker: &str, held: &[(i64, i64)], now: Micros) -> Result<u64, StorageError> {
+        let n = self.dialect.release(worker, held, now).await?;
+        if n > 0 {
+            self.wake.notify_waiters();
+        }
+        Ok(n)
+    }
+
+    /// Takes back jobs whose lease expired, running the end hooks of those that
+    /// die of it, in one transaction.
+    ///
+    /// # Errors
+    /// A database failure or a failing hook (nothing is moved then; the next pass
+    /// tries again).
+    pub async fn rescue(&self, now: Micros, max_interruptions: u32) -> Result<Rescued, StorageError> {
+        // A cheap read first: on SQLite a transaction takes the one write lock.
+        let expired: Option<i64> =
+            database::query("SELECT id FROM jobs WHERE state = 'processing' AND lease_expires_at < $1 LIMIT 1")
+                .bind(now)
+                .scalar_optional(self.db.read())
+                .await?;
+        if expired.is_none() {
+            return Ok(Rescued::default());
+        }
+        let mut tx = self.db.begin().await?;
+        let moved = self.dialect.rescue(&mut tx, now, max_interruptions).await?;
+        if moved.is_empty() {
+            tx.rollback().await?;
+            return Ok(Rescued::default());
+        }
+        let dead: Vec<Transition> = moved.iter().filter(|t| t.state == JobState::Dead).cloned().collect();
+        self.run_hooks(&mut tx, &dead, now).await?;
+        let out = Rescued { requeued: (moved.len() - dead.len()) as u64, dead: dead.len() as u64 };
+        if out.requeued > 0 {
+            let wake = self.wake.clone();
+            tx.after_commit(move || wake.notify_waiters());
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 }

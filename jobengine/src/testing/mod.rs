@@ -10,22 +10,15 @@ use std::sync::Arc;
 mod pg_cluster;
 pub use pg_cluster::PgCluster;
 
-use crate::{Jobs, ManualClock, SystemClock, storage};
+use crate::{Jobs, ManualClock, SystemClock};
 
-/// A database that lives as long as the value.
+pub use database::testing::Which;
+
+/// A fresh database that lives as long as the value, with engine handles on it.
 pub struct TestDb {
     /// Its `DATABASE_URL`.
     pub url: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-/// Which backend a shared test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Which {
-    /// A temporary SQLite file.
-    Sqlite,
-    /// A new database on the test PostgreSQL server.
-    Postgres,
+    _db: database::testing::TestDb,
 }
 
 impl TestDb {
@@ -34,20 +27,17 @@ impl TestDb {
     /// # Panics
     /// When it cannot be made (no `TEST_DATABASE_URL` for PostgreSQL, server down).
     pub async fn new(which: Which) -> Self {
-        match which {
-            Which::Sqlite => Self::sqlite(),
-            Which::Postgres => Self::postgres().await,
-        }
+        let db = database::testing::TestDb::new(which).await;
+        Self { url: db.url.clone(), _db: db }
     }
 
     /// A new SQLite file.
     ///
     /// # Panics
-    /// When no temporary directory can be made.
+    /// When no temporary folder can be made.
     pub fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("test.db").display());
-        Self { url, _dir: Some(dir) }
+        let db = database::testing::TestDb::sqlite();
+        Self { url: db.url.clone(), _db: db }
     }
 
     /// A new database on the test PostgreSQL server.
@@ -55,16 +45,8 @@ impl TestDb {
     /// # Panics
     /// When `TEST_DATABASE_URL` is unset or the server refuses.
     pub async fn postgres() -> Self {
-        let admin = std::env::var("TEST_DATABASE_URL").expect(
-            "TEST_DATABASE_URL is not set: PostgreSQL tests need a server. Run `cargo xtask test`, which starts one, \
-             or set TEST_DATABASE_URL=postgres://user@host:port/postgres",
-        );
-        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::PgPool::connect(&admin).await.expect("connect to TEST_DATABASE_URL");
-        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&pool).await.expect("create test database");
-        pool.close().await;
-        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-        Self { url: format!("{base}/{name}"), _dir: None }
+        let db = database::testing::TestDb::postgres().await;
+        Self { url: db.url.clone(), _db: db }
     }
 
     /// A [`Jobs`] on this database with the wall clock.
@@ -80,8 +62,8 @@ impl TestDb {
     /// # Panics
     /// As [`TestDb::jobs`].
     pub async fn jobs_with_clock(&self, clock: ManualClock) -> Jobs {
-        let store = storage::connect(&self.url).await.expect("open test database");
-        Jobs::new(store, Arc::new(clock))
+        let db = crate::Db::connect(&self.url).await.expect("open test database");
+        Jobs::open(db, Arc::new(clock)).await.expect("migrate test database")
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use backoffice::identity::Identity;
-use backoffice::provision::STEPS;
+use backoffice::jobs::provision::STEPS;
 use backoffice::tenant_db::TenantDbs;
 use futures::Stream;
 use tokio::sync::mpsc;

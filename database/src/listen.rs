@@ -2,12 +2,15 @@
 //! (with backoff up to 5 s) and tells its owner about every (re)connect, so the
 //! owner can catch up on what it may have missed while the connection was down.
 //! The job engine wakes its workers with it; the server fans notifications out
-//! with it.
+//! with it. SQLite has nothing to listen to: [`Db::listen`] is `None` there and
+//! callers poll.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+
+use crate::db::Db;
 
 /// What the listener saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,5 +71,18 @@ pub async fn listen_forever(
             }
         }
         tokio::time::sleep(delay).await;
+    }
+}
+
+impl Db {
+    /// On PostgreSQL, a future that listens on `channels` for as long as it is
+    /// polled (see [`listen_forever`]); `None` on SQLite, which has no `NOTIFY`.
+    pub fn listen<'a>(
+        &self,
+        channels: &'a [&'a str],
+        name: &'static str,
+        on: impl FnMut(ListenEvent<'_>) + Send + 'a,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'a> {
+        self.postgres().cloned().map(|pool| listen_forever(pool, channels, name, on))
     }
 }

@@ -1,0 +1,46 @@
+//! [`DbError`]: what talking to the database can fail with.
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// The database refused or could not be reached.
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The URL names a database we do not support.
+    #[error("unsupported database URL scheme {0:?}: use sqlite://PATH or postgres://...")]
+    BadUrl(String),
+    /// Preparing the database's directory failed.
+    #[error("cannot prepare the database directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl DbError {
+    /// Whether the database said "unique constraint violated".
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, DbError::Sqlx(sqlx::Error::Database(db)) if db.is_unique_violation())
+    }
+
+    /// Whether the database is out of reach (a restart, a network cut, a full
+    /// pool): the operation may succeed if retried, so transports answer
+    /// "unavailable", not "internal".
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Sqlx(e) => sqlx_unavailable(e),
+            DbError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => sqlx_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+/// As [`DbError::is_unavailable`], for a bare sqlx error.
+pub fn sqlx_unavailable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
+        || e.as_database_error().and_then(|d| d.code()).is_some_and(|code| {
+            // PostgreSQL: admin shutdown, crash shutdown, cannot connect now.
+            matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        })
+}

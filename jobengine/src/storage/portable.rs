@@ -1,0 +1,308 @@
+//! The engine's SQL that both backends accept, written once.
+
+use database::{Tx, query};
+
+use super::{AdminOp, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, StateCounts, Store, Transition, WorkerRow};
+use crate::clock::Micros;
+use crate::error::StorageError;
+use crate::state::JobState;
+
+impl Store {
+    /// Opens a transaction for the caller's own writes plus [`Store::enqueue_in`].
+    ///
+    /// # Errors
+    /// The database is unreachable.
+    pub async fn begin(&self) -> Result<Tx, StorageError> {
+        Ok(self.db.begin().await?)
+    }
+
+    /// Inserts a job in the caller's transaction (or returns the live job holding
+    /// its unique key); this process's workers are woken once `tx` commits.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn enqueue_in(&self, tx: &mut Tx, job: &NewJob, now: Micros) -> Result<Enqueued, StorageError> {
+        let run_at = job.run_at.unwrap_or(now);
+        let state = if run_at > now { JobState::Scheduled } else { JobState::Enqueued };
+        let inserted: Option<i64> = query(
+            "INSERT INTO jobs (kind, queue, args, state, max_attempts, run_at, created_at, updated_at, unique_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
+             ON CONFLICT DO NOTHING
+             RETURNING id",
+        )
+        .bind(&job.kind)
+        .bind(&job.queue)
+        .bind(job.args.to_string())
+        .bind(state.as_str())
+        .bind(i64::from(job.max_attempts))
+        .bind(run_at)
+        .bind(now)
+        .bind(&job.unique_key)
+        .scalar_optional(&mut *tx)
+        .await?;
+        if let Some(id) = inserted {
+            query("INSERT INTO job_history (job_id, state, at, attempt) VALUES ($1, $2, $3, 0)")
+                .bind(id)
+                .bind(state.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            let wake = self.wake.clone();
+            tx.after_commit(move || wake.notify_waiters());
+            return Ok(Enqueued { id, existing: false });
+        }
+        let key = job.unique_key.clone().unwrap_or_default();
+        let id: Option<i64> =
+            query("SELECT id FROM jobs WHERE unique_key = $1 AND state IN ('enqueued', 'scheduled', 'processing')")
+                .bind(&key)
+                .scalar_optional(&mut *tx)
+                .await?;
+        id.map(|id| Enqueued { id, existing: true }).ok_or(StorageError::UniqueKeyTaken(key))
+    }
+
+    /// Records the step a running job reached; false if the lease is no longer held.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn set_progress(&self, id: i64, lease_seq: i64, step: &str, now: Micros) -> Result<bool, StorageError> {
+        let n = query(
+            "UPDATE jobs SET progress = $1, updated_at = $2 WHERE id = $3 AND lease_seq = $4 AND state = 'processing'",
+        )
+        .bind(step)
+        .bind(now)
+        .bind(id)
+        .bind(lease_seq)
+        .execute(self.db.write())
+        .await?;
+        Ok(n == 1)
+    }
+
+    /// Jobs per state.
+    ///
+    /// # Errors
+    /// A database failure, or a state this version does not know.
+    pub async fn counts(&self) -> Result<StateCounts, StorageError> {
+        let rows: Vec<(String, i64)> =
+            query("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetch_all(self.db.read()).await?;
+        let mut c = StateCounts::default();
+        for (s, n) in rows {
+            c.add(JobState::try_from(s).map_err(|e| StorageError::Corrupt(e.to_string()))?, n.max(0) as u64);
+        }
+        Ok(c)
+    }
+
+    /// A page of jobs in one state, newest first.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn list(&self, q: &ListQuery) -> Result<Vec<JobRow>, StorageError> {
+        // `strpos` is PostgreSQL's, `instr` SQLite's; `LIKE` with escaping is the
+        // portable substring test.
+        let pattern = q.text.as_ref().map(|t| format!("%{}%", like_escape(t)));
+        Ok(query(
+            "SELECT * FROM jobs WHERE state = $1 AND ($2 IS NULL OR kind = $2) AND id < $3
+               AND ($5 IS NULL OR lower(kind || ' ' || args || ' ' || coalesce(last_error, '')) LIKE lower($5) ESCAPE '\\')
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(q.state.as_str())
+        .bind(&q.kind)
+        .bind(q.before_id.unwrap_or(i64::MAX))
+        .bind(i64::from(q.limit))
+        .bind(pattern)
+        .fetch_all(self.db.read())
+        .await?)
+    }
+
+    /// One job and its history, oldest transition first, from one snapshot.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn get(&self, id: i64) -> Result<Option<(JobRow, Vec<HistoryRow>)>, StorageError> {
+        // One snapshot, so the job's state and its history always agree.
+        let mut tx = self.db.begin_read().await?;
+        let Some(job) = query("SELECT * FROM jobs WHERE id = $1").bind(id).fetch_optional::<JobRow>(&mut tx).await?
+        else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let history =
+            query("SELECT * FROM job_history WHERE job_id = $1 ORDER BY id").bind(id).fetch_all(&mut tx).await?;
+        tx.rollback().await?;
+        Ok(Some((job, history)))
+    }
+
+    /// Applies an admin operation, recording `reason` in the history; a delete
+    /// runs the job type's end hook in the same transaction.
+    ///
+    /// # Errors
+    /// Not found, in a state the operation does not apply to, its unique key
+    /// taken by a live job, a failing hook, or a database failure.
+    pub async fn admin(&self, id: i64, op: AdminOp, reason: &str, now: Micros) -> Result<JobRow, StorageError> {
+        let from: Vec<&str> = op.allowed_from().iter().map(|s| s.as_str()).collect();
+        // The states are ours, not the caller's: formatted into the SQL.
+        let states = from.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+        let set = match op {
+            AdminOp::Requeue => {
+                "state = 'enqueued', attempt = 0, run_at = $1, updated_at = $1, finished_at = NULL,
+                 lease_expires_at = NULL, progress = NULL"
+            }
+            AdminOp::Trigger => "state = 'enqueued', run_at = $1, updated_at = $1",
+            AdminOp::Delete => "state = 'deleted', updated_at = $1, lease_expires_at = NULL",
+        };
+        let mut tx = self.db.begin().await?;
+        let updated: Option<JobRow> =
+            match query(format!("UPDATE jobs SET {set} WHERE id = $2 AND state IN ({states}) RETURNING *"))
+                .bind(now)
+                .bind(id)
+                .fetch_optional(&mut tx)
+                .await
+            {
+                Ok(row) => row,
+                Err(e) if e.is_unique_violation() => {
+                    let key: Option<String> = query("SELECT unique_key FROM jobs WHERE id = $1")
+                        .bind(id)
+                        .scalar_optional::<Option<String>>(&mut tx)
+                        .await
+                        .ok()
+                        .flatten()
+                        .flatten();
+                    return Err(StorageError::UniqueKeyTaken(key.unwrap_or_default()));
+                }
+                Err(e) => return Err(e.into()),
+            };
+        let Some(updated) = updated else {
+            let state: Option<String> =
+                query("SELECT state FROM jobs WHERE id = $1").bind(id).scalar_optional(&mut tx).await?;
+            tx.rollback().await?;
+            return match state {
+                None => Err(StorageError::NotFound(id)),
+                Some(s) => Err(StorageError::WrongState {
+                    id,
+                    op: op.verb(),
+                    state: JobState::try_from(s).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+                }),
+            };
+        };
+        query("INSERT INTO job_history (job_id, state, at, attempt, reason) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(op.target().as_str())
+            .bind(now)
+            .bind(updated.attempt)
+            .bind(reason)
+            .execute(&mut tx)
+            .await?;
+        if op == AdminOp::Delete {
+            let t = Transition {
+                id,
+                kind: updated.kind.clone(),
+                args: updated.args.clone(),
+                state: JobState::Deleted,
+                detail: Some(reason.to_owned()),
+            };
+            self.run_hooks(&mut tx, std::slice::from_ref(&t), now).await?;
+        }
+        if op.target() == JobState::Enqueued {
+            let wake = self.wake.clone();
+            tx.after_commit(move || wake.notify_waiters());
+        }
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Inserts or refreshes a worker's registry row.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn register_worker(&self, w: &WorkerRow) -> Result<(), StorageError> {
+        query(
+            "INSERT INTO job_workers (id, hostname, pid, concurrency, queues, started_at, last_heartbeat, running)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat",
+        )
+        .bind(&w.id)
+        .bind(&w.hostname)
+        .bind(w.pid)
+        .bind(w.concurrency)
+        .bind(&w.queues)
+        .bind(w.started_at)
+        .bind(w.last_heartbeat)
+        .bind(w.running)
+        .execute(self.db.write())
+        .await?;
+        Ok(())
+    }
+
+    /// Records a worker's heartbeat.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn worker_heartbeat(&self, id: &str, now: Micros, running: u32) -> Result<(), StorageError> {
+        query("UPDATE job_workers SET last_heartbeat = $1, running = $2 WHERE id = $3")
+            .bind(now)
+            .bind(running)
+            .bind(id)
+            .execute(self.db.write())
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a worker's registry row (clean shutdown).
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn deregister_worker(&self, id: &str) -> Result<(), StorageError> {
+        query("DELETE FROM job_workers WHERE id = $1").bind(id).execute(self.db.write()).await?;
+        Ok(())
+    }
+
+    /// Workers whose last heartbeat is at or after `since`.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn workers(&self, since: Micros) -> Result<Vec<WorkerRow>, StorageError> {
+        Ok(query("SELECT * FROM job_workers WHERE last_heartbeat >= $1 ORDER BY started_at")
+            .bind(since)
+            .fetch_all(self.db.read())
+            .await?)
+    }
+
+    /// Removes registry rows of workers silent since before `before`.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn prune_workers(&self, before: Micros) -> Result<u64, StorageError> {
+        Ok(query("DELETE FROM job_workers WHERE last_heartbeat < $1").bind(before).execute(self.db.write()).await?)
+    }
+
+    /// Jobs finished per `bucket` (succeeded, dead) since `since`, by bucket start,
+    /// oldest first; buckets with nothing finished are left out.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn throughput(&self, since: Micros, bucket: Micros) -> Result<Vec<(Micros, u64, u64)>, StorageError> {
+        let rows: Vec<(i64, i64, i64)> = query(
+            "SELECT (finished_at / $1) * $1 AS at,
+                    SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END) AS ok,
+                    SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead
+             FROM jobs WHERE finished_at >= $2 AND state IN ('succeeded', 'dead')
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind(bucket.max(1))
+        .bind(since)
+        .fetch_all(self.db.read())
+        .await?;
+        Ok(rows.into_iter().map(|(at, ok, dead)| (at, ok.max(0) as u64, dead.max(0) as u64)).collect())
+    }
+}
+
+/// Escapes `LIKE`'s wildcards (and the escape character) in user text.
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
