@@ -28,6 +28,7 @@ jobengine::on_both!(
     graceful_shutdown_releases,
     concurrent_enqueues_from_two_pools,
     paging_and_filters,
+    end_hooks_run_inside_the_transition,
 );
 
 fn worker_config() -> WorkerConfig {
@@ -515,6 +516,91 @@ async fn postgres_listener_loss_does_not_stall() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(back, "the listener reconnected");
+    stop.cancel();
+    handle.await.expect("worker stops");
+}
+
+/// A job type with an end hook that records how each job ended in a table of
+/// the test's own, inside the transition's transaction; `refuse` makes the hook
+/// fail.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Audited {
+    fail: bool,
+    refuse: bool,
+}
+
+impl Job for Audited {
+    const KIND: &'static str = "test.audited";
+    const MAX_ATTEMPTS: Option<u32> = Some(1);
+    type Context = ();
+    async fn run(self, _ctx: jobengine::JobContext<()>) -> Result<(), jobengine::JobError> {
+        if self.fail { Err(jobengine::JobError::retry(anyhow::anyhow!("audited job failed"))) } else { Ok(()) }
+    }
+}
+
+impl jobengine::OnEnd for Audited {
+    async fn on_end(self, end: jobengine::EndContext<'_, ()>) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.refuse, "the hook refuses");
+        let how = match end.ended {
+            jobengine::Ended::Succeeded => "succeeded".to_owned(),
+            jobengine::Ended::Dead { error } => format!("dead: {error}"),
+            jobengine::Ended::Deleted { reason } => format!("deleted: {reason}"),
+        };
+        database::query("INSERT INTO audit (job_id, how) VALUES ($1, $2)")
+            .bind(end.job_id)
+            .bind(how)
+            .execute(end.tx)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn end_hooks_run_inside_the_transition(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    database::query("CREATE TABLE audit (job_id BIGINT NOT NULL, how TEXT NOT NULL)")
+        .execute(jobs.db().write())
+        .await
+        .expect("audit table");
+    let audit = |id: i64| {
+        let jobs = jobs.clone();
+        async move {
+            database::query("SELECT how FROM audit WHERE job_id = $1")
+                .bind(id)
+                .scalars::<String>(jobs.db().read())
+                .await
+                .expect("audit")
+        }
+    };
+    let registry = registry_with_builtins::<()>().register::<Audited>().on_end::<Audited>();
+    // A delete through the handle runs the hook with no worker at all.
+    jobs.install_end_hooks(&registry, Arc::new(()));
+    let waiting = jobs.enqueue_at(&Audited { fail: false, refuse: false }, Some(i64::MAX / 2)).await.expect("enqueue");
+    jobs.delete(waiting.id, "ops@example.com").await.expect("delete");
+    assert_eq!(audit(waiting.id).await, ["deleted: deleted by ops@example.com"]);
+    // A hook that fails stops the transition: the job is not deleted.
+    let kept = jobs.enqueue_at(&Audited { fail: false, refuse: true }, Some(i64::MAX / 2)).await.expect("enqueue");
+    let e = jobs.delete(kept.id, "ops").await.expect_err("the hook refuses");
+    assert!(matches!(e, StorageError::Hook(_)), "{e:?}");
+    assert_eq!(jobs.get(kept.id).await.expect("get").job.state, JobState::Scheduled);
+    assert!(audit(kept.id).await.is_empty());
+
+    let worker = Worker::new(&jobs, registry, Arc::new(()), worker_config());
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn({
+        let s = stop.clone();
+        async move { worker.run(s).await.expect("worker runs") }
+    });
+    let ok = jobs.enqueue(&Audited { fail: false, refuse: false }).await.expect("enqueue");
+    let bad = jobs.enqueue(&Audited { fail: true, refuse: false }).await.expect("enqueue");
+    // Noise in the same batches: jobs without a hook.
+    for _ in 0..20 {
+        jobs.enqueue(&Noop {}).await.expect("enqueue");
+    }
+    wait_for(&jobs, ok.id, JobState::Succeeded).await;
+    wait_for(&jobs, bad.id, JobState::Dead).await;
+    assert_eq!(audit(ok.id).await, ["succeeded"]);
+    assert_eq!(audit(bad.id).await, ["dead: audited job failed"]);
     stop.cancel();
     handle.await.expect("worker stops");
 }

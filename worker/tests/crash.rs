@@ -17,6 +17,7 @@ jobengine::on_both!(
     stale_worker_cannot_complete,
     sigterm_releases_running_job,
     kill_9_at_every_provisioning_step,
+    kill_9_on_the_last_allowed_attempt_fails_the_tenant,
 );
 
 async fn wait_until(jobs: &Jobs, id: i64, within: Duration, what: &str, ok: impl Fn(&JobDetail) -> bool) -> JobDetail {
@@ -194,4 +195,53 @@ async fn kill_9_at_every_provisioning_step(which: Which) {
     assert_eq!(mails.len(), 1, "exactly one welcome email: {mails:#?}");
     assert!(mails[0].contains("X-Envelope-To: owner@phoenix.test"), "{}", mails[0]);
     assert!(backoffice::testing::link_token(&mails[0]).is_some(), "{}", mails[0]);
+}
+
+/// The worker dies during the last attempt a provisioning job is allowed (one
+/// interruption allowed here): another worker's rescuer dead-letters the job, and
+/// the job's end hook, in that same transaction, marks the tenant failed and
+/// tells the super admin who created it. No sweep exists to do it instead.
+async fn kill_9_on_the_last_allowed_attempt_fails_the_tenant(which: Which) {
+    use backoffice::identity::Identity;
+    use backoffice::notify::Notifications;
+    use backoffice::password::Hasher;
+    use backoffice::tenants::{TenantStatus, Tenants};
+
+    let db = TestDb::new(which).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mail = backoffice::mail::Mail::from_lookup(|_| None, dir.path()).expect("mail settings");
+    let (jobs, env) =
+        backoffice::open(&db.url, dir.path().to_path_buf(), mail, None).await.expect("open control plane");
+    let identity = Identity::new(jobs.db().clone(), Hasher::new(1).expect("hasher"), jobs.clock().clone());
+    identity.seed_super_admin("root@lastgasp.test", Some("a long enough password")).await.expect("seed");
+    let admin = identity.login("root@lastgasp.test", "a long enough password").await.expect("login").user;
+    let tenants = Tenants::new(jobs.clone(), env.mail.letters.clone());
+    let created = tenants.create_by_admin(&admin, "Lastgasp Ltd", "owner@lastgasp.test").await.expect("create");
+
+    let last = [("JOB_MAX_INTERRUPTIONS", "1"), ("PROVISION_FAULT", "slow:5000")];
+    let mut first = WorkerProc::start_with(&db.url, dir.path(), "first", 1500, &last);
+    wait_until(&jobs, created.job_id, Duration::from_secs(30), "the first worker to run it", |d| {
+        d.job.state == JobState::Processing && first.owns(d.job.worker_id.as_deref())
+    })
+    .await;
+    first.signal(Signal::SIGKILL);
+    first.wait_exit(Duration::from_secs(5));
+
+    let _rescuer = WorkerProc::start_with(&db.url, dir.path(), "rescuer", 1500, &last[..1]);
+    let start = Instant::now();
+    let t = loop {
+        let t = tenants.get(&created.tenant.id).await.expect("tenant");
+        if t.status() != TenantStatus::Provisioning {
+            break t;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "still provisioning: {t:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(t.status(), TenantStatus::Failed, "{t:?}");
+    assert!(t.last_error.as_deref().is_some_and(|e| e.contains("stopped renewing its lease")), "{t:?}");
+    assert_eq!(jobs.get(created.job_id).await.expect("job").job.state, JobState::Dead);
+    let notes = Notifications::new(jobs.db().clone()).pending(&admin.id, 0).await.expect("notifications");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].kind, "error");
+    assert!(notes[0].body.contains("Lastgasp Ltd"), "{notes:?}");
 }

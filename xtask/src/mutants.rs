@@ -51,14 +51,14 @@ const MUTANTS: &[Mutant] = &[
         what: "re-creating a tenant's PostgreSQL database after a crash is an error (CREATE DATABASE not idempotent)",
         edits: &[
             (
-                "backoffice/src/tenant_db.rs",
+                "database/src/siblings.rs",
                 r#"Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),"#,
                 r#"Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("never") => Ok(()),"#,
             ),
             (
-                "backoffice/src/tenant_db.rs",
-                "if self.exists(db_name).await? {",
-                "if self.exists(db_name).await? && false {",
+                "database/src/siblings.rs",
+                "if self.exists(name).await? {",
+                "if self.exists(name).await? && false {",
             ),
         ],
         suite: "chaos: kill -9 at random during provisioning (`worker --test chaos`, PostgreSQL)",
@@ -90,12 +90,23 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         what: "a provisioning job that failed for good leaves its tenant `provisioning` (poison job)",
         edits: &[(
-            "backoffice/src/provision.rs",
+            "backoffice/src/jobs/provision.rs",
             "WHERE id = $3 AND status = 'provisioning' RETURNING name, initiated_by",
             "WHERE id = $3 AND status = 'never' RETURNING name, initiated_by",
         )],
         suite: "chaos: poison job (`backoffice --test domain provisioning_failure_marks_tenant_failed`)",
         args: &["test", "-p", "backoffice", "--test", "domain", "provisioning_failure_marks_tenant_failed::sqlite"],
+        env: &[],
+    },
+    Mutant {
+        what: "the provisioning job has no end hook: a worker killed on its last allowed attempt leaves the tenant `provisioning`",
+        edits: &[(
+            "backoffice/src/jobs/mod.rs",
+            ".on_end::<provision::ProvisionTenant>()",
+            "",
+        )],
+        suite: "chaos: kill -9 on the last allowed attempt (`worker --test crash kill_9_on_the_last_allowed_attempt_fails_the_tenant`)",
+        args: &["test", "-p", "worker", "--test", "crash", "kill_9_on_the_last_allowed_attempt_fails_the_tenant::sqlite"],
         env: &[],
     },
     Mutant {
@@ -155,7 +166,7 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         what: "one user's notifications may commit out of id order (PostgreSQL), so a stream can skip one for good",
         edits: &[(
-            "backoffice/src/notify.rs",
+            "database/src/tx.rs",
             r#"sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")"#,
             r#"sqlx::query("SELECT $1::int4, hashtext($2)")"#,
         )],
