@@ -24,6 +24,7 @@
 //!
 //! # Layout
 //! - [`db`]: the handle, connecting, the read and write targets;
+//! - [`backoff`]: the one retry schedule of every reconnect loop;
 //! - [`query`]: portable queries and their arguments;
 //! - [`tx`]: transactions, after-commit actions, transaction-scoped locks;
 //! - [`migrate`]: migrations for both backends;
@@ -33,6 +34,7 @@
 //! - [`error`]: what can fail ([`DbError`]);
 //! - `testing` (feature): fresh databases on both backends for tests.
 
+pub mod backoff;
 pub mod db;
 pub mod error;
 pub mod listen;

@@ -34,24 +34,22 @@ pub async fn listen_forever(
     name: &'static str,
     mut on: impl FnMut(ListenEvent<'_>) + Send,
 ) {
-    let mut delay = Duration::from_millis(100);
+    let mut delays = crate::backoff::retry_delays(Duration::from_millis(100));
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "{name} cannot connect; retrying (polling covers the gap)");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(delays.next().unwrap_or(crate::backoff::MAX_DELAY)).await;
                 continue;
             }
         };
         if let Err(e) = listener.listen_all(channels.iter().copied()).await {
             tracing::warn!(error = %e, "{name}: LISTEN failed; retrying");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+            tokio::time::sleep(delays.next().unwrap_or(crate::backoff::MAX_DELAY)).await;
             continue;
         }
-        delay = Duration::from_millis(100);
+        delays = crate::backoff::retry_delays(Duration::from_millis(100));
         on(ListenEvent::Connected);
         loop {
             // `try_recv` returns Ok(None) when the connection dropped. sqlx would
@@ -70,7 +68,7 @@ pub async fn listen_forever(
                 }
             }
         }
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(delays.next().unwrap_or(crate::backoff::MAX_DELAY)).await;
     }
 }
 

@@ -40,7 +40,7 @@ pub(crate) async fn completer_loop(
             }
         }
         let started = Instant::now();
-        let mut delay = Duration::from_millis(50);
+        let mut delays = database::backoff::retry_delays(Duration::from_millis(50));
         loop {
             match store.complete(&batch, clock.now()).await {
                 Ok(accepted) => {
@@ -65,8 +65,7 @@ pub(crate) async fn completer_loop(
                 }
                 Err(e) if started.elapsed() < GIVE_UP_AFTER => {
                     tracing::warn!(error = %e, jobs = batch.len(), "recording job outcomes failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(delays.next().unwrap_or(database::backoff::MAX_DELAY)).await;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, jobs = batch.len(),

@@ -149,7 +149,7 @@ impl<C: Send + Sync + 'static> Worker<C> {
 
         let slots = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
         let wake = self.store.wakeups();
-        let mut fetch_backoff = cfg.poll;
+        let mut fetch_delays = database::backoff::retry_delays(cfg.poll);
         'fetch: loop {
             let first = tokio::select! {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -168,15 +168,15 @@ impl<C: Send + Sync + 'static> Worker<C> {
             let lease_until = now + micros(cfg.lease);
             let jobs = match self.store.fetch(&self.id, &cfg.queues, permits.len() as u32, now, lease_until).await {
                 Ok(jobs) => {
-                    fetch_backoff = cfg.poll;
+                    fetch_delays = database::backoff::retry_delays(cfg.poll);
                     jobs
                 }
                 Err(e) => {
                     tracing::warn!(worker = %self.id, error = %e, "fetching jobs failed; retrying");
                     drop(permits);
-                    fetch_backoff = (fetch_backoff * 2).min(Duration::from_secs(5));
+                    let wait = fetch_delays.next().unwrap_or(database::backoff::MAX_DELAY);
                     tokio::select! {
-                        _ = tokio::time::sleep(fetch_backoff) => continue 'fetch,
+                        _ = tokio::time::sleep(wait) => continue 'fetch,
                         _ = shutdown.cancelled() => break 'fetch,
                     }
                 }

@@ -9,7 +9,8 @@
 //! Errors are JSON too: `{"error": "...", "fields": [{"field", "message"}]}` with
 //! `400` (not JSON, not UTF-8, wrong types), `401`, `403`, `404`, `409` (name
 //! taken), `413` (over 64 KiB), `415` (not `application/json`), `422` (field
-//! checks), `429` (rate limit) or `500`.
+//! checks), `429` (rate limit), `503` (database away) or `500`, from the table in
+//! [`crate::boundary`] that the gRPC services answer from too.
 //!
 //! Only `Authorization: Bearer` tokens are accepted here, never the browser's
 //! cookie, so a cross-site page cannot make a signed-in browser call these.
@@ -27,18 +28,19 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use backoffice::Error;
-use backoffice::identity::{Identity, Role, User};
+use backoffice::identity::{Role, User};
 use backoffice::tenants::{Tenant, Tenants};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::boundary::Failure;
+use crate::caller::Caller;
 use crate::grpc::tenants::{SIGNUP_MESSAGE, uuid_like};
-use crate::guard::session_token;
 use crate::ratelimit::Limiter;
 
 /// What the facade needs.
@@ -46,8 +48,6 @@ use crate::ratelimit::Limiter;
 pub struct Api {
     /// Tenant operations.
     pub tenants: Tenants,
-    /// Sessions.
-    pub identity: Identity,
     /// The sign-up limit (shared with the gRPC service).
     pub signups: Arc<Limiter>,
 }
@@ -76,36 +76,16 @@ impl ApiError {
     }
 }
 
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        Self { status: f.http_status(), message: f.message, fields: f.fields }
+    }
+}
+
+/// Domain errors answer from the shared table ([`crate::boundary`]).
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        match e {
-            Error::Invalid(errs) => Self {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                message: errs.to_string(),
-                fields: errs.0.iter().map(|f| (f.field.to_owned(), f.message.clone())).collect(),
-            },
-            Error::AlreadyExists { field, message } => Self {
-                status: StatusCode::CONFLICT,
-                message: format!("{field}: {message}"),
-                fields: vec![(field.to_owned(), message)],
-            },
-            Error::BadCredentials | Error::Unauthenticated => Self::new(StatusCode::UNAUTHORIZED, e.to_string()),
-            Error::Forbidden(why) => Self::new(StatusCode::FORBIDDEN, why),
-            Error::RateLimited(why) => Self::new(StatusCode::TOO_MANY_REQUESTS, why),
-            Error::NotFound(what) => Self::new(StatusCode::NOT_FOUND, format!("{what} not found")),
-            e @ Error::BadToken => Self::new(StatusCode::UNPROCESSABLE_ENTITY, format!("token: {e}")),
-            e if e.is_unavailable() => {
-                tracing::warn!(error = %e, "database unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the database is unavailable right now; try again in a moment",
-                )
-            }
-            e => {
-                tracing::error!(error = %e, "API request failed");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log")
-            }
-        }
+        Failure::from(e).into()
     }
 }
 
@@ -177,21 +157,11 @@ fn accepted(t: TenantJson) -> Response {
     (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(t)).into_response()
 }
 
-/// The signed-in user of a bearer token.
-async fn bearer_user(api: &Api, headers: &HeaderMap) -> Result<User, ApiError> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("bearer ")));
-    let token =
-        bearer
-            .then(|| session_token(&tonic::metadata::MetadataMap::from_headers(headers.clone())))
-            .flatten()
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "send Authorization: Bearer <token> from Login"))?;
-    api.identity
-        .authenticate(&token)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "your session has ended; sign in again"))
+/// The signed-in user of a bearer token, from the caller the identity layer
+/// resolved ([`crate::caller`]); a cookie alone does not count (module docs).
+fn bearer_user(caller: Option<Extension<Caller>>) -> Result<User, ApiError> {
+    let caller = caller.map(|Extension(c)| c).unwrap_or(Caller::Anonymous);
+    Ok(caller.bearer()?.user.clone())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -234,20 +204,23 @@ struct CreateBody {
 
 async fn create_tenant(
     State(api): State<Api>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let user = bearer_user(&api, &headers).await?;
-    if user.role != Role::SuperAdmin {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "only super admins may create tenants"));
-    }
+    let caller = caller.map(|Extension(c)| c).unwrap_or(Caller::Anonymous);
+    let user = caller.bearer()?.require_super_admin()?.user.clone();
     let b: CreateBody = parse(&headers, body)?;
     let created = api.tenants.create_by_admin(&user, &b.name, &b.admin_email).await?;
     Ok(accepted(TenantJson::from(&created.tenant)))
 }
 
-async fn get_tenant(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let user = bearer_user(&api, &headers).await?;
+async fn get_tenant(
+    State(api): State<Api>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = bearer_user(caller)?;
     let id = uuid_like(&id).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "tenant not found"))?;
     let allowed = user.role == Role::SuperAdmin || user.tenant_id.as_deref() == Some(id);
     if !allowed {

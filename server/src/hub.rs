@@ -135,13 +135,14 @@ pub async fn run_sources(hub: Arc<Hub>, db: Db, clock: Arc<dyn Clock>, stop: Can
 }
 
 async fn poll(hub: Arc<Hub>, notes: Notifications, clock: Arc<dyn Clock>, stop: CancellationToken) {
+    let mut delays = database::backoff::retry_delays(POLL);
     let mut last = loop {
         match notes.last_id().await {
             Ok(id) => break id,
             Err(e) => tracing::warn!(error = %e, "notification poller cannot start; retrying"),
         }
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = tokio::time::sleep(delays.next().unwrap_or(database::backoff::MAX_DELAY)) => {}
             () = stop.cancelled() => return,
         }
     };

@@ -8,17 +8,21 @@
 //!
 //! # Layout
 //! - [`api`]: the JSON facade for curl users (`/api/...`);
+//! - [`boundary`]: the one table from errors to gRPC codes and HTTP statuses;
+//! - [`caller`]: the layer that resolves cookie or bearer into the caller, for
+//!   pages, gRPC and the JSON facade alike, and the role check;
 //! - [`config`]: settings from the environment;
-//! - [`guard`]: who may call what (the hook identity plugs into);
 //! - [`hub`]: fans notifications out to open streams;
 //! - [`grpc`]: the gRPC services;
 //! - [`metrics`]: Prometheus text at `/metrics`;
-//! - [`pages`]: the session around page requests (who is signed in, sign-in redirects).
+//! - [`pages`]: the session around page requests (who is signed in, sign-in redirects);
+//! - [`ratelimit`]: sign-up limits per client IP and per server.
 
 pub mod api;
+pub mod boundary;
+pub mod caller;
 pub mod config;
 pub mod grpc;
-pub mod guard;
 pub mod hub;
 pub mod metrics;
 pub mod pages;
@@ -45,7 +49,6 @@ use tonic_web::GrpcWebLayer;
 use tower::ServiceBuilder;
 
 use crate::config::{Config, WorkerMode};
-use crate::guard::Guard;
 
 /// Largest gRPC request accepted, on every service.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -91,14 +94,12 @@ impl Backend {
 pub fn router(
     backend: &Backend,
     config: &Config,
-    jobs_guard: Arc<dyn Guard>,
     leptos_options: LeptosOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Router> {
     let jobs = backend.jobs.clone();
-    let jobs_svc = JobServiceServer::new(grpc::jobs::JobsGrpc::new(jobs.clone(), jobs_guard, shutdown.clone()))
+    let jobs_svc = JobServiceServer::new(grpc::jobs::JobsGrpc::new(jobs.clone(), shutdown.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let sessions: Arc<dyn Guard> = Arc::new(guard::Sessions { identity: backend.identity.clone() });
     let auth_svc = AuthServiceServer::new(grpc::auth::AuthGrpc::new(backend.identity.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let tenants = backoffice::tenants::Tenants::new(jobs.clone(), backend.env.mail.letters.clone());
@@ -108,17 +109,13 @@ pub fn router(
         config.signup_per_minute,
         Duration::from_secs(60),
     ));
-    let api = api::router(api::Api {
-        tenants: tenants.clone(),
-        identity: backend.identity.clone(),
-        signups: signups.clone(),
-    });
+    // Clients whose budget has refilled are forgotten, so the table stays small.
+    tokio::spawn(signups.clone().forget_idle_every(Duration::from_secs(60), shutdown.clone()));
+    let api = api::router(api::Api { tenants: tenants.clone(), signups: signups.clone() });
     let tenants_svc = TenantServiceServer::new(grpc::tenants::TenantsGrpc::new(
         tenants,
-        sessions,
         signups,
         shutdown.clone(),
-        backend.identity.clone(),
         backend.env.tenant_dbs.clone(),
     ))
     .max_decoding_message_size(MAX_REQUEST_BYTES);
@@ -175,11 +172,16 @@ pub fn router(
         })
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(leptos_options)
-        .layer(axum::middleware::from_fn_with_state(backend.identity.clone(), pages::session_layer))
+        .layer(axum::middleware::from_fn(pages::session_layer))
         // Pages and the wasm bundle travel gzipped (the gRPC routes are not
         // wrapped: their streams must not be buffered by a compressor).
         .layer(tower_http::compression::CompressionLayer::new());
-    Ok(site.merge(grpc).merge(metrics).merge(api))
+    // Outermost: who is calling, resolved once for pages, gRPC and the facade.
+    Ok(site
+        .merge(grpc)
+        .merge(metrics)
+        .merge(api)
+        .layer(axum::middleware::from_fn_with_state(backend.identity.clone(), caller::layer)))
 }
 
 /// Serves on `listener` until `shutdown` fires, running an embedded worker when
@@ -200,7 +202,6 @@ pub async fn run(
         .site_pkg_dir("pkg")
         .site_addr(addr)
         .build();
-    let guard: Arc<dyn Guard> = Arc::new(guard::Sessions { identity: backend.identity.clone() });
     let worker = match config.worker {
         WorkerMode::Embedded => {
             let w =
@@ -216,7 +217,7 @@ pub async fn run(
         backend.jobs.clock().clone(),
         shutdown.clone(),
     ));
-    let app = router(&backend, config, guard, leptos_options, shutdown.clone())?;
+    let app = router(&backend, config, leptos_options, shutdown.clone())?;
     // Connect info gives handlers the client's address (sign-up limits per IP).
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

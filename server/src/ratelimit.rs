@@ -1,35 +1,30 @@
 //! Request-rate limits for public endpoints (sign-up): per client IP and for the
-//! whole server, over fixed windows.
+//! whole server, with `governor` (GCRA).
+//!
+//! A limit of `n` per window allows a burst of `n` and then one more every
+//! `window / n`: unlike the fixed windows this replaced, a client cannot spend two
+//! budgets back to back across a window's edge.
 //!
 //! In memory, per server process: good enough to stop a script from flooding one
 //! server with sign-ups (each costs a database and a provisioning job). Several
 //! servers each apply their own limit; a shared limit would live in the database.
+//!
+//! Memory is bounded: each IP seen costs one small entry, and entries whose
+//! budget has fully refilled (indistinguishable from never seen) are dropped by
+//! [`Limiter::retain_recent`], which [`Limiter::forget_idle_every`] runs
+//! periodically.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// A count within a window that started at `start`.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    start: Instant,
-    count: u32,
-}
-
-impl Window {
-    /// Counts one hit; false when the window's budget is spent.
-    fn hit(&mut self, now: Instant, len: Duration, max: u32) -> bool {
-        if now.duration_since(self.start) >= len {
-            *self = Window { start: now, count: 0 };
-        }
-        if self.count >= max {
-            return false;
-        }
-        self.count += 1;
-        true
-    }
-}
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use tokio_util::sync::CancellationToken;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,51 +35,92 @@ pub enum Refused {
     Global,
 }
 
+/// `max` per `window`, as a burst of `max` refilled evenly over `window`.
+/// `max` 0 is read as 1 (settings are checked positive before they get here).
+fn quota(max: u32, window: Duration) -> Quota {
+    let burst = NonZeroU32::new(max).unwrap_or(NonZeroU32::MIN);
+    // A window so short that one cell's share rounds to zero ns: as fast as
+    // governor can count.
+    let period = (window / burst.get()).max(Duration::from_nanos(1));
+    Quota::with_period(period).unwrap_or_else(|| Quota::per_second(burst)).allow_burst(burst)
+}
+
 /// Limits per client IP and globally.
-#[derive(Debug)]
-pub struct Limiter {
-    per_ip_max: u32,
-    per_ip_window: Duration,
-    global_max: u32,
-    global_window: Duration,
-    per_ip: Mutex<HashMap<IpAddr, Window>>,
-    global: Mutex<Window>,
+pub struct Limiter<C: Clock = DefaultClock> {
+    /// One GCRA state per client IP.
+    per_ip: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
+    /// One GCRA state for the whole server.
+    global: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
+}
+
+impl<C: Clock> std::fmt::Debug for Limiter<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter").field("clients", &self.per_ip.len()).finish_non_exhaustive()
+    }
 }
 
 impl Limiter {
     /// At most `per_ip_max` per `per_ip_window` from one IP, and `global_max` per
     /// `global_window` in all.
     pub fn new(per_ip_max: u32, per_ip_window: Duration, global_max: u32, global_window: Duration) -> Self {
+        Self::with_clock(per_ip_max, per_ip_window, global_max, global_window, &DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> Limiter<C> {
+    /// As [`Limiter::new`], on `clock` (tests move a fake one).
+    pub fn with_clock(
+        per_ip_max: u32,
+        per_ip_window: Duration,
+        global_max: u32,
+        global_window: Duration,
+        clock: &C,
+    ) -> Self {
         Self {
-            per_ip_max,
-            per_ip_window,
-            global_max,
-            global_window,
-            per_ip: Mutex::default(),
-            global: Mutex::new(Window { start: Instant::now(), count: 0 }),
+            per_ip: RateLimiter::dashmap_with_clock(quota(per_ip_max, per_ip_window), clock.clone()),
+            global: RateLimiter::direct_with_clock(quota(global_max, global_window), clock.clone()),
         }
     }
 
     /// Counts a request from `ip` (unknown: only the global limit applies).
     ///
     /// # Errors
-    /// Which limit refused it.
+    /// Which limit refused it. A request the per-client limit refuses does not
+    /// count against the global one.
     pub fn check(&self, ip: Option<IpAddr>) -> Result<(), Refused> {
-        let now = Instant::now();
         if let Some(ip) = ip {
-            let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-            if map.len() > 100_000 {
-                // Forget windows that have ended, so the map cannot grow without bound.
-                let len = self.per_ip_window;
-                map.retain(|_, w| now.duration_since(w.start) < len);
-            }
-            let w = map.entry(ip).or_insert(Window { start: now, count: 0 });
-            if !w.hit(now, self.per_ip_window, self.per_ip_max) {
-                return Err(Refused::PerClient);
+            self.per_ip.check_key(&ip).map_err(|_| Refused::PerClient)?;
+        }
+        self.global.check().map_err(|_| Refused::Global)
+    }
+
+    /// Forgets clients whose budget has fully refilled (they would be treated
+    /// the same if seen again), so the table holds only recent clients.
+    pub fn retain_recent(&self) {
+        self.per_ip.retain_recent();
+        self.per_ip.shrink_to_fit();
+    }
+
+    /// Client IPs currently remembered.
+    pub fn clients(&self) -> usize {
+        self.per_ip.len()
+    }
+}
+
+impl<C: Clock + Clone + Send + Sync + 'static> Limiter<C>
+where
+    C::Instant: Send + Sync,
+{
+    /// Runs [`Limiter::retain_recent`] every `every` until `shutdown` fires.
+    pub async fn forget_idle_every(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => self.retain_recent(),
             }
         }
-        let mut g = self.global.lock().unwrap_or_else(|p| p.into_inner());
-        if !g.hit(now, self.global_window, self.global_max) { Err(Refused::Global) } else { Ok(()) }
     }
 }
 
@@ -104,6 +140,7 @@ impl Refused {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
 
     #[test]
     fn per_client_then_global() {
@@ -118,12 +155,37 @@ mod tests {
     }
 
     #[test]
-    fn windows_reset() {
-        let l = Limiter::new(1, Duration::from_millis(30), 100, Duration::from_secs(60));
+    fn budgets_refill() {
+        let clock = FakeRelativeClock::default();
+        let l = Limiter::with_clock(1, Duration::from_millis(30), 100, Duration::from_secs(60), &clock);
         let a: IpAddr = [10, 0, 0, 1].into();
         assert_eq!(l.check(Some(a)), Ok(()));
         assert_eq!(l.check(Some(a)), Err(Refused::PerClient));
-        std::thread::sleep(Duration::from_millis(40));
+        clock.advance(Duration::from_millis(40));
         assert_eq!(l.check(Some(a)), Ok(()));
+    }
+
+    #[test]
+    fn idle_clients_are_forgotten() {
+        let clock = FakeRelativeClock::default();
+        let l = Limiter::with_clock(10, Duration::from_secs(3600), 1000, Duration::from_secs(60), &clock);
+        for i in 0..50u8 {
+            assert_eq!(l.check(Some([10, 0, 0, i].into())), Ok(()));
+        }
+        assert_eq!(l.clients(), 50);
+        l.retain_recent();
+        assert_eq!(l.clients(), 50, "still within their window");
+        clock.advance(Duration::from_secs(3600));
+        l.retain_recent();
+        assert_eq!(l.clients(), 0);
+    }
+
+    #[test]
+    fn extreme_settings_do_not_panic() {
+        let l = Limiter::new(u32::MAX, Duration::from_secs(3600), u32::MAX, Duration::from_secs(60));
+        assert_eq!(l.check(Some([10, 0, 0, 1].into())), Ok(()));
+        let l = Limiter::new(0, Duration::from_secs(3600), 1, Duration::from_secs(60));
+        assert_eq!(l.check(None), Ok(()));
+        assert_eq!(l.check(None), Err(Refused::Global));
     }
 }

@@ -6,8 +6,8 @@ use proto::auth::v1::auth_service_server::AuthService;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
+use crate::caller::Caller;
 use crate::grpc::status::status;
-use crate::guard::{session_token, signed_in};
 
 /// The service.
 pub struct AuthGrpc {
@@ -66,8 +66,8 @@ impl AuthService for AuthGrpc {
 
     async fn logout(&self, req: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
         let secure = over_tls(&req);
-        if let Some(token) = session_token(req.metadata()) {
-            self.identity.logout(&token).await.map_err(status)?;
+        if let Some(token) = Caller::of(&req).credential_token() {
+            self.identity.logout(token).await.map_err(status)?;
         }
         let mut resp = Response::new(pb::LogoutResponse {});
         resp.metadata_mut().insert("set-cookie", cookie("", 0, secure)?);
@@ -75,8 +75,8 @@ impl AuthService for AuthGrpc {
     }
 
     async fn me(&self, req: Request<pb::MeRequest>) -> Result<Response<pb::User>, Status> {
-        let user = signed_in(&self.identity, req.metadata()).await?.user;
-        Ok(Response::new(pb_user(&user)))
+        let user = &Caller::of(&req).signed_in()?.user;
+        Ok(Response::new(pb_user(user)))
     }
 
     async fn set_password(

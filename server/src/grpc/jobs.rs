@@ -1,19 +1,19 @@
 //! `jobs.v1.JobService`: the job engine's admin operations over gRPC, for the
 //! `/hangfire` dashboard and for scripts.
 //!
-//! Every call first asks the [`Guard`] for the super-admin role; the engine's
-//! errors map to statuses here (not found, wrong state → `FAILED_PRECONDITION`,
-//! unique key taken → `ALREADY_EXISTS`); database failures are logged and answered
-//! with a bare `INTERNAL`.
+//! Every call first requires a super admin ([`Caller::require_super_admin`]); the
+//! engine's errors answer from the shared table in [`crate::boundary`] (not found,
+//! wrong state → `FAILED_PRECONDITION`, unique key taken → `ALREADY_EXISTS`, the
+//! database away → `UNAVAILABLE`; other failures are logged and answered with a
+//! bare `INTERNAL`).
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
 use jobengine::Job;
 use jobengine::builtin::{Fail, Noop, Sleep};
-use jobengine::{HistoryRow, JobRow, JobState, Jobs, ListQuery, StateCounts, StorageError, WorkerRow};
+use jobengine::{HistoryRow, JobRow, JobState, Jobs, ListQuery, StateCounts, WorkerRow};
 use proto::jobs::v1 as pb;
 use proto::jobs::v1::job_service_server::JobService;
 use tokio::sync::mpsc;
@@ -21,7 +21,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::guard::{Guard, Role};
+use crate::boundary::invalid_field;
+use crate::caller::Caller;
+use crate::grpc::status::storage_status as status;
 
 /// Largest page `ListJobs` returns.
 const MAX_PAGE: u32 = 500;
@@ -36,27 +38,13 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 /// The service.
 pub struct JobsGrpc {
     jobs: Jobs,
-    guard: Arc<dyn Guard>,
     shutdown: CancellationToken,
 }
 
 impl JobsGrpc {
-    /// Serves `jobs`, asking `guard` before each call; streams end at `shutdown`.
-    pub fn new(jobs: Jobs, guard: Arc<dyn Guard>, shutdown: CancellationToken) -> Self {
-        Self { jobs, guard, shutdown }
-    }
-}
-
-/// Maps engine errors to statuses; internals are logged, not sent.
-fn status(e: StorageError) -> Status {
-    match e {
-        StorageError::NotFound(id) => Status::not_found(format!("job {id} not found")),
-        e @ StorageError::WrongState { .. } => Status::failed_precondition(e.to_string()),
-        e @ StorageError::UniqueKeyTaken(_) => Status::already_exists(e.to_string()),
-        e => {
-            tracing::error!(error = %e, "job store failure");
-            Status::internal("internal error; see the server log")
-        }
+    /// Serves `jobs` to super admins; streams end at `shutdown`.
+    pub fn new(jobs: Jobs, shutdown: CancellationToken) -> Self {
+        Self { jobs, shutdown }
     }
 }
 
@@ -79,8 +67,8 @@ fn engine_state(s: i32) -> Result<JobState, Status> {
         Ok(pb::JobState::Succeeded) => Ok(JobState::Succeeded),
         Ok(pb::JobState::Dead) => Ok(JobState::Dead),
         Ok(pb::JobState::Deleted) => Ok(JobState::Deleted),
-        Ok(pb::JobState::Unspecified) => Err(Status::invalid_argument("state: required (e.g. JOB_STATE_DEAD)")),
-        Err(_) => Err(Status::invalid_argument(format!("state: {s} is not a JobState"))),
+        Ok(pb::JobState::Unspecified) => Err(invalid_field("state", "required (e.g. JOB_STATE_DEAD)")),
+        Err(_) => Err(invalid_field("state", format!("{s} is not a JobState"))),
     }
 }
 
@@ -142,7 +130,7 @@ fn pb_worker(w: &WorkerRow) -> pb::WorkerInfo {
 
 fn job_id(id: i64) -> Result<i64, Status> {
     if id <= 0 {
-        return Err(Status::invalid_argument("id: must be a positive job id"));
+        return Err(invalid_field("id", "must be a positive job id"));
     }
     Ok(id)
 }
@@ -161,7 +149,7 @@ impl JobsGrpc {
 #[tonic::async_trait]
 impl JobService for JobsGrpc {
     async fn get_counts(&self, req: Request<pb::GetCountsRequest>) -> Result<Response<pb::JobCounts>, Status> {
-        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        Caller::of(&req).require_super_admin()?;
         let c = self.jobs.counts().await.map_err(status)?;
         Ok(Response::new(pb_counts(&c, self.jobs.clock().now())))
     }
@@ -172,7 +160,7 @@ impl JobService for JobsGrpc {
         &self,
         req: Request<pb::WatchCountsRequest>,
     ) -> Result<Response<Self::WatchCountsStream>, Status> {
-        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        Caller::of(&req).require_super_admin()?;
         let interval = match req.get_ref().interval_ms {
             0 => Duration::from_millis(1000),
             n => Duration::from_millis(u64::from(n).max(200)),
@@ -216,27 +204,30 @@ impl JobService for JobsGrpc {
     }
 
     async fn list_jobs(&self, req: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
-        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        Caller::of(&req).require_super_admin()?;
         let r = req.get_ref();
         let state = engine_state(r.state)?;
         let limit = match r.page_size {
             0 => DEFAULT_PAGE,
             n if n > MAX_PAGE => {
-                return Err(Status::invalid_argument(format!("page_size: at most {MAX_PAGE}, got {n}")));
+                return Err(invalid_field("page_size", format!("at most {MAX_PAGE}, got {n}")));
             }
             n => n,
         };
         let before_id = match r.page_token.as_str() {
             "" => None,
-            t => Some(t.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-                Status::invalid_argument("page_token: not a token from a previous ListJobs response")
-            })?),
+            t => Some(
+                t.parse::<i64>()
+                    .ok()
+                    .filter(|id| *id > 0)
+                    .ok_or_else(|| invalid_field("page_token", "not a token from a previous ListJobs response"))?,
+            ),
         };
         if r.kind.len() > 200 {
-            return Err(Status::invalid_argument("kind: at most 200 characters"));
+            return Err(invalid_field("kind", "at most 200 characters"));
         }
         if r.text.chars().count() > 200 {
-            return Err(Status::invalid_argument("text: at most 200 characters"));
+            return Err(invalid_field("text", "at most 200 characters"));
         }
         let kind = (!r.kind.is_empty()).then(|| r.kind.clone());
         let text = (!r.text.trim().is_empty()).then(|| r.text.trim().to_owned());
@@ -249,28 +240,28 @@ impl JobService for JobsGrpc {
     }
 
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::JobDetail>, Status> {
-        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        Caller::of(&req).require_super_admin()?;
         self.detail(job_id(req.get_ref().id)?).await
     }
 
     async fn requeue_job(&self, req: Request<pb::JobIdRequest>) -> Result<Response<pb::JobDetail>, Status> {
-        let who = self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let who = Caller::of(&req).require_super_admin()?.user.email.clone();
         let id = job_id(req.get_ref().id)?;
-        self.jobs.requeue(id, &who.name).await.map_err(status)?;
+        self.jobs.requeue(id, &who).await.map_err(status)?;
         self.detail(id).await
     }
 
     async fn delete_job(&self, req: Request<pb::JobIdRequest>) -> Result<Response<pb::JobDetail>, Status> {
-        let who = self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let who = Caller::of(&req).require_super_admin()?.user.email.clone();
         let id = job_id(req.get_ref().id)?;
-        self.jobs.delete(id, &who.name).await.map_err(status)?;
+        self.jobs.delete(id, &who).await.map_err(status)?;
         self.detail(id).await
     }
 
     async fn trigger_job(&self, req: Request<pb::JobIdRequest>) -> Result<Response<pb::JobDetail>, Status> {
-        let who = self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        let who = Caller::of(&req).require_super_admin()?.user.email.clone();
         let id = job_id(req.get_ref().id)?;
-        self.jobs.trigger(id, &who.name).await.map_err(status)?;
+        self.jobs.trigger(id, &who).await.map_err(status)?;
         self.detail(id).await
     }
 
@@ -278,33 +269,34 @@ impl JobService for JobsGrpc {
         &self,
         req: Request<pb::EnqueueDiagnosticRequest>,
     ) -> Result<Response<pb::EnqueueDiagnosticResponse>, Status> {
-        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        Caller::of(&req).require_super_admin()?;
         let r = req.get_ref();
         let count = match r.count {
             0 => 1,
             n @ 1..=1000 => n,
-            n => return Err(Status::invalid_argument(format!("count: at most 1000, got {n}"))),
+            n => return Err(invalid_field("count", format!("at most 1000, got {n}"))),
         };
         let job = match r.kind.as_str() {
             k if k == Noop::KIND => self.jobs.new_job(&Noop {}, None),
             k if k == Sleep::KIND => {
                 if r.sleep_ms > 600_000 {
-                    return Err(Status::invalid_argument("sleep_ms: at most 600000"));
+                    return Err(invalid_field("sleep_ms", "at most 600000"));
                 }
                 self.jobs.new_job(&Sleep { ms: u64::from(r.sleep_ms) }, None)
             }
             k if k == Fail::KIND => {
                 if r.fail_message.len() > 1000 {
-                    return Err(Status::invalid_argument("fail_message: at most 1000 bytes"));
+                    return Err(invalid_field("fail_message", "at most 1000 bytes"));
                 }
                 let message =
                     if r.fail_message.is_empty() { "diagnostic failure".into() } else { r.fail_message.clone() };
                 self.jobs.new_job(&Fail { message, permanent: r.permanent }, None)
             }
             other => {
-                return Err(Status::invalid_argument(format!(
-                    "kind: {other:?} is not a diagnostic job (diag.noop, diag.sleep, diag.fail)"
-                )));
+                return Err(invalid_field(
+                    "kind",
+                    format!("{other:?} is not a diagnostic job (diag.noop, diag.sleep, diag.fail)"),
+                ));
             }
         }
         .map_err(status)?;
@@ -316,17 +308,17 @@ impl JobService for JobsGrpc {
         &self,
         req: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
-        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        Caller::of(&req).require_super_admin()?;
         let rows = self.jobs.workers(LIVE_WINDOW.as_micros() as i64).await.map_err(status)?;
         Ok(Response::new(pb::ListWorkersResponse { workers: rows.iter().map(pb_worker).collect() }))
     }
 
     async fn get_throughput(&self, req: Request<pb::GetThroughputRequest>) -> Result<Response<pb::Throughput>, Status> {
-        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        Caller::of(&req).require_super_admin()?;
         let minutes = match req.get_ref().minutes {
             0 => 60,
             n @ 1..=1440 => i64::from(n),
-            n => return Err(Status::invalid_argument(format!("minutes: 1 to 1440, got {n}"))),
+            n => return Err(invalid_field("minutes", format!("1 to 1440, got {n}"))),
         };
         const MINUTE: i64 = 60_000_000;
         let now = self.jobs.clock().now();

@@ -23,8 +23,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::boundary::invalid_field;
+use crate::caller::{Caller, Session};
 use crate::grpc::status::status;
-use crate::guard::{SignedIn, signed_in};
 use crate::hub::Hub;
 
 /// How often an idle stream sends a heartbeat.
@@ -84,10 +85,10 @@ impl NotificationService for NotificationsGrpc {
     type SubscribeStream = EventStream;
 
     async fn subscribe(&self, req: Request<pb::SubscribeRequest>) -> Result<Response<EventStream>, Status> {
-        let SignedIn { token, user, expires_at } = signed_in(&self.identity, req.metadata()).await?;
+        let Session { token, user, expires_at, .. } = Caller::of(&req).signed_in()?.clone();
         let resume_after = req.get_ref().resume_after;
         if resume_after < 0 {
-            return Err(Status::invalid_argument("resume_after: must not be negative"));
+            return Err(invalid_field("resume_after", "must not be negative"));
         }
         let reg = self.hub.register(&user.id, &secret_hash(&token));
         let (tx, rx) = mpsc::channel(1);
@@ -107,10 +108,10 @@ impl NotificationService for NotificationsGrpc {
     }
 
     async fn ack(&self, req: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
-        let user = signed_in(&self.identity, req.metadata()).await?.user;
+        let user = Caller::of(&req).signed_in()?.user.clone();
         let ids = &req.get_ref().ids;
         if ids.len() > MAX_ACK {
-            return Err(Status::invalid_argument(format!("ids: at most {MAX_ACK} at once, got {}", ids.len())));
+            return Err(invalid_field("ids", format!("at most {MAX_ACK} at once, got {}", ids.len())));
         }
         let n = self.notes.ack(&user.id, ids, self.clock.now()).await.map_err(status)?;
         Ok(Response::new(pb::AckResponse { acknowledged: n as i64 }))

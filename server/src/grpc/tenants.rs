@@ -7,15 +7,15 @@ use proto::tenants::v1 as pb;
 use proto::tenants::v1::tenant_service_server::TenantService;
 use tonic::{Request, Response, Status};
 
+use crate::boundary::invalid_field;
+use crate::caller::Caller;
 use crate::grpc::status::status;
-use crate::guard::{Guard, Role, signed_in};
 use crate::ratelimit::Limiter;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use backoffice::identity::Identity;
 use backoffice::jobs::provision::STEPS;
 use backoffice::tenant_db::TenantDbs;
 use futures::Stream;
@@ -29,10 +29,8 @@ pub const SIGNUP_MESSAGE: &str = "Thanks for signing up! Check your email shortl
 /// The service.
 pub struct TenantsGrpc {
     tenants: Tenants,
-    guard: Arc<dyn Guard>,
     signups: Arc<Limiter>,
     shutdown: CancellationToken,
-    identity: Identity,
     tenant_dbs: TenantDbs,
 }
 
@@ -40,18 +38,11 @@ pub struct TenantsGrpc {
 pub const WATCH_EVERY: Duration = Duration::from_millis(100);
 
 impl TenantsGrpc {
-    /// Serves `tenants`, super-admin calls checked by `guard`, sign-ups limited by
-    /// `signups`; streams end when `shutdown` fires. A tenant admin's own tenant
-    /// is found through `identity` and read from `tenant_dbs`.
-    pub fn new(
-        tenants: Tenants,
-        guard: Arc<dyn Guard>,
-        signups: Arc<Limiter>,
-        shutdown: CancellationToken,
-        identity: Identity,
-        tenant_dbs: TenantDbs,
-    ) -> Self {
-        Self { tenants, guard, signups, shutdown, identity, tenant_dbs }
+    /// Serves `tenants` (admin calls to super admins, [`Caller`]), sign-ups
+    /// limited by `signups`; streams end when `shutdown` fires. A tenant admin's
+    /// own tenant is read from `tenant_dbs`.
+    pub fn new(tenants: Tenants, signups: Arc<Limiter>, shutdown: CancellationToken, tenant_dbs: TenantDbs) -> Self {
+        Self { tenants, signups, shutdown, tenant_dbs }
     }
 }
 
@@ -105,8 +96,9 @@ impl TenantService for TenantsGrpc {
     type WatchTenantStream = ProgressStream;
 
     async fn get_my_tenant(&self, req: Request<pb::GetMyTenantRequest>) -> Result<Response<pb::MyTenant>, Status> {
-        let user = signed_in(&self.identity, req.metadata()).await?.user;
-        let id = user.tenant_id.ok_or_else(|| Status::failed_precondition("only tenant admins have a tenant"))?;
+        let user = &Caller::of(&req).signed_in()?.user;
+        let id =
+            user.tenant_id.clone().ok_or_else(|| Status::failed_precondition("only tenant admins have a tenant"))?;
         let t = self.tenants.get(&id).await.map_err(status)?;
         if t.status() != TenantStatus::Active {
             return Err(Status::failed_precondition(format!("the tenant is {}", t.status)));
@@ -124,9 +116,8 @@ impl TenantService for TenantsGrpc {
     }
 
     async fn watch_tenant(&self, req: Request<pb::WatchTenantRequest>) -> Result<Response<ProgressStream>, Status> {
-        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
-        let id =
-            uuid_like(&req.get_ref().id).ok_or_else(|| Status::invalid_argument("id: not a tenant id"))?.to_owned();
+        Caller::of(&req).require_super_admin()?;
+        let id = uuid_like(&req.get_ref().id).ok_or_else(|| invalid_field("id", "not a tenant id"))?.to_owned();
         let first = self.tenants.get(&id).await.map_err(status)?;
         let (tx, rx) = mpsc::channel(1);
         let (tenants, shutdown) = (self.tenants.clone(), self.shutdown.clone());
@@ -168,8 +159,7 @@ impl TenantService for TenantsGrpc {
         &self,
         req: Request<pb::CreateTenantRequest>,
     ) -> Result<Response<pb::CreateTenantResponse>, Status> {
-        let caller = self.guard.require(req.metadata(), Role::SuperAdmin).await?;
-        let admin = caller.user.ok_or_else(|| Status::unauthenticated("sign in first"))?;
+        let admin = Caller::of(&req).require_super_admin()?.user.clone();
         let r = req.into_inner();
         let created = self.tenants.create_by_admin(&admin, &r.name, &r.admin_email).await.map_err(status)?;
         Ok(Response::new(pb::CreateTenantResponse { tenant: Some(pb_tenant(&created.tenant)), job_id: created.job_id }))
@@ -184,10 +174,10 @@ impl TenantService for TenantsGrpc {
     }
 
     async fn get_tenant(&self, req: Request<pb::GetTenantRequest>) -> Result<Response<pb::Tenant>, Status> {
-        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        Caller::of(&req).require_super_admin()?;
         let id = &req.get_ref().id;
         if uuid_like(id).is_none() {
-            return Err(Status::invalid_argument("id: not a tenant id"));
+            return Err(invalid_field("id", "not a tenant id"));
         }
         let t = self.tenants.get(id).await.map_err(status)?;
         Ok(Response::new(pb_tenant(&t)))
@@ -197,28 +187,27 @@ impl TenantService for TenantsGrpc {
         &self,
         req: Request<pb::ListTenantsRequest>,
     ) -> Result<Response<pb::ListTenantsResponse>, Status> {
-        self.guard.require(req.metadata(), Role::SuperAdmin).await?;
+        Caller::of(&req).require_super_admin()?;
         let r = req.get_ref();
         let status_filter = match pb::TenantStatus::try_from(r.status) {
             Ok(pb::TenantStatus::Unspecified) => None,
             Ok(pb::TenantStatus::Provisioning) => Some(TenantStatus::Provisioning),
             Ok(pb::TenantStatus::Active) => Some(TenantStatus::Active),
             Ok(pb::TenantStatus::Failed) => Some(TenantStatus::Failed),
-            Err(_) => return Err(Status::invalid_argument(format!("status: {} is not a TenantStatus", r.status))),
+            Err(_) => return Err(invalid_field("status", format!("{} is not a TenantStatus", r.status))),
         };
         if r.page_size > backoffice::tenants::MAX_PAGE {
-            return Err(Status::invalid_argument(format!(
-                "page_size: at most {}, got {}",
-                backoffice::tenants::MAX_PAGE,
-                r.page_size
-            )));
+            return Err(invalid_field(
+                "page_size",
+                format!("at most {}, got {}", backoffice::tenants::MAX_PAGE, r.page_size),
+            ));
         }
         let after = match r.page_token.as_str() {
             "" => None,
             t => Some(
                 t.split_once('/')
                     .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, uuid_like(id)?.to_owned())))
-                    .ok_or_else(|| Status::invalid_argument("page_token: not a token from a previous response"))?,
+                    .ok_or_else(|| invalid_field("page_token", "not a token from a previous response"))?,
             ),
         };
         let limit = if r.page_size == 0 { backoffice::tenants::DEFAULT_PAGE } else { r.page_size };
