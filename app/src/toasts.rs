@@ -1,6 +1,7 @@
 //! The toast area on every signed-in page: follows
 //! `NotificationService.Subscribe` over gRPC-web and shows each notification as a
-//! toast (green success, red error), stacked, dismissable, hidden after
+//! toast (green success, red error), stacked in the page's flow between the top
+//! bar and the content (so they cover nothing), dismissable, hidden after
 //! [`SHOW_MS`], announced to screen readers (`role="status"`, `aria-live`). A toast
 //! is acknowledged once dismissed or hidden, so one that was never shown comes
 //! back on the next page load; after a dropped stream it resumes after the last
@@ -76,7 +77,9 @@ pub fn Toasts() -> impl IntoView {
         });
     });
     view! {
-        <div class="toasts" role="status" aria-live="polite" aria-atomic="false" data-live=move || live.get().to_string()>
+        <aside class="toasts-area" aria-label="Notifications">
+        <div class="toasts" role="status" aria-live="polite" aria-atomic="false"
+            data-live=move || live.get().to_string()>
             <For each=move || toasts.get() key=|t| t.id let:t>
                 <div class=if t.success { "toast toast-success" } else { "toast toast-error" } data-testid="toast">
                     <div>
@@ -90,5 +93,6 @@ pub fn Toasts() -> impl IntoView {
                 </div>
             </For>
         </div>
+        </aside>
     }
 }

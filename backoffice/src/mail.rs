@@ -318,7 +318,15 @@ impl Job for SendEmail {
             .bind(now).bind(&row.id).execute(p).await.map(|_| ()))
         .context("recording the message as sent")
         .map_err(JobError::retry)?;
-        tracing::info!(id = %row.id, to = %row.recipient, "email {how}");
+        match &env.mail.transport {
+            // Name the page that shows it: newcomers should not have to read
+            // quoted-printable `.eml` files by hand.
+            Transport::Files(_) => tracing::info!(
+                id = %row.id, to = %row.recipient,
+                "email {how}; read it at {}/admin/mail/{}", env.mail.letters.public_url(), row.id
+            ),
+            Transport::Smtp(_) => tracing::info!(id = %row.id, to = %row.recipient, "email {how}"),
+        }
         Ok(())
     }
 }

@@ -23,14 +23,20 @@ test('main pages, desktop and phone', async ({ page }) => {
 
   await open(page, '/hangfire');
   await expect(page.getByTestId('worker-row').first()).toBeVisible();
+  await page.getByTestId('history').getByTestId('point').last().hover();
   await page.screenshot({ path: path.join(dir, 'hangfire.png'), fullPage: true });
 
   await open(page, '/hangfire/jobs/succeeded');
   await expect(page.getByTestId('job-row').first()).toBeVisible();
   await page.screenshot({ path: path.join(dir, 'hangfire-succeeded.png') });
 
+  await open(page, '/hangfire/jobs/failed');
+  await page.screenshot({ path: path.join(dir, 'hangfire-failed.png') });
+
   await page.setViewportSize({ width: 390, height: 844 });
   await open(page, '/admin/tenants');
   await expect(page.getByTestId('tenant-row').first()).toBeVisible();
   await page.screenshot({ path: path.join(dir, 'admin-tenants-phone.png') });
+  await open(page, '/hangfire');
+  await page.screenshot({ path: path.join(dir, 'hangfire-phone.png'), fullPage: true });
 });

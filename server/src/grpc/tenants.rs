@@ -77,6 +77,8 @@ pub fn pb_tenant(t: &Tenant) -> pb::Tenant {
         job_id: t.job_id.unwrap_or_default(),
         created_at_unix_ms: t.created_at / 1000,
         activated_at_unix_ms: t.activated_at.unwrap_or_default() / 1000,
+        // Needs a lookup; GetTenant fills it.
+        created_by: String::new(),
     }
 }
 
@@ -190,7 +192,11 @@ impl TenantService for TenantsGrpc {
             return Err(Status::invalid_argument("id: not a tenant id"));
         }
         let t = self.tenants.get(id).await.map_err(status)?;
-        Ok(Response::new(pb_tenant(&t)))
+        let mut out = pb_tenant(&t);
+        if let Some(by) = &t.initiated_by {
+            out.created_by = self.identity.email_of(by).await.map_err(status)?.unwrap_or_default();
+        }
+        Ok(Response::new(out))
     }
 
     async fn list_tenants(
