@@ -15,9 +15,10 @@ pub fn home_of(role: i32) -> &'static str {
 
 /// `next` if it is a path on this site, else `fallback`: no open redirect.
 ///
-/// Checked the way a browser will read it, not by prefix alone: control
-/// characters are refused outright (browsers drop tab and newline, so
-/// `/%09/evil.example` would become `//evil.example`), and what is left is
+/// Checked the way a browser will read it, not by prefix alone: anything but
+/// visible ASCII is refused outright (browsers drop tab and newline, so
+/// `/%09/evil.example` would become `//evil.example`; the paths we link to are
+/// percent-encoded ASCII anyway), and what is left is
 /// resolved against a placeholder origin with the WHATWG URL parser (which
 /// treats `\` as `/`, as browsers do); only a result on that same origin is
 /// kept, re-serialized as path, query and fragment.
@@ -26,7 +27,7 @@ pub fn safe_next(next: &str, fallback: &str) -> String {
     let plausible = next.starts_with('/')
         && !next.starts_with("//")
         && !next.contains('\\')
-        && !next.chars().any(|c| c.is_control() || c.is_whitespace());
+        && next.bytes().all(|b| b.is_ascii_graphic());
     let resolved = plausible
         .then(|| url::Url::parse(BASE).and_then(|b| b.join(next)).ok())
         .flatten()
@@ -179,6 +180,7 @@ mod tests {
             "",
             "evil.example",
             "/x\u{0}",
+            "/\u{fffd}/evil.example",
         ] {
             assert_eq!(safe_next(bad, "/home"), "/home", "{bad:?}");
         }

@@ -97,8 +97,10 @@ fn Mail(id: String) -> impl IntoView {
     }
 }
 
-/// The text with each `http(s)://` URL made a link; everything stays text
-/// nodes (no HTML from the email is ever interpreted).
+/// The text with each `http(s)://` URL made a link; everything stays text (no
+/// HTML from the email is ever interpreted). Each piece of text is its own
+/// `<span>`: adjacent text nodes would merge in the HTML and no longer line up
+/// with the views during hydration.
 fn linkify(text: &str) -> Vec<AnyView> {
     let mut out = Vec::new();
     let mut rest = text;
@@ -107,10 +109,10 @@ fn linkify(text: &str) -> Vec<AnyView> {
         let end = from.find(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>').unwrap_or(from.len());
         // Trailing punctuation ends the sentence, not the link.
         let url = from[..end].trim_end_matches(['.', ',', ')', ';']);
-        out.push(before.to_owned().into_any());
+        out.push(view! { <span>{before.to_owned()}</span> }.into_any());
         out.push(view! { <a href=url.to_owned()>{url.to_owned()}</a> }.into_any());
         rest = &from[url.len()..];
     }
-    out.push(rest.to_owned().into_any());
+    out.push(view! { <span>{rest.to_owned()}</span> }.into_any());
     out
 }
