@@ -98,10 +98,23 @@ fn Mail(id: String) -> impl IntoView {
 }
 
 /// The text with each `http(s)://` URL made a link; everything stays text (no
-/// HTML from the email is ever interpreted). Each piece of text is its own
-/// `<span>`: adjacent text nodes would merge in the HTML and no longer line up
-/// with the views during hydration.
-fn linkify(text: &str) -> Vec<AnyView> {
+/// HTML from the email is ever interpreted). Rendered as one kind of view per
+/// piece (a span, then maybe a link), so server and browser build the same
+/// nodes and hydration lines up.
+fn linkify(text: &str) -> impl IntoView + use<> {
+    pieces(text)
+        .into_iter()
+        .map(|(before, url)| {
+            view! {
+                <span>{before}</span>
+                {(!url.is_empty()).then(|| view! { <a href=url.clone()>{url.clone()}</a> })}
+            }
+        })
+        .collect::<Vec<_>>()
+}
+
+/// `(text, url)` pairs: text up to a link, then the link (empty at the end).
+fn pieces(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(at) = ["http://", "https://"].iter().filter_map(|p| rest.find(p)).min() {
@@ -109,10 +122,20 @@ fn linkify(text: &str) -> Vec<AnyView> {
         let end = from.find(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>').unwrap_or(from.len());
         // Trailing punctuation ends the sentence, not the link.
         let url = from[..end].trim_end_matches(['.', ',', ')', ';']);
-        out.push(view! { <span>{before.to_owned()}</span> }.into_any());
-        out.push(view! { <a href=url.to_owned()>{url.to_owned()}</a> }.into_any());
+        out.push((before.to_owned(), url.to_owned()));
         rest = &from[url.len()..];
     }
-    out.push(view! { <span>{rest.to_owned()}</span> }.into_any());
+    out.push((rest.to_owned(), String::new()));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn links_are_found_and_text_kept() {
+        let p = super::pieces("Go to http://a.test/x?t=1.\nThen https://b.test");
+        assert_eq!(p[0], ("Go to ".to_owned(), "http://a.test/x?t=1".to_owned()));
+        assert_eq!(p[1], (".\nThen ".to_owned(), "https://b.test".to_owned()));
+        assert_eq!(p[2], (String::new(), String::new()));
+    }
 }
