@@ -4,8 +4,13 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] =
-    &["jobs/v1/jobs.proto", "auth/v1/auth.proto", "tenants/v1/tenants.proto", "notifications/v1/notifications.proto"];
+const PROTOS: &[&str] = &[
+    "jobs/v1/jobs.proto",
+    "auth/v1/auth.proto",
+    "tenants/v1/tenants.proto",
+    "notifications/v1/notifications.proto",
+    "mail/v1/mail.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in PROTOS {

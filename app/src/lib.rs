@@ -6,12 +6,12 @@
 //! contracts serve the app, scripts and grpcurl.
 //!
 //! # Layout
-//! - [`shell`], the HTML document around the app (hydration scripts, styles, the
-//!   session handed to the browser);
+//! - [`shell`], the HTML document around the app (hydration scripts, styles);
 //! - [`App`], the routes and the frame (navigation, toasts);
 //! - [`session`]: who is signed in, on both sides;
 //! - [`pages`]: one module per page; [`toasts`]: the notification area;
-//! - [`grpc`]: the browser's gRPC-web client.
+//! - [`grpc`]: the isomorphic `proto` client (gRPC-web in the browser,
+//!   in-process while the server renders) and resources built on it.
 
 #![recursion_limit = "256"]
 
@@ -25,14 +25,12 @@ pub use session::SessionInfo;
 use leptos::prelude::*;
 use leptos_meta::{Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{SsrMode, path};
 
 /// The document the server renders around the app.
 #[cfg(feature = "ssr")]
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     use leptos_meta::MetaTags;
-    let session = session::from_request();
-    let embedded = session::to_embedded_json(&session);
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -43,47 +41,51 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
-                <script id="session-data" type="application/json" inner_html=embedded></script>
             </head>
             <body>
-                <App session/>
+                <App/>
             </body>
         </html>
     }
 }
 
-/// The app's routes inside the frame: navigation, toasts for signed-in users.
+/// The app's routes inside the frame: a skip link, navigation, toasts for
+/// signed-in users.
+///
+/// Pages that load data render with `SsrMode::Async`: the server waits for their
+/// resources before it sends the page, so the first paint has the data, and the
+/// HTTP status (404 for a job that does not exist) is known before the head is
+/// sent.
 #[component]
-pub fn App(
-    /// Who is signed in (from the server's middleware, or the page's JSON).
-    session: Option<SessionInfo>,
-) -> impl IntoView {
+pub fn App() -> impl IntoView {
     provide_meta_context();
+    let session = session::shared();
     provide_context(session::CurrentSession(session.clone()));
     let signed_in = session.is_some();
     view! {
         <Stylesheet id="app" href="/pkg/app.css"/>
-        <Title text="Back office"/>
+        <Title formatter=|page: String| if page.is_empty() { "Back office".to_owned() } else { format!("{page} · Back office") }/>
         <Router>
+            <a class="skip-link" href="#main" rel="external">"Skip to main content"</a>
             <pages::Nav/>
-            <main>
+            {signed_in.then(|| view! { <toasts::Toasts/> })}
+            <main id="main" tabindex="-1">
                 <Routes fallback=|| view! { <pages::NotFound/> }>
                     <Route path=path!("/") view=pages::home::HomePage/>
                     <Route path=path!("/login") view=pages::login::LoginPage/>
                     <Route path=path!("/signup") view=pages::signup::SignUpPage/>
                     <Route path=path!("/signup/thanks") view=pages::signup::ThanksPage/>
                     <Route path=path!("/set-password") view=pages::login::SetPasswordPage/>
-                    <Route path=path!("/app") view=pages::tenant_home::TenantHomePage/>
-                    <Route path=path!("/admin/tenants") view=pages::admin::TenantsPage/>
-                    <Route path=path!("/admin/tenants/:id") view=pages::admin::TenantPage/>
-                    <Route path=path!("/hangfire") view=pages::hangfire::OverviewPage/>
-                    <Route path=path!("/hangfire/jobs/:state") view=pages::hangfire::JobListPage/>
-                    <Route path=path!("/hangfire/job/:id") view=pages::hangfire::JobPage/>
+                    <Route path=path!("/app") view=pages::tenant_home::TenantHomePage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/tenants") view=pages::admin::TenantsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/tenants/:id") view=pages::admin::TenantPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/mail") view=pages::mail::MailboxPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/mail/:id") view=pages::mail::MailPage ssr=SsrMode::Async/>
+                    <Route path=path!("/hangfire") view=pages::hangfire::OverviewPage ssr=SsrMode::Async/>
+                    <Route path=path!("/hangfire/jobs/:state") view=pages::hangfire::JobListPage ssr=SsrMode::Async/>
+                    <Route path=path!("/hangfire/job/:id") view=pages::hangfire::JobPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
-            <Show when=move || signed_in>
-                <toasts::Toasts/>
-            </Show>
         </Router>
     }
 }
@@ -93,8 +95,7 @@ pub fn App(
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    let session = session::from_document();
-    leptos::mount::hydrate_body(move || view! { <App session=session.clone()/> });
+    leptos::mount::hydrate_body(App);
     // A marker for tests and tools: the page is interactive from here on.
     if let Some(body) = document().body() {
         let _ = body.set_attribute("data-hydrated", "true");

@@ -1,11 +1,14 @@
 //! Who is signed in, known on the server before the first paint and handed to
 //! the browser with the page.
 //!
-//! The server resolves the `session` cookie in a middleware and puts a
-//! [`SessionInfo`] into the request's extensions; the shell reads it from there
-//! while rendering and also writes it into the page as JSON (`#session-data`),
-//! from which the browser reads it before hydrating, so both render the same
-//! thing. The cookie itself is HttpOnly and never visible to scripts.
+//! The server resolves the `session` cookie once per page request (its page
+//! middleware) and puts a [`SessionInfo`] into the request's extensions. The app
+//! reads it there while rendering, inside a Leptos `SharedValue`: the value is
+//! serialized into the page by the framework, like every resource's data, and the
+//! browser reads it back during hydration, so both sides render the same frame.
+//! (A resource calling `AuthService.Me` would cost a second session lookup per
+//! page for the same answer, and would put the whole frame behind a `Suspense`.)
+//! The cookie itself is HttpOnly and never visible to scripts.
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -37,20 +40,21 @@ pub fn use_session() -> Option<SessionInfo> {
     use_context::<CurrentSession>().and_then(|s| s.0)
 }
 
+/// The session of this render: from the request on the server, from the page's
+/// serialized data in the browser (see the module docs). Call once, at the top
+/// of the app, so both sides agree on the order of serialized values.
+pub fn shared() -> Option<SessionInfo> {
+    SharedValue::new(from_request).into_inner()
+}
+
 /// Server: the session the middleware resolved for this request.
 #[cfg(feature = "ssr")]
-pub fn from_request() -> Option<SessionInfo> {
+fn from_request() -> Option<SessionInfo> {
     use_context::<http::request::Parts>().and_then(|p| p.extensions.get::<SessionInfo>().cloned())
 }
 
-/// The JSON the shell embeds, safe inside `<script>` (no `<` at all).
-pub fn to_embedded_json(s: &Option<SessionInfo>) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "null".into()).replace('<', "\\u003c")
-}
-
-/// Browser: the session the server embedded in the page.
-#[cfg(feature = "hydrate")]
-pub fn from_document() -> Option<SessionInfo> {
-    let text = document().get_element_by_id("session-data")?.text_content()?;
-    serde_json::from_str(&text).ok().flatten()
+/// Browser outside hydration (never reached: the app is only hydrated).
+#[cfg(not(feature = "ssr"))]
+fn from_request() -> Option<SessionInfo> {
+    None
 }

@@ -1,6 +1,7 @@
 //! The toast area on every signed-in page: follows
 //! `NotificationService.Subscribe` over gRPC-web and shows each notification as a
-//! toast (green success, red error), stacked, dismissable, hidden after
+//! toast (green success, red error), stacked in the page's flow between the top
+//! bar and the content (so they cover nothing), dismissable, hidden after
 //! [`SHOW_MS`], announced to screen readers (`role="status"`, `aria-live`). A toast
 //! is acknowledged once dismissed or hidden, so one that was never shown comes
 //! back on the next page load; after a dropped stream it resumes after the last
@@ -12,6 +13,9 @@ use proto::notifications::v1::notification_service_client::NotificationServiceCl
 
 /// How long a toast stays.
 pub const SHOW_MS: i32 = 8000;
+/// Most toasts shown at once (the newest); the rest wait, counted, so a backlog
+/// replayed after a while away does not push the page far down.
+pub const MAX_SHOWN: usize = 3;
 
 #[derive(Clone, Debug, PartialEq)]
 struct Toast {
@@ -37,7 +41,9 @@ pub fn Toasts() -> impl IntoView {
     let dismiss = move |id: i64| {
         let mut was_shown = false;
         set_toasts.update(|t| {
-            was_shown = t.iter().any(|x| x.id == id);
+            // Shown means among the newest MAX_SHOWN: one that expired while
+            // waiting was never seen, and comes back on the next page load.
+            was_shown = t.iter().rev().take(MAX_SHOWN).any(|x| x.id == id);
             t.retain(|x| x.id != id);
         });
         if was_shown {
@@ -76,8 +82,15 @@ pub fn Toasts() -> impl IntoView {
         });
     });
     view! {
-        <div class="toasts" role="status" aria-live="polite" aria-atomic="false" data-live=move || live.get().to_string()>
-            <For each=move || toasts.get() key=|t| t.id let:t>
+        <aside class="toasts-area" aria-label="Notifications">
+        <div class="toasts" role="status" aria-live="polite" aria-atomic="false"
+            data-live=move || live.get().to_string()>
+            <Show when=move || toasts.with(|t| t.len() > MAX_SHOWN)>
+                <p class="toast-more" data-testid="toast-more">
+                    {move || format!("{} more notifications", toasts.with(|t| t.len().saturating_sub(MAX_SHOWN)))}
+                </p>
+            </Show>
+            <For each=move || { let t = toasts.get(); let skip = t.len().saturating_sub(MAX_SHOWN); t.into_iter().skip(skip).collect::<Vec<_>>() } key=|t| t.id let:t>
                 <div class=if t.success { "toast toast-success" } else { "toast toast-error" } data-testid="toast">
                     <div>
                         <strong>{t.title.clone()}</strong>
@@ -90,5 +103,6 @@ pub fn Toasts() -> impl IntoView {
                 </div>
             </For>
         </div>
+        </aside>
     }
 }

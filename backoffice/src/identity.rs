@@ -298,6 +298,15 @@ impl Identity {
         Ok(())
     }
 
+    /// The email of the user with `id`, if there is one (who created a tenant, for
+    /// its page).
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn email_of(&self, id: &str) -> Result<Option<String>, Error> {
+        Ok(query("SELECT email FROM users WHERE id = $1").bind(id).scalar_optional(self.db.read()).await?)
+    }
+
     /// Issues a set-password token, in a transaction of its own, for the user with
     /// `email` (for the welcome email and for operators).
     ///

@@ -1,4 +1,4 @@
-import { expect, type Page } from '@playwright/test';
+import { expect, type Browser, type BrowserContext, type Page } from '@playwright/test';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -19,6 +19,18 @@ export async function signIn(page: Page, email: string, password: string, landin
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.waitForURL(landing);
+}
+
+/** A browser context with JavaScript off, signed in as the super admin through the plain form. */
+export async function noJsAdmin(browser: Browser): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto('/login');
+  await page.getByLabel('Email').fill(ADMIN_EMAIL);
+  await page.getByLabel('Password').fill(ADMIN_PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(/\/admin\/tenants$/);
+  return { context, page };
 }
 
 /** The text of an email as a reader sees it (quoted-printable undone). */
@@ -62,4 +74,15 @@ export function mailCount(to: string): number {
 export async function open(page: Page, path: string) {
   await page.goto(path);
   await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1, { timeout: 20_000 });
+}
+
+/** Creates a tenant through the (hydrated) admin page and returns its id once it is `status`. */
+export async function createTenant(page: Page, name: string, status = 'active'): Promise<string> {
+  await open(page, '/admin/tenants');
+  await page.getByLabel('Name').fill(name);
+  await page.getByLabel("Tenant admin's email").fill(`${Date.now()}.${Math.floor(Math.random() * 1e6)}@owner.test`);
+  await page.getByRole('button', { name: 'Create tenant' }).click();
+  const row = page.getByTestId('tenant-row').filter({ hasText: name });
+  await expect(row.getByTestId('status')).toHaveText(status, { timeout: 45_000 });
+  return (await row.getAttribute('data-id')) ?? '';
 }

@@ -9,7 +9,7 @@ test('home page renders on the server and hydrates', async ({ page }) => {
   await expect(page).toHaveTitle('Back office');
   await expect(page.getByRole('heading', { level: 1, name: 'Back office' })).toBeVisible();
   await expect(page.getByTestId('hydrated')).toHaveText('interactive', { timeout: 20_000 });
-  await expect(page.getByRole('link', { name: 'Sign up' }).first()).toBeVisible();
+  await expect(page.getByRole('link', { name: 'Register' }).first()).toBeVisible();
   expect(pageErrors).toEqual([]);
 });
 

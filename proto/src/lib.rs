@@ -39,5 +39,13 @@ pub mod notifications {
     }
 }
 
+/// The built-in mailbox (`mail.v1`).
+pub mod mail {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("mail.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every service, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));

@@ -16,17 +16,23 @@
 //! - [`grpc`]: the gRPC services;
 //! - [`metrics`]: Prometheus text at `/metrics`;
 //! - [`pages`]: the session around page requests (who is signed in, sign-in redirects);
-//! - [`ratelimit`]: sign-up limits per client IP and per server.
+//! - [`ratelimit`]: sign-up limits per client IP and per server;
+//! - [`ssr`]: the in-process `proto` channel pages render with;
+//! - [`forms`]: the app's forms as plain POSTs (no JavaScript needed);
+//! - [`mailbox`]: the built-in mailbox (`mail.v1`) for the file transport.
 
 pub mod api;
 pub mod boundary;
 pub mod caller;
 pub mod config;
+pub mod forms;
 pub mod grpc;
 pub mod hub;
+pub mod mailbox;
 pub mod metrics;
 pub mod pages;
 pub mod ratelimit;
+pub mod ssr;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +43,6 @@ use axum::Router;
 use axum::routing::get;
 use jobengine::{Jobs, Worker};
 use leptos::config::LeptosOptions;
-use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use proto::auth::v1::auth_service_server::AuthServiceServer;
 use proto::jobs::v1::job_service_server::JobServiceServer;
@@ -98,6 +103,10 @@ pub fn router(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Router> {
     let jobs = backend.jobs.clone();
+    let mailbox_svc = proto::mail::v1::mailbox_service_server::MailboxServiceServer::new(mailbox::MailboxGrpc::new(
+        &backend.env.mail.transport,
+    ))
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
     let jobs_svc = JobServiceServer::new(grpc::jobs::JobsGrpc::new(jobs.clone(), shutdown.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let auth_svc = AuthServiceServer::new(grpc::auth::AuthGrpc::new(backend.identity.clone()))
@@ -117,6 +126,7 @@ pub fn router(
         signups,
         shutdown.clone(),
         backend.env.tenant_dbs.clone(),
+        backend.identity.clone(),
     ))
     .max_decoding_message_size(MAX_REQUEST_BYTES);
     let notifications_svc = NotificationServiceServer::new(grpc::notifications::NotificationsGrpc::new(
@@ -156,6 +166,10 @@ pub fn router(
             ServiceBuilder::new().layer(GrpcWebLayer::new()).service(notifications_svc),
         )
         .route_service(
+            "/mail.v1.MailboxService/{*rest}",
+            ServiceBuilder::new().layer(GrpcWebLayer::new()).service(mailbox_svc),
+        )
+        .route_service(
             "/grpc.reflection.v1.ServerReflection/{*rest}",
             ServiceBuilder::new().layer(GrpcWebLayer::new()).service(reflection_v1),
         )
@@ -164,13 +178,18 @@ pub fn router(
             ServiceBuilder::new().layer(GrpcWebLayer::new()).service(reflection_v1alpha),
         );
     let metrics = Router::new().route("/metrics", get(metrics::handler)).with_state(jobs);
-    let routes = generate_route_list(|| view! { <App session=None/> });
+    let routes = generate_route_list(App);
+    // In-process calls pass the same caller layer as calls over the network.
+    let in_process = ssr::in_process(
+        grpc.clone().layer(axum::middleware::from_fn_with_state(backend.identity.clone(), caller::layer)),
+    );
     let site = Router::new()
-        .leptos_routes(&leptos_options, routes, {
+        .leptos_routes_with_context(&leptos_options, routes, ssr::context(in_process.clone()), {
             let options = leptos_options.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler(shell))
+        .merge(forms::router(in_process.clone()))
+        .fallback(leptos_axum::file_and_error_handler_with_context(ssr::context(in_process), shell))
         .with_state(leptos_options)
         .layer(axum::middleware::from_fn(pages::session_layer))
         // Pages and the wasm bundle travel gzipped (the gRPC routes are not

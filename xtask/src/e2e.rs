@@ -64,6 +64,7 @@ pub fn run_playwright(ws: &Workspace, server: &Path, chromium: &Path) -> anyhow:
     let result = (|| {
         let mailbox = data.join("mailbox");
         let smtp = Smtp::start(ws, &mailbox)?;
+        let server_bin = server;
         let server = Server::start(ws, server, &data, &smtp.url)?;
         let mut playwright = Command::new(dir.join("node_modules/.bin/playwright"));
         playwright
@@ -73,7 +74,10 @@ pub fn run_playwright(ws: &Workspace, server: &Path, chromium: &Path) -> anyhow:
             .env("CHROMIUM_PATH", chromium)
             .env("MAILBOX_DIR", &mailbox)
             .env("ADMIN_EMAIL", ADMIN_EMAIL)
-            .env("ADMIN_PASSWORD", ADMIN_PASSWORD);
+            .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
+            // The mailbox test starts a server of its own with the file transport.
+            .env("SERVER_BIN", server_bin)
+            .env("SITE_ROOT", ws.site_dir());
         let outcome = workspace::run(&mut playwright);
         server.stop()?;
         outcome

@@ -1,18 +1,29 @@
 //! `/admin/tenants` and `/admin/tenants/:id`: super admins create tenants and
 //! follow their provisioning live (`WatchTenant` per provisioning tenant).
+//!
+//! The list and the tenant come from resources, so the server's first paint has
+//! them; what changes afterwards (progress, tenants created from this page) is
+//! laid over them by signals the browser updates.
+
+use std::collections::HashMap;
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 use proto::tenants::v1 as pb;
 use proto::tenants::v1::tenant_service_client::TenantServiceClient;
 
-use super::{FieldError, FormError, SuperAdminOnly, form_value, submitted_form};
+use super::{
+    Field, FormError, SuperAdminOnly, first_invalid, focus_first_error, focus_id, form_value, query_param, submitted,
+    submitted_form,
+};
+use crate::grpc::Channel;
 
 /// What the form says at once after a create.
 pub const STARTED: &str = "Tenant creation started. You will be notified when complete.";
 
-fn client() -> TenantServiceClient<tonic_web_wasm_client::Client> {
-    TenantServiceClient::new(crate::grpc::channel())
+fn client(ch: Channel) -> TenantServiceClient<Channel> {
+    TenantServiceClient::new(ch)
 }
 
 fn status_name(s: i32) -> &'static str {
@@ -34,40 +45,61 @@ thread_local! {
     static WATCHING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Follows `WatchTenant` for `id`, applying each progress to the tenant in
-/// `rows` until it is active or failed (at most [`MAX_WATCHES`] at a time).
-fn watch(id: String, rows: RwSignal<Vec<pb::Tenant>>) {
-    crate::grpc::spawn(async move {
+/// Live progress laid over loaded tenants, by tenant id.
+type Overlay = RwSignal<HashMap<String, pb::TenantProgress>>;
+
+/// One of the [`MAX_WATCHES`] slots, given back when dropped (also when the
+/// page is left and its watches are cut short).
+struct Slot;
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        WATCHING.with(|w| w.set(w.get().saturating_sub(1)));
+    }
+}
+
+/// Follows `WatchTenant` for `id` into `overlay` until it is active or failed
+/// (at most [`MAX_WATCHES`] at a time), or until the page is left. Browser only.
+fn watch(id: String, overlay: Overlay) {
+    crate::grpc::spawn_scoped(async move {
         while WATCHING.with(std::cell::Cell::get) >= MAX_WATCHES {
             crate::grpc::sleep_ms(300).await;
         }
         WATCHING.with(|w| w.set(w.get() + 1));
-        follow(id, rows).await;
-        WATCHING.with(|w| w.set(w.get().saturating_sub(1)));
+        let _slot = Slot;
+        follow(id, overlay).await;
     });
 }
 
-async fn follow(id: String, rows: RwSignal<Vec<pb::Tenant>>) {
+async fn follow(id: String, overlay: Overlay) {
     for _ in 0..5 {
-        let Ok(resp) = client().watch_tenant(pb::WatchTenantRequest { id: id.clone() }).await else {
+        let Ok(resp) = client(crate::grpc::channel()).watch_tenant(pb::WatchTenantRequest { id: id.clone() }).await
+        else {
             crate::grpc::sleep_ms(1000).await;
             continue;
         };
         let mut s = resp.into_inner();
         while let Ok(Some(p)) = s.message().await {
-            rows.update(|rows| {
-                if let Some(t) = rows.iter_mut().find(|t| t.id == p.tenant_id) {
-                    t.status = p.status;
-                    t.step = p.step.clone();
-                    t.last_error = p.last_error.clone();
-                }
+            let done = p.status != pb::TenantStatus::Provisioning as i32;
+            overlay.update(|o| {
+                o.insert(p.tenant_id.clone(), p);
             });
-            if p.status != pb::TenantStatus::Provisioning as i32 {
+            if done {
                 return;
             }
         }
         crate::grpc::sleep_ms(1000).await;
     }
+}
+
+/// `t` with its live progress applied.
+fn with_overlay(mut t: pb::Tenant, overlay: &HashMap<String, pb::TenantProgress>) -> pb::Tenant {
+    if let Some(p) = overlay.get(&t.id) {
+        t.status = p.status;
+        t.step = p.step.clone();
+        t.last_error = p.last_error.clone();
+    }
+    t
 }
 
 /// A tenant's status badge, with the step while provisioning.
@@ -90,155 +122,214 @@ fn Badge(status: i32, step: String) -> impl IntoView {
 /// `/admin/tenants`.
 #[component]
 pub fn TenantsPage() -> impl IntoView {
-    view! { <SuperAdminOnly><TenantsBody/></SuperAdminOnly> }
+    view! { <Title text="Tenants"/><SuperAdminOnly><TenantsBody/></SuperAdminOnly> }
 }
+
+/// The create form's fields, in order.
+const FIELDS: &[&str] = &["name", "admin_email"];
 
 #[component]
 fn TenantsBody() -> impl IntoView {
-    let rows = RwSignal::new(Vec::<pb::Tenant>::new());
-    let (next_page, set_next_page) = signal(String::new());
-    let (loaded, set_loaded) = signal(false);
-    let (errors, set_errors) = signal(Vec::<(String, String)>::new());
+    let sent = submitted("create-tenant");
+    let errors = RwSignal::new(sent.errors.clone());
+    let after = query_param("after");
+    let created_param = query_param("created");
+    let list = crate::grpc::resource(
+        move || after.get(),
+        |ch, token| async move {
+            client(ch)
+                .list_tenants(pb::ListTenantsRequest { page_size: 25, page_token: token, ..Default::default() })
+                .await
+        },
+    );
+    let overlay: Overlay = RwSignal::new(HashMap::new());
+    let created = RwSignal::new(Vec::<pb::Tenant>::new());
     let (started, set_started) = signal(false);
     let (busy, set_busy) = signal(false);
-    let load = move |token: String| {
-        crate::grpc::spawn(async move {
-            let req = pb::ListTenantsRequest { page_size: 25, page_token: token, ..Default::default() };
-            match client().list_tenants(req).await {
-                Ok(r) => {
-                    let r = r.into_inner();
-                    for t in r.tenants.iter().filter(|t| t.status == pb::TenantStatus::Provisioning as i32) {
-                        watch(t.id.clone(), rows);
-                    }
-                    rows.update(|v| v.extend(r.tenants));
-                    set_next_page.set(r.next_page_token);
-                    set_loaded.set(true);
+    // Browser: follow the loaded tenants that are still provisioning.
+    Effect::new(move |seen: Option<Vec<String>>| {
+        let mut seen = seen.unwrap_or_default();
+        if let Some(Ok(r)) = list.get() {
+            for t in r.tenants.iter().filter(|t| t.status == pb::TenantStatus::Provisioning as i32) {
+                if !seen.contains(&t.id) {
+                    seen.push(t.id.clone());
+                    watch(t.id.clone(), overlay);
                 }
-                Err(s) => set_errors.set(vec![(String::new(), crate::grpc::message(&s))]),
             }
-        });
-    };
-    Effect::new(move |_| load(String::new()));
+        }
+        seen
+    });
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         let Some(form) = submitted_form(&ev) else { return };
+        if busy.get_untracked() {
+            return;
+        }
         let req =
             pb::CreateTenantRequest { name: form_value(&form, "name"), admin_email: form_value(&form, "admin_email") };
         set_busy.set(true);
         set_started.set(false);
         crate::grpc::spawn(async move {
-            match client().create_tenant(req).await {
+            match client(crate::grpc::channel()).create_tenant(req).await {
                 Ok(r) => {
                     if let Some(t) = r.into_inner().tenant {
                         let id = t.id.clone();
-                        rows.update(|v| v.insert(0, t));
-                        watch(id, rows);
+                        created.update(|v| v.insert(0, t));
+                        watch(id, overlay);
                     }
-                    set_errors.set(Vec::new());
+                    errors.set(Vec::new());
                     set_started.set(true);
                     form.reset();
+                    focus_id("started");
                 }
-                Err(s) => set_errors.set(crate::grpc::field_errors(&s)),
+                Err(s) => {
+                    errors.set(crate::grpc::field_errors(&s));
+                    focus_first_error(form);
+                }
             }
             set_busy.set(false);
         });
     };
+    let first = first_invalid(&sent.errors, FIELDS);
+    let show_started = move || started.get() || !created_param.get().is_empty();
     view! {
         <section class="card">
             <h1>"Tenants"</h1>
-            <form class="inline-form" on:submit=on_submit novalidate aria-label="Create tenant">
+            <form class="inline-form" method="post" action="/admin/tenants" data-form="create-tenant"
+                on:submit=on_submit novalidate aria-label="Create tenant">
                 <div>
-                    <label for="name">"Name"</label>
-                    <input id="name" name="name" aria-describedby="name-error" required/>
-                    <FieldError id="name-error" errors field="name"/>
+                    <Field name="name" label="Name" errors value=sent.value("name") autofocus=first == Some("name")/>
                 </div>
                 <div>
-                    <label for="admin_email">"Tenant admin's email"</label>
-                    <input id="admin_email" name="admin_email" type="email" aria-describedby="admin_email-error" required/>
-                    <FieldError id="admin_email-error" errors field="admin_email"/>
+                    <Field name="admin_email" label="Tenant admin's email" kind="email" errors
+                        value=sent.value("admin_email") autofocus=first == Some("admin_email")/>
                 </div>
-                <button type="submit" disabled=move || busy.get()>"Create tenant"</button>
+                <button type="submit" aria-disabled=move || busy.get().then_some("true")>"Create tenant"</button>
+                <FormError errors fields=FIELDS autofocus=!sent.errors.is_empty() && first.is_none()/>
             </form>
-            <FormError errors fields=&["name", "admin_email"]/>
-            <Show when=move || started.get()>
-                <p class="notice" role="status" data-testid="started">{STARTED}</p>
+            <Show when=show_started>
+                <p class="notice" role="status" id="started" tabindex="-1" data-testid="started">{STARTED}</p>
             </Show>
         </section>
         <section class="card">
-            <table class="grid" aria-label="Tenants">
-                <thead><tr><th>"Name"</th><th>"Status"</th><th>"Admin"</th><th>"Created"</th></tr></thead>
-                <tbody>
-                    <For each=move || rows.get() key=|t| (t.id.clone(), t.status, t.step.clone()) let:t>
-                        <tr data-testid="tenant-row" data-id=t.id.clone()>
-                            <td><a href=format!("/admin/tenants/{}", t.id)>{t.name.clone()}</a></td>
-                            <td><Badge status=t.status step=t.step.clone()/></td>
-                            <td>{t.admin_email.clone()}</td>
-                            <td class="muted">{crate::pages::hangfire::time(t.created_at_unix_ms)}</td>
-                        </tr>
-                    </For>
-                </tbody>
-            </table>
-            <Show when=move || loaded.get() && rows.with(Vec::is_empty)>
-                <p class="muted">"No tenants yet."</p>
-            </Show>
-            <Show when=move || !next_page.get().is_empty()>
-                <button type="button" on:click=move |_| load(next_page.get_untracked())>"Older tenants"</button>
-            </Show>
-        </section>
-    }
-}
-
-/// `/admin/tenants/:id`.
-#[component]
-pub fn TenantPage() -> impl IntoView {
-    view! { <SuperAdminOnly><TenantBody/></SuperAdminOnly> }
-}
-
-#[component]
-fn TenantBody() -> impl IntoView {
-    let id = use_params_map().with_untracked(|p| p.get("id").unwrap_or_default());
-    let rows = RwSignal::new(Vec::<pb::Tenant>::new());
-    let (error, set_error) = signal(None::<String>);
-    {
-        let id = id.clone();
-        Effect::new(move |_| {
-            let id = id.clone();
-            crate::grpc::spawn(async move {
-                match client().get_tenant(pb::GetTenantRequest { id: id.clone() }).await {
-                    Ok(t) => {
-                        let t = t.into_inner();
-                        let provisioning = t.status == pb::TenantStatus::Provisioning as i32;
-                        rows.set(vec![t]);
-                        if provisioning {
-                            watch(id, rows);
+            <h2>"All tenants"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match list.await {
+                        Err(e) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+                        Ok(r) => {
+                            let next = r.next_page_token.clone();
+                            let loaded = r.tenants;
+                            let empty = loaded.is_empty();
+                            let rows = move || {
+                                let o = overlay.get();
+                                let mut all = created.get();
+                                all.extend(loaded.iter().filter(|t| !all.iter().any(|c| c.id == t.id)).cloned().collect::<Vec<_>>());
+                                all.into_iter().map(|t| with_overlay(t, &o)).collect::<Vec<_>>()
+                            };
+                            view! {
+                                <table class="grid cards" aria-label="Tenants">
+                                    <thead><tr><th>"Name"</th><th>"Status"</th><th>"Admin"</th><th>"Created (UTC)"</th></tr></thead>
+                                    <tbody>
+                                        <For each=rows key=|t| (t.id.clone(), t.status, t.step.clone()) let:t>
+                                            <tr data-testid="tenant-row" data-id=t.id.clone()>
+                                                <td data-label="Name"><a href=format!("/admin/tenants/{}", t.id)>{t.name.clone()}</a></td>
+                                                <td data-label="Status"><Badge status=t.status step=t.step.clone()/></td>
+                                                <td data-label="Admin">{t.admin_email.clone()}</td>
+                                                <td data-label="Created" class="muted">{crate::pages::hangfire::time(t.created_at_unix_ms)}</td>
+                                            </tr>
+                                        </For>
+                                    </tbody>
+                                </table>
+                                <Show when=move || empty && created.with(Vec::is_empty)>
+                                    <p class="muted">"No tenants yet."</p>
+                                </Show>
+                                <p class="pager">
+                                    {(!after.get_untracked().is_empty()).then(|| view! { <a href="/admin/tenants">"Newest tenants"</a> })}
+                                    {(!next.is_empty()).then(|| view! {
+                                        <a href=format!("/admin/tenants?after={}", super::encode(&next))>"Older tenants"</a>
+                                    })}
+                                </p>
+                            }.into_any()
                         }
                     }
-                    Err(s) => set_error.set(Some(crate::grpc::message(&s))),
-                }
-            });
-        });
-    }
-    view! {
-        <section class="card">
-            <p><a href="/admin/tenants">"← Tenants"</a></p>
-            <Show when=move || error.get().is_some()>
-                <p class="error" role="alert">{move || error.get()}</p>
-            </Show>
-            {move || rows.get().into_iter().next().map(|t| view! {
-                <h1>{t.name.clone()}</h1>
-                <p><Badge status=t.status step=t.step.clone()/></p>
-                <dl class="pairs">
-                    <dt>"Id"</dt><dd><code>{t.id.clone()}</code></dd>
-                    <dt>"Slug"</dt><dd>{t.slug.clone()}</dd>
-                    <dt>"Created by"</dt><dd>{t.origin.clone()}</dd>
-                    <dt>"Admin"</dt><dd>{t.admin_email.clone()}</dd>
-                    <dt>"Created"</dt><dd>{crate::pages::hangfire::time(t.created_at_unix_ms)}</dd>
-                    <dt>"Provisioning job"</dt><dd><a href=format!("/hangfire/job/{}", t.job_id)>{format!("#{}", t.job_id)}</a></dd>
-                </dl>
-                {(!t.last_error.is_empty()).then(|| view! {
-                    <h2>"Last error"</h2>
-                    <pre class="error" data-testid="tenant-error">{t.last_error.clone()}</pre>
                 })}
-            })}
+            </Transition>
         </section>
+    }
+}
+
+/// `/admin/tenants/:id`: follows its route parameter, so going from one
+/// tenant to another (a toast's "Open") shows the other.
+#[component]
+pub fn TenantPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
+    view! { <SuperAdminOnly>{move || view! { <TenantBody id=id.get()/> }}</SuperAdminOnly> }
+}
+
+#[component]
+fn TenantBody(id: String) -> impl IntoView {
+    let tenant = crate::grpc::resource(
+        move || id.clone(),
+        |ch, id| async move { client(ch).get_tenant(pb::GetTenantRequest { id }).await },
+    );
+    let overlay: Overlay = RwSignal::new(HashMap::new());
+    Effect::new(move |started: Option<bool>| {
+        if started == Some(true) {
+            return true;
+        }
+        match tenant.get() {
+            Some(Ok(t)) if t.status == pb::TenantStatus::Provisioning as i32 => {
+                watch(t.id, overlay);
+                true
+            }
+            _ => false,
+        }
+    });
+    view! {
+        <Suspense fallback=|| view! { <section class="card"><p class="muted">"Loading…"</p></section> }>
+            {move || Suspend::new(async move {
+                match tenant.await {
+                    Err(e) if e.is_not_found() => view! { <super::NotFound/> }.into_any(),
+                    Err(e) => view! { <section class="card"><p class="error" role="alert">{e.message}</p></section> }.into_any(),
+                    Ok(t) => {
+                        let name = t.name.clone();
+                        let live = move || with_overlay(t.clone(), &overlay.get());
+                        view! {
+                            <Title text=name/>
+                            <section class="card">
+                                <p><a href="/admin/tenants">"← Tenants"</a></p>
+                                {move || {
+                                    let t = live();
+                                    let created_by = if t.origin == "signup" {
+                                        "public sign-up".to_owned()
+                                    } else if t.created_by.is_empty() {
+                                        "a super admin".to_owned()
+                                    } else {
+                                        t.created_by.clone()
+                                    };
+                                    view! {
+                                        <h1>{t.name.clone()}</h1>
+                                        <p><Badge status=t.status step=t.step.clone()/></p>
+                                        <dl class="pairs">
+                                            <dt>"Id"</dt><dd><code>{t.id.clone()}</code></dd>
+                                            <dt>"Slug"</dt><dd>{t.slug.clone()}</dd>
+                                            <dt>"Created by"</dt><dd data-testid="created-by">{created_by}</dd>
+                                            <dt>"Admin"</dt><dd>{t.admin_email.clone()}</dd>
+                                            <dt>"Created"</dt><dd>{crate::pages::hangfire::time(t.created_at_unix_ms)} " UTC"</dd>
+                                            <dt>"Provisioning job"</dt><dd><a href=format!("/hangfire/job/{}", t.job_id)>{format!("#{}", t.job_id)}</a></dd>
+                                        </dl>
+                                        {(!t.last_error.is_empty()).then(|| view! {
+                                            <h2>"Last error"</h2>
+                                            <pre class="error" data-testid="tenant-error">{t.last_error.clone()}</pre>
+                                        })}
+                                    }
+                                }}
+                            </section>
+                        }.into_any()
+                    }
+                }
+            })}
+        </Suspense>
     }
 }

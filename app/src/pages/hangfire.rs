@@ -1,22 +1,30 @@
 //! `/hangfire`: the job dashboard, super admins only.
 //!
-//! - `/hangfire`: counts per state (live, `WatchCounts`), jobs finished per
-//!   minute as an SVG chart, live workers with their last heartbeat;
+//! - `/hangfire`: counts per state (live, `WatchCounts`), two charts (finished
+//!   per second over the last minutes, per hour over the last 7 days), live
+//!   workers with their last heartbeat;
 //! - `/hangfire/jobs/:state`: one state's jobs, newest first, paged, filtered by
-//!   type and text, with trigger / requeue / delete on a selection; refreshed
-//!   live when the counts change;
+//!   type and text (a GET form: the filter is in the address), with trigger /
+//!   requeue / delete on a selection (a POST form); refreshed live when the
+//!   counts change. `dead` is another name for `failed`, as in the API;
 //! - `/hangfire/job/:id`: arguments, state history, the error chain of each
-//!   failure, the tenant it concerns, and the actions.
+//!   failure, the tenant it concerns, and the actions. 404 for an id that does
+//!   not parse or does not exist.
+//!
+//! All three read their route parameters reactively: clicking from one tab or
+//! job to another renders the other.
 
 use leptos::prelude::*;
-use leptos_router::hooks::use_params_map;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_location, use_params_map};
 use proto::jobs::v1 as pb;
 use proto::jobs::v1::job_service_client::JobServiceClient;
 
-use super::SuperAdminOnly;
+use super::{SuperAdminOnly, query_param};
+use crate::grpc::{Channel, Loaded};
 
-fn client() -> JobServiceClient<tonic_web_wasm_client::Client> {
-    JobServiceClient::new(crate::grpc::channel())
+fn client(ch: Channel) -> JobServiceClient<Channel> {
+    JobServiceClient::new(ch)
 }
 
 /// The states, as (URL name, label, proto value). "failed" is the dead-letter queue.
@@ -29,17 +37,18 @@ pub const STATES: [(&str, &str, pb::JobState); 6] = [
     ("deleted", "Deleted", pb::JobState::Deleted),
 ];
 
+/// The list a URL name shows (`dead` is the API's name for `failed`).
+pub fn find_state(name: &str) -> Option<(&'static str, &'static str, pb::JobState)> {
+    let name = if name == "dead" { "failed" } else { name };
+    STATES.iter().find(|s| s.0 == name).copied()
+}
+
 fn state_label(state: i32) -> &'static str {
     STATES.iter().find(|s| s.2 as i32 == state).map_or("unknown", |s| s.0)
 }
 
-/// A Unix-milliseconds time as `YYYY-MM-DD HH:MM:SS` UTC (the same on server and
-/// browser, so hydration agrees).
-pub fn time(ms: i64) -> String {
-    if ms <= 0 {
-        return "–".into();
-    }
-    let secs = ms / 1000;
+fn civil(ms: i64) -> (i64, i64, i64, i64) {
+    let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -51,33 +60,115 @@ pub fn time(ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, rem)
+}
+
+/// A Unix-milliseconds time as `YYYY-MM-DD HH:MM:SS` UTC (the same on server and
+/// browser, so hydration agrees).
+pub fn time(ms: i64) -> String {
+    if ms <= 0 {
+        return "–".into();
+    }
+    let (y, m, d, rem) = civil(ms);
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// The dashboard's own navigation.
+/// `HH:MM:SS` UTC.
+fn clock(ms: i64) -> String {
+    let (_, _, _, rem) = civil(ms);
+    format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `HH:MM` UTC.
+fn hm(ms: i64) -> String {
+    let (_, _, _, rem) = civil(ms);
+    format!("{:02}:{:02}", rem / 3600, rem % 3600 / 60)
+}
+
+/// `MM-DD` UTC.
+fn day(ms: i64) -> String {
+    let (_, m, d, _) = civil(ms);
+    format!("{m:02}-{d:02}")
+}
+
+/// `MM-DD HH:00` UTC.
+fn day_hour(ms: i64) -> String {
+    let (_, m, d, rem) = civil(ms);
+    format!("{m:02}-{d:02} {:02}:00", rem / 3600)
+}
+
+fn count_of(c: &pb::JobCounts, s: pb::JobState) -> u64 {
+    match s {
+        pb::JobState::Enqueued => c.enqueued,
+        pb::JobState::Processing => c.processing,
+        pb::JobState::Scheduled => c.scheduled,
+        pb::JobState::Succeeded => c.succeeded,
+        pb::JobState::Dead => c.dead,
+        pb::JobState::Deleted => c.deleted,
+        pb::JobState::Unspecified => 0,
+    }
+}
+
+/// The counts shown: live ones once the stream has sent any, else the loaded ones.
+#[derive(Clone, Copy)]
+struct Counts {
+    loaded: Resource<Loaded<pb::JobCounts>, crate::grpc::ProtoCodec>,
+    live: RwSignal<Option<pb::JobCounts>>,
+}
+
+impl Counts {
+    /// Loads the counts for the first paint and follows `WatchCounts` in the
+    /// browser, reconnecting after a pause.
+    fn new() -> Self {
+        let loaded =
+            crate::grpc::resource(|| (), |ch, ()| async move { client(ch).get_counts(pb::GetCountsRequest {}).await });
+        let live = RwSignal::new(None);
+        Effect::new(move |_| {
+            crate::grpc::spawn_scoped(async move {
+                loop {
+                    let req = pb::WatchCountsRequest { interval_ms: 500 };
+                    if let Ok(resp) = client(crate::grpc::channel()).watch_counts(req).await {
+                        let mut s = resp.into_inner();
+                        while let Ok(Some(c)) = s.message().await {
+                            live.set(Some(c));
+                        }
+                    }
+                    crate::grpc::sleep_ms(2000).await;
+                }
+            });
+        });
+        Self { loaded, live }
+    }
+
+    /// Inside a `Suspense`: the counts to show.
+    fn get(&self) -> Option<pb::JobCounts> {
+        self.live.get().or_else(|| self.loaded.get().and_then(Result::ok))
+    }
+}
+
+/// The dashboard's own navigation; the current tab is `aria-current="page"`.
 #[component]
-fn DashNav(counts: ReadSignal<Option<pb::JobCounts>>) -> impl IntoView {
-    let count = move |s: pb::JobState| {
-        counts.get().map(|c| match s {
-            pb::JobState::Enqueued => c.enqueued,
-            pb::JobState::Processing => c.processing,
-            pb::JobState::Scheduled => c.scheduled,
-            pb::JobState::Succeeded => c.succeeded,
-            pb::JobState::Dead => c.dead,
-            pb::JobState::Deleted => c.deleted,
-            pb::JobState::Unspecified => 0,
-        })
+fn DashNav(counts: Counts) -> impl IntoView {
+    let location = use_location();
+    let current = move |href: String| {
+        let path = location.pathname.get();
+        let path = if path == "/hangfire/jobs/dead" { "/hangfire/jobs/failed".to_owned() } else { path };
+        (path == href).then_some("page")
     };
     view! {
         <nav class="dash-nav" aria-label="Job states">
-            <a href="/hangfire">"Overview"</a>
+            <a href="/hangfire" aria-current=move || current("/hangfire".into())>"Overview"</a>
             {STATES.iter().map(|(name, label, state)| {
-                let state = *state;
+                let (name, state) = (*name, *state);
+                let href = format!("/hangfire/jobs/{name}");
                 view! {
-                    <a href=format!("/hangfire/jobs/{name}") data-testid=format!("nav-{name}")>
-                        {*label} " " <span class="pill" data-testid=format!("count-{name}")>
-                            {move || count(state).map(|n| n.to_string()).unwrap_or_else(|| "–".into())}
-                        </span>
+                    <a href=href.clone() data-testid=format!("nav-{name}") aria-current=move || current(href.clone())>
+                        {*label} " "
+                        <Suspense fallback=|| view! { <span class="pill">"–"</span> }>
+                            <span class="pill" data-testid=format!("count-{name}")>
+                                {move || counts.get().map(|c| count_of(&c, state).to_string()).unwrap_or_else(|| "–".into())}
+                            </span>
+                        </Suspense>
                     </a>
                 }
             }).collect::<Vec<_>>()}
@@ -85,208 +176,296 @@ fn DashNav(counts: ReadSignal<Option<pb::JobCounts>>) -> impl IntoView {
     }
 }
 
-/// Follows `WatchCounts` into `set`, reconnecting after a pause.
-fn follow_counts(set: WriteSignal<Option<pb::JobCounts>>, set_updates: WriteSignal<u64>) {
-    crate::grpc::spawn(async move {
-        loop {
-            if let Ok(resp) = client().watch_counts(pb::WatchCountsRequest { interval_ms: 500 }).await {
-                let mut s = resp.into_inner();
-                while let Ok(Some(c)) = s.message().await {
-                    set.set(Some(c));
-                    set_updates.update(|n| *n += 1);
-                }
-            }
-            crate::grpc::sleep_ms(2000).await;
-        }
-    });
-}
-
 /// `/hangfire`.
 #[component]
 pub fn OverviewPage() -> impl IntoView {
-    view! { <SuperAdminOnly><Overview/></SuperAdminOnly> }
+    view! { <Title text="Jobs"/><SuperAdminOnly><Overview/></SuperAdminOnly> }
+}
+
+/// Seconds per bucket and minutes shown by the realtime chart.
+const REALTIME: (u32, u32) = (1, 5);
+/// Seconds per bucket and minutes shown by the history chart (7 days).
+const HISTORY: (u32, u32) = (3600, 7 * 24 * 60);
+
+fn throughput(
+    (bucket_seconds, minutes): (u32, u32),
+    tick: ReadSignal<u64>,
+) -> Resource<Loaded<pb::Throughput>, crate::grpc::ProtoCodec> {
+    crate::grpc::resource(
+        move || tick.get(),
+        move |ch, _| async move { client(ch).get_throughput(pb::GetThroughputRequest { minutes, bucket_seconds }).await },
+    )
+}
+
+/// Calls `f` every `ms` in the browser, for as long as the page is shown.
+fn every(ms: i32, f: impl Fn() + Clone + 'static) {
+    Effect::new(move |_| {
+        let f = f.clone();
+        crate::grpc::spawn_scoped(async move {
+            loop {
+                crate::grpc::sleep_ms(ms).await;
+                f();
+            }
+        });
+    });
 }
 
 #[component]
 fn Overview() -> impl IntoView {
-    let (counts, set_counts) = signal(None::<pb::JobCounts>);
-    let (updates, set_updates) = signal(0u64);
-    let (buckets, set_buckets) = signal(Vec::<pb::ThroughputBucket>::new());
-    let (workers, set_workers) = signal(Vec::<pb::WorkerInfo>::new());
-    Effect::new(move |_| {
-        follow_counts(set_counts, set_updates);
-        crate::grpc::spawn(async move {
-            loop {
-                if let Ok(t) = client().get_throughput(pb::GetThroughputRequest { minutes: 60 }).await {
-                    set_buckets.set(t.into_inner().buckets);
-                }
-                if let Ok(w) = client().list_workers(pb::ListWorkersRequest {}).await {
-                    set_workers.set(w.into_inner().workers);
-                }
-                crate::grpc::sleep_ms(5000).await;
-            }
-        });
-    });
+    let counts = Counts::new();
+    let (rt_tick, set_rt_tick) = signal(0u64);
+    let (hist_tick, set_hist_tick) = signal(0u64);
+    let (workers_tick, set_workers_tick) = signal(0u64);
+    let realtime = throughput(REALTIME, rt_tick);
+    let history = throughput(HISTORY, hist_tick);
+    let workers = crate::grpc::resource(
+        move || workers_tick.get(),
+        |ch, _| async move { client(ch).list_workers(pb::ListWorkersRequest {}).await },
+    );
+    every(2000, move || set_rt_tick.update(|n| *n += 1));
+    every(60_000, move || set_hist_tick.update(|n| *n += 1));
+    every(5000, move || set_workers_tick.update(|n| *n += 1));
     view! {
         <DashNav counts/>
         <section class="card">
             <h1>"Jobs"</h1>
-            <dl class="counts">
-                {STATES.iter().map(|(name, label, state)| {
-                    let state = *state as i32;
-                    view! {
-                        <div class="count">
-                            <dt><a href=format!("/hangfire/jobs/{name}")>{*label}</a></dt>
-                            <dd data-testid=format!("total-{name}")>
-                                {move || counts.get().map(|c| match pb::JobState::try_from(state) {
-                                    Ok(pb::JobState::Enqueued) => c.enqueued,
-                                    Ok(pb::JobState::Processing) => c.processing,
-                                    Ok(pb::JobState::Scheduled) => c.scheduled,
-                                    Ok(pb::JobState::Succeeded) => c.succeeded,
-                                    Ok(pb::JobState::Dead) => c.dead,
-                                    Ok(pb::JobState::Deleted) => c.deleted,
-                                    _ => 0,
-                                }.to_string()).unwrap_or_else(|| "–".into())}
-                            </dd>
-                        </div>
-                    }
-                }).collect::<Vec<_>>()}
-            </dl>
-            <p class="muted" data-testid="updates">"live updates: " {move || updates.get()}</p>
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                <dl class="counts">
+                    {STATES.iter().map(|(name, label, state)| {
+                        let (name, state) = (*name, *state);
+                        view! {
+                            <div class="count">
+                                <dt><a href=format!("/hangfire/jobs/{name}")>{*label}</a></dt>
+                                <dd data-testid=format!("total-{name}")>
+                                    {move || counts.get().map(|c| count_of(&c, state).to_string()).unwrap_or_else(|| "–".into())}
+                                </dd>
+                            </div>
+                        }
+                    }).collect::<Vec<_>>()}
+                </dl>
+            </Suspense>
         </section>
         <section class="card">
-            <h2>"Finished per minute, last hour"</h2>
-            <Chart buckets/>
+            <h2 id="realtime-title">"Realtime: finished per second, last 5 minutes"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match realtime.await {
+                        Ok(t) => view! { <Chart buckets=t.buckets bucket_ms=1000 tick_ms=60_000 tick_label=hm hover_label=clock testid="realtime" labelled_by="realtime-title"/> }.into_any(),
+                        Err(e) => view! { <p class="error">{e.message}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+        <section class="card">
+            <h2 id="history-title">"History: finished per hour, last 7 days"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match history.await {
+                        Ok(t) => view! { <Chart buckets=t.buckets bucket_ms=3_600_000 tick_ms=86_400_000 tick_label=day hover_label=day_hour testid="history" labelled_by="history-title"/> }.into_any(),
+                        Err(e) => view! { <p class="error">{e.message}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
         </section>
         <section class="card">
             <h2>"Workers"</h2>
-            <table class="grid" aria-label="Workers">
-                <thead><tr><th>"Worker"</th><th>"Queues"</th><th>"Running"</th><th>"Started"</th><th>"Last heartbeat"</th></tr></thead>
-                <tbody>
-                    <For each=move || workers.get() key=|w| (w.id.clone(), w.last_heartbeat_unix_ms, w.running) let:w>
-                        <tr data-testid="worker-row">
-                            <td><code>{w.id.clone()}</code></td>
-                            <td>{w.queues.join(", ")}</td>
-                            <td>{w.running} " / " {w.concurrency}</td>
-                            <td class="muted">{time(w.started_at_unix_ms)}</td>
-                            <td>{time(w.last_heartbeat_unix_ms)}</td>
-                        </tr>
-                    </For>
-                </tbody>
-            </table>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    let rows = workers.await.map(|w| w.workers).unwrap_or_default();
+                    view! {
+                        <table class="grid cards" aria-label="Workers">
+                            <thead><tr><th>"Worker"</th><th>"Queues"</th><th>"Running"</th><th>"Started (UTC)"</th><th>"Last heartbeat"</th></tr></thead>
+                            <tbody>
+                                {rows.into_iter().map(|w| view! {
+                                    <tr data-testid="worker-row">
+                                        <td data-label="Worker"><code>{w.id.clone()}</code></td>
+                                        <td data-label="Queues">{w.queues.join(", ")}</td>
+                                        <td data-label="Running">{w.running} " / " {w.concurrency}</td>
+                                        <td data-label="Started" class="muted">{time(w.started_at_unix_ms)}</td>
+                                        <td data-label="Heartbeat">{time(w.last_heartbeat_unix_ms)}</td>
+                                    </tr>
+                                }).collect::<Vec<_>>()}
+                            </tbody>
+                        </table>
+                    }
+                })}
+            </Transition>
         </section>
     }
 }
 
-/// Succeeded (green) and failed (red) jobs per minute, as an SVG line chart.
-#[component]
-fn Chart(buckets: ReadSignal<Vec<pb::ThroughputBucket>>) -> impl IntoView {
-    const W: f64 = 600.0;
-    const H: f64 = 160.0;
-    let line = move |pick: fn(&pb::ThroughputBucket) -> u64| {
-        buckets.with(|b| {
-            let max = b.iter().map(|x| x.succeeded.max(x.dead)).max().unwrap_or(0).max(1) as f64;
-            let step = if b.len() > 1 { W / (b.len() - 1) as f64 } else { W };
-            b.iter()
-                .enumerate()
-                .map(|(i, x)| format!("{:.1},{:.1}", i as f64 * step, H - pick(x) as f64 / max * (H - 10.0)))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-    };
-    let total = move |pick: fn(&pb::ThroughputBucket) -> u64| buckets.with(|b| b.iter().map(pick).sum::<u64>());
-    view! {
-        <svg class="chart" viewBox=format!("0 0 {W} {H}") role="img" data-testid="throughput"
-            aria-label=move || format!("Last hour: {} succeeded, {} failed", total(|b| b.succeeded), total(|b| b.dead))>
-            <line x1="0" y1=H x2=W y2=H class="axis"/>
-            <polyline class="ok" fill="none" points=move || line(|b| b.succeeded)/>
-            <polyline class="bad" fill="none" points=move || line(|b| b.dead)/>
-        </svg>
-        <p class="legend">
-            <span class="ok">"■ succeeded " {move || total(|b| b.succeeded)}</span>
-            " "
-            <span class="bad">"■ failed " {move || total(|b| b.dead)}</span>
-        </p>
-    }
-}
-
-/// The actions a dashboard user can take on jobs.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Trigger,
-    Requeue,
-    Delete,
-}
-
-/// Runs `action` on each id in turn; returns the messages of failures.
-async fn act(action: Action, ids: Vec<i64>) -> Vec<String> {
-    let mut failures = Vec::new();
-    for id in ids {
-        let req = pb::JobIdRequest { id };
-        let r = match action {
-            Action::Trigger => client().trigger_job(req).await,
-            Action::Requeue => client().requeue_job(req).await,
-            Action::Delete => client().delete_job(req).await,
-        };
-        if let Err(s) = r {
-            failures.push(format!("#{id}: {}", crate::grpc::message(&s)));
+/// The largest of 1, 2, 5 × 10ⁿ steps that splits `max` into at most 4 parts,
+/// and the axis top it gives.
+fn nice_axis(max: u64) -> (u64, u64) {
+    let max = max.max(1);
+    let mut step = 1u64;
+    loop {
+        for m in [1u64, 2, 5] {
+            let s = step * m;
+            if max.div_ceil(s) <= 4 {
+                return (s, max.div_ceil(s) * s);
+            }
         }
+        step *= 10;
     }
-    failures
+}
+
+/// Succeeded (green) and failed (red) jobs per bucket as an SVG line chart with
+/// axes, ticks, grid lines and a value on hover (and in each point's tooltip).
+#[component]
+fn Chart(
+    buckets: Vec<pb::ThroughputBucket>,
+    bucket_ms: i64,
+    tick_ms: i64,
+    tick_label: fn(i64) -> String,
+    hover_label: fn(i64) -> String,
+    testid: &'static str,
+    labelled_by: &'static str,
+) -> impl IntoView {
+    const W: f64 = 640.0;
+    const H: f64 = 200.0;
+    const LEFT: f64 = 44.0;
+    const RIGHT: f64 = 8.0;
+    const TOP: f64 = 10.0;
+    const BOTTOM: f64 = 26.0;
+    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+    let n = buckets.len().max(1);
+    let max = buckets.iter().map(|b| b.succeeded.max(b.dead)).max().unwrap_or(0);
+    let (step, top) = nice_axis(max);
+    let x = move |i: usize| LEFT + pw * (i as f64 + 0.5) / n as f64;
+    let y = move |v: u64| TOP + ph - ph * v as f64 / top as f64;
+    let line = |pick: fn(&pb::ThroughputBucket) -> u64| {
+        buckets.iter().enumerate().map(|(i, b)| format!("{:.1},{:.1}", x(i), y(pick(b)))).collect::<Vec<_>>().join(" ")
+    };
+    let (ok_line, bad_line) = (line(|b| b.succeeded), line(|b| b.dead));
+    let (ok_total, bad_total): (u64, u64) =
+        (buckets.iter().map(|b| b.succeeded).sum(), buckets.iter().map(|b| b.dead).sum());
+    let y_ticks = (0..=top / step).map(|k| k * step).collect::<Vec<_>>();
+    let first = buckets.first().map_or(0, |b| b.at_unix_ms);
+    let x_ticks = buckets
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.at_unix_ms % tick_ms == 0 && b.at_unix_ms != first)
+        .map(|(i, b)| (i, b.at_unix_ms))
+        .collect::<Vec<_>>();
+    let hovered = RwSignal::new(None::<usize>);
+    let readout = {
+        let buckets = buckets.clone();
+        move || {
+            hovered
+                .get()
+                .and_then(|i| buckets.get(i))
+                .map(|b| format!("{} UTC: {} succeeded, {} failed", hover_label(b.at_unix_ms), b.succeeded, b.dead))
+        }
+    };
+    let hit_w = pw / n as f64;
+    view! {
+        <figure class="chart-box" data-testid=testid>
+            <svg class="chart" viewBox=format!("0 0 {W} {H}") role="img" aria-labelledby=labelled_by
+                aria-describedby=format!("{testid}-summary") data-testid="throughput">
+                <g class="grid-lines">
+                    {y_ticks.iter().map(|v| view! {
+                        <line x1=LEFT x2=W - RIGHT y1=y(*v) y2=y(*v)/>
+                        <text class="tick" x=LEFT - 6.0 y=y(*v) + 4.0 text-anchor="end">{v.to_string()}</text>
+                    }).collect::<Vec<_>>()}
+                </g>
+                <g class="x-ticks">
+                    {x_ticks.iter().map(|(i, at)| view! {
+                        <line class="tick-mark" x1=x(*i) x2=x(*i) y1=TOP + ph y2=TOP + ph + 4.0/>
+                        <text class="tick" x=x(*i) y=H - 8.0 text-anchor="middle" data-testid="x-tick">{tick_label(*at)}</text>
+                    }).collect::<Vec<_>>()}
+                </g>
+                <line class="axis" x1=LEFT x2=LEFT y1=TOP y2=TOP + ph/>
+                <line class="axis" x1=LEFT x2=W - RIGHT y1=TOP + ph y2=TOP + ph/>
+                <polyline class="ok" fill="none" points=ok_line/>
+                <polyline class="bad" fill="none" points=bad_line/>
+                {move || hovered.get().map(|i| view! { <line class="guide" x1=x(i) x2=x(i) y1=TOP y2=TOP + ph/> })}
+                <g class="hits">
+                    {buckets.iter().enumerate().map(|(i, b)| view! {
+                        <rect x=LEFT + hit_w * i as f64 y=TOP width=hit_w height=ph data-testid="point"
+                            on:mouseenter=move |_| hovered.set(Some(i))
+                            on:mouseleave=move |_| hovered.set(None)>
+                            <title>{format!("{} UTC: {} succeeded, {} failed", hover_label(b.at_unix_ms), b.succeeded, b.dead)}</title>
+                        </rect>
+                    }).collect::<Vec<_>>()}
+                </g>
+            </svg>
+            <figcaption class="legend">
+                <span class="ok">"■ succeeded " {ok_total}</span>
+                " "
+                <span class="bad">"■ failed " {bad_total}</span>
+                " "
+                <span class="muted" id=format!("{testid}-summary")>{format!("{ok_total} succeeded, {bad_total} failed; one point per {}", if bucket_ms >= 3_600_000 { "hour" } else { "second" })}</span>
+                <span class="readout" data-testid="readout">{readout}</span>
+            </figcaption>
+        </figure>
+    }
 }
 
 /// `/hangfire/jobs/:state`.
 #[component]
 pub fn JobListPage() -> impl IntoView {
-    view! { <SuperAdminOnly><JobList/></SuperAdminOnly> }
+    let params = use_params_map();
+    let name = Memo::new(move |_| params.read().get("state").unwrap_or_default());
+    view! {
+        <SuperAdminOnly>
+            {move || match find_state(&name.get()) {
+                Some(entry) => view! { <JobList entry/> }.into_any(),
+                None => view! { <super::NotFound/> }.into_any(),
+            }}
+        </SuperAdminOnly>
+    }
+}
+
+/// What the last column of a state's list shows.
+fn detail_of(state: pb::JobState, j: &pb::JobSummary) -> (&'static str, String) {
+    let first_line = |s: &str| s.lines().next().unwrap_or_default().to_owned();
+    match state {
+        pb::JobState::Enqueued => ("Due (UTC)", time(j.run_at_unix_ms)),
+        pb::JobState::Processing => ("Step", j.progress.clone()),
+        pb::JobState::Scheduled => {
+            ("Retry at (UTC) · last error", format!("{} · {}", time(j.run_at_unix_ms), first_line(&j.last_error)))
+        }
+        pb::JobState::Succeeded => ("Created (UTC)", time(j.created_at_unix_ms)),
+        pb::JobState::Dead | pb::JobState::Deleted => ("Last error", first_line(&j.last_error)),
+        pb::JobState::Unspecified => ("", String::new()),
+    }
 }
 
 #[component]
-fn JobList() -> impl IntoView {
-    let name = use_params_map().with_untracked(|p| p.get("state").unwrap_or_default());
-    let Some(&(name, label, state)) = STATES.iter().find(|s| s.0 == name) else {
-        return view! { <super::NotFound/> }.into_any();
-    };
-    let (counts, set_counts) = signal(None::<pb::JobCounts>);
-    let (updates, set_updates) = signal(0u64);
-    let (jobs, set_jobs) = signal(Vec::<pb::JobSummary>::new());
-    let (pages, set_pages) = signal(vec![String::new()]);
-    let (next, set_next) = signal(String::new());
-    let (kind, set_kind) = signal(String::new());
-    let (text, set_text) = signal(String::new());
+fn JobList(entry: (&'static str, &'static str, pb::JobState)) -> impl IntoView {
+    let (name, label, state) = entry;
+    let counts = Counts::new();
+    let kind = query_param("kind");
+    let text = query_param("text");
+    let before = query_param("before");
+    let done = query_param("done");
+    let failed = query_param("failed");
+    let (refresh, set_refresh) = signal(0u64);
+    let jobs = crate::grpc::resource(
+        move || (kind.get(), text.get(), before.get(), refresh.get()),
+        move |ch, (kind, text, before, _)| async move {
+            let req = pb::ListJobsRequest { state: state as i32, page_size: 20, page_token: before, kind, text };
+            client(ch).list_jobs(req).await
+        },
+    );
+    // Live: reload when the counts move after the first paint.
+    Effect::new(move |prev: Option<Option<pb::JobCounts>>| {
+        let now = counts.live.get().map(|c| pb::JobCounts { at_unix_ms: 0, ..c });
+        let base = counts.loaded.get_untracked().and_then(Result::ok).map(|c| pb::JobCounts { at_unix_ms: 0, ..c });
+        let before = prev.flatten().or(base);
+        if now.is_some() && before.is_some() && now != before {
+            set_refresh.update(|n| *n += 1);
+        }
+        now.or(before)
+    });
     let selected = RwSignal::new(std::collections::BTreeSet::<i64>::new());
     let (message, set_message) = signal(None::<String>);
-    let load = move || {
-        let token = pages.with_untracked(|p| p.last().cloned().unwrap_or_default());
-        let req = pb::ListJobsRequest {
-            state: state as i32,
-            page_size: 20,
-            page_token: token,
-            kind: kind.get_untracked(),
-            text: text.get_untracked(),
-        };
-        crate::grpc::spawn(async move {
-            match client().list_jobs(req).await {
-                Ok(r) => {
-                    let r = r.into_inner();
-                    set_jobs.set(r.jobs);
-                    set_next.set(r.next_page_token);
-                }
-                Err(s) => set_message.set(Some(crate::grpc::message(&s))),
-            }
-        });
-    };
-    Effect::new(move |_| follow_counts(set_counts, set_updates));
-    // Live: reload whenever the counts move (and once at the start).
-    Effect::new(move |prev: Option<Option<pb::JobCounts>>| {
-        let now = counts.get().map(|c| pb::JobCounts { at_unix_ms: 0, ..c });
-        if prev.as_ref() != Some(&now) {
-            load();
-        }
-        now
-    });
-    let run = move |action: Action| {
+    let (pending, set_pending) = signal("requeue");
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        let Some(_form) = super::submitted_form(&ev) else { return };
         let ids: Vec<i64> = selected.get_untracked().into_iter().collect();
+        let action = pending.get_untracked();
         if ids.is_empty() {
             set_message.set(Some("select jobs first".into()));
             return;
@@ -295,163 +474,270 @@ fn JobList() -> impl IntoView {
             let n = ids.len();
             let failures = act(action, ids).await;
             selected.set(Default::default());
-            set_message.set(Some(if failures.is_empty() {
-                format!("done: {n} job(s)")
-            } else {
-                format!("{} of {n} failed: {}", failures.len(), failures.join("; "))
-            }));
-            load();
+            set_message.set(Some(outcome(n, &failures)));
+            set_refresh.update(|n| *n += 1);
+            super::focus_id("list-message");
         });
     };
-    let on_filter = move |ev: leptos::ev::SubmitEvent| {
-        let Some(form) = super::submitted_form(&ev) else { return };
-        set_kind.set(super::form_value(&form, "kind"));
-        set_text.set(super::form_value(&form, "text"));
-        set_pages.set(vec![String::new()]);
-        load();
+    let shown_message = move || {
+        message.get().or_else(|| {
+            let (d, f) = (done.get(), failed.get());
+            (!d.is_empty()).then(|| {
+                let (d, f) = (d.parse::<usize>().unwrap_or(0), f.parse::<usize>().unwrap_or(0));
+                if f == 0 { format!("done: {d} job(s)") } else { format!("{f} of {d} failed") }
+            })
+        })
     };
+    let (detail_label, _) = detail_of(state, &pb::JobSummary::default());
     view! {
+        <Title text=label/>
         <DashNav counts/>
         <section class="card">
             <h1>{label}</h1>
-            <form class="inline-form" on:submit=on_filter aria-label="Filter jobs">
-                <div><label for="kind">"Type"</label><input id="kind" name="kind" placeholder="tenants.provision"/></div>
-                <div><label for="text">"Text"</label><input id="text" name="text" placeholder="in arguments or errors"/></div>
+            <form class="inline-form" method="get" action=format!("/hangfire/jobs/{name}") aria-label="Filter jobs">
+                <div>
+                    <label for="kind">"Type"</label>
+                    <input id="kind" name="kind" value=move || kind.get() placeholder="any type" aria-describedby="kind-hint"/>
+                    <p class="hint" id="kind-hint">"exact job type, e.g. tenants.provision or mail.send"</p>
+                </div>
+                <div>
+                    <label for="text">"Text"</label>
+                    <input id="text" name="text" value=move || text.get() placeholder="any text" aria-describedby="text-hint"/>
+                    <p class="hint" id="text-hint">"found in arguments or errors"</p>
+                </div>
                 <button type="submit">"Filter"</button>
             </form>
-            <div class="actions" role="group" aria-label="Actions on selected jobs">
-                <button type="button" on:click=move |_| run(Action::Trigger)>"Trigger now"</button>
-                <button type="button" on:click=move |_| run(Action::Requeue)>"Requeue"</button>
-                <button type="button" class="danger" on:click=move |_| run(Action::Delete)>"Delete"</button>
-                <span class="muted" role="status" data-testid="list-message">{move || message.get()}</span>
-            </div>
-            <table class="grid" aria-label=format!("{label} jobs") data-testid=format!("jobs-{name}")>
-                <thead><tr>
-                    <th><input type="checkbox" aria-label="Select all" on:change=move |ev| {
-                        let on = event_target_checked(&ev);
-                        selected.set(if on { jobs.get_untracked().iter().map(|j| j.id).collect() } else { Default::default() });
-                    } prop:checked=move || !jobs.with(Vec::is_empty) && jobs.with(|j| j.iter().all(|x| selected.with(|s| s.contains(&x.id))))/></th>
-                    <th>"Id"</th><th>"Type"</th><th>"Attempt"</th><th>"Created"</th><th>"Last error / step"</th>
-                </tr></thead>
-                <tbody>
-                    <For each=move || jobs.get() key=|j| (j.id, j.state, j.attempt, j.progress.clone()) let:j>
-                        <tr data-testid="job-row" data-id=j.id.to_string()>
-                            <td><input type="checkbox" aria-label=format!("Select job {}", j.id)
-                                prop:checked=move || selected.with(|s| s.contains(&j.id))
-                                on:change=move |ev| {
-                                    let on = event_target_checked(&ev);
-                                    selected.update(|s| { if on { s.insert(j.id); } else { s.remove(&j.id); } });
-                                }/></td>
-                            <td><a href=format!("/hangfire/job/{}", j.id)>{format!("#{}", j.id)}</a></td>
-                            <td>{j.kind.clone()}</td>
-                            <td>{j.attempt} " / " {j.max_attempts}</td>
-                            <td class="muted">{time(j.created_at_unix_ms)}</td>
-                            <td class="clip">{if j.last_error.is_empty() { j.progress.clone() } else { j.last_error.clone() }}</td>
-                        </tr>
-                    </For>
-                </tbody>
-            </table>
-            <Show when=move || jobs.with(Vec::is_empty)><p class="muted">"No jobs here."</p></Show>
-            <div class="pager">
-                <button type="button" disabled=move || pages.with(|p| p.len() <= 1) on:click=move |_| {
-                    set_pages.update(|p| { p.pop(); });
-                    load();
-                }>"Newer"</button>
-                <button type="button" disabled=move || next.get().is_empty() on:click=move |_| {
-                    let n = next.get_untracked();
-                    set_pages.update(|p| p.push(n));
-                    load();
-                }>"Older"</button>
-            </div>
-            <p class="muted">"live updates: " <span data-testid="updates">{move || updates.get()}</span></p>
+            <form method="post" action=format!("/hangfire/jobs/{name}") data-form="bulk" on:submit=on_submit>
+                <div class="actions" role="group" aria-label="Actions on selected jobs">
+                    <button type="submit" name="action" value="trigger" on:click=move |_| set_pending.set("trigger")>"Trigger now"</button>
+                    <button type="submit" name="action" value="requeue" on:click=move |_| set_pending.set("requeue")>"Requeue"</button>
+                    <button type="submit" name="action" value="delete" class="danger" on:click=move |_| set_pending.set("delete")>"Delete"</button>
+                    <span class="muted" role="status" id="list-message" tabindex="-1" data-testid="list-message">{shown_message}</span>
+                </div>
+                <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                    {move || Suspend::new(async move {
+                        match jobs.await {
+                            Err(e) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+                            Ok(r) => {
+                                let rows = r.jobs;
+                                let ids: Vec<i64> = rows.iter().map(|j| j.id).collect();
+                                let next = r.next_page_token;
+                                let empty = rows.is_empty();
+                                let all_ids = ids.clone();
+                                view! {
+                                    <table class="grid cards" aria-label=format!("{label} jobs") data-testid=format!("jobs-{name}")>
+                                        <thead><tr>
+                                            <th><input type="checkbox" aria-label="Select all" on:change=move |ev| {
+                                                let on = event_target_checked(&ev);
+                                                selected.set(if on { all_ids.iter().copied().collect() } else { Default::default() });
+                                            } prop:checked=move || !ids.is_empty() && ids.iter().all(|x| selected.with(|s| s.contains(x)))/></th>
+                                            <th>"Id"</th><th>"Type"</th><th>"Attempt"</th><th>{detail_label}</th>
+                                        </tr></thead>
+                                        <tbody>
+                                            {rows.into_iter().map(|j| {
+                                                let (_, detail) = detail_of(state, &j);
+                                                let id = j.id;
+                                                view! {
+                                                    <tr data-testid="job-row" data-id=id.to_string()>
+                                                        <td><input type="checkbox" name="id" value=id.to_string() aria-label=format!("Select job {id}")
+                                                            prop:checked=move || selected.with(|s| s.contains(&id))
+                                                            on:change=move |ev| {
+                                                                let on = event_target_checked(&ev);
+                                                                selected.update(|s| { if on { s.insert(id); } else { s.remove(&id); } });
+                                                            }/></td>
+                                                        <td data-label="Id"><a href=format!("/hangfire/job/{id}")>{format!("#{id}")}</a></td>
+                                                        <td data-label="Type">{j.kind.clone()}</td>
+                                                        <td data-label="Attempt">{j.attempt} " / " {j.max_attempts}</td>
+                                                        <td data-label=detail_label class="clip" data-testid="job-detail">{detail}</td>
+                                                    </tr>
+                                                }
+                                            }).collect::<Vec<_>>()}
+                                        </tbody>
+                                    </table>
+                                    {empty.then(|| view! { <p class="muted">"No jobs here."</p> })}
+                                    <p class="pager">
+                                        {(!before.get_untracked().is_empty()).then(|| view! {
+                                            <a href=page_href(name, &kind.get_untracked(), &text.get_untracked(), "")>"Newest"</a>
+                                        })}
+                                        {(!next.is_empty()).then(|| view! {
+                                            <a href=page_href(name, &kind.get_untracked(), &text.get_untracked(), &next)>"Older"</a>
+                                        })}
+                                    </p>
+                                }.into_any()
+                            }
+                        }
+                    })}
+                </Transition>
+            </form>
         </section>
     }
-    .into_any()
+}
+
+fn page_href(name: &str, kind: &str, text: &str, before: &str) -> String {
+    let mut q = Vec::new();
+    for (k, v) in [("kind", kind), ("text", text), ("before", before)] {
+        if !v.is_empty() {
+            q.push(format!("{k}={}", super::encode(v)));
+        }
+    }
+    if q.is_empty() { format!("/hangfire/jobs/{name}") } else { format!("/hangfire/jobs/{name}?{}", q.join("&")) }
+}
+
+/// What a bulk action says when done.
+fn outcome(n: usize, failures: &[String]) -> String {
+    if failures.is_empty() {
+        format!("done: {n} job(s)")
+    } else {
+        format!("{} of {n} failed: {}", failures.len(), failures.join("; "))
+    }
+}
+
+/// Runs `action` (`trigger`, `requeue` or `delete`) on each id in turn; returns
+/// the messages of failures.
+pub async fn act(action: &str, ids: Vec<i64>) -> Vec<String> {
+    let mut failures = Vec::new();
+    for id in ids {
+        let req = pb::JobIdRequest { id };
+        let mut c = client(crate::grpc::channel());
+        let r = match action {
+            "trigger" => c.trigger_job(req).await,
+            "requeue" => c.requeue_job(req).await,
+            "delete" => c.delete_job(req).await,
+            other => {
+                Err(tonic::Status::invalid_argument(format!("action: {other:?} is not trigger, requeue or delete")))
+            }
+        };
+        if let Err(s) = r {
+            failures.push(format!("#{id}: {}", crate::grpc::message(&s)));
+        }
+    }
+    failures
 }
 
 /// `/hangfire/job/:id`.
 #[component]
 pub fn JobPage() -> impl IntoView {
-    view! { <SuperAdminOnly><JobDetail/></SuperAdminOnly> }
+    let params = use_params_map();
+    let id = Memo::new(move |_| params.read().get("id").and_then(|s| s.parse::<i64>().ok()).filter(|n| *n > 0));
+    view! {
+        <SuperAdminOnly>
+            {move || match id.get() {
+                Some(id) => view! { <JobDetail id/> }.into_any(),
+                None => view! { <super::NotFound/> }.into_any(),
+            }}
+        </SuperAdminOnly>
+    }
 }
 
 #[component]
-fn JobDetail() -> impl IntoView {
-    let id: i64 = use_params_map().with_untracked(|p| p.get("id").and_then(|s| s.parse().ok()).unwrap_or(0));
-    let (detail, set_detail) = signal(None::<pb::JobDetail>);
+fn JobDetail(id: i64) -> impl IntoView {
+    let (refresh, set_refresh) = signal(0u64);
+    let done = query_param("done");
+    let detail = crate::grpc::resource(
+        move || refresh.get(),
+        move |ch, _| async move { client(ch).get_job(pb::GetJobRequest { id }).await },
+    );
     let (message, set_message) = signal(None::<String>);
-    let load = move || {
-        crate::grpc::spawn(async move {
-            match client().get_job(pb::GetJobRequest { id }).await {
-                Ok(d) => set_detail.set(Some(d.into_inner())),
-                Err(s) => set_message.set(Some(crate::grpc::message(&s))),
-            }
-        });
-    };
-    Effect::new(move |_| load());
-    let run = move |action: Action| {
+    let (pending, set_pending) = signal("requeue");
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        let Some(_form) = super::submitted_form(&ev) else { return };
+        let action = pending.get_untracked();
         crate::grpc::spawn(async move {
             let failures = act(action, vec![id]).await;
             set_message.set(Some(if failures.is_empty() { "done".into() } else { failures.join("; ") }));
-            load();
+            set_refresh.update(|n| *n += 1);
+            super::focus_id("job-message");
         });
     };
-    let tenant = move || {
-        detail.get().and_then(|d| {
-            let v: serde_json::Value = serde_json::from_str(&d.args_json).ok()?;
-            v.get("tenant_id")?.as_str().map(str::to_owned)
-        })
-    };
+    let shown = move || message.get().or_else(|| (!done.get().is_empty()).then(|| "done".to_owned()));
     view! {
-        <section class="card">
-            <p><a href="/hangfire">"← Dashboard"</a></p>
-            <h1>"Job #" {id}</h1>
-            <p class="muted" role="status" data-testid="job-message">{move || message.get()}</p>
-            {move || detail.get().map(|d| {
-                let j = d.job.clone().unwrap_or_default();
-                view! {
-                    <dl class="pairs">
-                        <dt>"Type"</dt><dd>{j.kind.clone()}</dd>
-                        <dt>"State"</dt><dd data-testid="job-state">{state_label(j.state)}</dd>
-                        <dt>"Attempt"</dt><dd>{j.attempt} " of " {j.max_attempts}</dd>
-                        <dt>"Queue"</dt><dd>{j.queue.clone()}</dd>
-                        <dt>"Created"</dt><dd>{time(j.created_at_unix_ms)}</dd>
-                        <dt>"Due"</dt><dd>{time(j.run_at_unix_ms)}</dd>
-                    </dl>
-                    <h2>"Arguments"</h2>
-                    <pre data-testid="job-args">{d.args_json.clone()}</pre>
+        <Title text=format!("Job #{id}")/>
+        <Transition fallback=|| view! { <section class="card"><p class="muted">"Loading…"</p></section> }>
+            {move || Suspend::new(async move {
+                match detail.await {
+                    Err(e) if e.is_not_found() => view! { <super::NotFound/> }.into_any(),
+                    Err(e) => view! { <section class="card"><p class="error" role="alert">{e.message}</p></section> }.into_any(),
+                    Ok(d) => {
+                        let j = d.job.clone().unwrap_or_default();
+                        let tenant = serde_json::from_str::<serde_json::Value>(&d.args_json)
+                            .ok()
+                            .and_then(|v| v.get("tenant_id").and_then(|t| t.as_str()).map(str::to_owned));
+                        view! {
+                            <section class="card">
+                                <nav class="pager" aria-label="Other jobs">
+                                    <a href="/hangfire">"← Dashboard"</a>
+                                    {(id > 1).then(|| view! { <a href=format!("/hangfire/job/{}", id - 1)>{format!("Previous job #{}", id - 1)}</a> })}
+                                    <a href=format!("/hangfire/job/{}", id + 1)>{format!("Next job #{}", id + 1)}</a>
+                                </nav>
+                                <h1>"Job #" {id}</h1>
+                                <p class="muted" role="status" id="job-message" tabindex="-1" data-testid="job-message">{shown}</p>
+                                <dl class="pairs">
+                                    <dt>"Type"</dt><dd>{j.kind.clone()}</dd>
+                                    <dt>"State"</dt><dd data-testid="job-state">{state_label(j.state)}</dd>
+                                    <dt>"Attempt"</dt><dd>{j.attempt} " of " {j.max_attempts}</dd>
+                                    <dt>"Queue"</dt><dd>{j.queue.clone()}</dd>
+                                    <dt>"Created (UTC)"</dt><dd>{time(j.created_at_unix_ms)}</dd>
+                                    <dt>"Due (UTC)"</dt><dd>{time(j.run_at_unix_ms)}</dd>
+                                </dl>
+                                <h2>"Arguments"</h2>
+                                <pre data-testid="job-args">{d.args_json.clone()}</pre>
+                                {tenant.map(|t| view! { <p>"Concerns tenant " <a href=format!("/admin/tenants/{t}") data-testid="job-tenant">{t.clone()}</a></p> })}
+                                <form method="post" action=format!("/hangfire/job/{id}") data-form="job-actions" on:submit=on_submit>
+                                    <div class="actions" role="group" aria-label="Actions">
+                                        <button type="submit" name="action" value="trigger" on:click=move |_| set_pending.set("trigger")>"Trigger now"</button>
+                                        <button type="submit" name="action" value="requeue" on:click=move |_| set_pending.set("requeue")>"Requeue"</button>
+                                        <button type="submit" name="action" value="delete" class="danger" on:click=move |_| set_pending.set("delete")>"Delete"</button>
+                                    </div>
+                                </form>
+                            </section>
+                            <section class="card">
+                                <h2>"History"</h2>
+                                <table class="grid cards" aria-label="State history" data-testid="history">
+                                    <thead><tr><th>"When (UTC)"</th><th>"State"</th><th>"Attempt"</th><th>"Worker"</th><th>"Why"</th></tr></thead>
+                                    <tbody>
+                                        {d.history.into_iter().map(|h| view! {
+                                            <tr>
+                                                <td data-label="When" class="muted">{time(h.at_unix_ms)}</td>
+                                                <td data-label="State">{state_label(h.state)}</td>
+                                                <td data-label="Attempt">{h.attempt}</td>
+                                                <td data-label="Worker"><code>{h.worker_id.clone()}</code></td>
+                                                <td data-label="Why">
+                                                    {h.reason.clone()}
+                                                    {(!h.error_chain.is_empty()).then(|| view! {
+                                                        <ol class="error-chain" data-testid="error-chain">
+                                                            {h.error_chain.iter().map(|e| view! { <li>{e.clone()}</li> }).collect::<Vec<_>>()}
+                                                        </ol>
+                                                    })}
+                                                </td>
+                                            </tr>
+                                        }).collect::<Vec<_>>()}
+                                    </tbody>
+                                </table>
+                            </section>
+                        }.into_any()
+                    }
                 }
             })}
-            {move || tenant().map(|t| view! { <p>"Concerns tenant " <a href=format!("/admin/tenants/{t}") data-testid="job-tenant">{t.clone()}</a></p> })}
-            <div class="actions" role="group" aria-label="Actions">
-                <button type="button" on:click=move |_| run(Action::Trigger)>"Trigger now"</button>
-                <button type="button" on:click=move |_| run(Action::Requeue)>"Requeue"</button>
-                <button type="button" class="danger" on:click=move |_| run(Action::Delete)>"Delete"</button>
-            </div>
-        </section>
-        <section class="card">
-            <h2>"History"</h2>
-            <table class="grid" aria-label="State history" data-testid="history">
-                <thead><tr><th>"When"</th><th>"State"</th><th>"Attempt"</th><th>"Worker"</th><th>"Why"</th></tr></thead>
-                <tbody>
-                    {move || detail.get().map(|d| d.history.into_iter().map(|h| view! {
-                        <tr>
-                            <td class="muted">{time(h.at_unix_ms)}</td>
-                            <td>{state_label(h.state)}</td>
-                            <td>{h.attempt}</td>
-                            <td><code>{h.worker_id.clone()}</code></td>
-                            <td>
-                                {h.reason.clone()}
-                                {(!h.error_chain.is_empty()).then(|| view! {
-                                    <ol class="error-chain" data-testid="error-chain">
-                                        {h.error_chain.iter().map(|e| view! { <li>{e.clone()}</li> }).collect::<Vec<_>>()}
-                                    </ol>
-                                })}
-                            </td>
-                        </tr>
-                    }).collect::<Vec<_>>())}
-                </tbody>
-            </table>
-        </section>
+        </Transition>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_steps_are_round() {
+        assert_eq!(nice_axis(0), (1, 1));
+        assert_eq!(nice_axis(3), (1, 3));
+        assert_eq!(nice_axis(7), (2, 8));
+        assert_eq!(nice_axis(17), (5, 20));
+        assert_eq!(nice_axis(180), (50, 200));
+    }
+
+    #[test]
+    fn dead_is_failed() {
+        assert_eq!(find_state("dead").map(|s| s.0), Some("failed"));
+        assert!(find_state("abc").is_none());
     }
 }

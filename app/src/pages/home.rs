@@ -1,6 +1,7 @@
 //! The start page: what the product is, and where to go.
 
 use leptos::prelude::*;
+use leptos_meta::Title;
 
 use crate::session::use_session;
 
@@ -17,11 +18,12 @@ pub fn HomePage() -> impl IntoView {
         .into_any(),
         Some(_) => view! { <p><a class="button" href="/app">"Open my workspace"</a></p> }.into_any(),
         None => view! {
-            <p><a class="button" href="/signup">"Sign up"</a> " or " <a href="/login">"sign in"</a></p>
+            <p><a class="button" href="/signup">"Register"</a> " or " <a href="/login">"sign in"</a></p>
         }
         .into_any(),
     };
     view! {
+        <Title text=""/>
         <section class="card">
             <h1>"Back office"</h1>
             <p>"Your own workspace with its own database, ready in seconds. Tenants are provisioned by durable background jobs that survive restarts."</p>

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::env::Env;
 use crate::error::Error;
-use crate::mail::Composed;
+use crate::mail::{Composed, Transport};
 
 /// Deliver one outbox message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,7 +87,15 @@ impl Job for SendEmail {
             .await
             .context("recording the message as sent")
             .map_err(JobError::retry)?;
-        tracing::info!(id = %row.id, to = %row.recipient, "email {how}");
+        match &env.mail.transport {
+            // Name the page that shows it: newcomers should not have to read
+            // quoted-printable `.eml` files by hand.
+            Transport::Files(_) => tracing::info!(
+                id = %row.id, to = %row.recipient,
+                "email {how}; read it at {}/admin/mail/{}", env.mail.letters.public_url(), row.id
+            ),
+            Transport::Smtp(_) => tracing::info!(id = %row.id, to = %row.recipient, "email {how}"),
+        }
         Ok(())
     }
 }

@@ -207,8 +207,10 @@ impl Completion {
         self.errors().map(|e| serde_json::Value::from(e.to_vec()).to_string())
     }
 
+    /// The message with its causes on one line (as anyhow's `{:#}` prints it), so
+    /// a list of failed jobs shows why, not only the step that failed.
     pub(crate) fn last_error(&self) -> Option<String> {
-        self.errors().and_then(|e| e.first().cloned())
+        self.errors().filter(|e| !e.is_empty()).map(|e| e.join(": "))
     }
 
     /// The whole failure on one line, outermost first (what end hooks see).

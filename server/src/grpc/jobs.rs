@@ -315,18 +315,30 @@ impl JobService for JobsGrpc {
 
     async fn get_throughput(&self, req: Request<pb::GetThroughputRequest>) -> Result<Response<pb::Throughput>, Status> {
         Caller::of(&req).require_super_admin()?;
-        let minutes = match req.get_ref().minutes {
+        let r = req.get_ref();
+        let minutes = match r.minutes {
             0 => 60,
-            n @ 1..=1440 => i64::from(n),
-            n => return Err(invalid_field("minutes", format!("1 to 1440, got {n}"))),
+            n @ 1..=10_080 => i64::from(n),
+            n => return Err(invalid_field("minutes", format!("1 to 10080, got {n}"))),
         };
-        const MINUTE: i64 = 60_000_000;
+        let bucket = match r.bucket_seconds {
+            0 => 60,
+            n @ 1..=86_400 => i64::from(n),
+            n => return Err(invalid_field("bucket_seconds", format!("1 to 86400, got {n}"))),
+        };
+        let count = (minutes * 60 + bucket - 1) / bucket;
+        if count > 1440 {
+            return Err(Status::invalid_argument(format!(
+                "bucket_seconds: {minutes} minutes in {bucket} s buckets is {count} buckets, at most 1440"
+            )));
+        }
+        let width = bucket * 1_000_000;
         let now = self.jobs.clock().now();
-        let first = (now / MINUTE - minutes + 1) * MINUTE;
-        let rows = self.jobs.throughput(first, MINUTE).await.map_err(status)?;
-        let buckets = (0..minutes)
+        let first = (now / width - count + 1) * width;
+        let rows = self.jobs.throughput(first, width).await.map_err(status)?;
+        let buckets = (0..count)
             .map(|i| {
-                let at = first + i * MINUTE;
+                let at = first + i * width;
                 let (ok, dead) = rows.iter().find(|r| r.0 == at).map_or((0, 0), |r| (r.1, r.2));
                 pb::ThroughputBucket { at_unix_ms: at / 1000, succeeded: ok, dead }
             })

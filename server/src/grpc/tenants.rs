@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use backoffice::identity::Identity;
 use backoffice::jobs::provision::STEPS;
 use backoffice::tenant_db::TenantDbs;
 use futures::Stream;
@@ -32,6 +33,8 @@ pub struct TenantsGrpc {
     signups: Arc<Limiter>,
     shutdown: CancellationToken,
     tenant_dbs: TenantDbs,
+    /// Who created a tenant, by email.
+    identity: Identity,
 }
 
 /// How often `WatchTenant` looks at the tenant.
@@ -41,8 +44,14 @@ impl TenantsGrpc {
     /// Serves `tenants` (admin calls to super admins, [`Caller`]), sign-ups
     /// limited by `signups`; streams end when `shutdown` fires. A tenant admin's
     /// own tenant is read from `tenant_dbs`.
-    pub fn new(tenants: Tenants, signups: Arc<Limiter>, shutdown: CancellationToken, tenant_dbs: TenantDbs) -> Self {
-        Self { tenants, signups, shutdown, tenant_dbs }
+    pub fn new(
+        tenants: Tenants,
+        signups: Arc<Limiter>,
+        shutdown: CancellationToken,
+        tenant_dbs: TenantDbs,
+        identity: Identity,
+    ) -> Self {
+        Self { tenants, signups, shutdown, tenant_dbs, identity }
     }
 }
 
@@ -68,6 +77,8 @@ pub fn pb_tenant(t: &Tenant) -> pb::Tenant {
         job_id: t.job_id.unwrap_or_default(),
         created_at_unix_ms: t.created_at / 1000,
         activated_at_unix_ms: t.activated_at.unwrap_or_default() / 1000,
+        // Needs a lookup; GetTenant fills it.
+        created_by: String::new(),
     }
 }
 
@@ -180,7 +191,11 @@ impl TenantService for TenantsGrpc {
             return Err(invalid_field("id", "not a tenant id"));
         }
         let t = self.tenants.get(id).await.map_err(status)?;
-        Ok(Response::new(pb_tenant(&t)))
+        let mut out = pb_tenant(&t);
+        if let Some(by) = &t.initiated_by {
+            out.created_by = self.identity.email_of(by).await.map_err(status)?.unwrap_or_default();
+        }
+        Ok(Response::new(out))
     }
 
     async fn list_tenants(
