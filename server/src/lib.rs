@@ -8,7 +8,7 @@
 //!
 //! # Layout
 //! - [`api`]: the JSON facade for curl users (`/api/...`);
-//! - [`config`]: settings from the environment;
+//! - [`config`]: settings from flags and the environment (clap);
 //! - [`guard`]: who may call what (the hook identity plugs into);
 //! - [`hub`]: fans notifications out to open streams;
 //! - [`grpc`]: the gRPC services;
