@@ -54,12 +54,4 @@ impl Fault {
                 .ok_or_else(|| anyhow!("PROVISION_FAULT={other:?}: expected slow:<ms>, fail or fail:<text>")),
         }
     }
-
-    /// From the environment; `None` when unset.
-    ///
-    /// # Errors
-    /// Set to something unparsable.
-    pub fn from_env() -> anyhow::Result<Option<Self>> {
-        std::env::var("PROVISION_FAULT").ok().filter(|s| !s.is_empty()).map(|s| Self::parse(&s)).transpose()
-    }
 }

@@ -353,3 +353,70 @@ impl Identity {
         row.user()
     }
 }
+
+/// The super admin's password from the command line (`server
+/// reset-admin-password`) and the start-up check of `SUPERADMIN_PASSWORD`: an
+/// operator with access to the database and the settings, so no token or old
+/// password is asked for.
+impl Identity {
+    /// Whether `password` is the stored password of the super admin `email`;
+    /// `None` when no super admin has that email. Unlike [`Identity::login`] it
+    /// records no failure and opens no session.
+    ///
+    /// # Errors
+    /// A database or hashing failure.
+    pub async fn super_admin_password_matches(&self, email: &str, password: &str) -> Result<Option<bool>, Error> {
+        let email = email.trim().to_ascii_lowercase();
+        let row: Option<UserRow> =
+            query("SELECT id, email, password_hash, role, tenant_id FROM users WHERE email = $1")
+                .bind(&email)
+                .fetch_optional(self.db.read())
+                .await?;
+        let Some(row) = row.filter(|r| r.role == Role::SuperAdmin.as_str()) else { return Ok(None) };
+        Ok(Some(self.hasher.verify(password, row.password_hash.as_deref()).await?))
+    }
+
+    /// Gives the super admin `email` a new password, `password` or (with `None`) a
+    /// generated one, which is returned to be shown once, and revokes the
+    /// account's open sessions (a reset usually means the old password is lost or
+    /// leaked). Creates the account when there is none yet, as the first start would.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad email or password, [`Error::NotFound`] when the
+    /// email belongs to a user who is not a super admin, or a database failure.
+    pub async fn reset_super_admin_password(&self, email: &str, password: Option<&str>) -> Result<String, Error> {
+        let parsed = Email::parse("SUPERADMIN_EMAIL", email).map_err(|e| Error::Invalid(FieldErrors(vec![e])))?;
+        let password = match password {
+            Some(p) => {
+                check_password("SUPERADMIN_PASSWORD", p)?;
+                p.to_owned()
+            }
+            None => new_secret()[..24].to_owned(),
+        };
+        let hash = self.hasher.hash(&password).await?;
+        let mut tx = self.db.begin().await?;
+        let id: Option<String> =
+            query("UPDATE users SET password_hash = $1 WHERE email = $2 AND role = 'super_admin' RETURNING id")
+                .bind(&hash)
+                .bind(parsed.as_str())
+                .scalar_optional(&mut tx)
+                .await?;
+        if let Some(id) = id {
+            query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+                .bind(self.clock.now())
+                .bind(&id)
+                .execute(&mut tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(password);
+        }
+        tx.rollback().await?;
+        // No super admin by that email: create one, unless another user holds it.
+        self.seed_super_admin(parsed.as_str(), Some(&password)).await?;
+        match self.super_admin_password_matches(parsed.as_str(), &password).await? {
+            Some(true) => {}
+            _ => return Err(Error::NotFound("super admin")),
+        }
+        Ok(password)
+    }
+}

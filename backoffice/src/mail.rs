@@ -75,34 +75,6 @@ pub struct Mail {
     pub transport: Transport,
 }
 
-impl Mail {
-    /// From `SMTP_URL`, `MAIL_FROM` and `PUBLIC_URL`; files go under
-    /// `data_dir/mail` when `SMTP_URL` is unset.
-    ///
-    /// # Errors
-    /// A variable is set to something unusable; the message names it.
-    pub fn from_env(data_dir: &Path) -> anyhow::Result<Self> {
-        Self::from_lookup(|k| std::env::var(k).ok(), data_dir)
-    }
-
-    /// As [`Mail::from_env`], reading through `lookup`.
-    ///
-    /// # Errors
-    /// As [`Mail::from_env`].
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>, data_dir: &Path) -> anyhow::Result<Self> {
-        let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
-        let letters = Letters::new(
-            get("MAIL_FROM").as_deref().unwrap_or(DEFAULT_FROM),
-            get("PUBLIC_URL").as_deref().unwrap_or(DEFAULT_PUBLIC_URL),
-        )?;
-        let transport = match get("SMTP_URL") {
-            None => Transport::Files(data_dir.join("mail")),
-            Some(url) => Transport::smtp(&url)?,
-        };
-        Ok(Self { letters, transport })
-    }
-}
-
 impl Transport {
     /// An SMTP transport from a URL such as `smtp://127.0.0.1:2525`.
     ///

@@ -9,7 +9,6 @@
 //! leases then expire and the rescuer runs them again (at least once, never lost).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -46,7 +45,7 @@ pub(crate) async fn completer_loop(
                 Ok(accepted) => {
                     for (c, ok) in batch.iter().zip(accepted) {
                         if !ok {
-                            metrics.stale_completions.fetch_add(1, Ordering::Relaxed);
+                            metrics.count_stale_completion();
                             tracing::warn!(
                                 job = c.job_id,
                                 lease_seq = c.lease_seq,
@@ -54,12 +53,11 @@ pub(crate) async fn completer_loop(
                             );
                             continue;
                         }
-                        let counter = match c.outcome {
-                            Outcome::Succeeded => &metrics.succeeded,
-                            Outcome::Retry { .. } => &metrics.retried,
-                            Outcome::Dead { .. } => &metrics.dead,
-                        };
-                        counter.fetch_add(1, Ordering::Relaxed);
+                        match c.outcome {
+                            Outcome::Succeeded => metrics.count_succeeded(),
+                            Outcome::Retry { .. } => metrics.count_retried(),
+                            Outcome::Dead { .. } => metrics.count_dead(),
+                        }
                     }
                     break;
                 }

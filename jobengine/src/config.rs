@@ -1,5 +1,8 @@
-//! Worker settings, with defaults that work out of the box and `JOB_*` / `WORKER_*`
-//! environment overrides.
+//! Worker settings: plain values with defaults that work out of the box.
+//!
+//! The engine reads no environment: binaries parse their settings (flags and
+//! `WORKER_*` / `JOB_*` variables, in the `settings` crate) and hand the typed
+//! values in, so a test or an embedding program sets exactly what it means.
 
 use std::time::Duration;
 
@@ -8,43 +11,45 @@ use crate::retry::Backoff;
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Jobs run at once (`WORKER_CONCURRENCY`, default 16).
+    /// Jobs run at once (default 16).
     pub concurrency: usize,
-    /// Queues fetched from (`WORKER_QUEUES`, comma-separated, default `default`).
+    /// Queues fetched from (default `default`).
     pub queues: Vec<String>,
-    /// How long a claim lasts without renewal (`JOB_LEASE_MS`, default 10 s). A job
-    /// whose worker died runs again about this long after the last renewal.
+    /// How long a claim lasts without renewal (default 10 s). A job whose worker
+    /// died runs again about this long after the last renewal.
     pub lease: Duration,
-    /// How often leases are renewed (`JOB_HEARTBEAT_MS`, default lease / 3).
+    /// How often leases are renewed (default lease / 3, see
+    /// [`WorkerConfig::with_lease`]).
     pub heartbeat: Duration,
-    /// How often the rescuer looks for expired leases (`JOB_RESCUE_MS`, default 1 s).
+    /// How often the rescuer looks for expired leases (default 1 s).
     pub rescue_every: Duration,
     /// How long an idle worker waits between fetches when nothing wakes it
-    /// (`JOB_POLL_MS`, default 250 ms). PostgreSQL workers are woken by `NOTIFY`;
-    /// on SQLite the poll is what notices another process's enqueue.
+    /// (default 250 ms). PostgreSQL workers are woken by `NOTIFY`; on SQLite the
+    /// poll is what notices another process's enqueue.
     pub poll: Duration,
-    /// How long running jobs may finish after a shutdown signal (`JOB_GRACE_MS`,
-    /// default 10 s); the rest are released back to the queue.
+    /// How long running jobs may finish after a shutdown signal (default 10 s);
+    /// the rest are released back to the queue.
     pub grace: Duration,
     /// The retry schedule.
     pub backoff: Backoff,
     /// How many times a job may be interrupted by a dead or frozen worker before
-    /// it is dead-lettered (`JOB_MAX_INTERRUPTIONS`, default 20). Interrupted
-    /// attempts do not use up the job's own retries.
+    /// it is dead-lettered (default 20). Interrupted attempts do not use up the
+    /// job's own retries.
     pub max_interruptions: u32,
 }
 
 /// Interruptions allowed per job by default.
 pub const DEFAULT_MAX_INTERRUPTIONS: u32 = 20;
+/// A claim's lease by default.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        let lease = Duration::from_secs(10);
         Self {
             concurrency: 16,
             queues: vec!["default".to_owned()],
-            lease,
-            heartbeat: lease / 3,
+            lease: DEFAULT_LEASE,
+            heartbeat: DEFAULT_LEASE / 3,
             rescue_every: Duration::from_secs(1),
             poll: Duration::from_millis(250),
             grace: Duration::from_secs(10),
@@ -54,77 +59,11 @@ impl Default for WorkerConfig {
     }
 }
 
-/// A setting that does not parse.
-#[derive(Debug, thiserror::Error)]
-#[error("{name}={value:?}: {reason}")]
-pub struct ConfigError {
-    /// The variable.
-    pub name: &'static str,
-    /// Its value.
-    pub value: String,
-    /// What is wrong.
-    pub reason: &'static str,
-}
-
 impl WorkerConfig {
-    /// The defaults with the environment's overrides applied.
-    ///
-    /// # Errors
-    /// A variable is set to something that is not a positive number (or, for the
-    /// queues, is empty).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// As [`WorkerConfig::from_env`], reading variables through `get`.
-    ///
-    /// # Errors
-    /// As [`WorkerConfig::from_env`].
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut c = Self::default();
-        let num = |name: &'static str| -> Result<Option<u64>, ConfigError> {
-            match get(name) {
-                None => Ok(None),
-                Some(v) => match v.trim().parse::<u64>() {
-                    Ok(n) if n > 0 => Ok(Some(n)),
-                    _ => Err(ConfigError { name, value: v, reason: "expected a positive whole number" }),
-                },
-            }
-        };
-        if let Some(n) = num("WORKER_CONCURRENCY")? {
-            c.concurrency = n as usize;
-        }
-        if let Some(q) = get("WORKER_QUEUES") {
-            let queues: Vec<String> =
-                q.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
-            if queues.is_empty() {
-                return Err(ConfigError { name: "WORKER_QUEUES", value: q, reason: "name at least one queue" });
-            }
-            c.queues = queues;
-        }
-        if let Some(ms) = num("JOB_LEASE_MS")? {
-            c.lease = Duration::from_millis(ms);
-            c.heartbeat = c.lease / 3;
-        }
-        if let Some(ms) = num("JOB_HEARTBEAT_MS")? {
-            c.heartbeat = Duration::from_millis(ms);
-        }
-        if let Some(n) = num("JOB_MAX_INTERRUPTIONS")? {
-            c.max_interruptions = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
-        }
-        if let Some(ms) = num("JOB_RESCUE_MS")? {
-            c.rescue_every = Duration::from_millis(ms);
-        }
-        if let Some(ms) = num("JOB_POLL_MS")? {
-            c.poll = Duration::from_millis(ms);
-        }
-        if let Some(ms) = num("JOB_GRACE_MS")? {
-            c.grace = Duration::from_millis(ms);
-        }
-        if let Some(ms) = num("JOB_BACKOFF_BASE_MS")? {
-            c.backoff.base = Duration::from_millis(ms);
-        }
-        Ok(c)
+    /// This configuration with `lease`, and the heartbeat that goes with it: a
+    /// third of the lease, so two renewals may be lost before the claim expires.
+    pub fn with_lease(self, lease: Duration) -> Self {
+        Self { lease, heartbeat: lease / 3, ..self }
     }
 }
 
@@ -133,19 +72,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_overrides_and_rejects_nonsense() {
-        let c = WorkerConfig::from_lookup(|k| match k {
-            "WORKER_CONCURRENCY" => Some("4".into()),
-            "JOB_LEASE_MS" => Some("3000".into()),
-            "WORKER_QUEUES" => Some("mail, default".into()),
-            _ => None,
-        })
-        .expect("valid settings");
-        assert_eq!(c.concurrency, 4);
+    fn the_heartbeat_follows_the_lease() {
+        let c = WorkerConfig::default().with_lease(Duration::from_secs(3));
         assert_eq!(c.lease, Duration::from_secs(3));
         assert_eq!(c.heartbeat, Duration::from_secs(1));
-        assert_eq!(c.queues, ["mail", "default"]);
-        let e = WorkerConfig::from_lookup(|k| (k == "WORKER_CONCURRENCY").then(|| "zero".into()));
-        assert!(e.is_err_and(|e| e.to_string().contains("WORKER_CONCURRENCY")));
+        assert_eq!(WorkerConfig::default().heartbeat, DEFAULT_LEASE / 3);
     }
 }

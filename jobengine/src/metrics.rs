@@ -1,112 +1,188 @@
-//! Prometheus metrics of the engine, rendered in the text exposition format.
+//! Prometheus metrics of the engine, exposed with the `prometheus-client` crate.
 //!
-//! Counters and histograms are per process (what this process's workers did);
-//! jobs by state and live workers are read from the database at scrape time, so any
-//! process can report them for the whole cluster. Hand-written rather than pulled
-//! from a metrics crate: a handful of atomics is all it takes.
+//! Counters and histograms are per process (what this process's workers did), kept
+//! in one [`Registry`] for the life of the process. Jobs by state and live workers
+//! are read from the database at scrape time ([`scrape`]), so any process, a
+//! server or a `worker`, can report them for the whole cluster.
+//!
+//! The names, labels and help texts are the ones the hand-written exposition had,
+//! so dashboards keep working: `jobs{state}`, `jobs_workers_live`,
+//! `jobs_processed_total{outcome}`, `jobs_failed_total`,
+//! `jobs_stale_completions_total`, `jobs_rescued_total`,
+//! `jobs_run_duration_seconds` and `jobs_enqueue_to_start_seconds` (histograms with
+//! the same buckets). The crate writes the OpenMetrics flavour of the text format
+//! (`# TYPE` names a counter without `_total`, a closing `# EOF`), which
+//! Prometheus' text parser reads as well.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::client::Jobs;
+use crate::error::StorageError;
 use crate::state::JobState;
 use crate::storage::StateCounts;
 
 /// Bucket upper bounds, in seconds, for both histograms.
 const BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0];
 
-/// A fixed-bucket histogram.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
+/// How recent a worker's heartbeat must be for `jobs_workers_live` to count it
+/// (the dashboard's "live" too).
+pub const LIVE_WINDOW: Duration = Duration::from_secs(30);
+
+/// The content type of [`Metrics::render`]'s text (what our scrapers were told
+/// before, and what Prometheus parses this text with).
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A histogram over [`BUCKETS`] observing durations.
+#[derive(Debug, Clone)]
+pub struct Histogram(prometheus_client::metrics::histogram::Histogram);
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self(prometheus_client::metrics::histogram::Histogram::new(BUCKETS))
+    }
 }
 
 impl Histogram {
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", self.buckets[i].load(Ordering::Relaxed));
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count {count}");
+        self.0.observe(d.as_secs_f64());
     }
 }
 
+/// `outcome="succeeded|retried|dead"`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// `state="enqueued|…"`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
 /// What this process's workers did.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    /// Attempts that succeeded.
-    pub succeeded: AtomicU64,
-    /// Attempts that failed and were scheduled to retry.
-    pub retried: AtomicU64,
-    /// Attempts that failed for good (the job is dead).
-    pub dead: AtomicU64,
+    /// Every metric below, for exposition.
+    registry: Registry,
+    /// `jobs_processed_total{outcome="succeeded"}`.
+    succeeded: Counter,
+    /// `jobs_processed_total{outcome="retried"}`.
+    retried: Counter,
+    /// `jobs_processed_total{outcome="dead"}`.
+    dead: Counter,
+    /// Retried plus dead, kept as a counter of its own as before.
+    failed: Counter,
     /// Completions refused because the attempt no longer held the job.
-    pub stale_completions: AtomicU64,
+    stale_completions: Counter,
     /// Jobs the rescuer took back from workers whose lease expired.
-    pub rescued: AtomicU64,
+    rescued: Counter,
     /// How long attempts ran.
     pub run_duration: Histogram,
     /// From when a job was due to when an attempt started.
     pub wait: Histogram,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let processed = Family::<OutcomeLabel, Counter>::default();
+        let outcome = |outcome| processed.get_or_create(&OutcomeLabel { outcome }).clone();
+        let (succeeded, retried, dead) = (outcome("succeeded"), outcome("retried"), outcome("dead"));
+        let (failed, stale_completions, rescued) = (Counter::default(), Counter::default(), Counter::default());
+        let (run_duration, wait) = (Histogram::default(), Histogram::default());
+        // The crate adds `_total` to counters' sample names.
+        registry.register("jobs_processed", "Attempts finished by this process, by outcome.", processed);
+        registry.register("jobs_failed", "Attempts that failed in this process.", failed.clone());
+        registry.register(
+            "jobs_stale_completions",
+            "Completions refused by the lease fence.",
+            stale_completions.clone(),
+        );
+        registry.register("jobs_rescued", "Jobs taken back after their worker's lease expired.", rescued.clone());
+        registry.register("jobs_run_duration_seconds", "How long attempts ran.", run_duration.0.clone());
+        registry.register(
+            "jobs_enqueue_to_start_seconds",
+            "From a job being due to an attempt starting.",
+            wait.0.clone(),
+        );
+        Self { registry, succeeded, retried, dead, failed, stale_completions, rescued, run_duration, wait }
+    }
+}
+
 impl Metrics {
-    /// Renders every metric; `counts` and `live_workers` come from the database.
+    /// An attempt succeeded.
+    pub fn count_succeeded(&self) {
+        self.succeeded.inc();
+    }
+
+    /// An attempt failed and the job will be retried.
+    pub fn count_retried(&self) {
+        self.retried.inc();
+        self.failed.inc();
+    }
+
+    /// An attempt failed for good: the job is dead.
+    pub fn count_dead(&self) {
+        self.dead.inc();
+        self.failed.inc();
+    }
+
+    /// A completion was refused by the lease fence.
+    pub fn count_stale_completion(&self) {
+        self.stale_completions.inc();
+    }
+
+    /// The rescuer took `n` jobs back.
+    pub fn count_rescued(&self, n: u64) {
+        self.rescued.inc_by(n);
+    }
+
+    /// Renders every metric; `counts` and `live_workers` come from the database
+    /// (left out when `None`).
     pub fn render(&self, counts: Option<&StateCounts>, live_workers: Option<usize>) -> String {
-        let mut out = String::new();
+        // The cluster-wide gauges are read per scrape, so they live in a registry
+        // of their own, made for this rendering.
+        let mut scrape = Registry::default();
         if let Some(c) = counts {
-            out.push_str("# HELP jobs Jobs in the store by state.\n# TYPE jobs gauge\n");
+            let jobs = Family::<StateLabel, Gauge>::default();
             for s in JobState::ALL {
-                let _ = writeln!(out, "jobs{{state=\"{s}\"}} {}", c.get(s));
+                jobs.get_or_create(&StateLabel { state: s.to_string() })
+                    .set(i64::try_from(c.get(s)).unwrap_or(i64::MAX));
             }
+            scrape.register("jobs", "Jobs in the store by state.", jobs);
         }
         if let Some(n) = live_workers {
-            let _ = writeln!(
-                out,
-                "# HELP jobs_workers_live Worker processes with a recent heartbeat.\n# TYPE jobs_workers_live gauge\njobs_workers_live {n}"
-            );
+            let live = Gauge::<i64>::default();
+            live.set(i64::try_from(n).unwrap_or(i64::MAX));
+            scrape.register("jobs_workers_live", "Worker processes with a recent heartbeat.", live);
         }
-        out.push_str("# HELP jobs_processed_total Attempts finished by this process, by outcome.\n");
-        out.push_str("# TYPE jobs_processed_total counter\n");
-        for (outcome, v) in [("succeeded", &self.succeeded), ("retried", &self.retried), ("dead", &self.dead)] {
-            let _ = writeln!(out, "jobs_processed_total{{outcome=\"{outcome}\"}} {}", v.load(Ordering::Relaxed));
-        }
-        let _ = writeln!(
-            out,
-            "# HELP jobs_failed_total Attempts that failed in this process.\n# TYPE jobs_failed_total counter\njobs_failed_total {}",
-            self.retried.load(Ordering::Relaxed) + self.dead.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP jobs_stale_completions_total Completions refused by the lease fence.\n# TYPE jobs_stale_completions_total counter\njobs_stale_completions_total {}",
-            self.stale_completions.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP jobs_rescued_total Jobs taken back after their worker's lease expired.\n# TYPE jobs_rescued_total counter\njobs_rescued_total {}",
-            self.rescued.load(Ordering::Relaxed)
-        );
-        self.run_duration.render(&mut out, "jobs_run_duration_seconds", "How long attempts ran.");
-        self.wait.render(&mut out, "jobs_enqueue_to_start_seconds", "From a job being due to an attempt starting.");
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode_registry(&mut out, &scrape)
+            .and_then(|()| encode_registry(&mut out, &self.registry))
+            .and_then(|()| encode_eof(&mut out));
         out
     }
+}
+
+/// The whole exposition for `/metrics` on any process: this process's counters
+/// and the cluster's jobs by state and live workers, read now.
+///
+/// # Errors
+/// The job store cannot be read (answer 503: scrapers should see the outage).
+pub async fn scrape(jobs: &Jobs) -> Result<String, StorageError> {
+    let counts = jobs.counts().await?;
+    let workers = jobs.workers(LIVE_WINDOW.as_micros() as i64).await?;
+    Ok(jobs.metrics().render(Some(&counts), Some(workers.len())))
 }
 
 #[cfg(test)]
@@ -114,18 +190,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_cumulative_buckets() {
+    fn renders_the_same_names_with_cumulative_buckets() {
         let m = Metrics::default();
         m.wait.observe(Duration::from_millis(3));
         m.wait.observe(Duration::from_secs(2));
-        m.succeeded.fetch_add(2, Ordering::Relaxed);
+        m.count_succeeded();
+        m.count_succeeded();
+        m.count_dead();
         let text = m.render(Some(&StateCounts { enqueued: 4, ..Default::default() }), Some(1));
         assert!(text.contains("jobs{state=\"enqueued\"} 4\n"), "{text}");
-        assert!(text.contains("jobs_workers_live 1\n"));
-        assert!(text.contains("jobs_processed_total{outcome=\"succeeded\"} 2\n"));
-        assert!(text.contains("jobs_enqueue_to_start_seconds_bucket{le=\"0.001\"} 0\n"));
-        assert!(text.contains("jobs_enqueue_to_start_seconds_bucket{le=\"0.005\"} 1\n"));
-        assert!(text.contains("jobs_enqueue_to_start_seconds_bucket{le=\"2.5\"} 2\n"));
-        assert!(text.contains("jobs_enqueue_to_start_seconds_count 2\n"));
+        assert!(text.contains("jobs_workers_live 1\n"), "{text}");
+        assert!(text.contains("jobs_processed_total{outcome=\"succeeded\"} 2\n"), "{text}");
+        assert!(text.contains("jobs_processed_total{outcome=\"dead\"} 1\n"), "{text}");
+        assert!(text.contains("jobs_failed_total 1\n"), "{text}");
+        assert!(text.contains("jobs_stale_completions_total 0\n"), "{text}");
+        assert!(text.contains("jobs_rescued_total 0\n"), "{text}");
+        assert!(text.contains("jobs_enqueue_to_start_seconds_bucket{le=\"0.001\"} 0\n"), "{text}");
+        assert!(text.contains("jobs_enqueue_to_start_seconds_bucket{le=\"0.005\"} 1\n"), "{text}");
+        assert!(text.contains("jobs_enqueue_to_start_seconds_bucket{le=\"2.5\"} 2\n"), "{text}");
+        assert!(text.contains("jobs_enqueue_to_start_seconds_bucket{le=\"+Inf\"} 2\n"), "{text}");
+        assert!(text.contains("jobs_enqueue_to_start_seconds_count 2\n"), "{text}");
+        assert!(text.contains("jobs_run_duration_seconds_count 0\n"), "{text}");
+        // Without the database's figures, their metrics are left out.
+        let text = m.render(None, None);
+        assert!(!text.contains("jobs_workers_live"), "{text}");
     }
 }

@@ -11,7 +11,6 @@
 //! pass also prunes registry rows of workers silent for [`PRUNE_AFTER`].
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rand::Rng;
@@ -45,7 +44,7 @@ pub(crate) async fn rescuer_loop(
         let now = clock.now();
         match store.rescue(now, cfg.max_interruptions).await {
             Ok(r) if r.requeued + r.dead > 0 => {
-                metrics.rescued.fetch_add(r.requeued + r.dead, Ordering::Relaxed);
+                metrics.count_rescued(r.requeued + r.dead);
                 tracing::warn!(
                     requeued = r.requeued,
                     dead = r.dead,

@@ -74,10 +74,12 @@ fn new_worker_id() -> String {
     format!("{host}:{}:{}", std::process::id(), &suffix[..8])
 }
 
+/// The machine's name (portable, unlike reading `/proc`), for worker ids.
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
+    ::hostname::get()
         .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
 }

@@ -1,18 +1,28 @@
-//! The server's settings, from the environment, with defaults that run the whole
-//! product on one machine.
+//! The server's settings: one [`Settings`] struct parsed by clap from flags and
+//! environment variables (each setting is both, with the same meaning), and the
+//! [`Config`] the library runs with, made from it.
+//!
+//! The groups both binaries have (database, email, jobs) come from the `settings`
+//! crate; what only the server has (where it listens, the embedded worker, the
+//! sign-up limits, the super admin) is declared here. Parsing touches nothing:
+//! `server --help`, `--version` and `config` neither open the database nor create
+//! a file, and a bad value stops the process before anything is created.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use settings::{DatabaseArgs, HIDDEN, MailArgs, ProvisionArgs, Show, WorkerArgs};
 
-/// The control-plane database when `DATABASE_URL` is unset.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/app.db";
+pub use settings::database::DEFAULT_DATABASE_URL;
+
 /// Where the server listens when `BIND_ADDR` is unset.
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:3000";
+/// The super admin's email when `SUPERADMIN_EMAIL` is unset.
+pub const DEFAULT_SUPERADMIN_EMAIL: &str = "admin@backoffice.local";
 
 /// Whether this process also runs jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WorkerMode {
     /// Run a worker in-process (the one-command default).
     Embedded,
@@ -20,88 +30,164 @@ pub enum WorkerMode {
     Off,
 }
 
-/// Everything `main` reads.
+impl WorkerMode {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerMode::Embedded => "embedded",
+            WorkerMode::Off => "off",
+        }
+    }
+}
+
+/// The back office on one port: web app, gRPC (+ gRPC-web, reflection), JSON API
+/// and /metrics.
+///
+/// Every setting is a flag and an environment variable (the flag wins). Settings
+/// go before the subcommand (`server --database-url URL migrate`) or in the
+/// environment.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "server", version)]
+pub struct Settings {
+    /// What to do; without one, serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Where the server listens; port 0 picks a free one (the address is printed).
+    #[arg(long, env = "BIND_ADDR", default_value = DEFAULT_BIND_ADDR, hide_env_values = true)]
+    pub bind_addr: SocketAddr,
+
+    /// `off` when separate `worker` processes run the jobs.
+    #[arg(long = "worker", env = "WORKER", value_enum, default_value_t = WorkerMode::Embedded, hide_env_values = true)]
+    pub worker: WorkerMode,
+
+    /// The built browser bundle (`pkg/app.js`, `pkg/app_bg.wasm`, `pkg/app.css`);
+    /// `cargo xtask run` sets it.
+    #[arg(long, env = "SITE_ROOT", default_value = "target/site", hide_env_values = true)]
+    pub site_root: PathBuf,
+
+    /// Public sign-ups one client address may make per hour (RESOURCE_EXHAUSTED past it).
+    #[arg(long, env = "SIGNUP_PER_IP_PER_HOUR", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..), hide_env_values = true)]
+    pub signup_per_ip_per_hour: u32,
+
+    /// Public sign-ups the server takes per minute, from everyone.
+    #[arg(long, env = "SIGNUP_PER_MINUTE", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..), hide_env_values = true)]
+    pub signup_per_minute: u32,
+
+    /// The super admin's account, created at first start (and the account
+    /// `reset-admin-password` resets).
+    #[arg(long, env = "SUPERADMIN_EMAIL", default_value = DEFAULT_SUPERADMIN_EMAIL,
+          help_heading = "Super admin", hide_env_values = true)]
+    pub superadmin_email: String,
+
+    /// The super admin's password when the account is created (unset: generated
+    /// and printed once). Ignored, with a warning, once the account exists: change
+    /// it with `reset-admin-password`.
+    #[arg(long, env = "SUPERADMIN_PASSWORD", help_heading = "Super admin", hide_env_values = true)]
+    pub superadmin_password: Option<String>,
+
+    /// The database and the data folder.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Email.
+    #[command(flatten)]
+    pub mail: MailArgs,
+
+    /// The embedded worker.
+    #[command(flatten)]
+    pub jobs: WorkerArgs,
+
+    /// Fault injection for tests.
+    #[command(flatten)]
+    pub provision: ProvisionArgs,
+}
+
+/// The server's subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Serve the back office (the default).
+    Serve,
+    /// Create the database if needed, migrate it, and exit.
+    Migrate,
+    /// Set a new password for the super admin (SUPERADMIN_EMAIL): SUPERADMIN_PASSWORD,
+    /// or a generated one printed once. Ends the account's sessions; creates the
+    /// account if there is none.
+    ResetAdminPassword,
+    /// Print the effective settings (secrets hidden) as VARIABLE=value lines, and exit.
+    Config,
+}
+
+impl Settings {
+    /// The super admin's password, an empty value taken as unset.
+    pub fn superadmin_password(&self) -> Option<&str> {
+        self.superadmin_password.as_deref().filter(|p| !p.is_empty())
+    }
+
+    /// Every setting's effective value, as `server config` prints them.
+    pub fn shown(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![
+            ("BIND_ADDR", self.bind_addr.to_string()),
+            ("WORKER", self.worker.as_str().to_owned()),
+            ("SITE_ROOT", self.site_root.display().to_string()),
+            ("SIGNUP_PER_IP_PER_HOUR", self.signup_per_ip_per_hour.to_string()),
+            ("SIGNUP_PER_MINUTE", self.signup_per_minute.to_string()),
+            ("SUPERADMIN_EMAIL", self.superadmin_email.clone()),
+            ("SUPERADMIN_PASSWORD", self.superadmin_password().map(|_| HIDDEN.to_owned()).unwrap_or_default()),
+        ];
+        self.database.show(&mut out);
+        self.mail.show(&mut out);
+        self.jobs.show(&mut out);
+        self.provision.show(&mut out);
+        out
+    }
+}
+
+/// Everything the server library runs with, as typed values.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `DATABASE_URL`: `sqlite://PATH` (created if missing) or `postgres://...`.
+    /// `sqlite://PATH` (created if missing) or `postgres://...`.
     pub database_url: String,
-    /// `BIND_ADDR`, default `127.0.0.1:3000`; port 0 picks a free one.
+    /// Where to listen; port 0 picks a free one.
     pub bind_addr: SocketAddr,
-    /// `WORKER=embedded|off`, default `embedded`.
+    /// Whether this process runs jobs too.
     pub worker: WorkerMode,
-    /// `SITE_ROOT`: the built site (`pkg/app.js`, `pkg/app_bg.wasm`, `pkg/app.css`),
-    /// default `target/site`; `cargo xtask run` sets it.
+    /// The built site (`pkg/app.js`, `pkg/app_bg.wasm`, `pkg/app.css`).
     pub site_root: PathBuf,
-    /// `DATA_DIR`, default `data`: tenant SQLite files live in `DATA_DIR/tenants`.
+    /// Tenant SQLite files live in `data_dir/tenants`.
     pub data_dir: PathBuf,
-    /// `SIGNUP_PER_IP_PER_HOUR`, default 10: sign-ups one client IP may make.
+    /// Sign-ups one client IP may make per hour.
     pub signup_per_ip_per_hour: u32,
-    /// `SIGNUP_PER_MINUTE`, default 60: sign-ups the server takes in all.
+    /// Sign-ups the server takes per minute in all.
     pub signup_per_minute: u32,
-    /// `SMTP_URL`, `MAIL_FROM`, `PUBLIC_URL`: how email is composed and sent
-    /// (`.eml` files under `DATA_DIR/mail` when `SMTP_URL` is unset).
+    /// How email is composed and sent.
     pub mail: backoffice::mail::Mail,
-    /// `PROVISION_FAULT` (tests only): slow or failing provisioning.
+    /// Slow or failing provisioning, for tests.
     pub provision_fault: Option<backoffice::env::Fault>,
-    /// The embedded worker's settings (`WORKER_CONCURRENCY`, `JOB_LEASE_MS`, ...).
+    /// The embedded worker's settings.
     pub worker_config: jobengine::WorkerConfig,
 }
 
 impl Config {
-    /// Reads the environment.
+    /// The library's values from the parsed settings.
     ///
     /// # Errors
-    /// A variable is set to something unusable; the message names it.
-    pub fn from_env() -> anyhow::Result<Self> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// As [`Config::from_env`], reading through `get`.
-    ///
-    /// # Errors
-    /// As [`Config::from_env`].
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        let bind = get("BIND_ADDR").unwrap_or_else(|| DEFAULT_BIND_ADDR.to_owned());
-        let bind_addr: SocketAddr =
-            bind.parse().with_context(|| format!("BIND_ADDR={bind:?} is not an address like 127.0.0.1:3000"))?;
-        let worker = match get("WORKER").as_deref() {
-            None | Some("embedded") => WorkerMode::Embedded,
-            Some("off") => WorkerMode::Off,
-            Some(other) => bail!("WORKER={other:?}: expected `embedded` or `off`"),
-        };
-        let site_root = PathBuf::from(get("SITE_ROOT").unwrap_or_else(|| "target/site".to_owned()));
-        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "data".to_owned()));
-        let positive = |name: &str, default: u32| -> anyhow::Result<u32> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .with_context(|| format!("{name}={v:?}: expected a positive whole number")),
-            }
-        };
-        let signup_per_ip_per_hour = positive("SIGNUP_PER_IP_PER_HOUR", 10)?;
-        let signup_per_minute = positive("SIGNUP_PER_MINUTE", 60)?;
-        let mail = backoffice::mail::Mail::from_lookup(&get, &data_dir)?;
-        let provision_fault = get("PROVISION_FAULT")
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| backoffice::env::Fault::parse(&v))
-            .transpose()?;
-        let worker_config = jobengine::WorkerConfig::from_lookup(&get).context("reading worker settings")?;
+    /// A setting clap cannot check alone is unusable (the email sender, the public
+    /// URL, the SMTP URL); the message names it.
+    pub fn from_settings(s: &Settings) -> anyhow::Result<Self> {
         Ok(Self {
-            database_url,
-            bind_addr,
-            worker,
-            site_root,
-            data_dir,
-            signup_per_ip_per_hour,
-            signup_per_minute,
-            mail,
-            provision_fault,
-            worker_config,
+            database_url: s.database.database_url.clone(),
+            bind_addr: s.bind_addr,
+            worker: s.worker,
+            site_root: s.site_root.clone(),
+            data_dir: s.database.data_dir.clone(),
+            signup_per_ip_per_hour: s.signup_per_ip_per_hour,
+            signup_per_minute: s.signup_per_minute,
+            mail: s.mail.mail(&s.database.data_dir)?,
+            provision_fault: s.provision.fault(),
+            worker_config: s.jobs.worker_config(),
         })
     }
 }
@@ -110,15 +196,27 @@ impl Config {
 mod tests {
     use super::*;
 
+    fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
+        Settings::try_parse_from(std::iter::once("server").chain(args.iter().copied()))
+    }
+
     #[test]
     fn defaults_and_errors() {
-        let c = Config::from_lookup(|_| None).expect("defaults");
+        let s =
+            parse(&["--database-url", DEFAULT_DATABASE_URL, "--bind-addr", DEFAULT_BIND_ADDR, "--worker", "embedded"])
+                .expect("defaults");
+        let c = Config::from_settings(&s).expect("config");
         assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
         assert_eq!(c.bind_addr.to_string(), DEFAULT_BIND_ADDR);
         assert_eq!(c.worker, WorkerMode::Embedded);
-        let e = Config::from_lookup(|k| (k == "WORKER").then(|| "sometimes".into())).expect_err("bad WORKER");
-        assert!(e.to_string().contains("WORKER"));
-        let e = Config::from_lookup(|k| (k == "BIND_ADDR").then(|| "localhost".into())).expect_err("bad addr");
-        assert!(e.to_string().contains("BIND_ADDR"));
+        assert_eq!(s.command, None);
+        let e = parse(&["--worker", "sometimes"]).expect_err("bad WORKER");
+        assert!(e.to_string().contains("WORKER"), "{e}");
+        let e = parse(&["--bind-addr", "localhost"]).expect_err("bad addr");
+        assert!(e.to_string().contains("BIND_ADDR"), "{e}");
+        let s = parse(&["--mail-from", "not a mailbox"]).expect("clap takes any text");
+        let e = Config::from_settings(&s).expect_err("bad MAIL_FROM");
+        assert!(format!("{e:#}").contains("MAIL_FROM") && e.to_string().contains("--mail-from"), "{e:#}");
+        assert_eq!(parse(&["migrate"]).expect("migrate").command, Some(Command::Migrate));
     }
 }

@@ -11,7 +11,7 @@
 //! - [`boundary`]: the one table from errors to gRPC codes and HTTP statuses;
 //! - [`caller`]: the layer that resolves cookie or bearer into the caller, for
 //!   pages, gRPC and the JSON facade alike, and the role check;
-//! - [`config`]: settings from the environment;
+//! - [`config`]: settings from flags and the environment (clap);
 //! - [`hub`]: fans notifications out to open streams;
 //! - [`grpc`]: the gRPC services;
 //! - [`metrics`]: Prometheus text at `/metrics`;

@@ -1,37 +1,94 @@
-//! `server`: the back office on one port. See the README for settings.
+//! `server`: the back office on one port. `server --help` lists every setting;
+//! the README has them in a table.
 
 use anyhow::Context;
-use server::config::Config;
+use clap::Parser;
+use server::config::{Command, Config, Settings};
 use tracing_subscriber::EnvFilter;
-
-/// The super admin's email when `SUPERADMIN_EMAIL` is unset.
-const DEFAULT_SUPERADMIN: &str = "admin@backoffice.local";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // First, before anything is opened or created: `--help`, `--version` and bad
+    // values end the process here.
+    let settings = Settings::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
-    let config = Config::from_env()?;
-    let backend = server::Backend::open(&config).await.with_context(|| {
-        format!("opening the database {}", config.database_url.split('@').next_back().unwrap_or(""))
-    })?;
-    let admin_email = std::env::var("SUPERADMIN_EMAIL").unwrap_or_else(|_| DEFAULT_SUPERADMIN.to_owned());
-    let given = std::env::var("SUPERADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
+    let config = Config::from_settings(&settings)?;
+    match settings.command.clone().unwrap_or(Command::Serve) {
+        Command::Config => {
+            print!("{}", settings::render(&settings.shown()));
+            Ok(())
+        }
+        Command::Migrate => {
+            open(&config).await?;
+            println!("Database {} is migrated", settings::redact_url(&config.database_url));
+            Ok(())
+        }
+        Command::ResetAdminPassword => reset_admin_password(&settings, &config).await,
+        Command::Serve => serve(&settings, &config).await,
+    }
+}
+
+/// Opens (creating and migrating) the control plane.
+async fn open(config: &Config) -> anyhow::Result<server::Backend> {
+    server::Backend::open(config)
+        .await
+        .with_context(|| format!("opening the database {}", settings::redact_url(&config.database_url)))
+}
+
+/// Seeds the super admin, binds, prints the address, serves until SIGTERM/SIGINT.
+async fn serve(settings: &Settings, config: &Config) -> anyhow::Result<()> {
+    let backend = open(config).await?;
+    let admin_email = &settings.superadmin_email;
+    let given = settings.superadmin_password();
     if let Some(generated) = backend
         .identity
-        .seed_super_admin(&admin_email, given.as_deref())
+        .seed_super_admin(admin_email, given)
         .await
         .context("seeding the super admin (SUPERADMIN_EMAIL / SUPERADMIN_PASSWORD)")?
     {
         // Shown once: only the hash is stored.
         println!("Super admin created: {admin_email} / password {generated} (shown only now; keep it)");
+    } else if let Some(given) = given {
+        // Like Grafana's admin password: the setting seeds a new account and is not
+        // a way to change an existing one (a restart must not undo a password the
+        // admin changed). Say so rather than ignore it silently.
+        match backend.identity.super_admin_password_matches(admin_email, given).await {
+            Ok(Some(true)) => {}
+            Ok(Some(false)) => tracing::warn!(
+                "SUPERADMIN_PASSWORD differs from the password of the super admin {admin_email} and is ignored: \
+                 it only applies when the account is created. Change it with `server reset-admin-password`"
+            ),
+            Ok(None) => tracing::warn!(
+                "SUPERADMIN_EMAIL {admin_email} belongs to a user who is not a super admin; no super admin was created"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not check SUPERADMIN_PASSWORD against the stored password"),
+        }
     }
     let listener = tokio::net::TcpListener::bind(config.bind_addr)
         .await
         .with_context(|| format!("binding {}", config.bind_addr))?;
     let addr = listener.local_addr()?;
     println!("Back office listening on http://{addr}");
-    server::run(listener, &config, backend, jobengine::signals::shutdown_on_signals()).await
+    server::run(listener, config, backend, jobengine::signals::shutdown_on_signals()).await
+}
+
+/// `server reset-admin-password`: the way back from a lost super admin password.
+async fn reset_admin_password(settings: &Settings, config: &Config) -> anyhow::Result<()> {
+    let backend = open(config).await?;
+    let email = &settings.superadmin_email;
+    let given = settings.superadmin_password();
+    let password = backend
+        .identity
+        .reset_super_admin_password(email, given)
+        .await
+        .with_context(|| format!("resetting the password of the super admin {email} (SUPERADMIN_EMAIL)"))?;
+    if given.is_some() {
+        println!("Super admin {email}: password set from SUPERADMIN_PASSWORD; open sessions ended");
+    } else {
+        println!("Super admin {email}: new password {password} (shown only now; keep it); open sessions ended");
+    }
+    Ok(())
 }

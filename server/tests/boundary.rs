@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use clap::Parser;
 use jobengine::testing::{PgCluster, Which};
 use proto::jobs::v1 as pb;
 use proto::jobs::v1::job_service_client::JobServiceClient;
@@ -95,14 +96,10 @@ async fn start_on(pg: &PgCluster) -> (std::net::SocketAddr, CancellationToken, t
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().to_string_lossy().into_owned();
     let url = pg.url.clone();
-    let config = Config::from_lookup(|k| match k {
-        "DATABASE_URL" => Some(url.clone()),
-        "BIND_ADDR" => Some("127.0.0.1:0".into()),
-        "DATA_DIR" => Some(data_dir.clone()),
-        "WORKER" => Some("off".into()),
-        _ => None,
-    })
-    .expect("config");
+    let args =
+        ["server", "--database-url", &url, "--bind-addr", "127.0.0.1:0", "--data-dir", &data_dir, "--worker", "off"];
+    let settings = server::config::Settings::try_parse_from(args).expect("settings");
+    let config = Config::from_settings(&settings).expect("config");
     let backend = server::Backend::open(&config).await.expect("open");
     backend.identity.seed_super_admin(ROOT_EMAIL, Some(ROOT_PASSWORD)).await.expect("seed super admin");
     let listener = tokio::net::TcpListener::bind(config.bind_addr).await.expect("bind");

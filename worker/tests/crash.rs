@@ -134,7 +134,11 @@ async fn kill_9_at_every_provisioning_step(which: Which) {
 
     let db = TestDb::new(which).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mail = backoffice::mail::Mail::from_lookup(|_| None, dir.path()).expect("mail settings");
+    let mail = backoffice::mail::Mail {
+        letters: backoffice::mail::Letters::new(backoffice::mail::DEFAULT_FROM, backoffice::mail::DEFAULT_PUBLIC_URL)
+            .expect("mail settings"),
+        transport: backoffice::mail::Transport::Files(dir.path().join("mail")),
+    };
     let (jobs, env) =
         backoffice::open(&db.url, dir.path().to_path_buf(), mail, None).await.expect("open control plane");
     let tenants = Tenants::new(jobs.clone(), env.mail.letters.clone());
@@ -209,7 +213,11 @@ async fn kill_9_on_the_last_allowed_attempt_fails_the_tenant(which: Which) {
 
     let db = TestDb::new(which).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mail = backoffice::mail::Mail::from_lookup(|_| None, dir.path()).expect("mail settings");
+    let mail = backoffice::mail::Mail {
+        letters: backoffice::mail::Letters::new(backoffice::mail::DEFAULT_FROM, backoffice::mail::DEFAULT_PUBLIC_URL)
+            .expect("mail settings"),
+        transport: backoffice::mail::Transport::Files(dir.path().join("mail")),
+    };
     let (jobs, env) =
         backoffice::open(&db.url, dir.path().to_path_buf(), mail, None).await.expect("open control plane");
     let identity = Identity::new(jobs.db().clone(), Hasher::new(1).expect("hasher"), jobs.clock().clone());

@@ -13,6 +13,7 @@
 //! `ADMIN_PASSWORD`), and provisioning fails for tenants whose name contains
 //! "Doomed" (`PROVISION_FAULT=fail:Doomed`), so one server shows both outcomes.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,8 +52,9 @@ pub fn find_chromium() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// Installs the npm packages if needed, starts `server`, runs Playwright, stops the server.
-pub fn run_playwright(ws: &Workspace, server: &Path, chromium: &Path) -> anyhow::Result<()> {
+/// Installs the npm packages if needed, starts `server`, runs Playwright with
+/// `path` as its `PATH`, stops the server.
+pub fn run_playwright(ws: &Workspace, server: &Path, chromium: &Path, path: &OsStr) -> anyhow::Result<()> {
     let dir = ws.root.join("end2end");
     npm_install(&dir)?;
 
@@ -70,6 +72,7 @@ pub fn run_playwright(ws: &Workspace, server: &Path, chromium: &Path) -> anyhow:
         playwright
             .arg("test")
             .current_dir(&dir)
+            .env("PATH", path)
             .env("BASE_URL", &server.url)
             .env("CHROMIUM_PATH", chromium)
             .env("MAILBOX_DIR", &mailbox)

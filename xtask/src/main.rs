@@ -21,6 +21,7 @@
 //! - [`workspace`]: where things are (root, target dir, site dir, cargo) and running commands;
 //! - [`site`]: the browser bundle and the server binary;
 //! - [`postgres`]: a throw-away PostgreSQL cluster for the tests;
+//! - [`tools`]: the test tools: installed from PyPI, or named for `apt-get`;
 //! - [`e2e`]: the Playwright tests against a real server in Chromium;
 //! - [`results`]: `docs/RESULTS.md` from the measuring runs;
 //! - [`mutants`]: broken builds the suites must catch.
@@ -30,6 +31,7 @@ mod mutants;
 mod postgres;
 mod results;
 mod site;
+mod tools;
 mod workspace;
 
 use anyhow::{Context, bail};
@@ -132,32 +134,13 @@ fn bench(ws: &Workspace) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The suites' SMTP server (`tools/smtp_sink.py`) runs on aiosmtpd from PyPI;
-/// installs it for the current `python3` when it is missing.
-fn ensure_aiosmtpd() -> anyhow::Result<()> {
-    let present = || {
-        std::process::Command::new("python3")
-            .args(["-c", "import aiosmtpd"])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if present() {
-        return Ok(());
-    }
-    println!("xtask: installing aiosmtpd (PyPI) for the test SMTP server");
-    let mut pip = std::process::Command::new("python3");
-    pip.args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "aiosmtpd"]);
-    workspace::run(&mut pip).context("installing aiosmtpd (needs python3 with pip)")?;
-    anyhow::ensure!(present(), "aiosmtpd is still not importable by python3 after installing it");
-    Ok(())
-}
-
 /// Everything CI runs: fails at the first failing step.
 fn test(ws: &Workspace, profile: Profile) -> anyhow::Result<()> {
-    // Check the browser before spending minutes on builds.
+    // Everything we cannot install, named at once before minutes of builds; then
+    // what we can install from PyPI.
+    tools::preflight(!postgres::from_environment())?;
     let chromium = e2e::find_chromium()?;
-    ensure_aiosmtpd()?;
+    let path = tools::ensure_python_tools()?;
     site::build_site(ws, profile)?;
     let server = site::build_server(ws, profile)?;
 
@@ -166,11 +149,11 @@ fn test(ws: &Workspace, profile: Profile) -> anyhow::Result<()> {
     let pg = postgres::ensure_postgres().context("starting PostgreSQL for the tests")?;
 
     let mut cargo_test = ws.cargo();
-    cargo_test.args(["test", "--workspace"]).env("TEST_DATABASE_URL", &pg.url);
+    cargo_test.args(["test", "--workspace"]).env("TEST_DATABASE_URL", &pg.url).env("PATH", &path);
     profile.add_cargo_flag(&mut cargo_test);
     workspace::run(&mut cargo_test).context("`cargo test --workspace` failed")?;
 
-    e2e::run_playwright(ws, &server, &chromium).context("end-to-end tests failed")?;
+    e2e::run_playwright(ws, &server, &chromium, &path).context("end-to-end tests failed")?;
     println!("xtask: all tests passed");
     Ok(())
 }

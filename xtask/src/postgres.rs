@@ -20,8 +20,8 @@ pub struct TestDatabase {
 /// throw-away one unless the environment already names one. Keep the returned
 /// value alive while tests run.
 pub fn ensure_postgres() -> anyhow::Result<TestDatabase> {
-    if let Ok(url) = std::env::var("TEST_DATABASE_URL")
-        && !url.is_empty()
+    if from_environment()
+        && let Ok(url) = std::env::var("TEST_DATABASE_URL")
     {
         eprintln!("xtask: using TEST_DATABASE_URL from the environment");
         return Ok(TestDatabase { url, _cluster: None });
@@ -29,4 +29,10 @@ pub fn ensure_postgres() -> anyhow::Result<TestDatabase> {
     let pg = PgCluster::start(false).context("starting a throw-away PostgreSQL cluster")?;
     eprintln!("xtask: PostgreSQL running, TEST_DATABASE_URL={}", pg.url);
     Ok(TestDatabase { url: pg.url.clone(), _cluster: Some(pg) })
+}
+
+/// Whether the caller names a server in `TEST_DATABASE_URL` (then no cluster is
+/// started and PostgreSQL's binaries are not needed).
+pub fn from_environment() -> bool {
+    std::env::var("TEST_DATABASE_URL").is_ok_and(|url| !url.is_empty())
 }

@@ -5,10 +5,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::{CommandFactory, Parser};
 use jobengine::testing::{TestDb, Which};
 use proto::auth::v1::auth_service_client::AuthServiceClient;
 use proto::jobs::v1::job_service_client::JobServiceClient;
-use server::config::Config;
+use server::config::{Config, Settings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -41,13 +42,21 @@ pub async fn start_with(which: Which, extra: &[(&str, &str)]) -> TestServer {
     let url = db.url.clone();
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().to_string_lossy().into_owned();
-    let config = Config::from_lookup(|k| match k {
-        "DATABASE_URL" => Some(url.clone()),
-        "BIND_ADDR" => Some("127.0.0.1:0".into()),
-        "DATA_DIR" => Some(data_dir.clone()),
-        _ => extra.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned()),
-    })
-    .expect("config");
+    let mut args = vec![
+        "server".to_owned(),
+        "--database-url".to_owned(),
+        url,
+        "--bind-addr".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--data-dir".to_owned(),
+        data_dir,
+    ];
+    for (name, value) in extra {
+        args.push(flag_for(name));
+        args.push((*value).to_owned());
+    }
+    let settings = Settings::try_parse_from(args).expect("settings");
+    let config = Config::from_settings(&settings).expect("config");
     let backend = server::Backend::open(&config).await.expect("open");
     backend.identity.seed_super_admin(ROOT_EMAIL, Some(ROOT_PASSWORD)).await.expect("seed super admin");
     let identity = backend.identity.clone();
@@ -57,6 +66,17 @@ pub async fn start_with(which: Which, extra: &[(&str, &str)]) -> TestServer {
     let s = stop.clone();
     tokio::spawn(async move { server::run(listener, &config, backend, s).await.expect("server runs") });
     TestServer { addr, stop, identity, db, dir }
+}
+
+/// The server's flag for the environment variable `name` (tests name settings by
+/// their variables, as operators do).
+pub fn flag_for(name: &str) -> String {
+    Settings::command()
+        .get_arguments()
+        .find(|a| a.get_env().is_some_and(|e| e == name))
+        .and_then(|a| a.get_long())
+        .map(|long| format!("--{long}"))
+        .unwrap_or_else(|| panic!("no setting reads {name}"))
 }
 
 /// Adds the bearer token to every call.

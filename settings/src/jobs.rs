@@ -1,0 +1,236 @@
+//! How a worker runs jobs (`WORKER_*`, `JOB_*`) and the provisioning fault
+//! injection the tests use.
+
+use std::time::Duration;
+
+use backoffice::env::Fault;
+use clap::Args;
+use jobengine::WorkerConfig;
+use jobengine::config::{DEFAULT_LEASE, DEFAULT_MAX_INTERRUPTIONS};
+
+use crate::Show;
+
+/// A worker's settings; [`WorkerArgs::worker_config`] makes the engine's value.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Jobs")]
+pub struct WorkerArgs {
+    /// Jobs a worker runs at once.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
+    pub worker_concurrency: u64,
+
+    /// Comma-separated queues a worker fetches from.
+    #[arg(long, env = "WORKER_QUEUES", default_value = "default", value_parser = parse_queues, hide_env_values = true)]
+    pub worker_queues: Queues,
+
+    /// A claim's lease, in milliseconds: a dead worker's job runs again about this
+    /// long after its last renewal.
+    #[arg(long, env = "JOB_LEASE_MS", default_value_t = DEFAULT_LEASE.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
+    pub job_lease_ms: u64,
+
+    /// Lease renewal interval, in milliseconds [default: a third of JOB_LEASE_MS].
+    #[arg(long, env = "JOB_HEARTBEAT_MS", value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
+    pub job_heartbeat_ms: Option<u64>,
+
+    /// How often each worker looks for expired leases, in milliseconds.
+    #[arg(long, env = "JOB_RESCUE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
+    pub job_rescue_ms: u64,
+
+    /// Idle fetch interval, in milliseconds (PostgreSQL workers are also woken by
+    /// NOTIFY).
+    #[arg(long, env = "JOB_POLL_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
+    pub job_poll_ms: u64,
+
+    /// On SIGTERM/SIGINT, how long running jobs may finish before they are
+    /// released, in milliseconds.
+    #[arg(long, env = "JOB_GRACE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
+    pub job_grace_ms: u64,
+
+    /// Times a job may be cut short by a dead or frozen worker before it is
+    /// dead-lettered; such interrupted attempts do not use up its retries.
+    #[arg(long, env = "JOB_MAX_INTERRUPTIONS", default_value_t = DEFAULT_MAX_INTERRUPTIONS,
+          value_parser = clap::value_parser!(u32).range(1..), hide_env_values = true)]
+    pub job_max_interruptions: u32,
+
+    /// First retry delay, in milliseconds; doubles per attempt, ±25 % jitter,
+    /// capped at 1 h.
+    #[arg(long, env = "JOB_BACKOFF_BASE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
+    pub job_backoff_base_ms: u64,
+}
+
+/// A non-empty list of queue names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queues(pub Vec<String>);
+
+impl std::fmt::Display for Queues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(","))
+    }
+}
+
+/// `mail, default` → `["mail", "default"]`; blanks between commas are dropped.
+fn parse_queues(s: &str) -> Result<Queues, String> {
+    let queues: Vec<String> = s.split(',').map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned).collect();
+    if queues.is_empty() {
+        return Err("name at least one queue".to_owned());
+    }
+    Ok(Queues(queues))
+}
+
+impl WorkerArgs {
+    /// The engine's configuration.
+    pub fn worker_config(&self) -> WorkerConfig {
+        let ms = Duration::from_millis;
+        let mut c = WorkerConfig::default().with_lease(ms(self.job_lease_ms));
+        c.concurrency = usize::try_from(self.worker_concurrency).unwrap_or(usize::MAX);
+        c.queues = self.worker_queues.0.clone();
+        if let Some(h) = self.job_heartbeat_ms {
+            c.heartbeat = ms(h);
+        }
+        c.rescue_every = ms(self.job_rescue_ms);
+        c.poll = ms(self.job_poll_ms);
+        c.grace = ms(self.job_grace_ms);
+        c.max_interruptions = self.job_max_interruptions;
+        c.backoff.base = ms(self.job_backoff_base_ms);
+        c
+    }
+}
+
+impl Show for WorkerArgs {
+    fn show(&self, out: &mut Vec<(&'static str, String)>) {
+        // The effective heartbeat, so `config` answers "what will it do".
+        let c = self.worker_config();
+        out.push(("WORKER_CONCURRENCY", self.worker_concurrency.to_string()));
+        out.push(("WORKER_QUEUES", self.worker_queues.to_string()));
+        out.push(("JOB_LEASE_MS", self.job_lease_ms.to_string()));
+        out.push(("JOB_HEARTBEAT_MS", c.heartbeat.as_millis().to_string()));
+        out.push(("JOB_RESCUE_MS", self.job_rescue_ms.to_string()));
+        out.push(("JOB_POLL_MS", self.job_poll_ms.to_string()));
+        out.push(("JOB_GRACE_MS", self.job_grace_ms.to_string()));
+        out.push(("JOB_MAX_INTERRUPTIONS", self.job_max_interruptions.to_string()));
+        out.push(("JOB_BACKOFF_BASE_MS", self.job_backoff_base_ms.to_string()));
+    }
+}
+
+/// Fault injection for provisioning, in every process that runs jobs.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Testing")]
+pub struct ProvisionArgs {
+    /// Tests only: `slow:<ms>` slows each provisioning step, `fail` fails them,
+    /// `fail:<text>` fails tenants whose name contains `<text>`. Unset (or empty):
+    /// off.
+    #[arg(long, env = "PROVISION_FAULT", value_parser = parse_fault, hide_env_values = true)]
+    pub provision_fault: Option<MaybeFault>,
+}
+
+/// A parsed `PROVISION_FAULT`, where an empty value means none (an exported but
+/// empty variable always meant "off").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaybeFault {
+    /// The fault, if any.
+    pub fault: Option<Fault>,
+    /// As given, for `config`.
+    pub raw: String,
+}
+
+fn parse_fault(s: &str) -> Result<MaybeFault, String> {
+    let fault = if s.trim().is_empty() { None } else { Some(Fault::parse(s).map_err(|e| format!("{e:#}"))?) };
+    Ok(MaybeFault { fault, raw: s.trim().to_owned() })
+}
+
+impl ProvisionArgs {
+    /// The fault to inject, if any.
+    pub fn fault(&self) -> Option<Fault> {
+        self.provision_fault.as_ref().and_then(|f| f.fault.clone())
+    }
+}
+
+impl Show for ProvisionArgs {
+    fn show(&self, out: &mut Vec<(&'static str, String)>) {
+        out.push(("PROVISION_FAULT", self.provision_fault.as_ref().map(|f| f.raw.clone()).unwrap_or_default()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+    use crate::{DatabaseArgs, MailArgs};
+
+    /// Every group, as a binary would flatten them.
+    #[derive(Debug, Parser)]
+    struct All {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        mail: MailArgs,
+        #[command(flatten)]
+        worker: WorkerArgs,
+        #[command(flatten)]
+        provision: ProvisionArgs,
+    }
+
+    impl All {
+        fn shown(&self) -> Vec<(&'static str, String)> {
+            let mut out = Vec::new();
+            self.database.show(&mut out);
+            self.mail.show(&mut out);
+            self.worker.show(&mut out);
+            self.provision.show(&mut out);
+            out
+        }
+    }
+
+    #[test]
+    fn every_setting_is_shown_under_its_variable() {
+        let all = All::try_parse_from(["test"]).expect("defaults parse");
+        let shown: Vec<&str> = all.shown().iter().map(|(k, _)| *k).collect();
+        let declared: Vec<String> = All::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(declared.len(), shown.len(), "{declared:?} vs {shown:?}");
+        for name in &declared {
+            assert!(shown.contains(&name.as_str()), "{name} is not shown");
+        }
+        // Each flag is the variable's name in kebab case.
+        for a in All::command().get_arguments().filter(|a| a.get_env().is_some()) {
+            let env = a.get_env().map(|e| e.to_string_lossy().to_lowercase().replace('_', "-"));
+            assert_eq!(a.get_long().map(str::to_owned), env, "{:?}", a.get_id());
+        }
+    }
+
+    #[test]
+    fn converts_to_the_engines_values_and_rejects_nonsense() {
+        let all = All::try_parse_from([
+            "test",
+            "--worker-concurrency",
+            "4",
+            "--job-lease-ms",
+            "3000",
+            "--worker-queues",
+            "mail, default",
+            "--provision-fault",
+            "slow:5",
+        ])
+        .expect("valid settings");
+        let c = all.worker.worker_config();
+        assert_eq!(c.concurrency, 4);
+        assert_eq!(c.lease, Duration::from_secs(3));
+        assert_eq!(c.heartbeat, Duration::from_secs(1));
+        assert_eq!(c.queues, ["mail", "default"]);
+        assert_eq!(all.provision.fault(), Some(Fault::Slow(Duration::from_millis(5))));
+        for bad in [
+            ["--worker-concurrency", "zero"],
+            ["--worker-concurrency", "0"],
+            ["--worker-queues", " , "],
+            ["--provision-fault", "sometimes"],
+        ] {
+            let e = All::try_parse_from(["test", bad[0], bad[1]]).expect_err("rejected");
+            assert!(e.to_string().contains(bad[0]), "{e}");
+        }
+        let empty = All::try_parse_from(["test", "--provision-fault", ""]).expect("empty is off");
+        assert_eq!(empty.provision.fault(), None);
+    }
+}

@@ -1,0 +1,64 @@
+//! How email is composed and sent.
+
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use backoffice::mail::{DEFAULT_FROM, DEFAULT_PUBLIC_URL, Letters, Mail, Transport};
+use clap::Args;
+
+use crate::{Show, non_empty, redact_url};
+
+/// `SMTP_URL`, `MAIL_FROM`, `PUBLIC_URL`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Email")]
+pub struct MailArgs {
+    /// Where email is sent: `smtp://host:port` (plain), `smtp://host:port?tls=required`
+    /// (STARTTLS) or `smtps://host:port`, with `user:password@` if needed. Unset:
+    /// each email is written to `DATA_DIR/mail/<id>.eml`.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// The sender of every email (`Name <address>` or an address).
+    #[arg(long, env = "MAIL_FROM", default_value = DEFAULT_FROM, hide_env_values = true)]
+    pub mail_from: String,
+
+    /// Where links in emails point: the product's address as users reach it.
+    #[arg(long, env = "PUBLIC_URL", default_value = DEFAULT_PUBLIC_URL, hide_env_values = true)]
+    pub public_url: String,
+}
+
+impl MailArgs {
+    /// The mail settings; files go under `data_dir/mail` when no SMTP URL is set.
+    ///
+    /// # Errors
+    /// The sender, the public URL or the SMTP URL is unusable; the message names
+    /// the setting.
+    pub fn mail(&self, data_dir: &Path) -> anyhow::Result<Mail> {
+        let from = if self.mail_from.trim().is_empty() { DEFAULT_FROM } else { &self.mail_from };
+        let public_url = if self.public_url.trim().is_empty() { DEFAULT_PUBLIC_URL } else { &self.public_url };
+        // Checked one at a time, so the error names the flag as well as the variable.
+        Letters::new(from, DEFAULT_PUBLIC_URL).context("--mail-from")?;
+        Letters::new(DEFAULT_FROM, public_url).context("--public-url")?;
+        let letters = Letters::new(from, public_url)?;
+        let transport = match non_empty(&self.smtp_url) {
+            None => Transport::Files(data_dir.join("mail")),
+            // Only the root cause: the other layers repeat the URL, password included.
+            Some(url) => Transport::smtp(url).map_err(|e| {
+                anyhow!(
+                    "--smtp-url / SMTP_URL={}: expected smtp://host:port or smtps://host:port ({})",
+                    redact_url(url),
+                    e.root_cause()
+                )
+            })?,
+        };
+        Ok(Mail { letters, transport })
+    }
+}
+
+impl Show for MailArgs {
+    fn show(&self, out: &mut Vec<(&'static str, String)>) {
+        out.push(("SMTP_URL", non_empty(&self.smtp_url).map(redact_url).unwrap_or_default()));
+        out.push(("MAIL_FROM", self.mail_from.clone()));
+        out.push(("PUBLIC_URL", self.public_url.clone()));
+    }
+}
