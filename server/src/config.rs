@@ -185,10 +185,30 @@ impl Config {
             data_dir: s.database.data_dir.clone(),
             signup_per_ip_per_hour: s.signup_per_ip_per_hour,
             signup_per_minute: s.signup_per_minute,
-            mail: s.mail.mail(&s.database.data_dir)?,
+            mail: s.mail.mail(&s.database.data_dir, None)?,
             provision_fault: s.provision.fault(),
             worker_config: s.jobs.worker_config(),
         })
+    }
+}
+
+impl Config {
+    /// Once the server listens on `addr`: unless `PUBLIC_URL` is set, links in
+    /// emails point at that address (the loopback one when it listens on every
+    /// interface), so `BIND_ADDR=127.0.0.1:8080` alone gives working links.
+    ///
+    /// # Errors
+    /// As [`Config::from_settings`].
+    pub fn listening_on(&mut self, s: &Settings, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+        let mut reachable = addr;
+        if addr.ip().is_unspecified() {
+            reachable.set_ip(match addr {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        self.mail = s.mail.mail(&s.database.data_dir, Some(&format!("http://{reachable}")))?;
+        Ok(())
     }
 }
 
@@ -218,5 +238,21 @@ mod tests {
         let e = Config::from_settings(&s).expect_err("bad MAIL_FROM");
         assert!(format!("{e:#}").contains("MAIL_FROM") && e.to_string().contains("--mail-from"), "{e:#}");
         assert_eq!(parse(&["migrate"]).expect("migrate").command, Some(Command::Migrate));
+    }
+
+    #[test]
+    fn links_point_where_the_server_listens_unless_public_url_is_set() {
+        let s = parse(&["--public-url", ""]).expect("settings");
+        let mut c = Config::from_settings(&s).expect("config");
+        c.listening_on(&s, "127.0.0.1:8080".parse().expect("addr")).expect("listening");
+        assert_eq!(c.mail.letters.public_url(), "http://127.0.0.1:8080");
+        c.listening_on(&s, "0.0.0.0:9090".parse().expect("addr")).expect("listening");
+        assert_eq!(c.mail.letters.public_url(), "http://127.0.0.1:9090", "every interface: the loopback one");
+        c.listening_on(&s, "[::]:9091".parse().expect("addr")).expect("listening");
+        assert_eq!(c.mail.letters.public_url(), "http://[::1]:9091");
+        let s = parse(&["--public-url", "https://bo.example.com"]).expect("settings");
+        let mut c = Config::from_settings(&s).expect("config");
+        c.listening_on(&s, "127.0.0.1:8080".parse().expect("addr")).expect("listening");
+        assert_eq!(c.mail.letters.public_url(), "https://bo.example.com", "PUBLIC_URL wins");
     }
 }

@@ -40,6 +40,14 @@ async fn open(config: &Config) -> anyhow::Result<server::Backend> {
 
 /// Seeds the super admin, binds, prints the address, serves until SIGTERM/SIGINT.
 async fn serve(settings: &Settings, config: &Config) -> anyhow::Result<()> {
+    // Bound first, so links in emails can point at the address really listened on.
+    let listener = tokio::net::TcpListener::bind(config.bind_addr)
+        .await
+        .with_context(|| format!("binding {}", config.bind_addr))?;
+    let addr = listener.local_addr()?;
+    let mut config = config.clone();
+    config.listening_on(settings, addr)?;
+    let config = &config;
     let backend = open(config).await?;
     let admin_email = &settings.superadmin_email;
     let given = settings.superadmin_password();
@@ -67,10 +75,6 @@ async fn serve(settings: &Settings, config: &Config) -> anyhow::Result<()> {
             Err(e) => tracing::warn!(error = %e, "could not check SUPERADMIN_PASSWORD against the stored password"),
         }
     }
-    let listener = tokio::net::TcpListener::bind(config.bind_addr)
-        .await
-        .with_context(|| format!("binding {}", config.bind_addr))?;
-    let addr = listener.local_addr()?;
     println!("Back office listening on http://{addr}");
     server::run(listener, config, backend, jobengine::signals::shutdown_on_signals()).await
 }

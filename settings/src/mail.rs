@@ -23,19 +23,23 @@ pub struct MailArgs {
     pub mail_from: String,
 
     /// Where links in emails point: the product's address as users reach it.
-    #[arg(long, env = "PUBLIC_URL", default_value = DEFAULT_PUBLIC_URL, hide_env_values = true)]
-    pub public_url: String,
+    /// Unset: the server uses the address it listens on; a worker process,
+    /// which listens nowhere, uses http://127.0.0.1:3000 (set it on workers).
+    #[arg(long, env = "PUBLIC_URL", hide_env_values = true)]
+    pub public_url: Option<String>,
 }
 
 impl MailArgs {
-    /// The mail settings; files go under `data_dir/mail` when no SMTP URL is set.
+    /// The mail settings; files go under `data_dir/mail` when no SMTP URL is set;
+    /// links point at `PUBLIC_URL`, else at `listening` (the server's own
+    /// address), else at [`DEFAULT_PUBLIC_URL`].
     ///
     /// # Errors
     /// The sender, the public URL or the SMTP URL is unusable; the message names
     /// the setting.
-    pub fn mail(&self, data_dir: &Path) -> anyhow::Result<Mail> {
+    pub fn mail(&self, data_dir: &Path, listening: Option<&str>) -> anyhow::Result<Mail> {
         let from = if self.mail_from.trim().is_empty() { DEFAULT_FROM } else { &self.mail_from };
-        let public_url = if self.public_url.trim().is_empty() { DEFAULT_PUBLIC_URL } else { &self.public_url };
+        let public_url = non_empty(&self.public_url).or(listening).unwrap_or(DEFAULT_PUBLIC_URL);
         // Checked one at a time, so the error names the flag as well as the variable.
         Letters::new(from, DEFAULT_PUBLIC_URL).context("--mail-from")?;
         Letters::new(DEFAULT_FROM, public_url).context("--public-url")?;
@@ -59,6 +63,6 @@ impl Show for MailArgs {
     fn show(&self, out: &mut Vec<(&'static str, String)>) {
         out.push(("SMTP_URL", non_empty(&self.smtp_url).map(redact_url).unwrap_or_default()));
         out.push(("MAIL_FROM", self.mail_from.clone()));
-        out.push(("PUBLIC_URL", self.public_url.clone()));
+        out.push(("PUBLIC_URL", non_empty(&self.public_url).unwrap_or("").to_owned()));
     }
 }

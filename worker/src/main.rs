@@ -83,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let data_dir = settings.database.data_dir.clone();
-    let mail = settings.mail.mail(&data_dir)?;
+    let mail = settings.mail.mail(&data_dir, None)?;
     let config = settings.jobs.worker_config();
     if settings.command == Some(Command::Config) {
         print!("{}", settings::render(&settings.shown()));
