@@ -121,7 +121,11 @@ async fn retries_follow_backoff_then_dead_letter(which: Which) {
     }
     let d = wait_for(&jobs, e.id, JobState::Dead).await;
     assert_eq!(d.job.attempt, 3);
-    assert_eq!(d.job.last_error.as_deref(), Some("diag.fail was asked to fail"));
+    assert_eq!(
+        d.job.last_error.as_deref(),
+        Some("diag.fail was asked to fail: boom"),
+        "the whole chain, cause included"
+    );
     assert_eq!(
         states(&d),
         [

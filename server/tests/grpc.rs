@@ -75,7 +75,10 @@ async fn admin_operations(which: Which) {
         .into_inner();
     assert_eq!(page.jobs.len(), 1);
     assert_eq!(page.jobs[0].id, ids[1], "newest first");
-    assert_eq!(page.jobs[0].last_error, "diag.fail was asked to fail");
+    assert_eq!(
+        page.jobs[0].last_error, "diag.fail was asked to fail: the disk is full",
+        "the cause, not only the step"
+    );
     let page2 = c
         .list_jobs(pb::ListJobsRequest {
             state: pb::JobState::Dead as i32,

@@ -30,12 +30,7 @@ async fn random_kill_9_during_provisioning(which: Which) {
     let (tenants_n, kills) = (env_num("CHAOS_TENANTS", 6), env_num("CHAOS_KILLS", 10));
     let db = TestDb::new(which).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mail = backoffice::mail::Mail {
-        letters: backoffice::mail::Letters::new(backoffice::mail::DEFAULT_FROM, backoffice::mail::DEFAULT_PUBLIC_URL)
-            .expect("mail settings"),
-        transport: backoffice::mail::Transport::Files(dir.path().join("mail")),
-    };
-    let (jobs, env) = backoffice::open(&db.url, dir.path().to_path_buf(), mail, None).await.expect("open");
+    let (jobs, env) = common::open_control_plane(&db.url, dir.path()).await;
     let tenants = Tenants::new(jobs.clone(), env.mail.letters.clone());
     let mut ids = Vec::new();
     for i in 0..tenants_n {

@@ -134,13 +134,7 @@ async fn kill_9_at_every_provisioning_step(which: Which) {
 
     let db = TestDb::new(which).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mail = backoffice::mail::Mail {
-        letters: backoffice::mail::Letters::new(backoffice::mail::DEFAULT_FROM, backoffice::mail::DEFAULT_PUBLIC_URL)
-            .expect("mail settings"),
-        transport: backoffice::mail::Transport::Files(dir.path().join("mail")),
-    };
-    let (jobs, env) =
-        backoffice::open(&db.url, dir.path().to_path_buf(), mail, None).await.expect("open control plane");
+    let (jobs, env) = common::open_control_plane(&db.url, dir.path()).await;
     let tenants = Tenants::new(jobs.clone(), env.mail.letters.clone());
     let created = tenants.sign_up("Phoenix Ltd", "owner@phoenix.test").await.expect("sign up").expect("created");
     let id = created.tenant.id.clone();
@@ -213,13 +207,7 @@ async fn kill_9_on_the_last_allowed_attempt_fails_the_tenant(which: Which) {
 
     let db = TestDb::new(which).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mail = backoffice::mail::Mail {
-        letters: backoffice::mail::Letters::new(backoffice::mail::DEFAULT_FROM, backoffice::mail::DEFAULT_PUBLIC_URL)
-            .expect("mail settings"),
-        transport: backoffice::mail::Transport::Files(dir.path().join("mail")),
-    };
-    let (jobs, env) =
-        backoffice::open(&db.url, dir.path().to_path_buf(), mail, None).await.expect("open control plane");
+    let (jobs, env) = common::open_control_plane(&db.url, dir.path()).await;
     let identity = Identity::new(jobs.db().clone(), Hasher::new(1).expect("hasher"), jobs.clock().clone());
     identity.seed_super_admin("root@lastgasp.test", Some("a long enough password")).await.expect("seed");
     let admin = identity.login("root@lastgasp.test", "a long enough password").await.expect("login").user;

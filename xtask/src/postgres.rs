@@ -6,7 +6,7 @@
 //! the child processes, and stop and delete it when the guard drops.
 
 use anyhow::Context;
-use jobengine::testing::PgCluster;
+use testkit::PgCluster;
 
 /// The PostgreSQL server the tests use.
 pub struct TestDatabase {

@@ -162,7 +162,7 @@ fn python_has(module: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The same places [`jobengine::testing::PgCluster`] looks: `$PG_BIN`, Debian's
+/// The same places [`testkit::PgCluster`] looks: `$PG_BIN`, Debian's
 /// `/usr/lib/postgresql/<version>/bin`, or `initdb` on `PATH`.
 fn postgres_installed() -> bool {
     if std::env::var_os("PG_BIN").is_some() {

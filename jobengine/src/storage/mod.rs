@@ -212,11 +212,6 @@ impl Completion {
     pub(crate) fn last_error(&self) -> Option<String> {
         self.errors().filter(|e| !e.is_empty()).map(|e| e.join(": "))
     }
-
-    /// The whole failure on one line, outermost first (what end hooks see).
-    pub(crate) fn detail(&self) -> Option<String> {
-        self.errors().map(|e| e.join(": "))
-    }
 }
 
 /// Jobs per state.

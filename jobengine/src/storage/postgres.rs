@@ -100,12 +100,11 @@ impl Dialect for PgDialect {
         let run_ats: Vec<Option<i64>> = batch.iter().map(|c| c.run_at()).collect();
         let errors: Vec<Option<String>> = batch.iter().map(|c| c.last_error()).collect();
         let chains: Vec<Option<String>> = batch.iter().map(|c| c.error_chain_json()).collect();
-        let details: Vec<Option<String>> = batch.iter().map(|c| c.detail()).collect();
         let done: Vec<Transition> = sqlx::query_as(
             "WITH c AS (
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[],
-                                      $6::text[], $7::text[], $8::text[])
-                        AS c(id, seq, state, at, run_at, last_error, chain, detail)
+                                      $6::text[], $7::text[])
+                        AS c(id, seq, state, at, run_at, last_error, chain)
              ), done AS (
                  UPDATE jobs j SET state = c.state, updated_at = c.at,
                         finished_at = CASE WHEN c.state IN ('succeeded', 'dead') THEN c.at END,
@@ -113,12 +112,12 @@ impl Dialect for PgDialect {
                         run_at = COALESCE(c.run_at, j.run_at),
                         last_error = COALESCE(c.last_error, j.last_error)
                  FROM c WHERE j.id = c.id AND j.lease_seq = c.seq AND j.state = 'processing'
-                 RETURNING j.id, j.state, c.at, j.attempt, j.worker_id, c.chain, j.kind, j.args, c.detail
+                 RETURNING j.id, j.state, c.at, j.attempt, j.worker_id, c.chain, j.kind, j.args, c.last_error
              ), h AS (
                  INSERT INTO job_history (job_id, state, at, attempt, worker_id, error_chain)
                  SELECT id, state, at, attempt, worker_id, chain FROM done
              )
-             SELECT id, kind, args, state, detail FROM done",
+             SELECT id, kind, args, state, last_error AS detail FROM done",
         )
         .bind(&ids)
         .bind(&seqs)
@@ -127,7 +126,6 @@ impl Dialect for PgDialect {
         .bind(&run_ats)
         .bind(&errors)
         .bind(&chains)
-        .bind(&details)
         .fetch_all(pg(tx)?)
         .await?;
         Ok(ids.iter().map(|id| done.iter().find(|t| t.id == *id).cloned()).collect())

@@ -162,7 +162,7 @@ impl Dialect for SqliteDialect {
             };
             let chain = c.error_chain_json();
             history(conn, c.job_id, state, c.at, attempt, worker.as_deref(), None, chain.as_deref()).await?;
-            accepted.push(Some(Transition { id: c.job_id, kind, args, state, detail: c.detail() }));
+            accepted.push(Some(Transition { id: c.job_id, kind, args, state, detail: c.last_error() }));
         }
         Ok(accepted)
     }

@@ -7,8 +7,7 @@
 
 use std::sync::Arc;
 
-mod pg_cluster;
-pub use pg_cluster::PgCluster;
+pub use testkit::{PgCluster, percentile, rss_kib};
 
 use crate::{Jobs, ManualClock, SystemClock};
 
@@ -85,25 +84,4 @@ macro_rules! on_both {
             async fn postgres() { super::$name($crate::testing::Which::Postgres).await }
         }
     )*};
-}
-
-/// The `p`th percentile (0-100) of sorted samples, nearest rank; NaN when empty.
-/// For the benchmarks.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-/// A process's resident memory in KiB (Linux `/proc`), 0 when unknown. For the
-/// benchmarks.
-pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }

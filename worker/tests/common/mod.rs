@@ -74,3 +74,14 @@ impl Drop for WorkerProc {
         let _ = self.child.wait();
     }
 }
+
+/// Opens the control plane at `url` as a worker process does, in this test's
+/// process, with email written as files under `dir/mail`.
+pub async fn open_control_plane(url: &str, dir: &Path) -> (jobengine::Jobs, std::sync::Arc<backoffice::env::Env>) {
+    let mail = backoffice::mail::Mail {
+        letters: backoffice::mail::Letters::new(backoffice::mail::DEFAULT_FROM, backoffice::mail::DEFAULT_PUBLIC_URL)
+            .expect("mail settings"),
+        transport: backoffice::mail::Transport::Files(dir.join("mail")),
+    };
+    backoffice::open(url, dir.to_path_buf(), mail, None).await.expect("open control plane")
+}
