@@ -47,20 +47,12 @@ fn state_label(state: i32) -> &'static str {
     STATES.iter().find(|s| s.2 as i32 == state).map_or("unknown", |s| s.0)
 }
 
-fn civil(ms: i64) -> (i64, i64, i64, i64) {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, rem)
+/// `ms` as a UTC date-time (`None` out of range), formatted with `format`.
+fn utc(ms: i64, format: &[time::format_description::BorrowedFormatItem<'_>]) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_else(|| "–".into())
 }
 
 /// A Unix-milliseconds time as `YYYY-MM-DD HH:MM:SS` UTC (the same on server and
@@ -69,32 +61,27 @@ pub fn time(ms: i64) -> String {
     if ms <= 0 {
         return "–".into();
     }
-    let (y, m, d, rem) = civil(ms);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    utc(ms, time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
 }
 
 /// `HH:MM:SS` UTC.
 fn clock(ms: i64) -> String {
-    let (_, _, _, rem) = civil(ms);
-    format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    utc(ms, time::macros::format_description!("[hour]:[minute]:[second]"))
 }
 
 /// `HH:MM` UTC.
 fn hm(ms: i64) -> String {
-    let (_, _, _, rem) = civil(ms);
-    format!("{:02}:{:02}", rem / 3600, rem % 3600 / 60)
+    utc(ms, time::macros::format_description!("[hour]:[minute]"))
 }
 
 /// `MM-DD` UTC.
 fn day(ms: i64) -> String {
-    let (_, m, d, _) = civil(ms);
-    format!("{m:02}-{d:02}")
+    utc(ms, time::macros::format_description!("[month]-[day]"))
 }
 
 /// `MM-DD HH:00` UTC.
 fn day_hour(ms: i64) -> String {
-    let (_, m, d, rem) = civil(ms);
-    format!("{m:02}-{d:02} {:02}:00", rem / 3600)
+    utc(ms, time::macros::format_description!("[month]-[day] [hour]:00"))
 }
 
 fn count_of(c: &pb::JobCounts, s: pb::JobState) -> u64 {
@@ -739,5 +726,20 @@ mod tests {
     fn dead_is_failed() {
         assert_eq!(find_state("dead").map(|s| s.0), Some("failed"));
         assert!(find_state("abc").is_none());
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats() {
+        assert_eq!(time(0), "–");
+        assert_eq!(time(1_700_000_000_123), "2023-11-14 22:13:20");
+        assert_eq!(clock(1_700_000_000_123), "22:13:20");
+        assert_eq!(hm(1_700_000_000_123), "22:13");
+        assert_eq!(day(1_700_000_000_123), "11-14");
+        assert_eq!(day_hour(1_700_000_000_123), "11-14 22:00");
     }
 }
