@@ -29,8 +29,9 @@ use crate::grpc::status::storage_status as status;
 const MAX_PAGE: u32 = 500;
 /// `ListJobs` page size when the request gives none.
 const DEFAULT_PAGE: u32 = 50;
-/// A worker counts as live while its last heartbeat is this recent.
-pub const LIVE_WINDOW: Duration = Duration::from_secs(30);
+/// A worker counts as live while its last heartbeat is this recent (the same
+/// window `/metrics` counts with).
+pub use jobengine::metrics::LIVE_WINDOW;
 /// `WatchCounts` sends a copy at least this often, even when nothing changed, so
 /// idle streams survive proxies that close silent connections.
 const KEEPALIVE: Duration = Duration::from_secs(15);
