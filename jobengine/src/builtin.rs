@@ -20,6 +20,28 @@ impl Job for Noop {
     }
 }
 
+/// Sends `seq` as one UDP datagram to `127.0.0.1:port` the moment it starts: lets a
+/// benchmark time enqueue-to-start from the caller's side (the moment the
+/// handler's first line runs), the same way for every job queue it compares.
+/// Only the loopback address, so a ping cannot be aimed at another host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ping {
+    /// The UDP port on 127.0.0.1 the benchmark listens on.
+    pub port: u16,
+    /// The sample's number, sent back as decimal text.
+    pub seq: u64,
+}
+
+impl Job for Ping {
+    const KIND: &'static str = "diag.ping";
+    type Context = ();
+    async fn run(self, _ctx: JobContext<()>) -> Result<(), JobError> {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.map_err(JobError::permanent)?;
+        socket.send_to(self.seq.to_string().as_bytes(), ("127.0.0.1", self.port)).await.map_err(JobError::permanent)?;
+        Ok(())
+    }
+}
+
 /// Sleeps, reporting progress: a slow job to kill a worker under.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sleep {

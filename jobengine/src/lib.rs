@@ -28,7 +28,8 @@
 //! - [`retry`]: backoff; [`clock`]: time, injectable for tests; [`config`]:
 //!   worker settings; [`metrics`]: Prometheus text; [`signals`]: SIGTERM/SIGINT
 //!   as a cancellation token;
-//! - [`builtin`]: diagnostic jobs (`diag.noop`, `diag.sleep`, `diag.fail`).
+//! - [`builtin`]: diagnostic jobs (`diag.noop`, `diag.sleep`, `diag.fail`,
+//!   `diag.ping`).
 
 pub mod builtin;
 pub mod client;
@@ -67,4 +68,5 @@ pub fn registry_with_builtins<C: Send + Sync + 'static>() -> Registry<C> {
         .register_standalone::<builtin::Noop>()
         .register_standalone::<builtin::Sleep>()
         .register_standalone::<builtin::Fail>()
+        .register_standalone::<builtin::Ping>()
 }

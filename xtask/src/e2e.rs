@@ -92,22 +92,26 @@ pub fn run_playwright(ws: &Workspace, server: &Path, chromium: &Path, path: &OsS
 }
 
 /// `npm ci` when `node_modules` is missing (or older than the lock file).
-fn npm_install(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn npm_install(dir: &Path) -> anyhow::Result<()> {
     let modules = dir.join("node_modules");
     let lock = dir.join("package-lock.json");
     let stale = match (modified(&modules.join(".package-lock.json")), modified(&lock)) {
         (Some(installed), Some(locked)) => installed < locked,
         _ => true,
     };
-    if !stale && modules.join(".bin/playwright").exists() {
+    if !stale {
         return Ok(());
     }
     let mut npm = Command::new("npm");
     npm.current_dir(dir).args(if lock.exists() { ["ci", "--no-audit"] } else { ["install", "--no-audit"] });
     // Playwright's browsers are not used (see the module docs); never try to fetch them.
     npm.env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
-    workspace::run(&mut npm)
-        .context("installing the end-to-end test packages (is node/npm installed? `apt-get install nodejs npm`)")
+    workspace::run(&mut npm).with_context(|| {
+        format!(
+            "installing the npm packages in {} (is node/npm installed? `apt-get install nodejs npm`)",
+            dir.display()
+        )
+    })
 }
 
 fn modified(path: &Path) -> Option<std::time::SystemTime> {

@@ -48,7 +48,8 @@ commands:
   test         build everything, run `cargo test --workspace` against SQLite and a
                throw-away PostgreSQL, then the Playwright tests in end2end/
   bench        the figures: job engine (throughput, latency, kill -9 recovery,
-               RSS), tenancy (request latency, rising concurrency, provisioning
+               RSS), the engine beside graphile-worker 0.17.3 (same run,
+               ratios), tenancy (request latency, rising concurrency, provisioning
                time), notifications (toast latency, idle streams), on SQLite and a
                throw-away PostgreSQL; scale-out (2 servers + 2 workers)
   results      the benchmarks, the long chaos and security runs and the
@@ -120,13 +121,19 @@ fn exec(mut cmd: std::process::Command) -> anyhow::Result<()> {
 }
 
 /// The benchmarks against real processes: the engine (`worker/benches/engine.rs`),
-/// tenancy (`server/benches/tenants.rs`), notifications
+/// the engine beside graphile-worker (`worker/benches/peers.rs`, on a cluster of
+/// its own with fsync on), tenancy (`server/benches/tenants.rs`), notifications
 /// (`server/benches/notifications.rs`) and scale-out (`server/benches/scale.rs`).
 fn bench(ws: &Workspace) -> anyhow::Result<()> {
     let pg = postgres::ensure_postgres().context("starting PostgreSQL for the benchmark")?;
-    for (package, bench) in
-        [("worker", "engine"), ("server", "tenants"), ("server", "notifications"), ("server", "scale")]
-    {
+    e2e::npm_install(&ws.root.join("tools/peers/graphile-worker"))?;
+    for (package, bench) in [
+        ("worker", "engine"),
+        ("worker", "peers"),
+        ("server", "tenants"),
+        ("server", "notifications"),
+        ("server", "scale"),
+    ] {
         let mut cargo = ws.cargo();
         cargo.args(["bench", "-p", package, "--bench", bench]).env("TEST_DATABASE_URL", &pg.url);
         workspace::run(&mut cargo).with_context(|| format!("the {bench} benchmark failed"))?;

@@ -1,0 +1,381 @@
+//! Our engine beside graphile-worker 0.17.3, under one driver, in one run, so the
+//! README can show a ratio instead of an absolute figure from another day.
+//!
+//! # What is compared, and how
+//! - **PostgreSQL**: a throw-away cluster started here with the server's default
+//!   settings, **fsync on**, on this machine (the driver, the worker process and
+//!   PostgreSQL share its cores: the output says how many).
+//! - **Workers**: one process each, at the same concurrency (10, and our default
+//!   16; graphile-worker's own default is 1). Ours is the `worker` binary of this
+//!   build profile; graphile-worker runs its CLI (`tools/peers/graphile-worker`,
+//!   installed by `cargo xtask bench`) with its defaults otherwise.
+//! - **Jobs**: no-op handlers on both sides (`diag.noop` and `tasks/noop.js`).
+//!   Latency uses a ping job on both sides (`diag.ping`, `tasks/ping.js`) whose
+//!   first line sends one UDP datagram to the driver.
+//! - **Throughput**: the clock starts just before the first enqueue call (N jobs
+//!   in batches of 1,000, each side's batch API: `Jobs::enqueue_many`,
+//!   `graphile_worker.add_jobs`) with the worker idle and ready, and stops when
+//!   the driver sees all N finished (polled every 20 ms).
+//! - **Bulk enqueue**: N jobs in batches of 1,000 into an empty queue with no
+//!   worker running; the clock brackets the enqueue calls.
+//! - **Enqueue-to-start**: on an idle queue, from just before the enqueue call to
+//!   the datagram's arrival, one job at a time.
+//! - **Rounds**: the systems alternate within each round (which goes first flips
+//!   each round); each figure is the median over rounds.
+//!
+//! Run with `cargo xtask bench` or, with the peer installed,
+//! `cargo bench -p worker --bench peers`. Sizes: `BENCH_JOBS` (20000),
+//! `BENCH_ROUNDS` (3), `BENCH_CONCURRENCY` (`10,16`), `BENCH_LATENCY_SAMPLES`
+//! (200); `GRAPHILE_WORKER_DIR` (default `tools/peers/graphile-worker`).
+
+use std::fs::File;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use database::{Db, query};
+use jobengine::Jobs;
+use jobengine::builtin::{Noop, Ping};
+use jobengine::testing::percentile;
+use testkit::{PgCluster, rss_kib};
+
+const BATCH: usize = 1000;
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The job queues under comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum System {
+    Ours,
+    Graphile,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Ours => "ours",
+            System::Graphile => "graphile-worker 0.17.3",
+        }
+    }
+}
+
+/// One system's database on the benchmark cluster: its worker, its client.
+struct Subject {
+    system: System,
+    url: String,
+    db: Db,
+    /// Ours only: the engine's client.
+    jobs: Option<Jobs>,
+    peer_dir: PathBuf,
+    logs: tempfile::TempDir,
+}
+
+impl Subject {
+    async fn new(system: System, cluster: &PgCluster, peer_dir: &Path, tag: &str) -> Self {
+        let admin = Db::connect(&cluster.url).await.expect("connect to the benchmark cluster");
+        let name = format!("bench_{tag}");
+        query(format!("CREATE DATABASE {name}")).execute(admin.write()).await.expect("create database");
+        admin.close().await;
+        let url = cluster.url.replace("/postgres", &format!("/{name}"));
+        let db = Db::connect(&url).await.expect("connect");
+        let logs = tempfile::tempdir().expect("tempdir");
+        let mut subject = Self { system, url, db, jobs: None, peer_dir: peer_dir.to_owned(), logs };
+        match system {
+            System::Ours => subject.jobs = Some(Jobs::connect(&subject.url).await.expect("engine")),
+            System::Graphile => {
+                // The schema, before any worker: as its own CLI installs it.
+                let status = subject.graphile_command(&["--schema-only"]).status().expect("run graphile-worker");
+                assert!(status.success(), "graphile-worker --schema-only failed");
+            }
+        }
+        subject
+    }
+
+    fn graphile_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("node");
+        cmd.current_dir(&self.peer_dir)
+            .arg("node_modules/graphile-worker/dist/cli.js")
+            .args(["--connection", &self.url])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    }
+
+    /// Starts one worker process at `concurrency` and waits until it is ready.
+    async fn start_worker(&self, concurrency: usize) -> Child {
+        let log = self.logs.path().join(format!("worker-{concurrency}.log"));
+        let out = File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = match self.system {
+            System::Ours => Command::new(env!("CARGO_BIN_EXE_worker"))
+                .env("DATABASE_URL", &self.url)
+                .env("WORKER_CONCURRENCY", concurrency.to_string())
+                .env("DATA_DIR", self.logs.path())
+                .env("RUST_LOG", "warn")
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .expect("start worker"),
+            System::Graphile => {
+                let mut cmd = self.graphile_command(&["--jobs", &concurrency.to_string()]);
+                cmd.stdout(out).stderr(err).spawn().expect("start graphile-worker")
+            }
+        };
+        let start = Instant::now();
+        loop {
+            let ready = match self.system {
+                System::Ours => {
+                    query("SELECT COUNT(*) FROM job_workers").scalar::<i64>(self.db.read()).await.unwrap_or(0) > 0
+                }
+                System::Graphile => std::fs::read_to_string(&log).unwrap_or_default().contains("looking for jobs"),
+            };
+            if ready {
+                return child;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{} worker not ready in 30 s", self.system.name());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Enqueues `n` no-op jobs in batches through each side's batch API.
+    async fn enqueue_noops(&self, n: usize) {
+        match self.system {
+            System::Ours => {
+                let jobs = self.jobs.as_ref().expect("engine");
+                let proto = jobs.new_job(&Noop {}, None).expect("job");
+                for chunk in vec![proto; n].chunks(BATCH) {
+                    jobs.enqueue_many(chunk).await.expect("enqueue");
+                }
+            }
+            System::Graphile => {
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(BATCH);
+                    // k task names shipped from the driver, as `addJobs` would.
+                    let names = vec!["noop"; k].join(",");
+                    query(
+                        "SELECT COUNT(*) FROM graphile_worker.add_jobs(ARRAY(
+                            SELECT ROW(t, '{}'::json, NULL, NULL, NULL, NULL, NULL, NULL)::graphile_worker.job_spec
+                            FROM unnest(string_to_array($1, ',')) AS t))",
+                    )
+                    .bind(names)
+                    .scalar::<i64>(self.db.write())
+                    .await
+                    .expect("add_jobs");
+                    left -= k;
+                }
+            }
+        }
+    }
+
+    async fn enqueue_ping(&self, port: u16, seq: u64) {
+        match self.system {
+            System::Ours => {
+                self.jobs.as_ref().expect("engine").enqueue(&Ping { port, seq }).await.expect("enqueue");
+            }
+            System::Graphile => {
+                query("SELECT (graphile_worker.add_job('ping', json_build_object('port', $1::int, 'seq', $2::bigint))).id")
+                    .bind(i64::from(port))
+                    .bind(seq as i64)
+                    .scalar::<i64>(self.db.write())
+                    .await
+                    .expect("add_job");
+            }
+        }
+    }
+
+    /// Jobs not yet finished.
+    async fn remaining(&self) -> i64 {
+        let sql = match self.system {
+            System::Ours => "SELECT COUNT(*) FROM jobs WHERE state IN ('enqueued', 'scheduled', 'processing')",
+            // graphile-worker deletes a job when it succeeds.
+            System::Graphile => "SELECT COUNT(*) FROM graphile_worker._private_jobs",
+        };
+        query(sql).scalar::<i64>(self.db.read()).await.expect("count")
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Jobs per second through one worker at `concurrency`, and its peak RSS in KiB.
+async fn throughput(s: &Subject, n: usize, concurrency: usize) -> (f64, u64) {
+    let child = s.start_worker(concurrency).await;
+    let pid = child.id();
+    let sampler = tokio::spawn(async move {
+        let mut peak = 0;
+        loop {
+            let r = rss_kib(pid);
+            if r == 0 {
+                return peak;
+            }
+            peak = peak.max(r);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let t = Instant::now();
+    s.enqueue_noops(n).await;
+    while s.remaining().await > 0 {
+        assert!(t.elapsed() < Duration::from_secs(600), "{} did not finish {n} jobs in 10 minutes", s.system.name());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    stop(child);
+    (rate, sampler.await.unwrap_or(0))
+}
+
+/// Bulk enqueue into an empty queue, no worker: jobs per second.
+async fn bulk_enqueue(s: &Subject, n: usize) -> f64 {
+    let t = Instant::now();
+    s.enqueue_noops(n).await;
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Enqueue-to-start on an idle queue, in milliseconds, sorted.
+async fn latency(s: &Subject, samples: usize, concurrency: usize) -> Vec<f64> {
+    let child = s.start_worker(concurrency).await;
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+    socket.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let port = socket.local_addr().expect("addr").port();
+    let mut ms = Vec::with_capacity(samples);
+    let mut buf = [0u8; 32];
+    for seq in 0..samples as u64 {
+        let t = Instant::now();
+        s.enqueue_ping(port, seq).await;
+        loop {
+            let (len, _) = socket.recv_from(&mut buf).expect("ping within 10 s");
+            if std::str::from_utf8(&buf[..len]).ok().and_then(|v| v.parse::<u64>().ok()) == Some(seq) {
+                break;
+            }
+        }
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        // Let the job finish: an idle queue for the next sample.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop(child);
+    ms.sort_by(|a, b| a.total_cmp(b));
+    ms
+}
+
+/// One (system, concurrency): its jobs/s and peak RSS (MiB), one entry per round.
+type Runs = ((System, usize), Vec<f64>, Vec<f64>);
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    percentile(&v, 50.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let n = env_num("BENCH_JOBS", 20_000);
+    let rounds = env_num("BENCH_ROUNDS", 3);
+    let samples = env_num("BENCH_LATENCY_SAMPLES", 200);
+    let concurrencies: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "10,16".into())
+        .split(',')
+        .map(|c| c.trim().parse().expect("BENCH_CONCURRENCY: numbers separated by commas"))
+        .collect();
+    let peer_dir = std::env::var_os("GRAPHILE_WORKER_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/peers/graphile-worker"));
+    assert!(
+        peer_dir.join("node_modules/graphile-worker").is_dir(),
+        "graphile-worker is not installed in {}: run `npm ci` there (`cargo xtask bench` does)",
+        peer_dir.display()
+    );
+    let cluster = PgCluster::start(true).expect("start PostgreSQL");
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    println!(
+        "peers benchmark: {cores} cores shared by driver, worker and PostgreSQL 15 (default settings, fsync on); \
+         {n} no-op jobs per run, {rounds} rounds (medians), batches of {BATCH}; build profile of this bench"
+    );
+    let systems = [System::Ours, System::Graphile];
+    let mut rates: Vec<Runs> = Vec::new();
+    let mut bulk: Vec<(System, Vec<f64>)> = systems.iter().map(|&s| (s, Vec::new())).collect();
+    let mut lat: Vec<(System, Vec<f64>, Vec<f64>)> = systems.iter().map(|&s| (s, Vec::new(), Vec::new())).collect();
+    let mut db_seq = 0;
+    for round in 0..rounds {
+        let order: Vec<System> =
+            if round % 2 == 0 { systems.to_vec() } else { systems.iter().rev().copied().collect() };
+        for &c in &concurrencies {
+            for &system in &order {
+                db_seq += 1;
+                let s = Subject::new(system, &cluster, &peer_dir, &format!("t{db_seq}")).await;
+                let (rate, rss) = throughput(&s, n, c).await;
+                println!(
+                    "  round {round}: {} c={c}: {rate:.0} jobs/s, worker peak RSS {} MiB",
+                    system.name(),
+                    rss / 1024
+                );
+                match rates.iter_mut().find(|(k, _, _)| *k == (system, c)) {
+                    Some((_, r, m)) => {
+                        r.push(rate);
+                        m.push(rss as f64 / 1024.0);
+                    }
+                    None => rates.push(((system, c), vec![rate], vec![rss as f64 / 1024.0])),
+                }
+            }
+        }
+        for &system in &order {
+            db_seq += 1;
+            let s = Subject::new(system, &cluster, &peer_dir, &format!("b{db_seq}")).await;
+            let rate = bulk_enqueue(&s, n).await;
+            println!("  round {round}: {} bulk enqueue: {rate:.0} jobs/s", system.name());
+            if let Some((_, v)) = bulk.iter_mut().find(|(k, _)| *k == system) {
+                v.push(rate);
+            }
+            db_seq += 1;
+            let s = Subject::new(system, &cluster, &peer_dir, &format!("l{db_seq}")).await;
+            let ms = latency(&s, samples, concurrencies[0]).await;
+            println!(
+                "  round {round}: {} enqueue-to-start p50 {:.2} ms, p99 {:.2} ms",
+                system.name(),
+                percentile(&ms, 50.0),
+                percentile(&ms, 99.0)
+            );
+            if let Some((_, p50, p99)) = lat.iter_mut().find(|(k, _, _)| *k == system) {
+                p50.push(percentile(&ms, 50.0));
+                p99.push(percentile(&ms, 99.0));
+            }
+        }
+    }
+
+    println!("\n| | {} | bulk enqueue jobs/s | enqueue→start p50 / p99 | worker peak RSS |", {
+        concurrencies.iter().map(|c| format!("jobs/s c={c}")).collect::<Vec<_>>().join(" | ")
+    });
+    println!("|---|{}---|---|---|", "---|".repeat(concurrencies.len()));
+    let figure = |system: System, c: usize| {
+        rates.iter().find(|(k, _, _)| *k == (system, c)).map(|(_, r, m)| (median(r.clone()), median(m.clone())))
+    };
+    for &system in &systems {
+        let per_c: Vec<String> =
+            concurrencies.iter().map(|&c| format!("{:.0}", figure(system, c).map_or(f64::NAN, |f| f.0))).collect();
+        let b = bulk.iter().find(|(k, _)| *k == system).map_or(f64::NAN, |(_, v)| median(v.clone()));
+        let (p50, p99) = lat
+            .iter()
+            .find(|(k, _, _)| *k == system)
+            .map_or((f64::NAN, f64::NAN), |(_, a, b)| (median(a.clone()), median(b.clone())));
+        let rss = concurrencies.iter().filter_map(|&c| figure(system, c).map(|f| f.1)).fold(0.0, f64::max);
+        println!("| {} | {} | {b:.0} | {p50:.2} / {p99:.2} ms | {rss:.0} MiB |", system.name(), per_c.join(" | "));
+    }
+    let ratio = |c: usize| match (figure(System::Ours, c), figure(System::Graphile, c)) {
+        (Some(a), Some(b)) => a.0 / b.0,
+        _ => f64::NAN,
+    };
+    let ratios: Vec<String> = concurrencies.iter().map(|&c| format!("c={c}: {:.2}×", ratio(c))).collect();
+    println!("\nthroughput, ours / graphile-worker (same run): {}", ratios.join(", "));
+}
