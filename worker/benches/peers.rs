@@ -79,7 +79,8 @@ impl Subject {
         let name = format!("bench_{tag}");
         query(format!("CREATE DATABASE {name}")).execute(admin.write()).await.expect("create database");
         admin.close().await;
-        let url = cluster.url.replace("/postgres", &format!("/{name}"));
+        let base = cluster.url.rsplit_once('/').map_or(cluster.url.as_str(), |(base, _)| base);
+        let url = format!("{base}/{name}");
         let db = Db::connect(&url).await.expect("connect");
         let logs = tempfile::tempdir().expect("tempdir");
         let mut subject = Self { system, url, db, jobs: None, peer_dir: peer_dir.to_owned(), logs };
