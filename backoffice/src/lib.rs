@@ -13,7 +13,8 @@
 //! - [`env`]: what the jobs run with;
 //! - [`tenant_db`]: each tenant's own database;
 //! - [`mail`]: composing email and the transports that deliver it;
-//! - [`notify`]: notifications for signed-in users (toasts).
+//! - [`notify`]: notifications for signed-in users (toasts);
+//! - [`relocate`]: moving an SQLite installation to PostgreSQL.
 
 pub mod db;
 pub mod env;
@@ -23,6 +24,7 @@ pub mod jobs;
 pub mod mail;
 pub mod notify;
 pub mod password;
+pub mod relocate;
 pub mod tenant_db;
 pub mod tenants;
 pub mod validate;

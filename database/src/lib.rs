@@ -25,6 +25,8 @@
 //! # Layout
 //! - [`db`]: the handle, connecting, the read and write targets;
 //! - [`backoff`]: the one retry schedule of every reconnect loop;
+//! - [`copy`]: tables from SQLite into PostgreSQL, with checksums on both ends
+//!   (the move to PostgreSQL);
 //! - [`query`]: portable queries and their arguments;
 //! - [`tx`]: transactions, after-commit actions, transaction-scoped locks;
 //! - [`migrate`]: migrations for both backends;
@@ -35,6 +37,7 @@
 //! - `testing` (feature): fresh databases on both backends for tests.
 
 pub mod backoff;
+pub mod copy;
 pub mod db;
 pub mod error;
 pub mod listen;

@@ -118,6 +118,16 @@ pub enum Command {
     ResetAdminPassword,
     /// Print the effective settings (secrets hidden) as VARIABLE=value lines, and exit.
     Config,
+    /// Move this SQLite installation (DATABASE_URL, and the tenant files under
+    /// DATA_DIR) into an empty PostgreSQL database, checking counts and checksums
+    /// of every table on both ends. Stop every server and worker first; the SQLite
+    /// files are only read and stay as they are.
+    MoveToPostgres {
+        /// The empty PostgreSQL database to move into (`postgres://user@host/db`);
+        /// tenant databases are created beside it.
+        #[arg(long, env = "MOVE_TO_DATABASE_URL", hide_env_values = true)]
+        to: String,
+    },
 }
 
 impl Settings {
