@@ -36,6 +36,13 @@ pub struct WorkerConfig {
     /// it is dead-lettered (default 20). Interrupted attempts do not use up the
     /// job's own retries.
     pub max_interruptions: u32,
+    /// How often the worker's scheduler fires due recurring jobs (default 1 s;
+    /// see [`crate::recurring`]).
+    pub schedule_every: Duration,
+    /// When set, the worker declares the retention sweep at start (see
+    /// [`crate::retention`]); default unset, the binaries set it from their
+    /// settings.
+    pub retention: Option<crate::retention::Retention>,
 }
 
 /// Interruptions allowed per job by default.
@@ -55,6 +62,8 @@ impl Default for WorkerConfig {
             grace: Duration::from_secs(10),
             backoff: Backoff::default(),
             max_interruptions: DEFAULT_MAX_INTERRUPTIONS,
+            schedule_every: crate::recurring::SCHEDULE_EVERY,
+            retention: None,
         }
     }
 }

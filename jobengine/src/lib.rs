@@ -28,9 +28,13 @@
 //! - [`retry`]: backoff; [`clock`]: time, injectable for tests; [`config`]:
 //!   worker settings; [`metrics`]: Prometheus text; [`signals`]: SIGTERM/SIGINT
 //!   as a cancellation token;
-//! - [`builtin`]: diagnostic jobs (`diag.noop`, `diag.sleep`, `diag.fail`).
+//! - [`builtin`]: diagnostic jobs (`diag.noop`, `diag.sleep`, `diag.fail`);
+//! - [`recurring`]: cron schedules, one job per fire time with no leader;
+//!   [`retention`]: the recurring sweep that removes finished jobs;
+//!   [`cancel`]: how a running job learns it was deleted.
 
 pub mod builtin;
+pub mod cancel;
 pub mod client;
 pub mod clock;
 pub mod completer;
@@ -39,8 +43,10 @@ pub mod error;
 pub mod hooks;
 pub mod job;
 pub mod metrics;
+pub mod recurring;
 pub mod registry;
 pub mod rescuer;
+pub mod retention;
 pub mod retry;
 pub mod signals;
 pub mod state;
@@ -56,6 +62,7 @@ pub use database::{Db, Tx};
 pub use error::StorageError;
 pub use hooks::{EndContext, Ended, OnEnd};
 pub use job::{Job, JobContext, JobError};
+pub use recurring::{MissedRuns, Recurring, RecurringRow};
 pub use registry::Registry;
 pub use state::JobState;
 pub use storage::{Enqueued, HistoryRow, JobRow, ListQuery, NewJob, StateCounts, Store, WorkerRow};
@@ -67,4 +74,5 @@ pub fn registry_with_builtins<C: Send + Sync + 'static>() -> Registry<C> {
         .register_standalone::<builtin::Noop>()
         .register_standalone::<builtin::Sleep>()
         .register_standalone::<builtin::Fail>()
+        .register_standalone::<retention::Sweep>()
 }
