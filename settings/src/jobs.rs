@@ -7,6 +7,7 @@ use backoffice::env::Fault;
 use clap::Args;
 use jobengine::WorkerConfig;
 use jobengine::config::{DEFAULT_LEASE, DEFAULT_MAX_INTERRUPTIONS};
+use jobengine::retention::Retention;
 
 use crate::Show;
 
@@ -56,6 +57,16 @@ pub struct WorkerArgs {
     /// capped at 1 h.
     #[arg(long, env = "JOB_BACKOFF_BASE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
     pub job_backoff_base_ms: u64,
+
+    /// Seconds succeeded and deleted jobs (with their history) are kept before
+    /// the retention sweep, a recurring job every minute, removes them; 0 keeps
+    /// them forever.
+    #[arg(long, env = "JOB_RETENTION_SECS", default_value_t = 24 * 3600, hide_env_values = true)]
+    pub job_retention_secs: u64,
+
+    /// Seconds dead jobs are kept; 0 keeps them forever.
+    #[arg(long, env = "JOB_DEAD_RETENTION_SECS", default_value_t = 7 * 24 * 3600, hide_env_values = true)]
+    pub job_dead_retention_secs: u64,
 }
 
 /// A non-empty list of queue names.
@@ -92,6 +103,9 @@ impl WorkerArgs {
         c.grace = ms(self.job_grace_ms);
         c.max_interruptions = self.job_max_interruptions;
         c.backoff.base = ms(self.job_backoff_base_ms);
+        let keep = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
+        c.retention =
+            Some(Retention { finished: keep(self.job_retention_secs), dead: keep(self.job_dead_retention_secs) });
         c
     }
 }
@@ -109,6 +123,8 @@ impl Show for WorkerArgs {
         out.push(("JOB_GRACE_MS", self.job_grace_ms.to_string()));
         out.push(("JOB_MAX_INTERRUPTIONS", self.job_max_interruptions.to_string()));
         out.push(("JOB_BACKOFF_BASE_MS", self.job_backoff_base_ms.to_string()));
+        out.push(("JOB_RETENTION_SECS", self.job_retention_secs.to_string()));
+        out.push(("JOB_DEAD_RETENTION_SECS", self.job_dead_retention_secs.to_string()));
     }
 }
 
