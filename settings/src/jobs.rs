@@ -64,7 +64,8 @@ pub struct WorkerArgs {
     #[arg(long, env = "JOB_RETENTION_SECS", default_value_t = 24 * 3600, hide_env_values = true)]
     pub job_retention_secs: u64,
 
-    /// Seconds dead jobs are kept; 0 keeps them forever.
+    /// Seconds dead jobs are kept; 0 keeps them forever (with both 0, no sweep
+    /// is declared at all).
     #[arg(long, env = "JOB_DEAD_RETENTION_SECS", default_value_t = 7 * 24 * 3600, hide_env_values = true)]
     pub job_dead_retention_secs: u64,
 }
@@ -104,8 +105,10 @@ impl WorkerArgs {
         c.max_interruptions = self.job_max_interruptions;
         c.backoff.base = ms(self.job_backoff_base_ms);
         let keep = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
-        c.retention =
-            Some(Retention { finished: keep(self.job_retention_secs), dead: keep(self.job_dead_retention_secs) });
+        let retention = Retention { finished: keep(self.job_retention_secs), dead: keep(self.job_dead_retention_secs) };
+        // Both kept forever: no sweep is declared (one declared before stays until
+        // removed through the recurring jobs' admin operations).
+        c.retention = (retention.finished.is_some() || retention.dead.is_some()).then_some(retention);
         c
     }
 }
