@@ -43,6 +43,9 @@ pub struct WorkerConfig {
     /// [`crate::retention`]); default unset, the binaries set it from their
     /// settings.
     pub retention: Option<crate::retention::Retention>,
+    /// Recurring jobs the worker declares at start (see
+    /// [`Jobs::declare_recurring`](crate::Jobs::declare_recurring)).
+    pub recurring: Vec<crate::recurring::Recurring>,
 }
 
 /// Interruptions allowed per job by default.
@@ -64,6 +67,7 @@ impl Default for WorkerConfig {
             max_interruptions: DEFAULT_MAX_INTERRUPTIONS,
             schedule_every: crate::recurring::SCHEDULE_EVERY,
             retention: None,
+            recurring: Vec::new(),
         }
     }
 }

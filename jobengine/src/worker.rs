@@ -131,9 +131,12 @@ impl<C: Send + Sync + 'static> Worker<C> {
             })
             .await?;
         tracing::info!(worker = %self.id, concurrency = cfg.concurrency, queues = ?cfg.queues, "worker started");
+        let mut declared = cfg.recurring.clone();
         if let Some(retention) = &cfg.retention {
-            let jobs = Jobs::new(self.store.clone(), self.clock.clone());
-            jobs.declare_recurring(&[retention.recurring()?]).await?;
+            declared.push(retention.recurring()?);
+        }
+        if !declared.is_empty() {
+            Jobs::new(self.store.clone(), self.clock.clone()).declare_recurring(&declared).await?;
         }
 
         let running: RunningMap = Arc::default();
