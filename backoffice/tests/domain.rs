@@ -27,6 +27,7 @@ jobengine::on_both!(
     worker_dying_on_the_last_attempt_fails_the_tenant,
     sign_up_with_a_known_email_creates_nothing_and_tells_the_owner,
     deleting_a_running_provisioning_cancels_it,
+    pruning_removes_only_expired_sign_in_rows,
 );
 
 async fn sign_up_with_a_known_email_creates_nothing_and_tells_the_owner(which: Which) {
@@ -519,4 +520,68 @@ async fn deleting_a_running_provisioning_cancels_it(which: Which) {
         notes[0].body,
         "Tenant Cancelled Co could not be provisioned: provisioning cancelled by root@example.com"
     );
+}
+
+async fn pruning_removes_only_expired_sign_in_rows(which: Which) {
+    let b = setup(which).await;
+    let admin = seeded_admin(&b).await; // one live session, from a real sign-in
+    let _ = b.identity.login("root@example.com", "a wrong password").await.expect_err("a real failure, now");
+    let now = jobengine::Clock::now(b.jobs.clock().as_ref());
+    let (hour, day) = (3_600_000_000_i64, 86_400_000_000_i64);
+    let db = b.jobs.db().clone();
+    for (hash, expires, revoked) in [
+        ("expired", now - 1, None),
+        ("revoked-long-ago", now + hour, Some(now - 2 * day)),
+        ("revoked-recently", now + hour, Some(now - hour)),
+    ] {
+        query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(hash)
+            .bind(&admin.id)
+            .bind(now - 3 * day)
+            .bind(expires)
+            .bind(revoked)
+            .execute(db.write())
+            .await
+            .expect("session row");
+    }
+    for (hash, expires) in [("tok-old", now - 8 * day), ("tok-recent", now - 6 * day), ("tok-live", now + day)] {
+        query("INSERT INTO password_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(hash)
+            .bind(&admin.id)
+            .bind(expires - day)
+            .bind(expires)
+            .execute(db.write())
+            .await
+            .expect("token row");
+    }
+    query("INSERT INTO login_failures (account, at) VALUES ('old@example.com', $1)")
+        .bind(now - 2 * day)
+        .execute(db.write())
+        .await
+        .expect("failure row");
+    let sessions_before: i64 = query("SELECT COUNT(*) FROM sessions").scalar(db.read()).await.expect("count");
+
+    // As the recurring schedule fires it: a job, run by a worker.
+    assert!(backoffice::recurring().iter().any(|r| r.kind == "identity.prune"));
+    let id = b.jobs.enqueue(&backoffice::jobs::prune::PruneIdentity {}).await.expect("enqueue").id;
+    let (stop, handle) = start_worker(&b, None);
+    wait_job(&b.jobs, id, JobState::Succeeded).await;
+    stop.cancel();
+    handle.await.expect("worker");
+
+    let hashes = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let mut v: Vec<String> = query(sql).scalars(db.read()).await.expect("rows");
+            v.sort();
+            v
+        }
+    };
+    let sessions = hashes("SELECT token_hash FROM sessions").await;
+    assert_eq!(sessions.len() as i64, sessions_before - 2, "the expired and the long-revoked went: {sessions:?}");
+    assert!(sessions.contains(&"revoked-recently".to_owned()) && !sessions.contains(&"expired".to_owned()));
+    assert_eq!(hashes("SELECT token_hash FROM password_tokens").await, ["tok-live", "tok-recent"]);
+    assert_eq!(hashes("SELECT account FROM login_failures").await, ["root@example.com"], "today's failure stays");
+    // The live session still signs in.
+    assert!(b.identity.login("root@example.com", "a long enough password").await.is_ok());
 }
