@@ -33,7 +33,7 @@ pub mod validate;
 pub mod testing;
 
 pub use error::Error;
-pub use jobs::registry;
+pub use jobs::{recurring, registry};
 
 /// Opens the control plane named by `database_url`: the job engine's and the
 /// control plane's migrations, and the environment the jobs run in. Tenant SQLite

@@ -26,6 +26,8 @@ jobengine::on_both!(
     provisioning_failure_marks_tenant_failed,
     worker_dying_on_the_last_attempt_fails_the_tenant,
     sign_up_with_a_known_email_creates_nothing_and_tells_the_owner,
+    deleting_a_running_provisioning_cancels_it,
+    pruning_removes_only_expired_sign_in_rows,
 );
 
 async fn sign_up_with_a_known_email_creates_nothing_and_tells_the_owner(which: Which) {
@@ -462,4 +464,124 @@ async fn one_users_notifications_commit_in_id_order() {
     assert!(second_id > first_id);
     let ids: Vec<i64> = notes.pending(&admin.id, 0).await.expect("pending").iter().map(|n| n.id).collect();
     assert_eq!(ids, [first_id, second_id]);
+}
+
+async fn deleting_a_running_provisioning_cancels_it(which: Which) {
+    let b = setup(which).await;
+    let admin = seeded_admin(&b).await;
+    let created = b.tenants.create_by_admin(&admin, "Cancelled Co", "owner@cancelled.test").await.expect("create");
+    // One slot, each step 60 s long, and the engine's default heartbeat (3.3 s):
+    // the slot frees within a second only if the attempt stops on cancellation.
+    let env = Env {
+        jobs: b.jobs.clone(),
+        db: b.jobs.db().clone(),
+        tenant_dbs: b.dbs.clone(),
+        fault: Some(Fault::Slow(Duration::from_secs(60))),
+        mail: b.mail.clone(),
+    };
+    let cfg = WorkerConfig { concurrency: 1, poll: Duration::from_millis(20), ..WorkerConfig::default() };
+    let w = Worker::new(&b.jobs, registry(), Arc::new(env), cfg);
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn({
+        let s = stop.clone();
+        async move { w.run(s).await.expect("worker") }
+    });
+    for _ in 0..500 {
+        if b.tenants.get(&created.tenant.id).await.expect("get").step.as_deref() == Some("creating database") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_job(&b.jobs, created.job_id, JobState::Processing).await;
+    let next = b.jobs.enqueue(&jobengine::builtin::Noop {}).await.expect("enqueue");
+
+    b.jobs.delete(created.job_id, "root@example.com").await.expect("delete the running job");
+    // The tenant is failed by the job's end hook, in the delete's transaction.
+    let t = b.tenants.get(&created.tenant.id).await.expect("get");
+    assert_eq!(t.status(), TenantStatus::Failed);
+    assert_eq!(t.last_error.as_deref(), Some("provisioning cancelled by root@example.com"));
+    // The attempt stops: within a second the worker's only slot runs the next job.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while b.jobs.get(next.id).await.expect("job").job.state != JobState::Succeeded {
+        assert!(std::time::Instant::now() < deadline, "the cancelled attempt still holds the slot after 1 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = b.tenants.get(&created.tenant.id).await.expect("get");
+    assert_eq!(t.step.as_deref(), Some("creating database"), "no step after the cancellation");
+    let job = b.jobs.get(created.job_id).await.expect("job");
+    assert_eq!(job.job.state, JobState::Deleted, "the attempt's end did not resurrect it");
+    stop.cancel();
+    handle.await.expect("worker");
+    // One red toast for the super admin who created it.
+    let notes = Notifications::new(b.jobs.db().clone()).pending(&admin.id, 0).await.expect("pending");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].kind, "error");
+    assert_eq!(
+        notes[0].body,
+        "Tenant Cancelled Co could not be provisioned: provisioning cancelled by root@example.com"
+    );
+}
+
+async fn pruning_removes_only_expired_sign_in_rows(which: Which) {
+    let b = setup(which).await;
+    let admin = seeded_admin(&b).await; // one live session, from a real sign-in
+    let _ = b.identity.login("root@example.com", "a wrong password").await.expect_err("a real failure, now");
+    let now = jobengine::Clock::now(b.jobs.clock().as_ref());
+    let (hour, day) = (3_600_000_000_i64, 86_400_000_000_i64);
+    let db = b.jobs.db().clone();
+    for (hash, expires, revoked) in [
+        ("expired", now - 1, None),
+        ("revoked-long-ago", now + hour, Some(now - 2 * day)),
+        ("revoked-recently", now + hour, Some(now - hour)),
+    ] {
+        query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(hash)
+            .bind(&admin.id)
+            .bind(now - 3 * day)
+            .bind(expires)
+            .bind(revoked)
+            .execute(db.write())
+            .await
+            .expect("session row");
+    }
+    for (hash, expires) in [("tok-old", now - 8 * day), ("tok-recent", now - 6 * day), ("tok-live", now + day)] {
+        query("INSERT INTO password_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(hash)
+            .bind(&admin.id)
+            .bind(expires - day)
+            .bind(expires)
+            .execute(db.write())
+            .await
+            .expect("token row");
+    }
+    query("INSERT INTO login_failures (account, at) VALUES ('old@example.com', $1)")
+        .bind(now - 2 * day)
+        .execute(db.write())
+        .await
+        .expect("failure row");
+    let sessions_before: i64 = query("SELECT COUNT(*) FROM sessions").scalar(db.read()).await.expect("count");
+
+    // As the recurring schedule fires it: a job, run by a worker.
+    assert!(backoffice::recurring().iter().any(|r| r.kind == "identity.prune"));
+    let id = b.jobs.enqueue(&backoffice::jobs::prune::PruneIdentity {}).await.expect("enqueue").id;
+    let (stop, handle) = start_worker(&b, None);
+    wait_job(&b.jobs, id, JobState::Succeeded).await;
+    stop.cancel();
+    handle.await.expect("worker");
+
+    let hashes = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let mut v: Vec<String> = query(sql).scalars(db.read()).await.expect("rows");
+            v.sort();
+            v
+        }
+    };
+    let sessions = hashes("SELECT token_hash FROM sessions").await;
+    assert_eq!(sessions.len() as i64, sessions_before - 2, "the expired and the long-revoked went: {sessions:?}");
+    assert!(sessions.contains(&"revoked-recently".to_owned()) && !sessions.contains(&"expired".to_owned()));
+    assert_eq!(hashes("SELECT token_hash FROM password_tokens").await, ["tok-live", "tok-recent"]);
+    assert_eq!(hashes("SELECT account FROM login_failures").await, ["root@example.com"], "today's failure stays");
+    // The live session still signs in.
+    assert!(b.identity.login("root@example.com", "a long enough password").await.is_ok());
 }

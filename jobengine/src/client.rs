@@ -62,6 +62,11 @@ impl Jobs {
         self
     }
 
+    /// The attempts of job types that do not set their own.
+    pub fn default_max_attempts(&self) -> u32 {
+        self.default_max_attempts
+    }
+
     /// The storage.
     pub fn store(&self) -> &Arc<Store> {
         &self.store

@@ -36,6 +36,16 @@ pub struct WorkerConfig {
     /// it is dead-lettered (default 20). Interrupted attempts do not use up the
     /// job's own retries.
     pub max_interruptions: u32,
+    /// How often the worker's scheduler fires due recurring jobs (default 1 s;
+    /// see [`crate::recurring`]).
+    pub schedule_every: Duration,
+    /// When set, the worker declares the retention sweep at start (see
+    /// [`crate::retention`]); default unset, the binaries set it from their
+    /// settings.
+    pub retention: Option<crate::retention::Retention>,
+    /// Recurring jobs the worker declares at start (see
+    /// [`Jobs::declare_recurring`](crate::Jobs::declare_recurring)).
+    pub recurring: Vec<crate::recurring::Recurring>,
 }
 
 /// Interruptions allowed per job by default.
@@ -55,6 +65,9 @@ impl Default for WorkerConfig {
             grace: Duration::from_secs(10),
             backoff: Backoff::default(),
             max_interruptions: DEFAULT_MAX_INTERRUPTIONS,
+            schedule_every: crate::recurring::SCHEDULE_EVERY,
+            retention: None,
+            recurring: Vec::new(),
         }
     }
 }

@@ -37,6 +37,17 @@ pub enum StorageError {
     /// A stored row is not what this version understands.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// No recurring job with that name.
+    #[error("recurring job {0:?} not found")]
+    RecurringNotFound(String),
+    /// A recurring job's definition is invalid.
+    #[error("invalid recurring job {field}: {message}")]
+    InvalidRecurring {
+        /// The field at fault (`name`, `cron`, `time_zone`, `missed`).
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A job type's end hook failed; the transition did not happen.
     #[error("end hook failed: {0:#}")]
     Hook(anyhow::Error),

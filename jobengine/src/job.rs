@@ -111,6 +111,19 @@ impl<C> JobContext<C> {
         self.store.set_progress(self.job_id, self.lease_seq, step, self.clock.now()).await
     }
 
+    /// Whether this attempt was asked to stop: the job was deleted while it ran
+    /// (see [`crate::cancel`]), the worker is shutting down past its grace
+    /// period, or the lease was lost. Long handlers check it between steps.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Completes when this attempt is asked to stop (see
+    /// [`JobContext::is_cancelled`]); for `tokio::select!` around a long wait.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+
     /// The same attempt with another application context (used to run jobs that
     /// need none).
     pub(crate) fn with_app<D>(&self, app: Arc<D>) -> JobContext<D> {

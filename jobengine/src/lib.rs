@@ -29,9 +29,13 @@
 //!   worker settings; [`metrics`]: Prometheus text; [`signals`]: SIGTERM/SIGINT
 //!   as a cancellation token;
 //! - [`builtin`]: diagnostic jobs (`diag.noop`, `diag.sleep`, `diag.fail`,
-//!   `diag.ping`).
+//!   `diag.ping`);
+//! - [`recurring`]: cron schedules, one job per fire time with no leader;
+//!   [`retention`]: the recurring sweep that removes finished jobs;
+//!   [`cancel`]: how a running job learns it was deleted.
 
 pub mod builtin;
+pub mod cancel;
 pub mod client;
 pub mod clock;
 pub mod completer;
@@ -40,8 +44,10 @@ pub mod error;
 pub mod hooks;
 pub mod job;
 pub mod metrics;
+pub mod recurring;
 pub mod registry;
 pub mod rescuer;
+pub mod retention;
 pub mod retry;
 pub mod signals;
 pub mod state;
@@ -57,6 +63,7 @@ pub use database::{Db, Tx};
 pub use error::StorageError;
 pub use hooks::{EndContext, Ended, OnEnd};
 pub use job::{Job, JobContext, JobError};
+pub use recurring::{MissedRuns, Recurring, RecurringRow};
 pub use registry::Registry;
 pub use state::JobState;
 pub use storage::{Enqueued, HistoryRow, JobRow, ListQuery, NewJob, StateCounts, Store, WorkerRow};
@@ -69,4 +76,5 @@ pub fn registry_with_builtins<C: Send + Sync + 'static>() -> Registry<C> {
         .register_standalone::<builtin::Sleep>()
         .register_standalone::<builtin::Fail>()
         .register_standalone::<builtin::Ping>()
+        .register_standalone::<retention::Sweep>()
 }

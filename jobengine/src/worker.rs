@@ -13,7 +13,10 @@
 //!   now; also refreshes the worker's registry row;
 //! - the **completer** ([`crate::completer`]): writes outcomes in batches, so a
 //!   busy worker spends one transaction per batch instead of one per job;
-//! - the **rescuer** ([`crate::rescuer`]): takes back jobs whose lease expired.
+//! - the **rescuer** ([`crate::rescuer`]): takes back jobs whose lease expired;
+//! - the **scheduler** ([`crate::recurring`]): enqueues due recurring jobs;
+//! - the **canceller** ([`crate::cancel`]): cancels attempts of jobs an admin
+//!   deleted while they ran.
 //!
 //! # Shutdown
 //! When `shutdown` fires: stop fetching; give running jobs `grace` to finish; then
@@ -32,6 +35,7 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cancel::cancel_loop;
 use crate::client::Jobs;
 use crate::clock::{Clock, micros};
 use crate::completer::completer_loop;
@@ -39,21 +43,22 @@ use crate::config::WorkerConfig;
 use crate::error::StorageError;
 use crate::job::{JobContext, JobError};
 use crate::metrics::Metrics;
+use crate::recurring::scheduler_loop;
 use crate::registry::Registry;
 use crate::rescuer::rescuer_loop;
 use crate::storage::{Completion, JobRow, Outcome, Store, WorkerRow};
 
 /// A job this worker is running.
-struct Running {
+pub(crate) struct Running {
     /// The fence it was claimed with.
-    lease_seq: i64,
+    pub(crate) lease_seq: i64,
     /// Asks the handler to stop.
-    cancel: CancellationToken,
+    pub(crate) cancel: CancellationToken,
     /// Stops the task outright.
-    abort: Option<AbortHandle>,
+    pub(crate) abort: Option<AbortHandle>,
 }
 
-type RunningMap = Arc<Mutex<HashMap<i64, Running>>>;
+pub(crate) type RunningMap = Arc<Mutex<HashMap<i64, Running>>>;
 
 /// A job runner, embeddable in any process.
 pub struct Worker<C> {
@@ -126,6 +131,13 @@ impl<C: Send + Sync + 'static> Worker<C> {
             })
             .await?;
         tracing::info!(worker = %self.id, concurrency = cfg.concurrency, queues = ?cfg.queues, "worker started");
+        let mut declared = cfg.recurring.clone();
+        if let Some(retention) = &cfg.retention {
+            declared.push(retention.recurring()?);
+        }
+        if !declared.is_empty() {
+            Jobs::new(self.store.clone(), self.clock.clone()).declare_recurring(&declared).await?;
+        }
 
         let running: RunningMap = Arc::default();
         let tracker = TaskTracker::new();
@@ -146,6 +158,20 @@ impl<C: Send + Sync + 'static> Worker<C> {
             self.clock.clone(),
             self.metrics.clone(),
             cfg.clone(),
+            background.clone(),
+        ));
+
+        let canceller = tokio::spawn(cancel_loop(
+            self.id.clone(),
+            self.store.clone(),
+            running.clone(),
+            cfg.poll,
+            background.clone(),
+        ));
+        let scheduler = tokio::spawn(scheduler_loop(
+            self.store.clone(),
+            self.clock.clone(),
+            cfg.schedule_every,
             background.clone(),
         ));
 
@@ -228,6 +254,8 @@ impl<C: Send + Sync + 'static> Worker<C> {
         background.cancel();
         let _ = heartbeat.await;
         let _ = rescuer.await;
+        let _ = scheduler.await;
+        let _ = canceller.await;
         if let Err(e) = self.store.deregister_worker(&self.id).await {
             tracing::warn!(worker = %self.id, error = %e, "could not deregister worker");
         }

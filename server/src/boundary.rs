@@ -168,6 +168,12 @@ impl From<StorageError> for Failure {
             StorageError::NotFound(id) => Self::new(Code::NotFound, format!("job {id} not found")),
             e @ StorageError::WrongState { .. } => Self::new(Code::FailedPrecondition, e.to_string()),
             e @ StorageError::UniqueKeyTaken(_) => Self::new(Code::AlreadyExists, e.to_string()),
+            e @ StorageError::RecurringNotFound(_) => Self::new(Code::NotFound, e.to_string()),
+            StorageError::InvalidRecurring { field, message } => Self {
+                code: Code::InvalidArgument,
+                message: format!("{field}: {message}"),
+                fields: vec![(field.to_owned(), message)],
+            },
             e => {
                 // The domain already knows which database failures mean "away";
                 // asking it (rather than matching sqlx here) keeps one list of them.

@@ -223,8 +223,12 @@ pub async fn run(
         .build();
     let worker = match config.worker {
         WorkerMode::Embedded => {
-            let w =
-                Worker::new(&backend.jobs, backoffice::registry(), backend.env.clone(), config.worker_config.clone());
+            let mut cfg = config.worker_config.clone();
+            // Housekeeping goes together: with retention off, no pruning either.
+            if cfg.retention.is_some() {
+                cfg.recurring.extend(backoffice::recurring());
+            }
+            let w = Worker::new(&backend.jobs, backoffice::registry(), backend.env.clone(), cfg);
             let token = shutdown.clone();
             Some(tokio::spawn(w.run(token)))
         }

@@ -13,7 +13,7 @@ use server::config::{Config, Settings};
 /// Every setting, with a value that is not its default. The README's table lists
 /// the same ones; a setting added without a line here fails
 /// `a_flag_and_its_variable_mean_the_same`.
-const SETTINGS: [(&str, &str); 22] = [
+const SETTINGS: [(&str, &str); 26] = [
     ("BIND_ADDR", "127.0.0.1:4000"),
     ("WORKER", "off"),
     ("SITE_ROOT", "/srv/site"),
@@ -35,6 +35,10 @@ const SETTINGS: [(&str, &str); 22] = [
     ("JOB_GRACE_MS", "900"),
     ("JOB_MAX_INTERRUPTIONS", "4"),
     ("JOB_BACKOFF_BASE_MS", "5"),
+    ("JOB_RETENTION_SECS", "60"),
+    ("JOB_DEAD_RETENTION_SECS", "0"),
+    ("JOB_SCHEDULE_MS", "250"),
+    ("DIAG_RECURRING_CRON", "*/5 * * * * *"),
     ("PROVISION_FAULT", "slow:5"),
 ];
 

@@ -28,6 +28,7 @@ jobengine::on_both!(
     sign_up_to_first_login_through_a_real_smtp_server,
     json_facade,
     json_facade_refuses_bad_input,
+    recurring_jobs_over_grpc_and_grpcurl,
 );
 
 async fn wait_state(c: &mut Jobs, id: i64, state: pb::JobState) -> pb::JobDetail {
@@ -646,4 +647,72 @@ async fn json_facade_refuses_bad_input(which: Which) {
         assert_eq!(code, 202, "{text}");
         assert_eq!(json_body(&text)["name"], name);
     }
+}
+
+async fn recurring_jobs_over_grpc_and_grpcurl(which: Which) {
+    // Retention on: the embedded worker declares the `jobs.retention` schedule.
+    let srv = start_with(which, &[("JOB_RETENTION_SECS", "86400")]).await;
+    let mut c = client(srv.addr).await;
+    let mut listed = Vec::new();
+    for _ in 0..300 {
+        listed = c.list_recurring(pb::ListRecurringRequest {}).await.expect("list").into_inner().recurring;
+        if !listed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = listed.iter().find(|r| r.name == "jobs.retention").expect("the retention sweep is declared");
+    assert_eq!((r.cron.as_str(), r.time_zone.as_str(), r.kind.as_str()), ("0 * * * * *", "UTC", "jobs.retention"));
+    assert_eq!((r.missed.as_str(), r.paused, r.last_job_id), ("once", false, 0));
+    assert!(r.next_run_at_unix_ms > 0);
+    let name = || pb::RecurringNameRequest { name: "jobs.retention".into() };
+
+    let paused = c.pause_recurring(name()).await.expect("pause").into_inner();
+    assert!(paused.paused);
+    let fired = c.trigger_recurring(name()).await.expect("trigger").into_inner();
+    assert_eq!(fired.recurring.as_ref().map(|r| (r.paused, r.last_job_id)), Some((true, fired.job_id)));
+    assert_eq!(fired.recurring.as_ref().map(|r| r.next_run_at_unix_ms), Some(paused.next_run_at_unix_ms));
+    let done = wait_state(&mut c, fired.job_id, pb::JobState::Succeeded).await;
+    assert_eq!(done.job.map(|j| j.kind), Some("jobs.retention".to_owned()));
+    let resumed = c.resume_recurring(name()).await.expect("resume").into_inner();
+    assert!(!resumed.paused);
+    assert_eq!(resumed.last_job_state, pb::JobState::Succeeded as i32);
+
+    // Bad input names the field; an unknown name is NOT_FOUND.
+    let e = c.pause_recurring(pb::RecurringNameRequest { name: " ".into() }).await.expect_err("empty name");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().starts_with("name: "), "{e:?}");
+    let e = c.trigger_recurring(pb::RecurringNameRequest { name: "nope".into() }).await.expect_err("unknown");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert!(e.message().contains("nope"), "{e:?}");
+
+    // The same through grpcurl, and closed without a session.
+    let token = login(&channel(srv.addr).await, ROOT_EMAIL, ROOT_PASSWORD).await.expect("login");
+    let a = srv.addr.to_string();
+    let (list, trigger, refused) = tokio::task::spawn_blocking(move || {
+        let auth = format!("authorization: Bearer {token}");
+        let run = |args: &[&str]| {
+            let out = grpcurl().arg("-plaintext").args(args).output().expect("grpcurl");
+            assert!(out.status.success(), "grpcurl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        let list = run(&["-H", &auth, &a, "jobs.v1.JobService/ListRecurring"]);
+        let body = r#"{"name":"jobs.retention"}"#;
+        let trigger = run(&["-H", &auth, "-d", body, &a, "jobs.v1.JobService/TriggerRecurring"]);
+        let refused = grpcurl()
+            .args(["-plaintext", "-d", body, &a, "jobs.v1.JobService/PauseRecurring"])
+            .output()
+            .expect("grpcurl");
+        (list, trigger, refused)
+    })
+    .await
+    .expect("grpcurl");
+    let list: serde_json::Value = serde_json::from_str(&list).expect("JSON");
+    let names: Vec<&str> =
+        list["recurring"].as_array().map(|a| a.iter().filter_map(|r| r["name"].as_str()).collect()).unwrap_or_default();
+    assert!(names.contains(&"jobs.retention") && names.contains(&"identity.prune"), "{list}");
+    let trigger: serde_json::Value = serde_json::from_str(&trigger).expect("JSON");
+    assert!(trigger["jobId"].as_str().is_some_and(|s| s.parse::<i64>().is_ok_and(|id| id > fired.job_id)), "{trigger}");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"), "{refused:?}");
 }

@@ -6,7 +6,13 @@ use std::time::Duration;
 use backoffice::env::Fault;
 use clap::Args;
 use jobengine::WorkerConfig;
+use jobengine::builtin::Noop;
 use jobengine::config::{DEFAULT_LEASE, DEFAULT_MAX_INTERRUPTIONS};
+use jobengine::retention::Retention;
+use jobengine::{MissedRuns, Recurring};
+
+/// The name of the diagnostic schedule `DIAG_RECURRING_CRON` declares.
+pub const DIAG_RECURRING: &str = "diag.recurring";
 
 use crate::Show;
 
@@ -56,6 +62,34 @@ pub struct WorkerArgs {
     /// capped at 1 h.
     #[arg(long, env = "JOB_BACKOFF_BASE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
     pub job_backoff_base_ms: u64,
+
+    /// Seconds succeeded and deleted jobs (with their history) are kept before
+    /// the retention sweep, a recurring job every minute, removes them; 0 keeps
+    /// them forever.
+    #[arg(long, env = "JOB_RETENTION_SECS", default_value_t = 24 * 3600, hide_env_values = true)]
+    pub job_retention_secs: u64,
+
+    /// Seconds dead jobs are kept; 0 keeps them forever (with both 0, no sweep
+    /// is declared at all).
+    #[arg(long, env = "JOB_DEAD_RETENTION_SECS", default_value_t = 7 * 24 * 3600, hide_env_values = true)]
+    pub job_dead_retention_secs: u64,
+
+    /// How often each worker's scheduler enqueues due recurring jobs, in
+    /// milliseconds.
+    #[arg(long, env = "JOB_SCHEDULE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
+    pub job_schedule_ms: u64,
+
+    /// Tests and drills: a cron expression (six fields for seconds, e.g.
+    /// `* * * * * *`) at which the recurring `diag.recurring` schedule enqueues a
+    /// `diag.noop`, every fire time (missed ones backfilled). Unset: none.
+    #[arg(long, env = "DIAG_RECURRING_CRON", value_parser = parse_cron, hide_env_values = true)]
+    pub diag_recurring_cron: Option<String>,
+}
+
+/// A cron expression the engine accepts (UTC).
+fn parse_cron(s: &str) -> Result<String, String> {
+    jobengine::recurring::Schedule::parse(s, "UTC").map_err(|e| e.to_string())?;
+    Ok(s.trim().to_owned())
 }
 
 /// A non-empty list of queue names.
@@ -92,6 +126,18 @@ impl WorkerArgs {
         c.grace = ms(self.job_grace_ms);
         c.max_interruptions = self.job_max_interruptions;
         c.backoff.base = ms(self.job_backoff_base_ms);
+        let keep = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
+        let retention = Retention { finished: keep(self.job_retention_secs), dead: keep(self.job_dead_retention_secs) };
+        // Both kept forever: no sweep is declared (one declared before stays until
+        // removed through the recurring jobs' admin operations).
+        c.retention = (retention.finished.is_some() || retention.dead.is_some()).then_some(retention);
+        c.schedule_every = ms(self.job_schedule_ms);
+        if let Some(cron) = &self.diag_recurring_cron {
+            // Checked when parsed, so this cannot fail.
+            if let Ok(r) = Recurring::new(DIAG_RECURRING, cron, &Noop {}) {
+                c.recurring.push(r.missed(MissedRuns::All));
+            }
+        }
         c
     }
 }
@@ -109,6 +155,10 @@ impl Show for WorkerArgs {
         out.push(("JOB_GRACE_MS", self.job_grace_ms.to_string()));
         out.push(("JOB_MAX_INTERRUPTIONS", self.job_max_interruptions.to_string()));
         out.push(("JOB_BACKOFF_BASE_MS", self.job_backoff_base_ms.to_string()));
+        out.push(("JOB_RETENTION_SECS", self.job_retention_secs.to_string()));
+        out.push(("JOB_DEAD_RETENTION_SECS", self.job_dead_retention_secs.to_string()));
+        out.push(("JOB_SCHEDULE_MS", self.job_schedule_ms.to_string()));
+        out.push(("DIAG_RECURRING_CRON", self.diag_recurring_cron.clone().unwrap_or_default()));
     }
 }
 

@@ -97,6 +97,11 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = settings.metrics_addr {
         serve_metrics(addr, jobs.clone(), shutdown.clone()).await?;
     }
+    let mut config = config;
+    // Housekeeping goes together: with retention off, no pruning either.
+    if config.retention.is_some() {
+        config.recurring.extend(backoffice::recurring());
+    }
     let worker = Worker::new(&jobs, backoffice::registry(), env, config);
     worker.run(shutdown).await.context("running the worker")?;
     Ok(())

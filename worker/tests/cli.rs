@@ -14,7 +14,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// Every setting with a value that is not its default, by variable and flag.
-const SETTINGS: [(&str, &str, &str); 16] = [
+const SETTINGS: [(&str, &str, &str); 20] = [
     ("METRICS_ADDR", "--metrics-addr", "127.0.0.1:9109"),
     ("DATABASE_URL", "--database-url", "postgres://bo:dbsecret@db.test/app"),
     ("DATA_DIR", "--data-dir", "/srv/data"),
@@ -30,6 +30,10 @@ const SETTINGS: [(&str, &str, &str); 16] = [
     ("JOB_GRACE_MS", "--job-grace-ms", "900"),
     ("JOB_MAX_INTERRUPTIONS", "--job-max-interruptions", "4"),
     ("JOB_BACKOFF_BASE_MS", "--job-backoff-base-ms", "5"),
+    ("JOB_RETENTION_SECS", "--job-retention-secs", "60"),
+    ("JOB_DEAD_RETENTION_SECS", "--job-dead-retention-secs", "0"),
+    ("JOB_SCHEDULE_MS", "--job-schedule-ms", "250"),
+    ("DIAG_RECURRING_CRON", "--diag-recurring-cron", "*/5 * * * * *"),
     ("PROVISION_FAULT", "--provision-fault", "fail:Doomed"),
 ];
 

@@ -3,9 +3,12 @@
 //!
 //! - [`provision`]: `tenants.provision`, a tenant's database, migrations, seed
 //!   and activation; its end hook marks the tenant failed when the job dies;
-//! - [`send_email`]: `mail.send`, one outbox message out.
+//! - [`send_email`]: `mail.send`, one outbox message out;
+//! - [`prune`]: `identity.prune`, expired sessions, tokens and login failures,
+//!   a recurring job ([`recurring`] lists the back office's schedules).
 
 pub mod provision;
+pub mod prune;
 pub mod send_email;
 
 use crate::env::Env;
@@ -17,4 +20,12 @@ pub fn registry() -> jobengine::Registry<Env> {
         .register::<provision::ProvisionTenant>()
         .on_end::<provision::ProvisionTenant>()
         .register::<send_email::SendEmail>()
+        .register::<prune::PruneIdentity>()
+}
+
+/// The back office's recurring jobs, declared by every worker at start.
+pub fn recurring() -> Vec<jobengine::Recurring> {
+    // The expressions are ours and valid; a failure here would be a typo caught by
+    // this crate's tests.
+    [prune::recurring()].into_iter().filter_map(Result::ok).collect()
 }

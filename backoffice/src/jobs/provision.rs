@@ -11,6 +11,12 @@
 //! attempt failed, or its workers kept dying; or deleted by an admin), its end
 //! hook marks the tenant `failed` with the reason and tells its creator, in the
 //! transaction that ends the job.
+//!
+//! Deleting the job while it runs cancels it (see `jobengine::cancel`): the
+//! tenant is failed with "provisioning cancelled by <who>" by the hook at once,
+//! and the running attempt sees its token and stops before its next step (a
+//! step already under way finishes; every step is idempotent, so a requeue later
+//! converges as a re-run does).
 
 use anyhow::{Context, anyhow};
 use database::{Db, Tx, query};
@@ -48,7 +54,10 @@ impl OnEnd for ProvisionTenant {
         let why = match &end.ended {
             Ended::Succeeded => return Ok(()),
             Ended::Dead { error } => error.clone(),
-            Ended::Deleted { reason } => format!("provisioning job {reason}"),
+            // The engine's reason is "deleted by <who>".
+            Ended::Deleted { reason } => {
+                format!("provisioning cancelled by {}", reason.strip_prefix("deleted by ").unwrap_or(reason))
+            }
         };
         mark_failed(end.tx, &self.tenant_id, &why, end.now).await
     }
@@ -64,6 +73,9 @@ struct Target {
 }
 
 async fn step(ctx: &JobContext<Env>, tenant_id: &str, name: &str) -> anyhow::Result<()> {
+    if ctx.is_cancelled() {
+        return Err(anyhow!("provisioning cancelled before {name}"));
+    }
     ctx.progress(name).await.context("recording progress")?;
     let now = ctx.app.jobs.clock().now();
     query("UPDATE tenants SET step = $1, updated_at = $2 WHERE id = $3 AND status = 'provisioning'")
@@ -74,7 +86,10 @@ async fn step(ctx: &JobContext<Env>, tenant_id: &str, name: &str) -> anyhow::Res
         .await
         .context("recording the tenant's step")?;
     if let Some(Fault::Slow(d)) = &ctx.app.fault {
-        tokio::time::sleep(*d).await;
+        tokio::select! {
+            _ = tokio::time::sleep(*d) => {}
+            _ = ctx.cancelled() => return Err(anyhow!("provisioning cancelled during {name}")),
+        }
     }
     Ok(())
 }

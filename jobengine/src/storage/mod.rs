@@ -13,8 +13,11 @@
 //! transitions that end a job (succeeded, dead, deleted) run the job type's end
 //! hook, if it has one, inside the transition's own transaction.
 
+mod cancel;
 mod portable;
 mod postgres;
+mod recurring;
+mod retention;
 mod sqlite;
 
 use std::sync::{Arc, OnceLock};
@@ -380,6 +383,8 @@ pub struct Store {
     dialect: Box<dyn Dialect>,
     wake: Arc<Notify>,
     hooks: OnceLock<Arc<dyn Hooks>>,
+    /// Ids of running jobs an admin deleted (see [`crate::cancel`]).
+    cancels: tokio::sync::broadcast::Sender<i64>,
 }
 
 /// The migrations of the engine's tables.
@@ -412,7 +417,8 @@ impl Store {
         if let Some(listen) = db.listen(&[CHANNEL], "job listener", move |_| w.notify_waiters()) {
             tokio::spawn(listen);
         }
-        Ok(Arc::new(Self { db, dialect, wake, hooks: OnceLock::new() }))
+        let cancels = cancel::listen(&db);
+        Ok(Arc::new(Self { db, dialect, wake, hooks: OnceLock::new(), cancels }))
     }
 
     /// The database handle, for the application's own queries and transactions.

@@ -200,6 +200,11 @@ impl Store {
                 detail: Some(reason.to_owned()),
             };
             self.run_hooks(&mut tx, std::slice::from_ref(&t), now).await?;
+            // Workers in this process cancel the attempt at once (see crate::cancel).
+            let cancels = self.cancels.clone();
+            tx.after_commit(move || {
+                let _ = cancels.send(id);
+            });
         }
         if op.target() == JobState::Enqueued {
             let wake = self.wake.clone();

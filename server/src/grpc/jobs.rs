@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::Stream;
 use jobengine::Job;
 use jobengine::builtin::{Fail, Noop, Sleep};
-use jobengine::{HistoryRow, JobRow, JobState, Jobs, ListQuery, StateCounts, WorkerRow};
+use jobengine::{HistoryRow, JobRow, JobState, Jobs, ListQuery, RecurringRow, StateCounts, WorkerRow};
 use proto::jobs::v1 as pb;
 use proto::jobs::v1::job_service_server::JobService;
 use tokio::sync::mpsc;
@@ -126,6 +126,43 @@ fn pb_worker(w: &WorkerRow) -> pb::WorkerInfo {
         started_at_unix_ms: ms(w.started_at),
         last_heartbeat_unix_ms: ms(w.last_heartbeat),
         running: w.running.max(0) as u32,
+    }
+}
+
+fn pb_recurring(r: &RecurringRow) -> pb::RecurringJob {
+    let last_state = r.last_job_state.clone().and_then(|s| JobState::try_from(s).ok());
+    pb::RecurringJob {
+        name: r.name.clone(),
+        cron: r.cron.clone(),
+        time_zone: r.time_zone.clone(),
+        kind: r.kind.clone(),
+        args_json: r.args.clone(),
+        queue: r.queue.clone(),
+        missed: r.missed.clone(),
+        paused: r.is_paused(),
+        next_run_at_unix_ms: ms(r.next_run),
+        last_run_at_unix_ms: r.last_run.map_or(0, ms),
+        last_job_id: r.last_job_id.unwrap_or(0),
+        last_job_state: last_state.map_or(pb::JobState::Unspecified, pb_state).into(),
+    }
+}
+
+/// A recurring job's name from a request: required, at most 200 characters.
+fn recurring_name(name: &str) -> Result<&str, Status> {
+    match name.trim() {
+        "" => Err(invalid_field("name", "required: the name of a recurring job")),
+        n if n.chars().count() > 200 => Err(invalid_field("name", "at most 200 characters")),
+        n => Ok(n),
+    }
+}
+
+impl JobsGrpc {
+    async fn recurring(&self, name: &str) -> Result<pb::RecurringJob, Status> {
+        let all = self.jobs.list_recurring().await.map_err(status)?;
+        all.iter()
+            .find(|r| r.name == name)
+            .map(pb_recurring)
+            .ok_or_else(|| status(jobengine::StorageError::RecurringNotFound(name.to_owned())))
     }
 }
 
@@ -312,6 +349,43 @@ impl JobService for JobsGrpc {
         Caller::of(&req).require_super_admin()?;
         let rows = self.jobs.workers(LIVE_WINDOW.as_micros() as i64).await.map_err(status)?;
         Ok(Response::new(pb::ListWorkersResponse { workers: rows.iter().map(pb_worker).collect() }))
+    }
+
+    async fn list_recurring(
+        &self,
+        req: Request<pb::ListRecurringRequest>,
+    ) -> Result<Response<pb::ListRecurringResponse>, Status> {
+        Caller::of(&req).require_super_admin()?;
+        let rows = self.jobs.list_recurring().await.map_err(status)?;
+        Ok(Response::new(pb::ListRecurringResponse { recurring: rows.iter().map(pb_recurring).collect() }))
+    }
+
+    async fn pause_recurring(
+        &self,
+        req: Request<pb::RecurringNameRequest>,
+    ) -> Result<Response<pb::RecurringJob>, Status> {
+        Caller::of(&req).require_super_admin()?;
+        let row = self.jobs.pause_recurring(recurring_name(&req.get_ref().name)?).await.map_err(status)?;
+        Ok(Response::new(pb_recurring(&row)))
+    }
+
+    async fn resume_recurring(
+        &self,
+        req: Request<pb::RecurringNameRequest>,
+    ) -> Result<Response<pb::RecurringJob>, Status> {
+        Caller::of(&req).require_super_admin()?;
+        let row = self.jobs.resume_recurring(recurring_name(&req.get_ref().name)?).await.map_err(status)?;
+        Ok(Response::new(pb_recurring(&row)))
+    }
+
+    async fn trigger_recurring(
+        &self,
+        req: Request<pb::RecurringNameRequest>,
+    ) -> Result<Response<pb::TriggerRecurringResponse>, Status> {
+        Caller::of(&req).require_super_admin()?;
+        let name = recurring_name(&req.get_ref().name)?;
+        let e = self.jobs.trigger_recurring(name).await.map_err(status)?;
+        Ok(Response::new(pb::TriggerRecurringResponse { job_id: e.id, recurring: Some(self.recurring(name).await?) }))
     }
 
     async fn get_throughput(&self, req: Request<pb::GetThroughputRequest>) -> Result<Response<pb::Throughput>, Status> {

@@ -51,6 +51,14 @@ pub async fn start_with(which: Which, extra: &[(&str, &str)]) -> TestServer {
         "--data-dir".to_owned(),
         data_dir,
     ];
+    // No retention sweep (a job every minute) in tests that count jobs, unless
+    // `extra` sets retention.
+    for name in ["JOB_RETENTION_SECS", "JOB_DEAD_RETENTION_SECS"] {
+        if !extra.iter().any(|(n, _)| *n == name) {
+            args.push(flag_for(name));
+            args.push("0".to_owned());
+        }
+    }
     for (name, value) in extra {
         args.push(flag_for(name));
         args.push((*value).to_owned());

@@ -24,6 +24,10 @@ impl WorkerProc {
         let log = dir.join(format!("{name}.log"));
         let file = File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_worker"))
+            // No retention sweep (a job every minute) in tests that count jobs;
+            // `extra` can turn it back on.
+            .env("JOB_RETENTION_SECS", "0")
+            .env("JOB_DEAD_RETENTION_SECS", "0")
             .envs(extra.iter().copied())
             .env("DATA_DIR", dir)
             .env("DATABASE_URL", url)
