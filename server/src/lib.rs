@@ -59,6 +59,8 @@ use crate::config::{Config, WorkerMode};
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Password hashes computed at once (19 MiB each): the bound on login floods.
 pub const HASH_PERMITS: usize = 4;
+/// How often the server prunes what ages out ([`backoffice::maintenance::prune`]).
+pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// What the server serves: the job engine, the jobs' environment, identity.
 #[derive(Clone)]
@@ -109,7 +111,10 @@ pub fn router(
     .max_decoding_message_size(MAX_REQUEST_BYTES);
     let jobs_svc = JobServiceServer::new(grpc::jobs::JobsGrpc::new(jobs.clone(), shutdown.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let auth_svc = AuthServiceServer::new(grpc::auth::AuthGrpc::new(backend.identity.clone()))
+    let auth_svc = AuthServiceServer::new(grpc::auth::AuthGrpc::new(
+        backend.identity.clone(),
+        config.mail.letters.public_url().starts_with("https://"),
+    ))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let tenants = backoffice::tenants::Tenants::new(jobs.clone(), backend.env.mail.letters.clone());
     let signups = Arc::new(ratelimit::Limiter::new(
@@ -203,6 +208,23 @@ pub fn router(
         .layer(axum::middleware::from_fn_with_state(backend.identity.clone(), caller::layer)))
 }
 
+/// Prunes the control plane every [`PRUNE_EVERY`] (and once at start) until
+/// `shutdown`. Several servers may each run it: the deletes are idempotent.
+/// (To become a recurring job once the engine has them.)
+async fn prune_every(db: database::Db, clock: Arc<dyn jobengine::Clock>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => match backoffice::maintenance::prune(&db, clock.now()).await {
+                Ok(p) => tracing::debug!(?p, "pruned"),
+                Err(e) => tracing::warn!(error = %e, "pruning failed; retrying at the next tick"),
+            },
+        }
+    }
+}
+
 /// Serves on `listener` until `shutdown` fires, running an embedded worker when
 /// configured; then drains connections and stops the worker gracefully.
 ///
@@ -236,6 +258,7 @@ pub async fn run(
         backend.jobs.clock().clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(prune_every(backend.jobs.db().clone(), backend.jobs.clock().clone(), shutdown.clone()));
     let app = router(&backend, config, leptos_options, shutdown.clone())?;
     // Connect info gives handlers the client's address (sign-up limits per IP).
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
