@@ -120,12 +120,13 @@ fn exec(mut cmd: std::process::Command) -> anyhow::Result<()> {
 }
 
 /// The benchmarks against real processes: the engine (`worker/benches/engine.rs`),
-/// tenancy (`server/benches/tenants.rs`), notifications
+/// tenancy (`server/benches/tenants.rs`), sign-in under a flood
+/// (`server/benches/login.rs`), notifications
 /// (`server/benches/notifications.rs`) and scale-out (`server/benches/scale.rs`).
 fn bench(ws: &Workspace) -> anyhow::Result<()> {
     let pg = postgres::ensure_postgres().context("starting PostgreSQL for the benchmark")?;
     for (package, bench) in
-        [("worker", "engine"), ("server", "tenants"), ("server", "notifications"), ("server", "scale")]
+        [("worker", "engine"), ("server", "tenants"), ("server", "login"), ("server", "notifications"), ("server", "scale")]
     {
         let mut cargo = ws.cargo();
         cargo.args(["bench", "-p", package, "--bench", bench]).env("TEST_DATABASE_URL", &pg.url);
