@@ -36,9 +36,7 @@ pub struct Pruned {
 /// # Errors
 /// A database failure (what was deleted before it stays deleted).
 pub async fn prune(db: &Db, now: Micros) -> Result<Pruned, DbError> {
-    let run = |sql: &'static str, before: Micros| async move {
-        query(sql).bind(before).execute(db.write()).await
-    };
+    let run = |sql: &'static str, before: Micros| async move { query(sql).bind(before).execute(db.write()).await };
     Ok(Pruned {
         throttle: run("DELETE FROM login_throttle WHERE last_at < $1", now - FORGET_AFTER).await?,
         login_failures: run("DELETE FROM login_failures WHERE at < $1", now - FORGET_AFTER).await?,

@@ -14,8 +14,8 @@ use backoffice::maintenance::{Pruned, TOKEN_GRACE, prune};
 use backoffice::password::Hasher;
 use backoffice::throttle::{FORGET_AFTER, PER_ACCOUNT, PER_CLIENT};
 use database::{Db, query};
-use jobengine::{Clock, ManualClock};
 use jobengine::testing::{TestDb, Which, manual_clock};
+use jobengine::{Clock, ManualClock};
 
 jobengine::on_both!(
     another_address_signs_in_while_one_is_throttled,

@@ -113,10 +113,7 @@ pub fn router(
     .max_decoding_message_size(MAX_REQUEST_BYTES);
     let jobs_svc = JobServiceServer::new(grpc::jobs::JobsGrpc::new(jobs.clone(), shutdown.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let auth_svc = AuthServiceServer::new(grpc::auth::AuthGrpc::new(
-        backend.identity.clone(),
-        config.https(),
-    ))
+    let auth_svc = AuthServiceServer::new(grpc::auth::AuthGrpc::new(backend.identity.clone(), config.https()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let tenants = backoffice::tenants::Tenants::new(jobs.clone(), backend.env.mail.letters.clone());
     let signups = Arc::new(ratelimit::Limiter::new(
@@ -184,13 +181,9 @@ pub fn router(
             "/grpc.reflection.v1alpha.ServerReflection/{*rest}",
             ServiceBuilder::new().layer(GrpcWebLayer::new()).service(reflection_v1alpha),
         );
-    let metrics = Router::new()
-        .route("/metrics", get(metrics::handler))
-        .with_state(jobs)
-        .layer(axum::middleware::from_fn_with_state(
-            metrics::Access::new(config.metrics_token.as_deref()),
-            metrics::guard,
-        ));
+    let metrics = Router::new().route("/metrics", get(metrics::handler)).with_state(jobs).layer(
+        axum::middleware::from_fn_with_state(metrics::Access::new(config.metrics_token.as_deref()), metrics::guard),
+    );
     let routes = generate_route_list(App);
     // In-process calls pass the same caller layer as calls over the network.
     let in_process = ssr::in_process(

@@ -3,8 +3,8 @@
 //! (its embedded worker). Separate `worker` processes serve their own counters on
 //! their `METRICS_ADDR`, with the same rendering ([`jobengine::metrics::scrape`]).
 
-use axum::extract::State;
 use axum::extract::Request;
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};

@@ -52,7 +52,8 @@ async fn slow_and_silent_connections_are_closed() {
                 if s.write_all(b"X").await.is_err() || s.flush().await.is_err() {
                     return Some(t.elapsed());
                 }
-                if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(100), s.read(&mut [0u8; 512])).await
+                if let Ok(Ok(0) | Err(_)) =
+                    tokio::time::timeout(Duration::from_millis(100), s.read(&mut [0u8; 512])).await
                 {
                     return Some(t.elapsed());
                 }

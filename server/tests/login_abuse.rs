@@ -111,8 +111,7 @@ async fn storage_bytes(url: &str) -> u64 {
         return size(path.to_owned()) + size(format!("{path}-wal"));
     }
     let db = database::Db::connect(url).await.expect("database");
-    let n: i64 =
-        database::query("SELECT pg_database_size(current_database())").scalar(db.read()).await.expect("size");
+    let n: i64 = database::query("SELECT pg_database_size(current_database())").scalar(db.read()).await.expect("size");
     n as u64
 }
 
