@@ -204,3 +204,31 @@ async fn one_network_cannot_use_up_the_signup_budget() {
     let (status, raw) = http_from(srv.addr, [127, 0, 1, 1].into(), "/api/signup", body).await;
     assert_eq!(status, 202, "{raw}");
 }
+
+/// A long answer over HTTP/1.1 (a gRPC-web stream, as browsers hold one) is not
+/// cut by the header timeout: the timer only runs while the server waits for a
+/// request's head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_outlive_the_header_timeout() {
+    let srv = start_with(Which::Sqlite, &[("HTTP_HEADER_TIMEOUT_SECS", "1")]).await;
+    let token = login(&channel(srv.addr).await, ROOT_EMAIL, ROOT_PASSWORD).await.expect("login");
+    let mut s = TcpStream::connect(srv.addr).await.expect("connect");
+    let frame = [0u8, 0, 0, 0, 0]; // one empty WatchCountsRequest
+    let head = format!(
+        "POST /jobs.v1.JobService/WatchCounts HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc-web+proto\r\n\
+         X-Grpc-Web: 1\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+        frame.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    s.write_all(&frame).await.expect("write");
+    let t = Instant::now();
+    let mut got = 0;
+    while t.elapsed() < Duration::from_secs(3) {
+        match tokio::time::timeout(Duration::from_millis(500), s.read(&mut [0u8; 1024])).await {
+            Ok(Ok(0) | Err(_)) => panic!("the stream was cut after {:?}", t.elapsed()),
+            Ok(Ok(n)) => got += n,
+            Err(_) => {}
+        }
+    }
+    assert!(got > 0, "the stream sent its first counts");
+}
