@@ -151,8 +151,10 @@ async fn hostile_failed_logins_leave_storage_bounded(which: Which) {
         count(&srv.db.url, "login_failures").await,
     );
     assert_eq!(count(&srv.db.url, "login_failures").await, 0, "no row per failure");
-    assert!(rows <= 40, "{rows} rows for one address");
-    assert!(after.saturating_sub(before) < 1024 * 1024, "grew by {} bytes", after - before);
+    // One row per admitted attempt's key: the free ones and one per pause that
+    // ended during the run (one per attempt, 10,000, before).
+    assert!(rows <= 45, "{rows} rows for one address");
+    assert!(after.saturating_sub(before) < 2 * 1024 * 1024, "grew by {} bytes", after - before);
 }
 
 /// Strings PostgreSQL cannot store or index (NUL, a 3,000-character email) are
