@@ -79,6 +79,9 @@ impl From<jobengine::StorageError> for Error {
 
 impl From<crate::password::HashError> for Error {
     fn from(e: crate::password::HashError) -> Self {
-        Error::Internal(e.into())
+        match e {
+            crate::password::HashError::Busy => Error::RateLimited(e.to_string()),
+            e => Error::Internal(e.into()),
+        }
     }
 }

@@ -5,12 +5,15 @@
 //!   a script's bearer token.
 //! - Login answers the same for an unknown email and a wrong password, and takes
 //!   the same time: an unknown email is checked against a dummy argon2 hash.
-//! - Brute force: failures are counted per email tried (known or not, so the limit
-//!   itself reveals nothing) over a sliding hour; at [`MAX_FAILURES_PER_HOUR`] that
-//!   email is refused until the oldest failure ages out. The real owner is never
-//!   locked out for good.
+//! - Brute force: attempts are throttled per (account, client address) and per
+//!   client address with growing delays ([`crate::throttle`]), checked before any
+//!   password hashing; an account is never locked for every address, so its owner
+//!   signs in from elsewhere while someone hammers it.
+//! - An email too long to be one, or with control characters, is refused as
+//!   `email` before anything is stored or queried.
 //! - Set-password links carry a single-use 256-bit token, stored hashed, valid 24 h.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +24,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::password::Hasher;
-use crate::validate::{Email, FieldErrors};
+use crate::throttle;
+use crate::validate::{Email, FieldErrors, MAX_EMAIL_LEN};
 
-/// Failed logins allowed per email per sliding hour.
-pub const MAX_FAILURES_PER_HOUR: i64 = 100;
 /// How long a session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// How long a set-password link is valid.
@@ -33,8 +35,6 @@ pub const PASSWORD_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const MIN_PASSWORD_CHARS: usize = 10;
 /// Longest password accepted (argon2 is fine with more; this bounds the work).
 pub const MAX_PASSWORD_CHARS: usize = 128;
-
-const HOUR: Micros = 3_600_000_000;
 
 /// A user's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +131,24 @@ pub async fn insert_password_token(tx: &mut Tx, user_id: &str, now: Micros) -> R
     Ok(token)
 }
 
+/// The account a sign-in names: trimmed and lower-cased, and refused (as
+/// `email`) when no address could be that long or it holds control characters,
+/// so neither reaches storage (PostgreSQL refuses NUL, and a long key would
+/// overflow its index).
+///
+/// # Errors
+/// The field error.
+pub fn login_account(email: &str) -> Result<String, FieldErrors> {
+    let account = email.trim().to_ascii_lowercase();
+    let mut errs = FieldErrors::default();
+    if account.len() > MAX_EMAIL_LEN {
+        errs.push("email", format!("must be at most {MAX_EMAIL_LEN} bytes"));
+    } else if account.chars().any(char::is_control) {
+        errs.push("email", "must not contain control characters");
+    }
+    errs.into_result().map(|()| account)
+}
+
 /// Checks a new password's length.
 ///
 /// # Errors
@@ -203,24 +221,32 @@ impl Identity {
         Ok(generated)
     }
 
-    /// Signs in. Unknown email and wrong password give the same
-    /// [`Error::BadCredentials`] in the same time.
+    /// Signs in from this process (no client address: the command line, tests).
+    /// See [`Identity::login_from`].
     ///
     /// # Errors
-    /// Bad credentials, [`Error::RateLimited`] after too many failures for this
-    /// email within an hour, or a database failure.
+    /// As [`Identity::login_from`].
     pub async fn login(&self, email: &str, password: &str) -> Result<Session, Error> {
-        let account = email.trim().to_ascii_lowercase();
+        self.login_from(email, password, None).await
+    }
+
+    /// Signs in a client at `client`. Unknown email and wrong password give the
+    /// same [`Error::BadCredentials`] in the same time.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming `email` when it is longer than an address can be
+    /// or holds control characters (nothing is recorded), bad credentials,
+    /// [`Error::RateLimited`] while this client must wait ([`crate::throttle`]),
+    /// or a database failure.
+    pub async fn login_from(&self, email: &str, password: &str, client: Option<IpAddr>) -> Result<Session, Error> {
+        let account = login_account(email)?;
         let now = self.clock.now();
-        let failures: i64 = query("SELECT COUNT(*) FROM login_failures WHERE account = $1 AND at > $2")
-            .bind(&account)
-            .bind(now - HOUR)
-            .scalar(self.db.read())
-            .await?;
-        if failures >= MAX_FAILURES_PER_HOUR {
-            return Err(Error::RateLimited(
-                "too many failed sign-in attempts for this account; try again later".to_owned(),
-            ));
+        let keys = throttle::keys(client, &account);
+        if let Err(wait) = throttle::admit(&self.db, &keys, now).await? {
+            let secs = (wait + 999_999) / 1_000_000;
+            return Err(Error::RateLimited(format!(
+                "too many failed sign-in attempts from your address; try again in {secs} s"
+            )));
         }
         let row: Option<UserRow> =
             query("SELECT id, email, password_hash, role, tenant_id FROM users WHERE email = $1")
@@ -229,15 +255,11 @@ impl Identity {
                 .await?;
         let hash = row.as_ref().and_then(|r| r.password_hash.as_deref());
         let password = if password.chars().count() > MAX_PASSWORD_CHARS { "" } else { password };
-        let ok = self.hasher.verify(password, hash).await?;
-        let Some(row) = row.filter(|_| ok) else {
-            query("INSERT INTO login_failures (account, at) VALUES ($1, $2)")
-                .bind(&account)
-                .bind(now)
-                .execute(self.db.write())
-                .await?;
-            return Err(Error::BadCredentials);
-        };
+        let fair_key = throttle::keys(client, "")[1].0.clone();
+        let ok = self.hasher.verify_as(&fair_key, password, hash).await?;
+        // A failure was counted on admission; only a success changes anything.
+        let Some(row) = row.filter(|_| ok) else { return Err(Error::BadCredentials) };
+        throttle::forgive(&self.db, &keys).await?;
         let token = new_secret();
         let expires_at = now + SESSION_TTL.as_micros() as i64;
         query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")

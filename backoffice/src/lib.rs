@@ -5,6 +5,8 @@
 //! - [`validate`]: inputs parsed into checked types at the edge;
 //! - [`password`]: argon2id hashing, bounded;
 //! - [`identity`]: users, sessions, login, set-password tokens;
+//! - [`throttle`]: sign-in throttling per client and per account from a client;
+//! - [`maintenance`]: pruning what ages out (throttle rows, sessions, tokens);
 //! - [`db`]: the control plane's migrations (queries are written once with
 //!   [`database::query`] and run on either backend);
 //! - [`error`]: the domain's error type and its policy;
@@ -22,11 +24,13 @@ pub mod error;
 pub mod identity;
 pub mod jobs;
 pub mod mail;
+pub mod maintenance;
 pub mod notify;
 pub mod password;
 pub mod relocate;
 pub mod tenant_db;
 pub mod tenants;
+pub mod throttle;
 pub mod validate;
 
 #[cfg(feature = "testing")]

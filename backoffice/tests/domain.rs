@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use backoffice::Error;
 use backoffice::env::{Env, Fault};
-use backoffice::identity::{Identity, MAX_FAILURES_PER_HOUR, Role};
+use backoffice::identity::{Identity, Role};
 use backoffice::mail::{Letters, Mail, Transport};
 use backoffice::notify::Notifications;
 use backoffice::password::Hasher;
@@ -148,16 +148,12 @@ async fn login_and_sessions(which: Which) {
     b.identity.logout(&s.token).await.expect("logout");
     assert_eq!(b.identity.authenticate(&s.token).await.expect("auth"), None, "revoked server-side");
 
-    // Brute force: after 100 failures within the hour the account's logins are
-    // refused, even with the right password. One failure happened above.
-    for _ in 2..MAX_FAILURES_PER_HOUR {
+    // Brute force: past five failures this source must wait, even with the right
+    // password (the rest, per address and under concurrency, in `throttle.rs`).
+    for _ in 0..7 {
         let _ = b.identity.login("root@example.com", "guess guess guess").await;
     }
-    assert!(b.identity.login("root@example.com", &password).await.is_ok(), "99 failures: still allowed");
-    let _ = b.identity.login("root@example.com", "guess guess guess").await;
     assert!(matches!(b.identity.login("root@example.com", &password).await, Err(Error::RateLimited(_))));
-    // ... and only for that account.
-    assert!(matches!(b.identity.login("other@example.com", "x").await, Err(Error::BadCredentials)));
 }
 
 async fn admin_creates_tenant_and_it_provisions(which: Which) {
@@ -581,7 +577,7 @@ async fn pruning_removes_only_expired_sign_in_rows(which: Which) {
     assert_eq!(sessions.len() as i64, sessions_before - 2, "the expired and the long-revoked went: {sessions:?}");
     assert!(sessions.contains(&"revoked-recently".to_owned()) && !sessions.contains(&"expired".to_owned()));
     assert_eq!(hashes("SELECT token_hash FROM password_tokens").await, ["tok-live", "tok-recent"]);
-    assert_eq!(hashes("SELECT account FROM login_failures").await, ["root@example.com"], "today's failure stays");
+    assert!(hashes("SELECT account FROM login_failures").await.is_empty(), "the old per-failure table empties");
     // The live session still signs in.
     assert!(b.identity.login("root@example.com", "a long enough password").await.is_ok());
 }

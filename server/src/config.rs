@@ -76,6 +76,24 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..), hide_env_values = true)]
     pub signup_per_minute: u32,
 
+    /// Seconds a client has to send a request's headers (and, kept alive, its next
+    /// request); a connection that sends nothing is closed after it too.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600), hide_env_values = true)]
+    pub http_header_timeout_secs: u64,
+
+    /// Seconds between HTTP/2 keep-alive pings; a peer that does not answer one
+    /// within HTTP_HEADER_TIMEOUT_SECS is disconnected.
+    #[arg(long, env = "HTTP2_KEEPALIVE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600), hide_env_values = true)]
+    pub http2_keepalive_secs: u64,
+
+    /// A secret `/metrics` asks for as `Authorization: Bearer <token>`. Unset,
+    /// `/metrics` answers only clients connecting from this machine (loopback,
+    /// not through a proxy); everyone else gets 404.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// The super admin's account, created at first start (and the account
     /// `reset-admin-password` resets).
     #[arg(long, env = "SUPERADMIN_EMAIL", default_value = DEFAULT_SUPERADMIN_EMAIL,
@@ -131,6 +149,11 @@ pub enum Command {
 }
 
 impl Settings {
+    /// The metrics token, an empty value taken as unset.
+    pub fn metrics_token(&self) -> Option<&str> {
+        self.metrics_token.as_deref().filter(|t| !t.is_empty())
+    }
+
     /// The super admin's password, an empty value taken as unset.
     pub fn superadmin_password(&self) -> Option<&str> {
         self.superadmin_password.as_deref().filter(|p| !p.is_empty())
@@ -144,6 +167,9 @@ impl Settings {
             ("SITE_ROOT", self.site_root.display().to_string()),
             ("SIGNUP_PER_IP_PER_HOUR", self.signup_per_ip_per_hour.to_string()),
             ("SIGNUP_PER_MINUTE", self.signup_per_minute.to_string()),
+            ("HTTP_HEADER_TIMEOUT_SECS", self.http_header_timeout_secs.to_string()),
+            ("HTTP2_KEEPALIVE_SECS", self.http2_keepalive_secs.to_string()),
+            ("METRICS_TOKEN", self.metrics_token().map(|_| HIDDEN.to_owned()).unwrap_or_default()),
             ("SUPERADMIN_EMAIL", self.superadmin_email.clone()),
             ("SUPERADMIN_PASSWORD", self.superadmin_password().map(|_| HIDDEN.to_owned()).unwrap_or_default()),
         ];
@@ -172,6 +198,10 @@ pub struct Config {
     pub signup_per_ip_per_hour: u32,
     /// Sign-ups the server takes per minute in all.
     pub signup_per_minute: u32,
+    /// How long connections may take over headers, and HTTP/2 pings.
+    pub timeouts: crate::serve::Timeouts,
+    /// What `/metrics` asks for (none: loopback clients only).
+    pub metrics_token: Option<String>,
     /// How email is composed and sent.
     pub mail: backoffice::mail::Mail,
     /// Slow or failing provisioning, for tests.
@@ -195,6 +225,11 @@ impl Config {
             data_dir: s.database.data_dir.clone(),
             signup_per_ip_per_hour: s.signup_per_ip_per_hour,
             signup_per_minute: s.signup_per_minute,
+            timeouts: crate::serve::Timeouts {
+                header: std::time::Duration::from_secs(s.http_header_timeout_secs),
+                idle: std::time::Duration::from_secs(s.http2_keepalive_secs),
+            },
+            metrics_token: s.metrics_token().map(str::to_owned),
             mail: s.mail.mail(&s.database.data_dir, None)?,
             provision_fault: s.provision.fault(),
             worker_config: s.jobs.worker_config(),
@@ -203,6 +238,24 @@ impl Config {
 }
 
 impl Config {
+    /// Whether the site is served over https (`PUBLIC_URL`): cookies get `Secure`.
+    pub fn https(&self) -> bool {
+        self.mail.letters.public_url().starts_with("https://")
+    }
+
+    /// The warning to log when the server listens on `addr` beyond this machine
+    /// over plain HTTP: passwords and session cookies would cross the network in
+    /// clear unless a TLS proxy is in front (then set `PUBLIC_URL=https://…`).
+    pub fn plain_http_warning(&self, addr: SocketAddr) -> Option<String> {
+        (!addr.ip().is_loopback() && !self.https()).then(|| {
+            format!(
+                "listening on {addr}, beyond this machine, over plain HTTP: passwords and session cookies \
+                 cross the network in clear. Put a TLS proxy in front and set PUBLIC_URL=https://…, \
+                 or bind 127.0.0.1"
+            )
+        })
+    }
+
     /// Once the server listens on `addr`: unless `PUBLIC_URL` is set, links in
     /// emails point at that address (the loopback one when it listens on every
     /// interface), so `BIND_ADDR=127.0.0.1:8080` alone gives working links.
@@ -248,6 +301,21 @@ mod tests {
         let e = Config::from_settings(&s).expect_err("bad MAIL_FROM");
         assert!(format!("{e:#}").contains("MAIL_FROM") && e.to_string().contains("--mail-from"), "{e:#}");
         assert_eq!(parse(&["migrate"]).expect("migrate").command, Some(Command::Migrate));
+    }
+
+    #[test]
+    fn plain_http_beyond_loopback_is_warned_about() {
+        let addr = |a: &str| a.parse::<SocketAddr>().expect("addr");
+        let c = Config::from_settings(&parse(&["--public-url", "http://bo.example.com"]).expect("s")).expect("c");
+        assert_eq!(c.plain_http_warning(addr("127.0.0.1:3000")), None);
+        assert_eq!(c.plain_http_warning(addr("[::1]:3000")), None);
+        for a in ["0.0.0.0:3000", "192.0.2.1:80", "[::]:3000"] {
+            let w = c.plain_http_warning(addr(a)).expect("a warning");
+            assert!(w.contains("plain HTTP") && w.contains("PUBLIC_URL"), "{w}");
+        }
+        let c = Config::from_settings(&parse(&["--public-url", "https://bo.example.com"]).expect("s")).expect("c");
+        assert!(c.https());
+        assert_eq!(c.plain_http_warning(addr("0.0.0.0:3000")), None, "TLS in front");
     }
 
     #[test]

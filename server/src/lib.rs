@@ -16,7 +16,8 @@
 //! - [`grpc`]: the gRPC services;
 //! - [`metrics`]: Prometheus text at `/metrics`;
 //! - [`pages`]: the session around page requests (who is signed in, sign-in redirects);
-//! - [`ratelimit`]: sign-up limits per client IP and per server;
+//! - [`ratelimit`]: sign-up limits per client network, per source and per server;
+//! - [`serve`]: the accept loop with header and keep-alive timeouts;
 //! - [`ssr`]: the in-process `proto` channel pages render with;
 //! - [`forms`]: the app's forms as plain POSTs (no JavaScript needed);
 //! - [`mailbox`]: the built-in mailbox (`mail.v1`) for the file transport.
@@ -32,6 +33,7 @@ pub mod mailbox;
 pub mod metrics;
 pub mod pages;
 pub mod ratelimit;
+pub mod serve;
 pub mod ssr;
 
 use std::sync::Arc;
@@ -109,7 +111,7 @@ pub fn router(
     .max_decoding_message_size(MAX_REQUEST_BYTES);
     let jobs_svc = JobServiceServer::new(grpc::jobs::JobsGrpc::new(jobs.clone(), shutdown.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let auth_svc = AuthServiceServer::new(grpc::auth::AuthGrpc::new(backend.identity.clone()))
+    let auth_svc = AuthServiceServer::new(grpc::auth::AuthGrpc::new(backend.identity.clone(), config.https()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let tenants = backoffice::tenants::Tenants::new(jobs.clone(), backend.env.mail.letters.clone());
     let signups = Arc::new(ratelimit::Limiter::new(
@@ -177,7 +179,9 @@ pub fn router(
             "/grpc.reflection.v1alpha.ServerReflection/{*rest}",
             ServiceBuilder::new().layer(GrpcWebLayer::new()).service(reflection_v1alpha),
         );
-    let metrics = Router::new().route("/metrics", get(metrics::handler)).with_state(jobs);
+    let metrics = Router::new().route("/metrics", get(metrics::handler)).with_state(jobs).layer(
+        axum::middleware::from_fn_with_state(metrics::Access::new(config.metrics_token.as_deref()), metrics::guard),
+    );
     let routes = generate_route_list(App);
     // In-process calls pass the same caller layer as calls over the network.
     let in_process = ssr::in_process(
@@ -192,15 +196,65 @@ pub fn router(
         .fallback(leptos_axum::file_and_error_handler_with_context(ssr::context(in_process), shell))
         .with_state(leptos_options)
         .layer(axum::middleware::from_fn(pages::session_layer))
+        // A gRPC call to a service or method not mounted above lands here: answer
+        // it in gRPC (UNIMPLEMENTED), not with an HTML page.
+        .layer(axum::middleware::from_fn(unknown_grpc))
         // Pages and the wasm bundle travel gzipped (the gRPC routes are not
         // wrapped: their streams must not be buffered by a compressor).
         .layer(tower_http::compression::CompressionLayer::new());
-    // Outermost: who is calling, resolved once for pages, gRPC and the facade.
-    Ok(site
-        .merge(grpc)
-        .merge(metrics)
-        .merge(api)
-        .layer(axum::middleware::from_fn_with_state(backend.identity.clone(), caller::layer)))
+    // Outermost: who is calling, resolved once for pages, gRPC and the facade;
+    // and the browser's security headers on every answer.
+    Ok(security_headers(
+        site.merge(grpc)
+            .merge(metrics)
+            .merge(api)
+            .layer(axum::middleware::from_fn_with_state(backend.identity.clone(), caller::layer)),
+    ))
+}
+
+/// The Content-Security-Policy of every answer. Scripts: our own bundle, its
+/// WebAssembly (`'wasm-unsafe-eval'` lets the browser compile it), and the
+/// inline scripts Leptos writes into each page to start hydration and hand over
+/// server-loaded data, which vary per page, hence `'unsafe-inline'` until the
+/// pages carry a per-response nonce (Leptos' `nonce` feature). Everything else
+/// only from this origin; no plugins, no `<base>`, forms post here only, and no
+/// framing by any site (clickjacking).
+pub const CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+/// `router`'s answers with the browser's security headers, unless a handler set
+/// its own: the CSP above; `X-Frame-Options: DENY` (what `frame-ancestors` says,
+/// for older browsers); `nosniff` (a download is never run as a script);
+/// `Referrer-Policy: no-referrer` (set-password links carry a token in the
+/// URL, which must not leak to another site).
+fn security_headers(router: Router) -> Router {
+    use axum::http::{HeaderValue, header};
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let set = |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
+    router
+        .layer(set(header::CONTENT_SECURITY_POLICY, CSP))
+        .layer(set(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(set(header::REFERRER_POLICY, "no-referrer"))
+}
+
+/// Answers a gRPC or gRPC-web request that reached the pages (no such service
+/// or method) with `UNIMPLEMENTED` and `grpc-status`, as gRPC clients expect;
+/// anything else goes on to the pages.
+async fn unknown_grpc(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::header::CONTENT_TYPE;
+    let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !content_type.starts_with("application/grpc") {
+        return next.run(req).await;
+    }
+    let web = content_type.starts_with("application/grpc-web").then(|| content_type.to_owned());
+    let status = tonic::Status::unimplemented(format!("no such gRPC method: {}", req.uri().path()));
+    let mut resp = status.into_http::<axum::body::Body>();
+    if let Some(ct) = web.and_then(|ct| axum::http::HeaderValue::from_str(&ct).ok()) {
+        resp.headers_mut().insert(CONTENT_TYPE, ct);
+    }
+    resp
 }
 
 /// Serves on `listener` until `shutdown` fires, running an embedded worker when
@@ -215,6 +269,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
+    if let Some(warning) = config.plain_http_warning(addr) {
+        tracing::warn!("{warning}");
+    }
     let leptos_options = LeptosOptions::builder()
         .output_name("app")
         .site_root(config.site_root.to_string_lossy().to_string())
@@ -241,11 +298,9 @@ pub async fn run(
         shutdown.clone(),
     ));
     let app = router(&backend, config, leptos_options, shutdown.clone())?;
-    // Connect info gives handlers the client's address (sign-up limits per IP).
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("serving HTTP")?;
+    // Each request carries its client's address (per-address limits); slow and
+    // silent connections are closed (see `serve`).
+    serve::serve(listener, app, config.timeouts, shutdown.clone()).await;
     if let Some(w) = worker {
         w.await.context("embedded worker panicked")?.context("embedded worker failed")?;
     }

@@ -1,5 +1,13 @@
-//! Request-rate limits for public endpoints (sign-up): per client IP and for the
-//! whole server, with `governor` (GCRA).
+//! Request-rate limits for public endpoints (sign-up): per client, per source
+//! network and for the whole server, with `governor` (GCRA).
+//!
+//! - A *client* is an IPv4 address or an IPv6 /64 (one subscriber's allocation:
+//!   keyed on the whole IPv6 address, a host could pick a fresh one per request
+//!   from its 2^64).
+//! - A *source* is the network around it: an IPv4 /24 or an IPv6 /48 (a site's
+//!   usual allocation). No source may take more than [`SOURCE_SHARE`] of the
+//!   global budget, so one source cannot shut genuine visitors out; only
+//!   requests a source's share admits count against the global limit.
 //!
 //! A limit of `n` per window allows a burst of `n` and then one more every
 //! `window / n`: unlike the fixed windows this replaced, a client cannot spend two
@@ -31,8 +39,32 @@ use tokio_util::sync::CancellationToken;
 pub enum Refused {
     /// This client sent too many.
     PerClient,
+    /// This client's network has used its share of the global budget.
+    Source,
     /// The server as a whole is taking too many.
     Global,
+}
+
+/// The fraction of the global budget one source may use (1 / this).
+pub const SOURCE_SHARE: u32 = 4;
+
+/// The client an address counts as: IPv4 as it is, IPv6 by its /64.
+pub fn client_of(ip: IpAddr) -> IpAddr {
+    backoffice::throttle::client_network(ip)
+}
+
+/// The source network an address belongs to: an IPv4 /24, an IPv6 /48.
+pub fn source_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, 0))
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0))
+        }
+    }
 }
 
 /// `max` per `window`, as a burst of `max` refilled evenly over `window`.
@@ -45,10 +77,12 @@ fn quota(max: u32, window: Duration) -> Quota {
     Quota::with_period(period).unwrap_or_else(|| Quota::per_second(burst)).allow_burst(burst)
 }
 
-/// Limits per client IP and globally.
+/// Limits per client, per source and globally.
 pub struct Limiter<C: Clock = DefaultClock> {
-    /// One GCRA state per client IP.
+    /// One GCRA state per client (IPv4 address, IPv6 /64).
     per_ip: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
+    /// One GCRA state per source (IPv4 /24, IPv6 /48): its share of the global budget.
+    per_source: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
     /// One GCRA state for the whole server.
     global: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
 }
@@ -78,6 +112,10 @@ impl<C: Clock + Clone> Limiter<C> {
     ) -> Self {
         Self {
             per_ip: RateLimiter::dashmap_with_clock(quota(per_ip_max, per_ip_window), clock.clone()),
+            per_source: RateLimiter::dashmap_with_clock(
+                quota((global_max / SOURCE_SHARE).max(1), global_window),
+                clock.clone(),
+            ),
             global: RateLimiter::direct_with_clock(quota(global_max, global_window), clock.clone()),
         }
     }
@@ -85,11 +123,12 @@ impl<C: Clock + Clone> Limiter<C> {
     /// Counts a request from `ip` (unknown: only the global limit applies).
     ///
     /// # Errors
-    /// Which limit refused it. A request the per-client limit refuses does not
-    /// count against the global one.
+    /// Which limit refused it. A request one limit refuses does not count
+    /// against the ones after it (client, then source, then global).
     pub fn check(&self, ip: Option<IpAddr>) -> Result<(), Refused> {
         if let Some(ip) = ip {
-            self.per_ip.check_key(&ip).map_err(|_| Refused::PerClient)?;
+            self.per_ip.check_key(&client_of(ip)).map_err(|_| Refused::PerClient)?;
+            self.per_source.check_key(&source_of(ip)).map_err(|_| Refused::Source)?;
         }
         self.global.check().map_err(|_| Refused::Global)
     }
@@ -99,6 +138,8 @@ impl<C: Clock + Clone> Limiter<C> {
     pub fn retain_recent(&self) {
         self.per_ip.retain_recent();
         self.per_ip.shrink_to_fit();
+        self.per_source.retain_recent();
+        self.per_source.shrink_to_fit();
     }
 
     /// Client IPs currently remembered.
@@ -130,6 +171,7 @@ impl Refused {
         backoffice::Error::RateLimited(
             match self {
                 Refused::PerClient => "too many sign-ups from your address; try again later",
+                Refused::Source => "too many sign-ups from your network; try again in a minute",
                 Refused::Global => "we are taking too many sign-ups right now; try again in a minute",
             }
             .to_owned(),
@@ -143,15 +185,36 @@ mod tests {
     use governor::clock::FakeRelativeClock;
 
     #[test]
-    fn per_client_then_global() {
-        let l = Limiter::new(2, Duration::from_secs(60), 3, Duration::from_secs(60));
+    fn per_client_then_source_then_global() {
+        let l = Limiter::new(2, Duration::from_secs(60), 12, Duration::from_secs(60));
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
         assert_eq!(l.check(Some(a)), Ok(()));
         assert_eq!(l.check(Some(a)), Ok(()));
         assert_eq!(l.check(Some(a)), Err(Refused::PerClient));
         assert_eq!(l.check(Some(b)), Ok(()));
-        assert_eq!(l.check(Some(b)), Err(Refused::Global));
+        assert_eq!(l.check(Some(b)), Err(Refused::Source), "10.0.0.0/24 has used its quarter (3 of 12)");
+        // Three more sources fill the global budget (3 + 3 × 3 = 12); a fifth is refused.
+        for net in 1..=4u8 {
+            for host in 1..=3u8 {
+                let r = l.check(Some([10, 0, net, host].into()));
+                assert_eq!(r, if net == 4 { Err(Refused::Global) } else { Ok(()) }, "{net}.{host}");
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_clients_are_their_64_and_sources_their_48() {
+        let l = Limiter::new(1, Duration::from_secs(3600), 400, Duration::from_secs(60));
+        let ip = |s: &str| Some(s.parse::<IpAddr>().expect("ip"));
+        assert_eq!(l.check(ip("2001:db8:1:1::1")), Ok(()));
+        assert_eq!(l.check(ip("2001:db8:1:1:ffff::2")), Err(Refused::PerClient), "same /64");
+        // 100 /64s of one /48 share one quarter of the budget.
+        let admitted = (2..200).filter(|n| l.check(ip(&format!("2001:db8:1:{n:x}::1"))).is_ok()).count();
+        assert_eq!(admitted, 99, "{admitted}");
+        assert_eq!(l.check(ip("2001:db8:2::1")), Ok(()), "another /48 still gets in");
+        assert_eq!(l.check(ip("::ffff:10.0.0.1")), Ok(()));
+        assert_eq!(l.check(ip("10.0.0.1")), Err(Refused::PerClient), "an IPv4-mapped address is its IPv4 one");
     }
 
     #[test]
@@ -187,5 +250,7 @@ mod tests {
         let l = Limiter::new(0, Duration::from_secs(3600), 1, Duration::from_secs(60));
         assert_eq!(l.check(None), Ok(()));
         assert_eq!(l.check(None), Err(Refused::Global));
+        let l = Limiter::new(5, Duration::from_secs(3600), 2, Duration::from_secs(60));
+        assert_eq!(l.check(Some([10, 0, 0, 1].into())), Ok(()), "a share rounds up to one");
     }
 }

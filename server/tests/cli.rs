@@ -13,12 +13,15 @@ use server::config::{Config, Settings};
 /// Every setting, with a value that is not its default. The README's table lists
 /// the same ones; a setting added without a line here fails
 /// `a_flag_and_its_variable_mean_the_same`.
-const SETTINGS: [(&str, &str); 26] = [
+const SETTINGS: [(&str, &str); 29] = [
     ("BIND_ADDR", "127.0.0.1:4000"),
     ("WORKER", "off"),
     ("SITE_ROOT", "/srv/site"),
     ("SIGNUP_PER_IP_PER_HOUR", "7"),
     ("SIGNUP_PER_MINUTE", "8"),
+    ("HTTP_HEADER_TIMEOUT_SECS", "3"),
+    ("HTTP2_KEEPALIVE_SECS", "40"),
+    ("METRICS_TOKEN", "a metrics secret"),
     ("SUPERADMIN_EMAIL", "root@cli.test"),
     ("SUPERADMIN_PASSWORD", "a long secret password"),
     ("DATABASE_URL", "postgres://bo:dbsecret@db.test/app"),
@@ -147,7 +150,7 @@ fn a_flag_and_its_variable_mean_the_same() {
     // Secrets never show.
     let all = run(server(dir.path()).envs(SETTINGS).arg("config"));
     let shown = stdout(&all);
-    for secret in ["a long secret password", "dbsecret", "smtpsecret"] {
+    for secret in ["a long secret password", "dbsecret", "smtpsecret", "a metrics secret"] {
         assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
     }
     assert!(shown.contains("DATABASE_URL=postgres://bo:(hidden)@db.test/app\n"), "{shown}");
@@ -175,6 +178,8 @@ fn bad_values_name_the_setting_and_create_nothing() {
         ("WORKER_QUEUES", ","),
         ("PROVISION_FAULT", "sometimes"),
         ("SIGNUP_PER_MINUTE", "0"),
+        ("HTTP_HEADER_TIMEOUT_SECS", "0"),
+        ("HTTP2_KEEPALIVE_SECS", "soon"),
         ("MAIL_FROM", "not a mailbox"),
         ("PUBLIC_URL", "ftp://nowhere"),
     ] {

@@ -10,6 +10,19 @@ use jobengine::testing::Which;
 mod common;
 use common::*;
 
+/// A channel whose connections come from the loopback address `local`.
+async fn channel_from(addr: std::net::SocketAddr, local: std::net::Ipv4Addr) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| async move {
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            sock.bind(std::net::SocketAddr::new(local.into(), 0))?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(sock.connect(addr).await?))
+        }))
+        .await
+        .expect("connect")
+}
+
 /// Login answers an unknown email and a wrong password alike, in the same time
 /// (medians within 20 % over `ENUM_SAMPLES` each, 200 by default, 1,000 in the
 /// long run); and passwords are stored as argon2id with m=19456, t=2, p=1.
@@ -20,20 +33,24 @@ use common::*;
 #[tokio::test]
 async fn login_does_not_reveal_accounts_by_timing() {
     let srv = start(Which::Sqlite).await;
-    let ch = channel(srv.addr).await;
     let samples: usize = std::env::var("ENUM_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    // The brute-force limit allows 100 failures per account per hour: spread the
-    // wrong-password samples over enough real accounts.
-    let accounts = samples.div_ceil(90);
+    // Sign-in throttling allows 5 failures per account and 30 per client address
+    // before it makes a client wait: each pair of samples comes from an address
+    // of its own (127.0.0.0/8 is all loopback), spread over a few real accounts.
+    let accounts = samples.div_ceil(4);
     for i in 0..accounts {
         srv.identity
             .seed_super_admin(&format!("known{i}@timing.test"), Some("the right password"))
             .await
             .expect("seed");
     }
-    let auth = proto::auth::v1::auth_service_client::AuthServiceClient::new(ch.clone());
-    let time = |email: String| {
-        let mut auth = auth.clone();
+    let mut clients = Vec::new();
+    for i in 0..samples + 5 {
+        let local = std::net::Ipv4Addr::new(127, 10, (i / 250) as u8, (i % 250 + 1) as u8);
+        clients.push(proto::auth::v1::auth_service_client::AuthServiceClient::new(channel_from(srv.addr, local).await));
+    }
+    let time = |i: usize, email: String| {
+        let mut auth = clients[i].clone();
         async move {
             let t = Instant::now();
             let r = auth.login(proto::auth::v1::LoginRequest { email, password: "a wrong password".into() }).await;
@@ -43,8 +60,8 @@ async fn login_does_not_reveal_accounts_by_timing() {
     };
     // Warm up both paths (connection, statement caches, blocking threads).
     for i in 0..5 {
-        time(format!("known{}@timing.test", i % accounts)).await;
-        time(format!("warmup{i}@timing.test")).await;
+        time(samples + i, format!("known{}@timing.test", i % accounts)).await;
+        time(samples + i, format!("warmup{i}@timing.test")).await;
     }
     let mut known = Vec::new();
     let mut unknown = Vec::new();
@@ -52,13 +69,14 @@ async fn login_does_not_reveal_accounts_by_timing() {
         let k = format!("known{}@timing.test", i % accounts);
         let u = format!("nobody{i}@timing.test");
         let ((a, ca, ma), (b, cb, mb)) = if i % 2 == 0 {
-            let a = time(k).await;
-            (a, time(u).await)
+            let a = time(i, k).await;
+            (a, time(i, u).await)
         } else {
-            let b = time(u).await;
-            (time(k).await, b)
+            let b = time(i, u).await;
+            (time(i, k).await, b)
         };
         assert_eq!((ca, &ma), (cb, &mb), "the same answer");
+        assert_eq!(ca, tonic::Code::Unauthenticated, "answered, not throttled: {ma}");
         known.push(a);
         unknown.push(b);
     }

@@ -122,7 +122,8 @@ fn exec(mut cmd: std::process::Command) -> anyhow::Result<()> {
 
 /// The benchmarks against real processes: the engine (`worker/benches/engine.rs`),
 /// the engine beside graphile-worker (`worker/benches/peers.rs`, on a cluster of
-/// its own with fsync on), tenancy (`server/benches/tenants.rs`), notifications
+/// its own with fsync on), tenancy (`server/benches/tenants.rs`), sign-in under a
+/// flood (`server/benches/login.rs`), notifications
 /// (`server/benches/notifications.rs`) and scale-out (`server/benches/scale.rs`).
 fn bench(ws: &Workspace) -> anyhow::Result<()> {
     let pg = postgres::ensure_postgres().context("starting PostgreSQL for the benchmark")?;
@@ -131,6 +132,7 @@ fn bench(ws: &Workspace) -> anyhow::Result<()> {
         ("worker", "engine"),
         ("worker", "peers"),
         ("server", "tenants"),
+        ("server", "login"),
         ("server", "notifications"),
         ("server", "scale"),
     ] {

@@ -12,12 +12,21 @@ use crate::grpc::status::status;
 /// The service.
 pub struct AuthGrpc {
     identity: Identity,
+    /// The site is served over https (`PUBLIC_URL`): every cookie gets `Secure`.
+    https: bool,
 }
 
 impl AuthGrpc {
-    /// Serves sign-in against `identity`.
-    pub fn new(identity: Identity) -> Self {
-        Self { identity }
+    /// Serves sign-in against `identity`; `https` when the public URL is https,
+    /// so the session cookie is never sent over plain HTTP.
+    pub fn new(identity: Identity, https: bool) -> Self {
+        Self { identity, https }
+    }
+
+    /// Whether this answer's cookie gets `Secure`: the site is https, or this
+    /// request came over TLS (a proxy that says so).
+    fn secure<T>(&self, req: &Request<T>) -> bool {
+        self.https || over_tls(req)
     }
 }
 
@@ -51,9 +60,10 @@ fn cookie(value: &str, max_age: i64, secure: bool) -> Result<MetadataValue<tonic
 #[tonic::async_trait]
 impl AuthService for AuthGrpc {
     async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
-        let secure = over_tls(&req);
+        let secure = self.secure(&req);
+        let client = crate::caller::client_ip(req.extensions());
         let r = req.into_inner();
-        let s = self.identity.login(&r.email, &r.password).await.map_err(status)?;
+        let s = self.identity.login_from(&r.email, &r.password, client).await.map_err(status)?;
         let mut resp = Response::new(pb::LoginResponse {
             token: s.token.clone(),
             user: Some(pb_user(&s.user)),
@@ -65,7 +75,7 @@ impl AuthService for AuthGrpc {
     }
 
     async fn logout(&self, req: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
-        let secure = over_tls(&req);
+        let secure = self.secure(&req);
         if let Some(token) = Caller::of(&req).credential_token() {
             self.identity.logout(token).await.map_err(status)?;
         }

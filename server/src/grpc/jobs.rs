@@ -166,6 +166,22 @@ impl JobsGrpc {
     }
 }
 
+/// Longest `ListJobs` filter, in bytes.
+const MAX_FILTER_BYTES: usize = 200;
+
+/// Checks a `ListJobs` filter before it reaches SQL: bounded, and without
+/// control characters (PostgreSQL refuses NUL in text, which would otherwise
+/// surface as INTERNAL; no kind or search term holds one).
+fn filter_text(field: &str, value: &str) -> Result<(), Status> {
+    if value.len() > MAX_FILTER_BYTES {
+        return Err(invalid_field(field, format!("at most {MAX_FILTER_BYTES} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid_field(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
 fn job_id(id: i64) -> Result<i64, Status> {
     if id <= 0 {
         return Err(invalid_field("id", "must be a positive job id"));
@@ -261,12 +277,8 @@ impl JobService for JobsGrpc {
                     .ok_or_else(|| invalid_field("page_token", "not a token from a previous ListJobs response"))?,
             ),
         };
-        if r.kind.len() > 200 {
-            return Err(invalid_field("kind", "at most 200 characters"));
-        }
-        if r.text.chars().count() > 200 {
-            return Err(invalid_field("text", "at most 200 characters"));
-        }
+        filter_text("kind", &r.kind)?;
+        filter_text("text", &r.text)?;
         let kind = (!r.kind.is_empty()).then(|| r.kind.clone());
         let text = (!r.text.trim().is_empty()).then(|| r.text.trim().to_owned());
         let rows = self.jobs.list(&ListQuery { state, kind, before_id, limit, text }).await.map_err(status)?;
@@ -325,6 +337,10 @@ impl JobService for JobsGrpc {
             k if k == Fail::KIND => {
                 if r.fail_message.len() > 1000 {
                     return Err(invalid_field("fail_message", "at most 1000 bytes"));
+                }
+                // It becomes the job's stored error: PostgreSQL text holds no NUL.
+                if r.fail_message.contains('\0') {
+                    return Err(invalid_field("fail_message", "must not contain NUL"));
                 }
                 let message =
                     if r.fail_message.is_empty() { "diagnostic failure".into() } else { r.fail_message.clone() };

@@ -1,0 +1,125 @@
+//! Sign-in under a login flood, against the real `server` binary over gRPC:
+//! the owner's sign-in latency (p50/p99) alone, then while `BENCH_FLOOD_CLIENTS`
+//! (64) closed-loop clients send logins with unknown emails from
+//! `BENCH_FLOOD_ADDRS` (1) other loopback addresses (127.0.1.x), for
+//! `BENCH_LOGIN_SECS` (10) seconds each. The owner signs in from 127.0.0.2 every
+//! 100 ms, on a connection of its own; the clock runs from the call to its
+//! answer. The flood's answers are counted too (answered = hashed, refused =
+//! throttled before hashing).
+//!
+//! On SQLite and on the PostgreSQL server named by `TEST_DATABASE_URL`
+//! (`BENCH_BACKENDS`). Run with `cargo xtask bench`, or
+//! `TEST_DATABASE_URL=... cargo bench -p server --bench login`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jobengine::testing::{TestDb, Which, percentile};
+use proto::auth::v1::LoginRequest;
+use proto::auth::v1::auth_service_client::AuthServiceClient;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+mod common;
+use common::*;
+
+/// A channel whose connections come from the loopback address `local`.
+async fn channel_from(url: &str, local: IpAddr) -> Channel {
+    let addr: SocketAddr = url.trim_start_matches("http://").parse().expect("server address");
+    Endpoint::from_shared(url.to_owned())
+        .expect("uri")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| async move {
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            sock.bind(SocketAddr::new(local, 0))?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(sock.connect(addr).await?))
+        }))
+        .await
+        .expect("connect")
+}
+
+/// The owner's sign-ins every 100 ms for `secs`: sorted latencies (ms) and failures.
+async fn owner_logins(url: &str, secs: u64) -> (Vec<f64>, u64) {
+    let ch = channel_from(url, [127, 0, 0, 2].into()).await;
+    let mut auth = AuthServiceClient::new(ch);
+    let end = Instant::now() + Duration::from_secs(secs);
+    let (mut lat, mut failed) = (Vec::new(), 0);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while Instant::now() < end {
+        tick.tick().await;
+        let t = Instant::now();
+        match auth.login(LoginRequest { email: EMAIL.into(), password: PASSWORD.into() }).await {
+            Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
+            Err(e) => {
+                failed += 1;
+                eprintln!("owner login failed: {e}");
+            }
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    (lat, failed)
+}
+
+async fn run(which: Which, secs: u64, clients: u64, addrs: u64) {
+    let db = TestDb::new(which).await;
+    let srv = Server::start_with(&db, "off", &[]);
+    let name = format!("{which:?}");
+    let (alone, failed_alone) = owner_logins(&srv.url, secs).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (answered, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut flood = Vec::new();
+    for a in 0..addrs.max(1) {
+        let ch = channel_from(&srv.url, [127, 0, 1, (a % 250 + 1) as u8].into()).await;
+        for i in (a..clients).step_by(addrs.max(1) as usize) {
+            let (ch, stop, answered, refused) = (ch.clone(), stop.clone(), answered.clone(), refused.clone());
+            flood.push(tokio::spawn(async move {
+                let mut auth = AuthServiceClient::new(ch);
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let email = format!("nobody{i}-{n}@flood.test");
+                    match auth.login(LoginRequest { email, password: "guess".into() }).await {
+                        Err(e) if e.code() == Code::ResourceExhausted => refused.fetch_add(1, Ordering::Relaxed),
+                        _ => answered.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            }));
+        }
+    }
+    let (during, failed_during) = owner_logins(&srv.url, secs).await;
+    stop.store(true, Ordering::Relaxed);
+    for f in flood {
+        let _ = f.await;
+    }
+    let row = |label: &str, lat: &[f64], failed: u64| {
+        println!(
+            "| {name} | {label} | {} | {:.1} | {:.1} | {:.1} | {failed} |",
+            lat.len(),
+            percentile(lat, 50.0),
+            percentile(lat, 99.0),
+            lat.last().copied().unwrap_or(f64::NAN),
+        );
+    };
+    row("alone", &alone, failed_alone);
+    row(&format!("{clients}-client flood from {addrs} address(es)"), &during, failed_during);
+    println!(
+        "|   | flood: {} answered (hashed), {} refused (throttled) in {secs} s | | | | | |",
+        answered.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed)
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let secs = env_num("BENCH_LOGIN_SECS", 10);
+    let clients = env_num("BENCH_FLOOD_CLIENTS", 64);
+    let addrs = env_num("BENCH_FLOOD_ADDRS", 1);
+    println!("login-flood benchmark: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!("\n## The owner's sign-in from 127.0.0.2 (ms)\n");
+    println!("| backend | while | logins | p50 | p99 | max | failed |");
+    println!("|---|---|---|---|---|---|---|");
+    for w in backends() {
+        run(w, secs, clients, addrs).await;
+    }
+}
