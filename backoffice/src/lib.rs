@@ -39,7 +39,9 @@ pub use jobs::registry;
 /// (tests only) slows or breaks provisioning.
 ///
 /// # Errors
-/// The database cannot be opened or migrated.
+/// The database cannot be opened or migrated, or the SQLite control database is
+/// missing while tenant databases are present
+/// ([`tenant_db::refuse_orphaned_tenants`]).
 pub async fn open(
     database_url: &str,
     data_dir: std::path::PathBuf,
@@ -47,6 +49,7 @@ pub async fn open(
     fault: Option<env::Fault>,
 ) -> anyhow::Result<(jobengine::Jobs, std::sync::Arc<env::Env>)> {
     use anyhow::Context;
+    tenant_db::refuse_orphaned_tenants(database_url, &data_dir)?;
     let jobs = jobengine::Jobs::connect(database_url).await.context("opening the job store")?;
     let db = jobs.db().clone();
     db.migrate(db::migrations()).await.context("migrating the control plane")?;

@@ -66,7 +66,8 @@ impl TenantDbs {
         self.siblings.create(db_name).await.with_context(|| format!("CREATE DATABASE {db_name}"))
     }
 
-    /// Opens a small handle on the tenant's database; close it when done.
+    /// Opens a small handle on the tenant's database; close it when done. Never
+    /// creates it: a missing one is [`database::DbError::Missing`].
     ///
     /// # Errors
     /// The name is malformed or the database cannot be opened.
@@ -89,19 +90,91 @@ impl TenantDbs {
     /// kept open).
     ///
     /// # Errors
-    /// The database cannot be opened or read.
+    /// [`Broken`] when the database is missing or has lost its tables (a file
+    /// deleted by hand, a dropped database); other failures to open or read it.
     pub async fn read_home(&self, db_name: &str) -> anyhow::Result<TenantHome> {
-        let db = self.open(db_name).await?;
+        check_name(db_name)?;
+        let db = match self.siblings.open(db_name).await {
+            Ok(db) => db,
+            Err(database::DbError::Missing(_)) => {
+                return Err(Broken { db_name: db_name.to_owned(), why: "it does not exist" }.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let read = async {
-            anyhow::Ok(TenantHome {
+            Ok(TenantHome {
                 roles: query("SELECT name, description FROM roles ORDER BY name").fetch_all(db.read()).await?,
                 settings: query("SELECT key, value FROM settings ORDER BY key").fetch_all(db.read()).await?,
             })
         }
         .await;
         db.close().await;
-        read
+        read.map_err(|e: database::DbError| {
+            if no_such_table(&e) {
+                Broken { db_name: db_name.to_owned(), why: "its tables are missing" }.into()
+            } else {
+                anyhow::Error::from(e)
+            }
+        })
     }
+}
+
+/// A tenant's database is missing or damaged: the tenant is broken, and only an
+/// operator (a restore from backup) can mend it. Reads report it instead of
+/// creating an empty database.
+#[derive(Debug, thiserror::Error)]
+#[error("the tenant database {db_name} is broken: {why}")]
+pub struct Broken {
+    /// The database's name.
+    pub db_name: String,
+    /// What is wrong.
+    pub why: &'static str,
+}
+
+/// Whether `e` says a table is missing (SQLite "no such table", PostgreSQL
+/// `42P01` undefined_table).
+fn no_such_table(e: &database::DbError) -> bool {
+    let database::DbError::Sqlx(sqlx::Error::Database(d)) = e else { return false };
+    d.code().as_deref() == Some("42P01") || d.message().starts_with("no such table")
+}
+
+/// Refuses to start on SQLite when the control database named by
+/// `database_url` does not exist but `data_dir/tenants` holds tenant databases:
+/// the control database was deleted or moved, and opening would create an empty
+/// one, orphaning every tenant (their names, admins and passwords live in the
+/// control database). PostgreSQL keeps both on one server; nothing to check.
+///
+/// # Errors
+/// The situation above, with what to do.
+pub fn refuse_orphaned_tenants(database_url: &str, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::str::FromStr;
+    if !database_url.starts_with("sqlite:") {
+        return Ok(());
+    }
+    let Ok(opts) = sqlx::sqlite::SqliteConnectOptions::from_str(database_url) else { return Ok(()) };
+    let control = opts.get_filename();
+    if control.as_os_str() == ":memory:" || control.exists() {
+        return Ok(());
+    }
+    let dir = data_dir.join("tenants");
+    let tenants = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".db") && check_name(&n[..n.len() - 3]).is_ok()))
+                .count()
+        })
+        .unwrap_or(0);
+    if tenants > 0 {
+        bail!(
+            "refusing to start: the control database {control} does not exist, but {dir} holds {tenants} tenant \
+             database(s). It was deleted or moved, and starting would create an empty one and orphan every \
+             tenant. Restore {control} from a backup (or point DATABASE_URL at it); to really start over, move \
+             {dir} away first.",
+            control = control.display(),
+            dir = dir.display(),
+        );
+    }
+    Ok(())
 }
 
 /// Data read from a tenant's own database for its admin's home page.

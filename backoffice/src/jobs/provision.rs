@@ -39,7 +39,10 @@ impl Job for ProvisionTenant {
     }
 
     async fn run(self, ctx: JobContext<Env>) -> Result<(), JobError> {
-        provision(&self.tenant_id, &ctx).await.map_err(JobError::retry)
+        provision(&self.tenant_id, &ctx).await.map_err(|e| {
+            // Retrying cannot free an address another account holds: fail at once.
+            if e.chain().any(|c| c.is::<AccountElsewhere>()) { JobError::permanent(e) } else { JobError::retry(e) }
+        })
     }
 }
 
@@ -53,6 +56,13 @@ impl OnEnd for ProvisionTenant {
         mark_failed(end.tx, &self.tenant_id, &why, end.now).await
     }
 }
+
+/// The admin email belongs to another account: a permanent conflict (sign-ups
+/// reserve their email, so only an account made outside them, such as a super
+/// admin seeded with that address, gets here).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} already has an account elsewhere")]
+pub struct AccountElsewhere(String);
 
 #[derive(sqlx::FromRow)]
 struct Target {
@@ -174,7 +184,7 @@ async fn seed(env: &Env, tenant_id: &str, admin_email: &str, tenant_db: &Db) -> 
     let (admin_id, owner): (String, Option<String>) =
         query("SELECT id, tenant_id FROM users WHERE email = $1").bind(admin_email).fetch_one(env.db.read()).await?;
     if owner.as_deref() != Some(tenant_id) {
-        return Err(anyhow!("{admin_email} already has an account elsewhere"));
+        return Err(AccountElsewhere(admin_email.to_owned()).into());
     }
     let mut tx = tenant_db.begin().await?;
     for (name, description) in DEFAULT_ROLES {
@@ -228,10 +238,17 @@ fn failed_notice(tenant_id: &str, name: &str, admin: &str, error: &str) -> NewNo
 /// Marks the tenant `failed` with `error` and notifies its creator, inside the
 /// transaction that ends its job. Does nothing to a tenant that is not
 /// `provisioning` (active already, or failed before).
+///
+/// A failed tenant holds nothing for ever: its name and admin email are
+/// released (the reservation indexes skip failed tenants, and `name_key`
+/// becomes ' failed <id>', which no trimmed name produces), and the admin
+/// account seeding may have made is removed (it never had a password: tokens
+/// are issued at activation). The row stays, with its error, for the dashboard;
+/// the same name and email can sign up again.
 async fn mark_failed(tx: &mut Tx, tenant_id: &str, error: &str, now: Micros) -> anyhow::Result<()> {
     let short: String = error.chars().take(2000).collect();
     let row: Option<(String, Option<String>)> = query(
-        "UPDATE tenants SET status = 'failed', last_error = $1, updated_at = $2
+        "UPDATE tenants SET status = 'failed', last_error = $1, updated_at = $2, name_key = ' failed ' || id
          WHERE id = $3 AND status = 'provisioning' RETURNING name, initiated_by",
     )
     .bind(&short)
@@ -239,6 +256,12 @@ async fn mark_failed(tx: &mut Tx, tenant_id: &str, error: &str, now: Micros) -> 
     .bind(tenant_id)
     .fetch_optional(&mut *tx)
     .await?;
+    if row.is_some() {
+        query("DELETE FROM users WHERE tenant_id = $1 AND role = 'tenant_admin' AND password_hash IS NULL")
+            .bind(tenant_id)
+            .execute(&mut *tx)
+            .await?;
+    }
     if let Some((name, Some(admin))) = row {
         notify::publish_in(tx, &failed_notice(tenant_id, &name, &admin, &short), now).await?;
     }
