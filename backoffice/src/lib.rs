@@ -53,6 +53,7 @@ pub async fn open(
     let jobs = jobengine::Jobs::connect(database_url).await.context("opening the job store")?;
     let db = jobs.db().clone();
     db.migrate(db::migrations()).await.context("migrating the control plane")?;
+    tenants::backfill_skeletons(&db).await.context("reserving the names of older tenants")?;
     let tenant_dbs = tenant_db::TenantDbs::new(&db, data_dir);
     if let Some(f) = &fault {
         tracing::warn!(?f, "PROVISION_FAULT is set: provisioning is deliberately slowed or broken");

@@ -165,6 +165,38 @@ async fn taken(tx: &mut database::Tx, name: &TenantName, email: &Email) -> Resul
     Ok((name_taken > 0).then_some(Inserted::NameTaken))
 }
 
+/// Gives tenants written before names had skeletons (migration 2010) theirs, so
+/// lookalikes of old names are refused too. A skeleton another live tenant
+/// already holds is left unset (two old lookalikes cannot both keep it) and
+/// logged. Run at start; cheap once done (an indexed empty scan).
+///
+/// # Errors
+/// A database failure.
+pub async fn backfill_skeletons(db: &Db) -> Result<(), Error> {
+    let rows: Vec<(String, String)> =
+        query("SELECT id, name FROM tenants WHERE name_skeleton IS NULL AND status <> 'failed'")
+            .fetch_all(db.read())
+            .await?;
+    for (id, name) in rows {
+        // Names stored before NFKC may not parse any more (a bidi control):
+        // their skeleton is taken from the raw name.
+        let skeleton = TenantName::parse("name", &name)
+            .map_or_else(|_| crate::validate::lookalike::skeleton(&name), |n| n.skeleton());
+        let set = query(
+            "UPDATE tenants SET name_skeleton = $1 WHERE id = $2 AND NOT EXISTS
+                 (SELECT 1 FROM tenants o WHERE o.name_skeleton = $1 AND o.status <> 'failed')",
+        )
+        .bind(&skeleton)
+        .bind(&id)
+        .execute(db.write())
+        .await?;
+        if set == 0 {
+            tracing::warn!(tenant = %id, name = %name, "an older tenant looks like another; its name stays unreserved");
+        }
+    }
+    Ok(())
+}
+
 /// The advisory-lock class of a recipient's notice count (see `Tx::lock`).
 const NOTICE_LOCK_CLASS: i32 = 0x6e6f_7463; // "notc"
 /// One hour, in the engine's microseconds.
@@ -202,7 +234,7 @@ impl Tenants {
             }
             Inserted::NameTaken => Err(Error::AlreadyExists {
                 field: "name",
-                message: "a tenant with this name (or one that looks like it) already exists".into(),
+                message: "a tenant with this name already exists".into(),
             }),
         }
     }

@@ -77,4 +77,28 @@ mod tests {
             assert_ne!(skeleton(different), acme, "{different:?}");
         }
     }
+
+    /// The issue's table, through the type every entry point uses.
+    #[test]
+    fn tenant_names_from_the_issue() {
+        use crate::validate::TenantName;
+        let acme = TenantName::parse("name", "Acme").expect("plain");
+        for raw in ["Ac\u{200B}me", "Acme\u{200D}", "\u{FF21}\u{FF43}\u{FF4D}\u{FF45}"] {
+            let n = TenantName::parse("name", raw).expect(raw);
+            assert_eq!((n.as_str(), n.key()), ("Acme", acme.key()), "{raw:?}");
+        }
+        let cyrillic = TenantName::parse("name", "\u{410}cme").expect("a letter is a letter");
+        assert_ne!(cyrillic.key(), acme.key());
+        assert_eq!(cyrillic.skeleton(), acme.skeleton(), "one skeleton: taken");
+        let nfc = TenantName::parse("name", "\u{E9}cole").expect("NFC");
+        let nfd = TenantName::parse("name", "e\u{301}cole").expect("NFD");
+        assert_eq!(nfc, nfd);
+        for raw in ["Acme\u{202E}", "\u{FEFF}Acme"] {
+            let e = TenantName::parse("company_name", raw).expect_err(raw);
+            assert_eq!(e.field, "company_name");
+            assert!(e.message.starts_with("must not contain U+"), "{e:?}");
+        }
+        // Only invisible characters: nothing left.
+        assert!(TenantName::parse("name", "\u{200B}\u{200B}").is_err());
+    }
 }
