@@ -160,7 +160,9 @@ pub fn refuse_orphaned_tenants(database_url: &str, data_dir: &std::path::Path) -
     let tenants = std::fs::read_dir(&dir)
         .map(|rd| {
             rd.flatten()
-                .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".db") && check_name(&n[..n.len() - 3]).is_ok()))
+                .filter(|e| {
+                    e.file_name().to_str().is_some_and(|n| n.ends_with(".db") && check_name(&n[..n.len() - 3]).is_ok())
+                })
                 .count()
         })
         .unwrap_or(0);

@@ -136,33 +136,37 @@ pub struct Tenants {
 
 /// What [`Tenants::insert`] did.
 enum Inserted {
-    Created(Created),
+    Created(Box<Created>),
     /// The email has an account, or a tenant that is not `failed` reserved it.
     EmailTaken,
     /// The name, or one that looks like it, belongs to a tenant that is not `failed`.
     NameTaken,
 }
 
-/// What of `name` and `email` is taken, seen from `tx`.
-async fn taken(tx: &mut database::Tx, name: &TenantName, email: &Email) -> Result<Option<Inserted>, Error> {
-    let has_account: i64 = query(
+/// What of `name` and `email` is taken, seen from `tx`; when both are, the
+/// answer `origin` gives first: a sign-up's is the email (its owner is the one
+/// to tell), a super admin's the name (as it always was).
+async fn taken(
+    tx: &mut database::Tx,
+    name: &TenantName,
+    email: &Email,
+    origin: Origin,
+) -> Result<Option<Inserted>, Error> {
+    let (has_account, name_taken): (i64, i64) = query(
         "SELECT (SELECT COUNT(*) FROM users WHERE email = $1)
-              + (SELECT COUNT(*) FROM tenants WHERE admin_email = $1 AND status <> 'failed')",
+              + (SELECT COUNT(*) FROM tenants WHERE admin_email = $1 AND status <> 'failed'),
+                (SELECT COUNT(*) FROM tenants WHERE name_key = $2 OR (name_skeleton = $3 AND status <> 'failed'))",
     )
     .bind(email.as_str())
-    .scalar(&mut *tx)
-    .await?;
-    if has_account > 0 {
-        return Ok(Some(Inserted::EmailTaken));
-    }
-    let name_taken: i64 = query(
-        "SELECT COUNT(*) FROM tenants WHERE name_key = $1 OR (name_skeleton = $2 AND status <> 'failed')",
-    )
     .bind(name.key())
     .bind(name.skeleton())
-    .scalar(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok((name_taken > 0).then_some(Inserted::NameTaken))
+    Ok(match (has_account > 0, name_taken > 0, origin) {
+        (true, false, _) | (true, true, Origin::Signup) => Some(Inserted::EmailTaken),
+        (_, true, _) => Some(Inserted::NameTaken),
+        (false, false, _) => None,
+    })
 }
 
 /// Gives tenants written before names had skeletons (migration 2010) theirs, so
@@ -228,14 +232,13 @@ impl Tenants {
         errs.into_result()?;
         let (Some(name), Some(email)) = (name, email) else { return Err(Error::Invalid(FieldErrors::default())) };
         match self.insert(&name, &email, Origin::Admin, Some(&admin.id)).await? {
-            Inserted::Created(c) => Ok(c),
+            Inserted::Created(c) => Ok(*c),
             Inserted::EmailTaken => {
                 Err(Error::AlreadyExists { field: "admin_email", message: "already has an account".to_owned() })
             }
-            Inserted::NameTaken => Err(Error::AlreadyExists {
-                field: "name",
-                message: "a tenant with this name already exists".into(),
-            }),
+            Inserted::NameTaken => {
+                Err(Error::AlreadyExists { field: "name", message: "a tenant with this name already exists".into() })
+            }
         }
     }
 
@@ -259,7 +262,7 @@ impl Tenants {
         errs.into_result()?;
         let (Some(name), Some(email)) = (name, email) else { return Err(Error::Invalid(FieldErrors::default())) };
         let letter = match self.insert(&name, &email, Origin::Signup, None).await? {
-            Inserted::Created(c) => return Ok(Some(c)),
+            Inserted::Created(c) => return Ok(Some(*c)),
             Inserted::EmailTaken => {
                 tracing::info!(email = %email, "sign-up for an address that already has an account");
                 self.letters.account_exists(email.as_str())?
@@ -303,8 +306,7 @@ impl Tenants {
     /// reserved by the tenant row itself (a unique index on `admin_email` over
     /// tenants that are not `failed`, beside `name_key` and `name_skeleton`), so
     /// of two concurrent requests only one can commit; the checks before the
-    /// insert only choose which answer a loser gets (the email wins over the
-    /// name: its owner is the one to tell).
+    /// insert only choose which answer a loser gets (see [`taken`]).
     async fn insert(
         &self,
         name: &TenantName,
@@ -316,7 +318,7 @@ impl Tenants {
         let id = uuid.to_string();
         let now = self.clock.now();
         let mut tx = self.jobs.begin().await?;
-        if let Some(taken) = taken(&mut tx, name, email).await? {
+        if let Some(taken) = taken(&mut tx, name, email, origin).await? {
             tx.rollback().await?;
             return Ok(taken);
         }
@@ -348,12 +350,12 @@ impl Tenants {
             // writer saw it in the checks above): say what it took.
             tx.rollback().await?;
             let mut tx = self.db.begin_read().await?;
-            let found = taken(&mut tx, name, email).await?;
+            let found = taken(&mut tx, name, email, origin).await?;
             tx.rollback().await?;
             return Ok(found.unwrap_or(Inserted::NameTaken));
         };
         tx.commit().await?;
-        Ok(Inserted::Created(Created { tenant, job_id: job.id }))
+        Ok(Inserted::Created(Box::new(Created { tenant, job_id: job.id })))
     }
 
     /// One tenant.

@@ -314,8 +314,15 @@ async fn names_that_only_look_alike_are_one_name(which: Which) {
     let mut tenants = TenantServiceClient::new(ch.clone());
     tenants.create_tenant(create("Acme", "a0@acme.test", &root)).await.expect("create");
     tenants.create_tenant(create("\u{e9}cole", "e0@ecole.test", &root)).await.expect("create (NFC)");
-    let lookalikes =
-        ["Ac\u{200b}me", "Acme\u{200d}", "\u{ff21}\u{ff43}\u{ff4d}\u{ff45}", "\u{410}cme", "ACME", "Acrne", "e\u{301}cole"];
+    let lookalikes = [
+        "Ac\u{200b}me",
+        "Acme\u{200d}",
+        "\u{ff21}\u{ff43}\u{ff4d}\u{ff45}",
+        "\u{410}cme",
+        "ACME",
+        "Acrne",
+        "e\u{301}cole",
+    ];
     for (i, name) in lookalikes.iter().enumerate() {
         let e = tenants.create_tenant(create(name, &format!("a{}@acme.test", i + 1), &root)).await.expect_err(name);
         assert_eq!((e.code(), e.message().split(':').next()), (Code::AlreadyExists, Some("name")), "{name:?}: {e:?}");

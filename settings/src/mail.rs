@@ -32,7 +32,7 @@ pub struct MailArgs {
     /// per hour ("you already have an account", "name taken"), counted in the
     /// database so the cap holds across processes. Welcome emails are not
     /// capped (one per account).
-    #[arg(long, env = "MAIL_PER_RECIPIENT_PER_HOUR", default_value_t = DEFAULT_PER_RECIPIENT_PER_HOUR)]
+    #[arg(long, env = "MAIL_PER_RECIPIENT_PER_HOUR", default_value_t = DEFAULT_PER_RECIPIENT_PER_HOUR, hide_env_values = true)]
     pub mail_per_recipient_per_hour: u32,
 }
 
