@@ -227,6 +227,26 @@ async fn a_permanent_conflict_fails_at_once_and_a_failed_tenant_frees_its_name_a
 
     // The failed tenant's name is free again (its email is a super admin's now).
     tenants.create_tenant(create("Clash Co", "other@clash.test", &root)).await.expect("the name is free again");
+    // Requeuing the failed tenant's job by hand does not bring it back: its name
+    // is someone else's now.
+    let mut jobs = client(srv.addr).await;
+    jobs.requeue_job(proto::jobs::v1::JobIdRequest { id: clash.job_id }).await.expect("requeue");
+    let end = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let j = jobs.get_job(proto::jobs::v1::GetJobRequest { id: clash.job_id }).await.expect("job").into_inner();
+        let j = j.job.expect("job");
+        if j.state == proto::jobs::v1::JobState::Dead as i32 && j.last_error.contains("has failed") {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "the requeued job did not end: {j:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failed_again = tenants
+        .get_tenant(bearer(tpb::GetTenantRequest { id: failed.id.clone() }, &root))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(failed_again.status, tpb::TenantStatus::Failed as i32, "{failed_again:?}");
 
     // A tenant that fails for another reason frees its email too.
     drop(srv);

@@ -41,7 +41,11 @@ impl Job for ProvisionTenant {
     async fn run(self, ctx: JobContext<Env>) -> Result<(), JobError> {
         provision(&self.tenant_id, &ctx).await.map_err(|e| {
             // Retrying cannot free an address another account holds: fail at once.
-            if e.chain().any(|c| c.is::<AccountElsewhere>()) { JobError::permanent(e) } else { JobError::retry(e) }
+            if e.chain().any(|c| c.is::<AccountElsewhere>() || c.is::<TenantFailed>()) {
+                JobError::permanent(e)
+            } else {
+                JobError::retry(e)
+            }
         })
     }
 }
@@ -63,6 +67,12 @@ impl OnEnd for ProvisionTenant {
 #[derive(Debug, thiserror::Error)]
 #[error("{0} already has an account elsewhere")]
 pub struct AccountElsewhere(String);
+
+/// The tenant failed before this run (its job was requeued by hand, or ran late):
+/// permanent, since a failed tenant is never brought back.
+#[derive(Debug, thiserror::Error)]
+#[error("tenant {0} has failed and released its name and email; create it again instead")]
+pub struct TenantFailed(String);
 
 #[derive(sqlx::FromRow)]
 struct Target {
@@ -99,6 +109,11 @@ async fn provision(tenant_id: &str, ctx: &JobContext<Env>) -> anyhow::Result<()>
     let t = t.ok_or_else(|| anyhow!("tenant {tenant_id} does not exist"))?;
     if t.status == "active" {
         return Ok(()); // A re-run after the activation committed: nothing left to do.
+    }
+    if t.status == "failed" {
+        // A failed tenant released its name and email (see `mark_failed`), which
+        // others may hold now: it is never brought back; a new one is created.
+        return Err(TenantFailed(tenant_id.to_owned()).into());
     }
 
     step(ctx, tenant_id, STEPS[0]).await?;
@@ -138,7 +153,7 @@ async fn activate(env: &Env, tenant_id: &str, t: &Target, admin_id: &str) -> any
     let mut tx = env.jobs.begin().await?;
     let changed = query(
         "UPDATE tenants SET status = 'active', step = 'done', activated_at = $1, updated_at = $1, last_error = NULL
-         WHERE id = $2 AND status <> 'active'",
+         WHERE id = $2 AND status = 'provisioning'",
     )
     .bind(now)
     .bind(tenant_id)
