@@ -5,6 +5,8 @@
 //! - [`validate`]: inputs parsed into checked types at the edge;
 //! - [`password`]: argon2id hashing, bounded;
 //! - [`identity`]: users, sessions, login, set-password tokens;
+//! - [`control_file`]: the SQLite control database's file, guarded at start and
+//!   while running;
 //! - [`db`]: the control plane's migrations (queries are written once with
 //!   [`database::query`] and run on either backend);
 //! - [`error`]: the domain's error type and its policy;
@@ -15,6 +17,7 @@
 //! - [`mail`]: composing email and the transports that deliver it;
 //! - [`notify`]: notifications for signed-in users (toasts).
 
+pub mod control_file;
 pub mod db;
 pub mod env;
 pub mod error;
@@ -41,7 +44,7 @@ pub use jobs::registry;
 /// # Errors
 /// The database cannot be opened or migrated, or the SQLite control database is
 /// missing while tenant databases are present
-/// ([`tenant_db::refuse_orphaned_tenants`]).
+/// ([`control_file::refuse_orphaned_tenants`]).
 pub async fn open(
     database_url: &str,
     data_dir: std::path::PathBuf,
@@ -49,7 +52,7 @@ pub async fn open(
     fault: Option<env::Fault>,
 ) -> anyhow::Result<(jobengine::Jobs, std::sync::Arc<env::Env>)> {
     use anyhow::Context;
-    tenant_db::refuse_orphaned_tenants(database_url, &data_dir)?;
+    control_file::refuse_orphaned_tenants(database_url, &data_dir)?;
     let jobs = jobengine::Jobs::connect(database_url).await.context("opening the job store")?;
     let db = jobs.db().clone();
     db.migrate(db::migrations()).await.context("migrating the control plane")?;

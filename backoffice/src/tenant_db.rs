@@ -18,6 +18,11 @@ pub struct TenantDbs {
     siblings: Siblings,
 }
 
+/// Whether `db_name` has the shape of a tenant database's name.
+pub(crate) fn is_tenant_db_name(db_name: &str) -> bool {
+    check_name(db_name).is_ok()
+}
+
 fn check_name(db_name: &str) -> anyhow::Result<()> {
     let ok = db_name.len() == 34
         && db_name.starts_with("t_")
@@ -136,47 +141,6 @@ pub struct Broken {
 fn no_such_table(e: &database::DbError) -> bool {
     let database::DbError::Sqlx(sqlx::Error::Database(d)) = e else { return false };
     d.code().as_deref() == Some("42P01") || d.message().starts_with("no such table")
-}
-
-/// Refuses to start on SQLite when the control database named by
-/// `database_url` does not exist but `data_dir/tenants` holds tenant databases:
-/// the control database was deleted or moved, and opening would create an empty
-/// one, orphaning every tenant (their names, admins and passwords live in the
-/// control database). PostgreSQL keeps both on one server; nothing to check.
-///
-/// # Errors
-/// The situation above, with what to do.
-pub fn refuse_orphaned_tenants(database_url: &str, data_dir: &std::path::Path) -> anyhow::Result<()> {
-    use std::str::FromStr;
-    if !database_url.starts_with("sqlite:") {
-        return Ok(());
-    }
-    let Ok(opts) = sqlx::sqlite::SqliteConnectOptions::from_str(database_url) else { return Ok(()) };
-    let control = opts.get_filename();
-    if control.as_os_str() == ":memory:" || control.exists() {
-        return Ok(());
-    }
-    let dir = data_dir.join("tenants");
-    let tenants = std::fs::read_dir(&dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| {
-                    e.file_name().to_str().is_some_and(|n| n.ends_with(".db") && check_name(&n[..n.len() - 3]).is_ok())
-                })
-                .count()
-        })
-        .unwrap_or(0);
-    if tenants > 0 {
-        bail!(
-            "refusing to start: the control database {control} does not exist, but {dir} holds {tenants} tenant \
-             database(s). It was deleted or moved, and starting would create an empty one and orphan every \
-             tenant. Restore {control} from a backup (or point DATABASE_URL at it); to really start over, move \
-             {dir} away first.",
-            control = control.display(),
-            dir = dir.display(),
-        );
-    }
-    Ok(())
 }
 
 /// Data read from a tenant's own database for its admin's home page.
