@@ -57,7 +57,8 @@ pub enum Conn<'c> {
 
 impl Db {
     /// Opens the database named by `url`: `sqlite://PATH` (the file and its folder
-    /// are created if missing) or `postgres://…`.
+    /// are created if missing, at this call only) or `postgres://…` (the database
+    /// is created if missing).
     ///
     /// # Errors
     /// An unsupported URL, or the database cannot be reached or created.
@@ -69,7 +70,15 @@ impl Db {
             {
                 std::fs::create_dir_all(dir)?;
             }
-            Self::open_sqlite(opts, 4).await
+            if opts.get_filename().as_os_str() == ":memory:" {
+                return Self::open_sqlite(opts, 4).await;
+            }
+            // The file is made here, once. The pools' later connections never
+            // create it: if it is deleted while we run, they fail instead of
+            // quietly starting an empty control plane that a restart would take
+            // for the real one.
+            sqlx::Connection::close(<SqliteConnection as sqlx::Connection>::connect_with(&opts).await?).await?;
+            Self::open_sqlite(opts.create_if_missing(false), 4).await
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
             create_pg_database_if_missing(&opts).await?;

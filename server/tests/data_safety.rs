@@ -195,4 +195,5 @@ fn a_control_database_deleted_while_running_stops_the_server() {
     assert!(!status.success(), "stops with a failure status: {status:?}\n{err}");
     assert!(err.contains("app.db was deleted while the server ran"), "{err}");
     assert!(err.contains("restore the file from a backup"), "{err}");
+    assert!(!app_db.exists(), "no empty control database was made in its place");
 }
