@@ -7,6 +7,8 @@
 //! - [`identity`]: users, sessions, login, set-password tokens;
 //! - [`throttle`]: sign-in throttling per client and per account from a client;
 //! - [`maintenance`]: pruning what ages out (throttle rows, sessions, tokens);
+//! - [`control_file`]: the SQLite control database's file, guarded at start and
+//!   while running;
 //! - [`db`]: the control plane's migrations (queries are written once with
 //!   [`database::query`] and run on either backend);
 //! - [`error`]: the domain's error type and its policy;
@@ -18,6 +20,7 @@
 //! - [`notify`]: notifications for signed-in users (toasts);
 //! - [`relocate`]: moving an SQLite installation to PostgreSQL.
 
+pub mod control_file;
 pub mod db;
 pub mod env;
 pub mod error;
@@ -45,7 +48,9 @@ pub use jobs::{recurring, registry};
 /// (tests only) slows or breaks provisioning.
 ///
 /// # Errors
-/// The database cannot be opened or migrated.
+/// The database cannot be opened or migrated, or the SQLite control database is
+/// missing while tenant databases are present
+/// ([`control_file::refuse_orphaned_tenants`]).
 pub async fn open(
     database_url: &str,
     data_dir: std::path::PathBuf,
@@ -53,9 +58,11 @@ pub async fn open(
     fault: Option<env::Fault>,
 ) -> anyhow::Result<(jobengine::Jobs, std::sync::Arc<env::Env>)> {
     use anyhow::Context;
+    control_file::refuse_orphaned_tenants(database_url, &data_dir)?;
     let jobs = jobengine::Jobs::connect(database_url).await.context("opening the job store")?;
     let db = jobs.db().clone();
     db.migrate(db::migrations()).await.context("migrating the control plane")?;
+    tenants::backfill_skeletons(&db).await.context("reserving the names of older tenants")?;
     let tenant_dbs = tenant_db::TenantDbs::new(&db, data_dir);
     if let Some(f) = &fault {
         tracing::warn!(?f, "PROVISION_FAULT is set: provisioning is deliberately slowed or broken");

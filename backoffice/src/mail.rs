@@ -40,6 +40,12 @@ pub const DEFAULT_FROM: &str = "Back Office <no-reply@backoffice.local>";
 pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:3000";
 /// How long one SMTP conversation may take.
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Emails a public sign-up may make us send to one address in an hour
+/// (`MAIL_PER_RECIPIENT_PER_HOUR` unset): enough for a person who forgot they
+/// had an account, too few to make us a harassment relay.
+pub const DEFAULT_PER_RECIPIENT_PER_HOUR: u32 = 5;
+/// The most of a company name a welcome email shows.
+pub const NAME_IN_EMAIL_CHARS: usize = 60;
 
 /// How messages leave.
 #[derive(Clone)]
@@ -64,6 +70,7 @@ impl std::fmt::Debug for Transport {
 pub struct Letters {
     from: Mailbox,
     public_url: String,
+    per_recipient_per_hour: u32,
 }
 
 /// The mail settings: composition and transport.
@@ -136,7 +143,7 @@ async fn write_file(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()>
 pub struct Composed {
     /// Outbox id (a UUID), the left part of the `Message-ID`.
     pub id: String,
-    /// `welcome | account_exists`.
+    /// `welcome | account_exists | name_taken`.
     pub kind: &'static str,
     /// Envelope sender.
     pub sender: String,
@@ -160,7 +167,20 @@ impl Letters {
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             return Err(anyhow!("PUBLIC_URL={public_url:?}: expected http://... or https://..."));
         }
-        Ok(Self { from, public_url })
+        Ok(Self { from, public_url, per_recipient_per_hour: DEFAULT_PER_RECIPIENT_PER_HOUR })
+    }
+
+    /// At most `n` emails caused by public sign-ups per recipient per hour
+    /// (counted in the outbox, so the cap holds across processes).
+    #[must_use]
+    pub fn with_per_recipient_per_hour(mut self, n: u32) -> Self {
+        self.per_recipient_per_hour = n;
+        self
+    }
+
+    /// The cap set by [`Letters::with_per_recipient_per_hour`].
+    pub fn per_recipient_per_hour(&self) -> u32 {
+        self.per_recipient_per_hour
     }
 
     /// Where the product is reached (no trailing slash).
@@ -187,34 +207,42 @@ impl Letters {
 
     /// The welcome email: where to sign in, the username, and a set-password link.
     ///
+    /// The company name is someone's input (a public sign-up), so it never reaches
+    /// the subject and appears once, labelled as data, shortened to
+    /// [`NAME_IN_EMAIL_CHARS`], after our own words: text like "URGENT: verify at
+    /// http://…" in a name cannot read as our instruction.
+    ///
     /// # Errors
     /// The address cannot be used (a bug: addresses are validated at the edge).
     pub fn welcome(&self, tenant_name: &str, email: &str, token: &str) -> Result<Composed, Error> {
         let url = &self.public_url;
+        let name = shown_name(tenant_name);
         let body = format!(
             "Hello,\n\n\
-             Your workspace \"{tenant_name}\" is ready.\n\n\
+             Your new Back Office workspace is ready.\n\n\
              Sign in at: {url}/login\n\
              Username:   {email}\n\n\
              First choose your password with this link. It works once and expires in 24 hours:\n\
              {url}/set-password?token={token}\n\n\
+             Workspace name (as entered at sign-up): {name}\n\n\
              If you did not ask for this, you can ignore this email.\n\n\
              -- Back Office\n"
         );
-        self.compose("welcome", email, format!("Your workspace \"{tenant_name}\" is ready"), body)
+        self.compose("welcome", email, "Your Back Office workspace is ready".to_owned(), body)
     }
 
     /// Sent instead of a second account when someone signs up with an address that
     /// already has one: the sign-up page says the same either way, the owner learns
-    /// what happened here.
+    /// what happened here. Nothing the visitor typed appears in it (anyone can
+    /// type anyone's address).
     ///
     /// # Errors
     /// As [`Letters::welcome`].
-    pub fn account_exists(&self, company_name: &str, email: &str) -> Result<Composed, Error> {
+    pub fn account_exists(&self, email: &str) -> Result<Composed, Error> {
         let url = &self.public_url;
         let body = format!(
             "Hello,\n\n\
-             Someone, hopefully you, tried to sign up \"{company_name}\" with this address.\n\
+             Someone, hopefully you, tried to sign up for Back Office with this address.\n\
              You already have an account, so nothing new was created.\n\n\
              Sign in at: {url}/login\n\
              Username:   {email}\n\n\
@@ -223,4 +251,35 @@ impl Letters {
         );
         self.compose("account_exists", email, "You already have an account".to_owned(), body)
     }
+
+    /// Sent when a sign-up chose a company name another workspace has (or one
+    /// that looks like it): the page answers every sign-up the same way, so
+    /// customer names are not revealed to the public; the person at this address
+    /// learns it here. The name itself is not repeated.
+    ///
+    /// # Errors
+    /// As [`Letters::welcome`].
+    pub fn name_taken(&self, email: &str) -> Result<Composed, Error> {
+        let url = &self.public_url;
+        let body = format!(
+            "Hello,\n\n\
+             Someone, hopefully you, tried to sign up for Back Office with this address,\n\
+             but the company name entered is already used by another workspace,\n\
+             so nothing was created.\n\n\
+             To try again with a different name: {url}/signup\n\n\
+             If this was not you, you can ignore this email.\n\n\
+             -- Back Office\n"
+        );
+        self.compose("name_taken", email, "Your sign-up could not be completed".to_owned(), body)
+    }
+}
+
+/// A company name as an email shows it: at most [`NAME_IN_EMAIL_CHARS`]
+/// characters, quoted, with an ellipsis when cut.
+fn shown_name(name: &str) -> String {
+    let mut shown: String = name.chars().take(NAME_IN_EMAIL_CHARS).collect();
+    if name.chars().count() > NAME_IN_EMAIL_CHARS {
+        shown.push('…');
+    }
+    format!("\"{shown}\"")
 }

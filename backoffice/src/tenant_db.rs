@@ -18,6 +18,11 @@ pub struct TenantDbs {
     siblings: Siblings,
 }
 
+/// Whether `db_name` has the shape of a tenant database's name.
+pub(crate) fn is_tenant_db_name(db_name: &str) -> bool {
+    check_name(db_name).is_ok()
+}
+
 fn check_name(db_name: &str) -> anyhow::Result<()> {
     let ok = db_name.len() == 34
         && db_name.starts_with("t_")
@@ -66,7 +71,8 @@ impl TenantDbs {
         self.siblings.create(db_name).await.with_context(|| format!("CREATE DATABASE {db_name}"))
     }
 
-    /// Opens a small handle on the tenant's database; close it when done.
+    /// Opens a small handle on the tenant's database; close it when done. Never
+    /// creates it: a missing one is [`database::DbError::Missing`].
     ///
     /// # Errors
     /// The name is malformed or the database cannot be opened.
@@ -89,19 +95,52 @@ impl TenantDbs {
     /// kept open).
     ///
     /// # Errors
-    /// The database cannot be opened or read.
+    /// [`Broken`] when the database is missing or has lost its tables (a file
+    /// deleted by hand, a dropped database); other failures to open or read it.
     pub async fn read_home(&self, db_name: &str) -> anyhow::Result<TenantHome> {
-        let db = self.open(db_name).await?;
+        check_name(db_name)?;
+        let db = match self.siblings.open(db_name).await {
+            Ok(db) => db,
+            Err(database::DbError::Missing(_)) => {
+                return Err(Broken { db_name: db_name.to_owned(), why: "it does not exist" }.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let read = async {
-            anyhow::Ok(TenantHome {
+            Ok(TenantHome {
                 roles: query("SELECT name, description FROM roles ORDER BY name").fetch_all(db.read()).await?,
                 settings: query("SELECT key, value FROM settings ORDER BY key").fetch_all(db.read()).await?,
             })
         }
         .await;
         db.close().await;
-        read
+        read.map_err(|e: database::DbError| {
+            if no_such_table(&e) {
+                Broken { db_name: db_name.to_owned(), why: "its tables are missing" }.into()
+            } else {
+                anyhow::Error::from(e)
+            }
+        })
     }
+}
+
+/// A tenant's database is missing or damaged: the tenant is broken, and only an
+/// operator (a restore from backup) can mend it. Reads report it instead of
+/// creating an empty database.
+#[derive(Debug, thiserror::Error)]
+#[error("the tenant database {db_name} is broken: {why}")]
+pub struct Broken {
+    /// The database's name.
+    pub db_name: String,
+    /// What is wrong.
+    pub why: &'static str,
+}
+
+/// Whether `e` says a table is missing (SQLite "no such table", PostgreSQL
+/// `42P01` undefined_table).
+fn no_such_table(e: &database::DbError) -> bool {
+    let database::DbError::Sqlx(sqlx::Error::Database(d)) = e else { return false };
+    d.code().as_deref() == Some("42P01") || d.message().starts_with("no such table")
 }
 
 /// Data read from a tenant's own database for its admin's home page.

@@ -134,6 +134,78 @@ pub struct Tenants {
     clock: Arc<dyn jobengine::Clock>,
 }
 
+/// What [`Tenants::insert`] did.
+enum Inserted {
+    Created(Box<Created>),
+    /// The email has an account, or a tenant that is not `failed` reserved it.
+    EmailTaken,
+    /// The name, or one that looks like it, belongs to a tenant that is not `failed`.
+    NameTaken,
+}
+
+/// What of `name` and `email` is taken, seen from `tx`; when both are, the
+/// answer `origin` gives first: a sign-up's is the email (its owner is the one
+/// to tell), a super admin's the name (as it always was).
+async fn taken(
+    tx: &mut database::Tx,
+    name: &TenantName,
+    email: &Email,
+    origin: Origin,
+) -> Result<Option<Inserted>, Error> {
+    let (has_account, name_taken): (i64, i64) = query(
+        "SELECT (SELECT COUNT(*) FROM users WHERE email = $1)
+              + (SELECT COUNT(*) FROM tenants WHERE admin_email = $1 AND status <> 'failed'),
+                (SELECT COUNT(*) FROM tenants WHERE name_key = $2 OR (name_skeleton = $3 AND status <> 'failed'))",
+    )
+    .bind(email.as_str())
+    .bind(name.key())
+    .bind(name.skeleton())
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(match (has_account > 0, name_taken > 0, origin) {
+        (true, false, _) | (true, true, Origin::Signup) => Some(Inserted::EmailTaken),
+        (_, true, _) => Some(Inserted::NameTaken),
+        (false, false, _) => None,
+    })
+}
+
+/// Gives tenants written before names had skeletons (migration 2010) theirs, so
+/// lookalikes of old names are refused too. A skeleton another live tenant
+/// already holds is left unset (two old lookalikes cannot both keep it) and
+/// logged. Run at start; cheap once done (an indexed empty scan).
+///
+/// # Errors
+/// A database failure.
+pub async fn backfill_skeletons(db: &Db) -> Result<(), Error> {
+    let rows: Vec<(String, String)> =
+        query("SELECT id, name FROM tenants WHERE name_skeleton IS NULL AND status <> 'failed'")
+            .fetch_all(db.read())
+            .await?;
+    for (id, name) in rows {
+        // Names stored before NFKC may not parse any more (a bidi control):
+        // their skeleton is taken from the raw name.
+        let skeleton = TenantName::parse("name", &name)
+            .map_or_else(|_| crate::validate::lookalike::skeleton(&name), |n| n.skeleton());
+        let set = query(
+            "UPDATE tenants SET name_skeleton = $1 WHERE id = $2 AND NOT EXISTS
+                 (SELECT 1 FROM tenants o WHERE o.name_skeleton = $1 AND o.status <> 'failed')",
+        )
+        .bind(&skeleton)
+        .bind(&id)
+        .execute(db.write())
+        .await?;
+        if set == 0 {
+            tracing::warn!(tenant = %id, name = %name, "an older tenant looks like another; its name stays unreserved");
+        }
+    }
+    Ok(())
+}
+
+/// The advisory-lock class of a recipient's notice count (see `Tx::lock`).
+const NOTICE_LOCK_CLASS: i32 = 0x6e6f_7463; // "notc"
+/// One hour, in the engine's microseconds.
+const HOUR_MICROS: Micros = 3_600_000_000;
+
 /// The page size `list` uses when asked for none.
 pub const DEFAULT_PAGE: u32 = 50;
 /// The largest page `list` returns.
@@ -150,76 +222,120 @@ impl Tenants {
     ///
     /// # Errors
     /// Field-by-field [`Error::Invalid`]; [`Error::AlreadyExists`] when the name is
-    /// taken (case-insensitively) or the email already has an account; a database
-    /// failure. Nothing is written on any error.
+    /// taken (case-insensitively, or by a name that looks like it) or the email
+    /// already has an account or a tenant being provisioned; a database failure.
+    /// Nothing is written on any error.
     pub async fn create_by_admin(&self, admin: &User, name: &str, admin_email: &str) -> Result<Created, Error> {
         let mut errs = FieldErrors::default();
         let name = errs.check(TenantName::parse("name", name));
         let email = errs.check(Email::parse("admin_email", admin_email));
         errs.into_result()?;
         let (Some(name), Some(email)) = (name, email) else { return Err(Error::Invalid(FieldErrors::default())) };
-        if self.email_has_account(&email).await? {
-            return Err(Error::AlreadyExists { field: "admin_email", message: "already has an account".to_owned() });
+        match self.insert(&name, &email, Origin::Admin, Some(&admin.id)).await? {
+            Inserted::Created(c) => Ok(*c),
+            Inserted::EmailTaken => {
+                Err(Error::AlreadyExists { field: "admin_email", message: "already has an account".to_owned() })
+            }
+            Inserted::NameTaken => {
+                Err(Error::AlreadyExists { field: "name", message: "a tenant with this name already exists".into() })
+            }
         }
-        self.insert(&name, &email, Origin::Admin, Some(&admin.id), "name").await
     }
 
     /// A prospective client signs up. Fields: `company_name`, `email`.
     ///
-    /// When the email already has an account, nothing is created: the owner is sent
-    /// a "you already have an account" email instead and `None` is returned, so
-    /// the caller gives the same answer either way.
+    /// Every accepted sign-up gets the same answer, so the public learns neither
+    /// which addresses have accounts nor which company names are customers'.
+    /// When the email already has an account (or a tenant being provisioned),
+    /// or the name is taken, nothing is created, `None` is returned and the
+    /// person at the address is told privately by email ("you already have an
+    /// account", "name taken"), at most [`Letters::per_recipient_per_hour`] such
+    /// emails an hour.
     ///
     /// # Errors
-    /// As [`Tenants::create_by_admin`], on the sign-up's field names.
+    /// Field-by-field [`Error::Invalid`] on the sign-up's field names; a database
+    /// failure.
     pub async fn sign_up(&self, company_name: &str, email: &str) -> Result<Option<Created>, Error> {
         let mut errs = FieldErrors::default();
         let name = errs.check(TenantName::parse("company_name", company_name));
         let email = errs.check(Email::parse("email", email));
         errs.into_result()?;
         let (Some(name), Some(email)) = (name, email) else { return Err(Error::Invalid(FieldErrors::default())) };
-        if self.email_has_account(&email).await? {
-            tracing::info!(email = %email, "sign-up for an address that already has an account");
-            let letter = self.letters.account_exists(name.as_str(), email.as_str())?;
-            let mut tx = self.jobs.begin().await?;
-            crate::jobs::send_email::enqueue(&self.jobs, &mut tx, &letter, None, self.clock.now()).await?;
-            tx.commit().await?;
-            return Ok(None);
+        let letter = match self.insert(&name, &email, Origin::Signup, None).await? {
+            Inserted::Created(c) => return Ok(Some(*c)),
+            Inserted::EmailTaken => {
+                tracing::info!(email = %email, "sign-up for an address that already has an account");
+                self.letters.account_exists(email.as_str())?
+            }
+            Inserted::NameTaken => {
+                tracing::info!(email = %email, "sign-up with a company name that is taken");
+                self.letters.name_taken(email.as_str())?
+            }
+        };
+        self.send_notice(&letter).await?;
+        Ok(None)
+    }
+
+    /// Queues a sign-up's private notice unless its recipient already got
+    /// [`Letters::per_recipient_per_hour`] emails in the last hour (the outbox
+    /// counts; a per-recipient lock makes count-and-write one step on
+    /// PostgreSQL, SQLite's one writer does on its own).
+    async fn send_notice(&self, letter: &crate::mail::Composed) -> Result<(), Error> {
+        let now = self.clock.now();
+        let mut tx = self.jobs.begin().await?;
+        tx.lock(NOTICE_LOCK_CLASS, &letter.recipient).await?;
+        let sent: i64 = query("SELECT COUNT(*) FROM outbox WHERE recipient = $1 AND created_at > $2")
+            .bind(&letter.recipient)
+            .bind(now - HOUR_MICROS)
+            .scalar(&mut tx)
+            .await?;
+        if sent >= i64::from(self.letters.per_recipient_per_hour()) {
+            tx.rollback().await?;
+            tracing::warn!(
+                to = %letter.recipient, kind = letter.kind, sent,
+                "not sending: this address already got its emails for the hour (MAIL_PER_RECIPIENT_PER_HOUR)"
+            );
+            return Ok(());
         }
-        self.insert(&name, &email, Origin::Signup, None, "company_name").await.map(Some)
+        crate::jobs::send_email::enqueue(&self.jobs, &mut tx, letter, None, now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
-    async fn email_has_account(&self, email: &Email) -> Result<bool, Error> {
-        let n: i64 =
-            query("SELECT COUNT(*) FROM users WHERE email = $1").bind(email.as_str()).scalar(self.db.read()).await?;
-        Ok(n > 0)
-    }
-
+    /// Writes the tenant and its job, or finds what is taken. The email is
+    /// reserved by the tenant row itself (a unique index on `admin_email` over
+    /// tenants that are not `failed`, beside `name_key` and `name_skeleton`), so
+    /// of two concurrent requests only one can commit; the checks before the
+    /// insert only choose which answer a loser gets (see [`taken`]).
     async fn insert(
         &self,
         name: &TenantName,
         email: &Email,
         origin: Origin,
         initiated_by: Option<&str>,
-        name_field: &'static str,
-    ) -> Result<Created, Error> {
+    ) -> Result<Inserted, Error> {
         let uuid = uuid::Uuid::new_v4();
         let id = uuid.to_string();
         let now = self.clock.now();
-        // The job first, so the tenant row is written once, already pointing at it;
-        // a taken name rolls both back.
         let mut tx = self.jobs.begin().await?;
+        if let Some(taken) = taken(&mut tx, name, email, origin).await? {
+            tx.rollback().await?;
+            return Ok(taken);
+        }
+        // The job first, so the tenant row is written once, already pointing at it;
+        // a conflict rolls both back.
         let job = self.jobs.enqueue_in(&mut tx, &ProvisionTenant { tenant_id: id.clone() }).await?;
         let tenant: Option<Tenant> = query(
-            "INSERT INTO tenants (id, name, name_key, slug, status, origin, initiated_by, admin_email, db_name,
-                                  job_id, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'provisioning', $5, $6, $7, $8, $9, $10, $10)
-             ON CONFLICT (name_key) DO NOTHING
+            "INSERT INTO tenants (id, name, name_key, name_skeleton, slug, status, origin, initiated_by, admin_email,
+                                  db_name, job_id, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 'provisioning', $6, $7, $8, $9, $10, $11, $11)
+             ON CONFLICT DO NOTHING
              RETURNING *",
         )
         .bind(&id)
         .bind(name.as_str())
         .bind(name.key())
+        .bind(name.skeleton())
         .bind(name.slug())
         .bind(origin.as_str())
         .bind(initiated_by)
@@ -230,14 +346,16 @@ impl Tenants {
         .fetch_optional(&mut tx)
         .await?;
         let Some(tenant) = tenant else {
+            // A concurrent request committed first (PostgreSQL; SQLite's one
+            // writer saw it in the checks above): say what it took.
             tx.rollback().await?;
-            return Err(Error::AlreadyExists {
-                field: name_field,
-                message: "a tenant with this name already exists".into(),
-            });
+            let mut tx = self.db.begin_read().await?;
+            let found = taken(&mut tx, name, email, origin).await?;
+            tx.rollback().await?;
+            return Ok(found.unwrap_or(Inserted::NameTaken));
         };
         tx.commit().await?;
-        Ok(Created { tenant, job_id: job.id })
+        Ok(Inserted::Created(Box::new(Created { tenant, job_id: job.id })))
     }
 
     /// One tenant.

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+pub mod lookalike;
+
 /// One field's problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -59,7 +61,9 @@ pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_EMAIL_LEN: usize = 254;
 
 /// A tenant or company name: trimmed, 2 to 100 characters, no control characters,
-/// with at least one letter or digit (so it yields a slug).
+/// with at least one letter or digit (so it yields a slug); normalised to NFKC
+/// with invisible format characters removed, bidirectional controls and the
+/// byte-order mark refused ([`lookalike`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantName(String);
 
@@ -67,10 +71,18 @@ impl TenantName {
     /// Validates `raw` as the field `field`.
     ///
     /// # Errors
-    /// Empty, too short or long, control characters, or no letter or digit.
+    /// Empty, too short or long, control characters, bidirectional controls or a
+    /// byte-order mark, or no letter or digit.
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, FieldError> {
         let err = |m: &str| FieldError { field, message: m.to_owned() };
-        let s = raw.trim();
+        let normal = lookalike::normalise(raw).map_err(|c| FieldError {
+            field,
+            message: format!(
+                "must not contain U+{:04X} (bidirectional controls and byte-order marks change how a name reads)",
+                u32::from(c)
+            ),
+        })?;
+        let s = normal.trim();
         if s.is_empty() {
             return Err(err("is required"));
         }
@@ -102,6 +114,12 @@ impl TenantName {
     /// The key uniqueness is checked on: case-insensitive.
     pub fn key(&self) -> String {
         self.0.to_lowercase()
+    }
+
+    /// The key lookalikes share (TR39's confusable skeleton, case-insensitive):
+    /// unique among tenants too, so "Аcme" in Cyrillic cannot sit beside "Acme".
+    pub fn skeleton(&self) -> String {
+        lookalike::skeleton(&self.0)
     }
 
     /// A URL-friendly slug: ASCII letters and digits, dashes between words.

@@ -57,7 +57,8 @@ pub enum Conn<'c> {
 
 impl Db {
     /// Opens the database named by `url`: `sqlite://PATH` (the file and its folder
-    /// are created if missing) or `postgres://…`.
+    /// are created if missing, at this call only) or `postgres://…` (the database
+    /// is created if missing).
     ///
     /// # Errors
     /// An unsupported URL, or the database cannot be reached or created.
@@ -69,9 +70,18 @@ impl Db {
             {
                 std::fs::create_dir_all(dir)?;
             }
-            Self::open_sqlite(opts, 4).await
+            if opts.get_filename().as_os_str() == ":memory:" {
+                return Self::open_sqlite(opts, 4).await;
+            }
+            // The file is made here, once. The pools' later connections never
+            // create it: if it is deleted while we run, they fail instead of
+            // quietly starting an empty control plane that a restart would take
+            // for the real one.
+            sqlx::Connection::close(<SqliteConnection as sqlx::Connection>::connect_with(&opts).await?).await?;
+            Self::open_sqlite(opts.create_if_missing(false), 4).await
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
+            create_pg_database_if_missing(&opts).await?;
             let pool = PgPoolOptions::new()
                 .max_connections(PG_POOL_SIZE)
                 .acquire_timeout(PG_ACQUIRE_TIMEOUT)
@@ -189,6 +199,40 @@ impl Db {
             Pools::Postgres(p) => p.close().await,
         }
     }
+}
+
+/// Creates the database `opts` names when the server says it does not exist
+/// (as the README promises), through the server's `postgres` maintenance
+/// database. Without this, sqlx's pool retries "does not exist" (it may be being
+/// created) for its whole acquire timeout and then says only "pool timed out".
+/// Any other failure of the probe is left to the pool, which reports or retries
+/// it as before (a server still starting up).
+async fn create_pg_database_if_missing(opts: &PgConnectOptions) -> Result<(), DbError> {
+    use sqlx::Connection;
+    let missing = match PgConnection::connect_with(opts).await {
+        Ok(c) => {
+            let _ = c.close().await;
+            return Ok(());
+        }
+        Err(e) => e.as_database_error().and_then(|d| d.code()).as_deref() == Some("3D000"),
+    };
+    let Some(name) = opts.get_database().filter(|_| missing).map(str::to_owned) else { return Ok(()) };
+    let create = async {
+        let mut admin = PgConnection::connect_with(&opts.clone().database("postgres")).await?;
+        // The name comes from the operator's DATABASE_URL; quoted as an identifier.
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        let made = match sqlx::query(&sql).execute(&mut admin).await {
+            Ok(_) => Ok(()),
+            // Another process created it first.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),
+            Err(e) => Err(e),
+        };
+        let _ = admin.close().await;
+        made
+    };
+    create.await.map_err(|source| DbError::CannotCreate { name: name.clone(), source })?;
+    tracing::info!(database = %name, "created the PostgreSQL database DATABASE_URL names");
+    Ok(())
 }
 
 /// The options every SQLite connection of ours uses: WAL, `synchronous=NORMAL`

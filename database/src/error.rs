@@ -13,6 +13,22 @@ pub enum DbError {
     /// The URL names a database we do not support.
     #[error("unsupported database URL scheme {0:?}: use sqlite://PATH or postgres://...")]
     BadUrl(String),
+    /// A database that should exist does not (a sibling's file or database was
+    /// deleted): opening never creates one.
+    #[error("the database {0} does not exist")]
+    Missing(String),
+    /// `DATABASE_URL` names a PostgreSQL database that does not exist, and it
+    /// could not be created.
+    #[error(
+        "the PostgreSQL database {name:?} does not exist and could not be created ({source}); \
+         create it (createdb {name}) or fix DATABASE_URL"
+    )]
+    CannotCreate {
+        /// The database's name.
+        name: String,
+        /// Why creating it failed.
+        source: sqlx::Error,
+    },
     /// Preparing the database's directory failed.
     #[error("cannot prepare the database directory: {0}")]
     Io(#[from] std::io::Error),

@@ -81,8 +81,9 @@ impl Siblings {
         match &self.main.pools {
             Pools::Sqlite { .. } => {
                 std::fs::create_dir_all(&self.dir)?;
-                // Opening creates the file; the handle is closed at once.
-                self.open(name).await?.close().await;
+                // Opening with create creates the file; the handle is closed at once.
+                let opts = sqlite_options(SqliteConnectOptions::new().filename(self.sqlite_path(name)));
+                Db::open_sqlite(opts, 1).await?.close().await;
                 Ok(())
             }
             Pools::Postgres(pool) => {
@@ -100,18 +101,34 @@ impl Siblings {
     }
 
     /// Opens a small handle on `name` (one connection on SQLite, two on
-    /// PostgreSQL); close it when done.
+    /// PostgreSQL); close it when done. Never creates it ([`Siblings::create`]
+    /// does): a database that went missing must be reported, not silently
+    /// replaced by an empty one.
     ///
     /// # Errors
-    /// A malformed name, or the database cannot be opened.
+    /// A malformed name, [`DbError::Missing`] when it does not exist, or the
+    /// database cannot be opened.
     pub async fn open(&self, name: &str) -> Result<Db, DbError> {
         let name = checked(name)?;
         match &self.main.pg_options {
             None => {
-                let opts = sqlite_options(SqliteConnectOptions::new().filename(self.sqlite_path(name)));
-                Db::open_sqlite(opts, 1).await
+                let path = self.sqlite_path(name);
+                if !path.exists() {
+                    return Err(DbError::Missing(name.to_owned()));
+                }
+                let opts = sqlite_options(SqliteConnectOptions::new().filename(path)).create_if_missing(false);
+                Db::open_sqlite(opts, 1).await.map_err(|e| match e {
+                    // Deleted between the check and the open.
+                    _ if !self.sqlite_path(name).exists() => DbError::Missing(name.to_owned()),
+                    e => e,
+                })
             }
             Some(base) => {
+                // Asked first: sqlx's pool retries "database does not exist" for
+                // its whole acquire timeout (it may be being created).
+                if !self.exists(name).await? {
+                    return Err(DbError::Missing(name.to_owned()));
+                }
                 let opts = base.clone().database(name);
                 let pool = PgPoolOptions::new().max_connections(2).connect_with(opts.clone()).await?;
                 Ok(Db { pools: Pools::Postgres(pool), pg_options: Some(opts) })

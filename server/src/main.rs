@@ -76,8 +76,15 @@ async fn serve(settings: &Settings, config: &Config) -> anyhow::Result<()> {
             Err(e) => tracing::warn!(error = %e, "could not check SUPERADMIN_PASSWORD against the stored password"),
         }
     }
+    let shutdown = jobengine::signals::shutdown_on_signals();
+    let watch = tokio::spawn(backoffice::control_file::watch(config.database_url.clone(), shutdown.clone()));
     println!("Back office listening on http://{addr}");
-    server::run(listener, config, backend, jobengine::signals::shutdown_on_signals()).await
+    server::run(listener, config, backend, shutdown.clone()).await?;
+    shutdown.cancel();
+    match watch.await {
+        Ok(Some(why)) => anyhow::bail!(why),
+        _ => Ok(()),
+    }
 }
 
 /// `server reset-admin-password`: the way back from a lost super admin password.

@@ -13,7 +13,7 @@ use server::config::{Config, Settings};
 /// Every setting, with a value that is not its default. The README's table lists
 /// the same ones; a setting added without a line here fails
 /// `a_flag_and_its_variable_mean_the_same`.
-const SETTINGS: [(&str, &str); 29] = [
+const SETTINGS: [(&str, &str); 30] = [
     ("BIND_ADDR", "127.0.0.1:4000"),
     ("WORKER", "off"),
     ("SITE_ROOT", "/srv/site"),
@@ -29,6 +29,7 @@ const SETTINGS: [(&str, &str); 29] = [
     ("SMTP_URL", "smtp://mailer:smtpsecret@mail.test:2525"),
     ("MAIL_FROM", "Ops <ops@cli.test>"),
     ("PUBLIC_URL", "https://bo.cli.test"),
+    ("MAIL_PER_RECIPIENT_PER_HOUR", "9"),
     ("WORKER_CONCURRENCY", "3"),
     ("WORKER_QUEUES", "mail,default"),
     ("JOB_LEASE_MS", "3000"),

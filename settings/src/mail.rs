@@ -3,12 +3,12 @@
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
-use backoffice::mail::{DEFAULT_FROM, DEFAULT_PUBLIC_URL, Letters, Mail, Transport};
+use backoffice::mail::{DEFAULT_FROM, DEFAULT_PER_RECIPIENT_PER_HOUR, DEFAULT_PUBLIC_URL, Letters, Mail, Transport};
 use clap::Args;
 
 use crate::{Show, non_empty, redact_url};
 
-/// `SMTP_URL`, `MAIL_FROM`, `PUBLIC_URL`.
+/// `SMTP_URL`, `MAIL_FROM`, `PUBLIC_URL`, `MAIL_PER_RECIPIENT_PER_HOUR`.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Email")]
 pub struct MailArgs {
@@ -27,6 +27,13 @@ pub struct MailArgs {
     /// which listens nowhere, uses http://127.0.0.1:3000 (set it on workers).
     #[arg(long, env = "PUBLIC_URL", hide_env_values = true)]
     pub public_url: Option<String>,
+
+    /// At most this many emails a public sign-up makes us send to one address
+    /// per hour ("you already have an account", "name taken"), counted in the
+    /// database so the cap holds across processes. Welcome emails are not
+    /// capped (one per account).
+    #[arg(long, env = "MAIL_PER_RECIPIENT_PER_HOUR", default_value_t = DEFAULT_PER_RECIPIENT_PER_HOUR, hide_env_values = true)]
+    pub mail_per_recipient_per_hour: u32,
 }
 
 impl MailArgs {
@@ -43,7 +50,7 @@ impl MailArgs {
         // Checked one at a time, so the error names the flag as well as the variable.
         Letters::new(from, DEFAULT_PUBLIC_URL).context("--mail-from")?;
         Letters::new(DEFAULT_FROM, public_url).context("--public-url")?;
-        let letters = Letters::new(from, public_url)?;
+        let letters = Letters::new(from, public_url)?.with_per_recipient_per_hour(self.mail_per_recipient_per_hour);
         let transport = match non_empty(&self.smtp_url) {
             None => Transport::Files(data_dir.join("mail")),
             // Only the root cause: the other layers repeat the URL, password included.
@@ -64,5 +71,6 @@ impl Show for MailArgs {
         out.push(("SMTP_URL", non_empty(&self.smtp_url).map(redact_url).unwrap_or_default()));
         out.push(("MAIL_FROM", self.mail_from.clone()));
         out.push(("PUBLIC_URL", non_empty(&self.public_url).unwrap_or("").to_owned()));
+        out.push(("MAIL_PER_RECIPIENT_PER_HOUR", self.mail_per_recipient_per_hour.to_string()));
     }
 }

@@ -94,6 +94,8 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening the control plane at {}", settings::redact_url(url)))?;
     let shutdown = jobengine::signals::shutdown_on_signals();
+    // A deleted SQLite control database stops the worker, as it stops the server.
+    let watch = tokio::spawn(backoffice::control_file::watch(url.clone(), shutdown.clone()));
     if let Some(addr) = settings.metrics_addr {
         serve_metrics(addr, jobs.clone(), shutdown.clone()).await?;
     }
@@ -103,8 +105,12 @@ async fn main() -> anyhow::Result<()> {
         config.recurring.extend(backoffice::recurring());
     }
     let worker = Worker::new(&jobs, backoffice::registry(), env, config);
-    worker.run(shutdown).await.context("running the worker")?;
-    Ok(())
+    worker.run(shutdown.clone()).await.context("running the worker")?;
+    shutdown.cancel();
+    match watch.await {
+        Ok(Some(why)) => anyhow::bail!(why),
+        _ => Ok(()),
+    }
 }
 
 /// Binds `addr`, prints the bound address (`Metrics on http://ADDR/metrics`: with

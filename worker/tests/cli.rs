@@ -14,13 +14,14 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// Every setting with a value that is not its default, by variable and flag.
-const SETTINGS: [(&str, &str, &str); 20] = [
+const SETTINGS: [(&str, &str, &str); 21] = [
     ("METRICS_ADDR", "--metrics-addr", "127.0.0.1:9109"),
     ("DATABASE_URL", "--database-url", "postgres://bo:dbsecret@db.test/app"),
     ("DATA_DIR", "--data-dir", "/srv/data"),
     ("SMTP_URL", "--smtp-url", "smtps://mailer:smtpsecret@mail.test:465"),
     ("MAIL_FROM", "--mail-from", "Ops <ops@cli.test>"),
     ("PUBLIC_URL", "--public-url", "https://bo.cli.test"),
+    ("MAIL_PER_RECIPIENT_PER_HOUR", "--mail-per-recipient-per-hour", "9"),
     ("WORKER_CONCURRENCY", "--worker-concurrency", "3"),
     ("WORKER_QUEUES", "--worker-queues", "mail,default"),
     ("JOB_LEASE_MS", "--job-lease-ms", "3000"),

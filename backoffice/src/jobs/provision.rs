@@ -45,7 +45,14 @@ impl Job for ProvisionTenant {
     }
 
     async fn run(self, ctx: JobContext<Env>) -> Result<(), JobError> {
-        provision(&self.tenant_id, &ctx).await.map_err(JobError::retry)
+        provision(&self.tenant_id, &ctx).await.map_err(|e| {
+            // Retrying cannot free an address another account holds: fail at once.
+            if e.chain().any(|c| c.is::<AccountElsewhere>() || c.is::<TenantFailed>()) {
+                JobError::permanent(e)
+            } else {
+                JobError::retry(e)
+            }
+        })
     }
 }
 
@@ -62,6 +69,19 @@ impl OnEnd for ProvisionTenant {
         mark_failed(end.tx, &self.tenant_id, &why, end.now).await
     }
 }
+
+/// The admin email belongs to another account: a permanent conflict (sign-ups
+/// reserve their email, so only an account made outside them, such as a super
+/// admin seeded with that address, gets here).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} already has an account elsewhere")]
+pub struct AccountElsewhere(String);
+
+/// The tenant failed before this run (its job was requeued by hand, or ran late):
+/// permanent, since a failed tenant is never brought back.
+#[derive(Debug, thiserror::Error)]
+#[error("tenant {0} has failed and released its name and email; create it again instead")]
+pub struct TenantFailed(String);
 
 #[derive(sqlx::FromRow)]
 struct Target {
@@ -105,6 +125,11 @@ async fn provision(tenant_id: &str, ctx: &JobContext<Env>) -> anyhow::Result<()>
     if t.status == "active" {
         return Ok(()); // A re-run after the activation committed: nothing left to do.
     }
+    if t.status == "failed" {
+        // A failed tenant released its name and email (see `mark_failed`), which
+        // others may hold now: it is never brought back; a new one is created.
+        return Err(TenantFailed(tenant_id.to_owned()).into());
+    }
 
     step(ctx, tenant_id, STEPS[0]).await?;
     env.tenant_dbs.create(&t.db_name).await.context("creating the tenant database")?;
@@ -143,7 +168,7 @@ async fn activate(env: &Env, tenant_id: &str, t: &Target, admin_id: &str) -> any
     let mut tx = env.jobs.begin().await?;
     let changed = query(
         "UPDATE tenants SET status = 'active', step = 'done', activated_at = $1, updated_at = $1, last_error = NULL
-         WHERE id = $2 AND status <> 'active'",
+         WHERE id = $2 AND status = 'provisioning'",
     )
     .bind(now)
     .bind(tenant_id)
@@ -189,7 +214,7 @@ async fn seed(env: &Env, tenant_id: &str, admin_email: &str, tenant_db: &Db) -> 
     let (admin_id, owner): (String, Option<String>) =
         query("SELECT id, tenant_id FROM users WHERE email = $1").bind(admin_email).fetch_one(env.db.read()).await?;
     if owner.as_deref() != Some(tenant_id) {
-        return Err(anyhow!("{admin_email} already has an account elsewhere"));
+        return Err(AccountElsewhere(admin_email.to_owned()).into());
     }
     let mut tx = tenant_db.begin().await?;
     for (name, description) in DEFAULT_ROLES {
@@ -243,10 +268,17 @@ fn failed_notice(tenant_id: &str, name: &str, admin: &str, error: &str) -> NewNo
 /// Marks the tenant `failed` with `error` and notifies its creator, inside the
 /// transaction that ends its job. Does nothing to a tenant that is not
 /// `provisioning` (active already, or failed before).
+///
+/// A failed tenant holds nothing for ever: its name and admin email are
+/// released (the reservation indexes skip failed tenants, and `name_key`
+/// becomes ' failed <id>', which no trimmed name produces), and the admin
+/// account seeding may have made is removed (it never had a password: tokens
+/// are issued at activation). The row stays, with its error, for the dashboard;
+/// the same name and email can sign up again.
 async fn mark_failed(tx: &mut Tx, tenant_id: &str, error: &str, now: Micros) -> anyhow::Result<()> {
     let short: String = error.chars().take(2000).collect();
     let row: Option<(String, Option<String>)> = query(
-        "UPDATE tenants SET status = 'failed', last_error = $1, updated_at = $2
+        "UPDATE tenants SET status = 'failed', last_error = $1, updated_at = $2, name_key = ' failed ' || id
          WHERE id = $3 AND status = 'provisioning' RETURNING name, initiated_by",
     )
     .bind(&short)
@@ -254,6 +286,12 @@ async fn mark_failed(tx: &mut Tx, tenant_id: &str, error: &str, now: Micros) -> 
     .bind(tenant_id)
     .fetch_optional(&mut *tx)
     .await?;
+    if row.is_some() {
+        query("DELETE FROM users WHERE tenant_id = $1 AND role = 'tenant_admin' AND password_hash IS NULL")
+            .bind(tenant_id)
+            .execute(&mut *tx)
+            .await?;
+    }
     if let Some((name, Some(admin))) = row {
         notify::publish_in(tx, &failed_notice(tenant_id, &name, &admin, &short), now).await?;
     }

@@ -115,6 +115,14 @@ impl TenantService for TenantsGrpc {
             return Err(Status::failed_precondition(format!("the tenant is {}", t.status)));
         }
         let home = self.tenant_dbs.read_home(&t.db_name).await.map_err(|e| {
+            if let Some(broken) = e.downcast_ref::<backoffice::tenant_db::Broken>() {
+                // Not the caller's fault and not passing: an operator must restore it.
+                tracing::error!(tenant = %t.id, name = %t.name, "tenant is broken: {broken}");
+                return Status::failed_precondition(format!(
+                    "tenant {:?} ({}) is broken: its database is missing or damaged; an operator must restore it",
+                    t.name, t.id
+                ));
+            }
             tracing::error!(error = %format!("{e:#}"), tenant = %t.id, "reading a tenant database");
             Status::internal("the tenant's database cannot be read; see the server log")
         })?;
