@@ -3,15 +3,14 @@
 //! a variable with the same meaning, and `METRICS_ADDR` serves the server's
 //! rendering of the metrics.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use jobengine::builtin::Noop;
 use jobengine::testing::{TestDb, Which};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use testkit::Process;
 
 /// Every setting with a value that is not its default, by variable and flag.
 const SETTINGS: [(&str, &str, &str); 16] = [
@@ -120,17 +119,19 @@ async fn metrics_endpoint_on_metrics_addr(which: Which) {
     let db = TestDb::new(which).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let jobs = db.jobs().await;
-    let mut child = worker(dir.path())
+    let mut worker = Process::command(env!("CARGO_BIN_EXE_worker")).current_dir(dir.path()).env_remove("RUST_LOG");
+    for (name, _, _) in SETTINGS {
+        worker = worker.env_remove(name);
+    }
+    let mut worker = worker
         .env("DATABASE_URL", &db.url)
         .env("DATA_DIR", dir.path())
         .env("METRICS_ADDR", "127.0.0.1:0")
         .env("JOB_POLL_MS", "50")
-        .stderr(Stdio::null())
         .spawn()
         .expect("start worker");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = lines.next().expect("a line").expect("read");
-    let url = line.strip_prefix("Metrics on http://").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let line = worker.wait_for_log_line("Metrics on http://", TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"));
+    let url = line.split_once("Metrics on http://").map(|(_, url)| url.trim()).unwrap_or_default();
     let addr = url.trim_end_matches("/metrics").to_owned();
 
     for _ in 0..3 {
@@ -139,7 +140,12 @@ async fn metrics_endpoint_on_metrics_addr(which: Which) {
     let deadline = Instant::now() + TIMEOUT;
     let body = loop {
         let body = get(&addr, "/metrics");
-        if body.contains("jobs_processed_total{outcome=\"succeeded\"} 3") && body.contains("jobs_workers_live 1") {
+        // The counter moves when a job ends, the state gauge (read from the
+        // store) once the completer has committed the batch: wait for both.
+        if body.contains("jobs_processed_total{outcome=\"succeeded\"} 3")
+            && body.contains("jobs{state=\"succeeded\"} 3")
+            && body.contains("jobs_workers_live 1")
+        {
             break body;
         }
         assert!(Instant::now() < deadline, "the worker's metrics never showed its 3 jobs:\n{body}");
@@ -155,9 +161,8 @@ async fn metrics_endpoint_on_metrics_addr(which: Which) {
     ] {
         assert!(body.contains(needle), "/metrics lacks {needle:?}:\n{body}");
     }
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    let status = child.wait().expect("wait");
-    assert!(status.success(), "the worker exited with {status} after SIGTERM");
+    let status = worker.terminate(TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(status.success(), "the worker exited with {status} after SIGTERM; log:\n{}", worker.log());
 }
 
 /// A plain HTTP/1.0 GET, whole response.
