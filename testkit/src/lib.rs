@@ -10,6 +10,8 @@
 //!   drop; used by `worker/tests/common`, `server/benches/common`,
 //!   `server/tests/cluster.rs`, `worker/benches/engine.rs` and `xtask`'s
 //!   end-to-end run;
+//! - [`output_within`] (`output.rs`): a program run to its end with its output
+//!   captured, killed after a timeout (the command-line tests);
 //! - [`built_binary`] (`built.rs`): another package's binary (the `worker` for
 //!   the server's tests), built before it is run;
 //! - [`PgCluster`] (`pg_cluster.rs`): a throw-away PostgreSQL cluster (`initdb`,
@@ -17,10 +19,12 @@
 //! - [`percentile`], [`rss_kib`]: for the benchmarks.
 
 mod built;
+mod output;
 mod pg_cluster;
 mod process;
 
 pub use built::built_binary;
+pub use output::output_within;
 pub use pg_cluster::PgCluster;
 pub use process::{Process, ProcessBuilder, Signal};
 

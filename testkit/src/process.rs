@@ -209,6 +209,16 @@ impl Process {
         ProcessBuilder { command: Command::new(program), name, log: None, echo: None }
     }
 
+    /// Begins describing a process from a prepared `command` (its program,
+    /// arguments, environment and folder; its stdio is replaced by the log), so
+    /// one helper can prepare a binary both for [`crate::output_within`] and for
+    /// a process that keeps running.
+    pub fn from_command(command: Command) -> ProcessBuilder {
+        let program = command.get_program();
+        let name = Path::new(program).file_name().unwrap_or(program).to_string_lossy().into_owned();
+        ProcessBuilder { command, name, log: None, echo: None }
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -340,6 +350,17 @@ impl Process {
         }
     }
 
+    /// Waits for a line containing `pattern` (as [`Process::wait_for_log_line`])
+    /// and returns what follows `pattern` on it, trimmed: the URL after `Back
+    /// office listening on `, the address after `SMTP listening on `.
+    ///
+    /// # Errors
+    /// As [`Process::wait_for_log_line`].
+    pub fn wait_for_value(&mut self, pattern: &str, timeout: Duration) -> anyhow::Result<String> {
+        let line = self.wait_for_log_line(pattern, timeout)?;
+        Ok(line.split_once(pattern).map(|(_, rest)| rest.trim().to_owned()).unwrap_or_default())
+    }
+
     /// Its resident memory in KiB, 0 once it has exited (see [`crate::rss_kib`]).
     pub fn rss_kib(&self) -> u64 {
         if self.status.is_some() { 0 } else { crate::rss_kib(self.pid()) }
@@ -393,6 +414,7 @@ mod tests {
     fn readiness_is_a_line_of_the_log_and_both_streams_are_logged() {
         let mut p = sleeper().spawn().expect("spawn");
         assert_eq!(p.wait_for_log_line("read", Duration::from_secs(10)).expect("ready"), "ready");
+        assert_eq!(p.wait_for_value("rea", Duration::from_secs(10)).expect("ready"), "dy");
         // stderr reaches the same log.
         let start = Instant::now();
         while !p.log().contains("oops") {
