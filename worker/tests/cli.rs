@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use jobengine::builtin::Noop;
@@ -38,7 +38,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// The built `worker` in `cwd`, with none of our settings inherited.
 fn worker(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_worker"));
-    cmd.current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.current_dir(cwd);
     for (name, _, _) in SETTINGS {
         cmd.env_remove(name);
     }
@@ -48,17 +48,7 @@ fn worker(cwd: &Path) -> Command {
 
 /// Runs `cmd` to its end, killing it after [`TIMEOUT`].
 fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd.spawn().expect("start the worker binary");
-    let deadline = Instant::now() + TIMEOUT;
-    while child.try_wait().expect("poll").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect");
-            panic!("{cmd:?} still ran after {TIMEOUT:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("collect")
+    testkit::output_within(cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn stdout(out: &Output) -> String {
@@ -119,19 +109,14 @@ async fn metrics_endpoint_on_metrics_addr(which: Which) {
     let db = TestDb::new(which).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let jobs = db.jobs().await;
-    let mut worker = Process::command(env!("CARGO_BIN_EXE_worker")).current_dir(dir.path()).env_remove("RUST_LOG");
-    for (name, _, _) in SETTINGS {
-        worker = worker.env_remove(name);
-    }
-    let mut worker = worker
+    let mut worker = Process::from_command(worker(dir.path()))
         .env("DATABASE_URL", &db.url)
         .env("DATA_DIR", dir.path())
         .env("METRICS_ADDR", "127.0.0.1:0")
         .env("JOB_POLL_MS", "50")
         .spawn()
         .expect("start worker");
-    let line = worker.wait_for_log_line("Metrics on http://", TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"));
-    let url = line.split_once("Metrics on http://").map(|(_, url)| url.trim()).unwrap_or_default();
+    let url = worker.wait_for_value("Metrics on http://", TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"));
     let addr = url.trim_end_matches("/metrics").to_owned();
 
     for _ in 0..3 {
