@@ -56,10 +56,9 @@ fn spawn(bin: &Path, db: &str, data: &Path, log: &str, extra: &[(&str, &str)]) -
         .log_file(data.join(log))
         .spawn()
         .expect("spawn");
-    let url = bin.ends_with("server").then(|| {
-        let line = process.wait_for_log_line(LISTENING, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e:#}"));
-        line.split_once(LISTENING).map(|(_, url)| url.trim().to_owned()).unwrap_or_default()
-    });
+    let url = bin
+        .ends_with("server")
+        .then(|| process.wait_for_value(LISTENING, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e:#}")));
     Proc { _process: process, url }
 }
 

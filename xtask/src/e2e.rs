@@ -146,8 +146,7 @@ impl Server {
             .log_file(data.join("server.log"))
             .echo("[server] ")
             .spawn()?;
-        let line = process.wait_for_log_line(LISTENING, STARTUP_TIMEOUT)?;
-        let url = line.split_once(LISTENING).map(|(_, url)| url.trim().to_owned()).unwrap_or_default();
+        let url = process.wait_for_value(LISTENING, STARTUP_TIMEOUT)?;
         eprintln!("xtask: server up at {url}");
         Ok(Server { process, url })
     }
@@ -180,8 +179,7 @@ impl Smtp {
             .arg(mailbox)
             .echo("[smtp] ")
             .spawn()?;
-        let line = process.wait_for_log_line(SMTP_LISTENING, SMTP_STARTUP_TIMEOUT)?;
-        let addr = line.split_once(SMTP_LISTENING).map(|(_, addr)| addr.trim().to_owned()).unwrap_or_default();
+        let addr = process.wait_for_value(SMTP_LISTENING, SMTP_STARTUP_TIMEOUT)?;
         eprintln!("xtask: SMTP server at {addr}, mailbox {}", mailbox.display());
         Ok(Self { url: format!("smtp://{addr}"), _process: process })
     }

@@ -53,8 +53,7 @@ impl Server {
             .echo("[server] ")
             .spawn()
             .expect("start the server binary");
-        let line = process.wait_for_log_line(LISTENING, STARTUP).unwrap_or_else(|e| panic!("{e:#}"));
-        let url = line.split_once(LISTENING).map(|(_, url)| url.trim().to_owned()).unwrap_or_default();
+        let url = process.wait_for_value(LISTENING, STARTUP).unwrap_or_else(|e| panic!("{e:#}"));
         Self { process, url, _data: data }
     }
 
