@@ -7,9 +7,10 @@
 //! # Layout
 //! - [`Process`] (`process.rs`): a child process with its output in a log file,
 //!   readiness as a line of that log, signals, bounded waits, memory, killed on
-//!   drop; used by `worker/tests/common`, `server/benches/common`,
-//!   `server/tests/cluster.rs`, `worker/benches/engine.rs` and `xtask`'s
-//!   end-to-end run;
+//!   drop; used by `worker/tests/common` (crash, chaos), `server/benches/common`,
+//!   `server/tests/cluster.rs`, the `cli` tests of both binaries,
+//!   `worker/benches/engine.rs`, `backoffice::testing::SmtpSink` and `xtask`'s
+//!   end-to-end run (the server and the SMTP sink);
 //! - [`output_within`] (`output.rs`): a program run to its end with its output
 //!   captured, killed after a timeout (the command-line tests);
 //! - [`built_binary`] (`built.rs`): another package's binary (the `worker` for
