@@ -7,10 +7,15 @@
 //! suites exercise the real SMTP client against a real server. Missing Python or
 //! aiosmtpd fails the test loudly: it is never skipped.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use testkit::Process;
+
+/// What the sink prints once it listens; `HOST:PORT` follows.
+const LISTENING: &str = "SMTP listening on ";
+/// How long the sink may take to print it.
+const STARTUP: Duration = Duration::from_secs(30);
 
 /// How the sink answers the next messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +31,9 @@ pub enum Mood {
     CrashAfterAccept,
 }
 
-/// A running SMTP server; killed on drop.
+/// A running SMTP server (a [`testkit::Process`]); killed on drop.
 pub struct SmtpSink {
-    child: Child,
+    process: Process,
     /// `smtp://127.0.0.1:<port>`, for `SMTP_URL`.
     pub url: String,
     /// The port.
@@ -52,26 +57,25 @@ impl SmtpSink {
     }
 
     fn start_in(dir: tempfile::TempDir, port: u16) -> Self {
-        let mut child = Command::new("python3")
+        let mut process = Process::command("python3")
+            .name("the SMTP sink (tools/smtp_sink.py: python3 with aiosmtpd)")
             .arg(script())
             .arg("--dir")
             .arg(dir.path())
             .arg("--port")
             .arg(port.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .echo("[smtp sink] ")
             .spawn()
-            .expect("starting python3 tools/smtp_sink.py (is python3 installed?)");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("reading the SMTP sink's banner");
-        let port: u16 = line
-            .trim()
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let addr = process
+            .wait_for_value(LISTENING, STARTUP)
+            .unwrap_or_else(|e| panic!("the SMTP sink did not start (pip install aiosmtpd?): {e:#}"));
+        let port: u16 = addr
             .rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the SMTP sink did not start (pip install aiosmtpd?): {line:?}"));
-        Self { child, url: format!("smtp://127.0.0.1:{port}"), port, dir }
+            .unwrap_or_else(|| panic!("the SMTP sink printed no port: {addr:?}"));
+        Self { process, url: format!("smtp://127.0.0.1:{port}"), port, dir }
     }
 
     /// Sets how the next messages are answered.
@@ -121,20 +125,14 @@ impl SmtpSink {
     /// Waits until the server process has exited by itself (as after
     /// [`Mood::CrashAfterAccept`]); whether it did within `within`.
     pub fn wait_exit(&mut self, within: Duration) -> bool {
-        let end = Instant::now() + within;
-        while Instant::now() < end {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        self.process.wait_exit(within).is_ok()
     }
 
     /// Stops the server (connections are then refused) and keeps its mailbox.
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Err(e) = self.process.kill() {
+            eprintln!("stopping the SMTP sink: {e:#}");
+        }
     }
 
     /// Starts it again on the same port with the same mailbox.
@@ -145,12 +143,6 @@ impl SmtpSink {
         let dir = std::mem::replace(&mut me.dir, tempfile::tempdir().expect("tempdir"));
         drop(me);
         Self::start_in(dir, port)
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

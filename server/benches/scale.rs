@@ -90,8 +90,8 @@ async fn topology(n: usize, tenants: u64, callers: u64) {
         .collect();
     let workers: Vec<WorkerProc> = (0..n).map(|_| WorkerProc::start(&db)).collect();
     let mut pids: Vec<(String, u32)> =
-        servers.iter().enumerate().map(|(i, s)| (format!("server {}", i + 1), s.child.id())).collect();
-    pids.extend(workers.iter().enumerate().map(|(i, w)| (format!("worker {}", i + 1), w.0.id())));
+        servers.iter().enumerate().map(|(i, s)| (format!("server {}", i + 1), s.pid())).collect();
+    pids.extend(workers.iter().enumerate().map(|(i, w)| (format!("worker {}", i + 1), w.pid())));
     let stop = CancellationToken::new();
     let rss = sample_rss(pids, stop.clone());
 

@@ -4,11 +4,12 @@
 //! `migrate` and `reset-admin-password` do their one job.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 use server::config::{Config, Settings};
+use testkit::Process;
 
 /// Every setting, with a value that is not its default. The README's table lists
 /// the same ones; a setting added without a line here fails
@@ -54,7 +55,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// environment the tests run in.
 fn server(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
-    cmd.current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.current_dir(cwd);
     for (name, _) in SETTINGS {
         cmd.env_remove(name);
     }
@@ -64,21 +65,7 @@ fn server(cwd: &Path) -> Command {
 
 /// Runs `cmd` to its end (killing it after [`TIMEOUT`]).
 fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd.spawn().expect("start the server binary");
-    let deadline = Instant::now() + TIMEOUT;
-    while child.try_wait().expect("poll").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect");
-            panic!(
-                "{cmd:?} still ran after {TIMEOUT:?}; stdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("collect")
+    testkit::output_within(cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn stdout(out: &Output) -> String {
@@ -278,7 +265,7 @@ fn a_changed_superadmin_password_is_ignored_with_a_warning() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("app.db").display());
     let start = |password: &str| -> String {
-        let mut child = server(dir.path())
+        let mut server = Process::from_command(server(dir.path()))
             .env("DATABASE_URL", &url)
             .env("DATA_DIR", dir.path())
             .env("BIND_ADDR", "127.0.0.1:0")
@@ -289,18 +276,9 @@ fn a_changed_superadmin_password_is_ignored_with_a_warning() {
             .spawn()
             .expect("start");
         // Listening means the start-up checks are done.
-        let mut out = child.stdout.take().expect("stdout");
-        let mut seen = String::new();
-        let deadline = Instant::now() + TIMEOUT;
-        while !seen.contains("Back office listening on") {
-            let mut buf = [0u8; 256];
-            let n = std::io::Read::read(&mut out, &mut buf).expect("read");
-            assert!(n > 0 && Instant::now() < deadline, "server ended before listening: {seen}");
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-        let _ = child.kill();
-        let out = child.wait_with_output().expect("collect");
-        stderr(&out)
+        server.wait_for_log_line("Back office listening on", TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"));
+        server.kill().expect("kill the server");
+        server.log()
     };
     let first = start("the first password");
     assert!(!first.contains("SUPERADMIN_PASSWORD"), "{first}");

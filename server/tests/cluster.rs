@@ -6,9 +6,7 @@
 //! sign-ups keep being submitted while PostgreSQL restarts: every accepted one has
 //! exactly one tenant and one job, and processing resumes by itself.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jobengine::testing::PgCluster;
@@ -18,6 +16,7 @@ use proto::notifications::v1 as npb;
 use proto::notifications::v1::notification_service_client::NotificationServiceClient;
 use proto::tenants::v1 as tpb;
 use proto::tenants::v1::tenant_service_client::TenantServiceClient;
+use testkit::Process;
 use tonic::Streaming;
 use tonic::transport::Channel;
 
@@ -27,38 +26,25 @@ use common::bearer;
 const EMAIL: &str = "root@cluster.test";
 const PASSWORD: &str = "cluster test password";
 
-struct Proc {
-    child: Child,
-    url: Option<String>,
-}
+/// What the server prints once it listens; its URL follows.
+const LISTENING: &str = "Back office listening on ";
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A server or worker process (killed on drop) and, for a server, its URL.
+struct Proc {
+    _process: Process,
+    url: Option<String>,
 }
 
 /// The `worker` binary, built beside the server's if this test run lacks it.
 fn worker_bin() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    // cargo builds only this package's binaries for its tests: build the worker
-    // too (a no-op when fresh), so a stale one is never tested.
-    BUILT.call_once(|| {
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "-p", "worker"]);
-        if !cfg!(debug_assertions) {
-            build.arg("--release");
-        }
-        let ok = build.status().expect("cargo build -p worker");
-        assert!(ok.success(), "building the worker binary failed");
-    });
-    Path::new(env!("CARGO_BIN_EXE_server")).with_file_name("worker")
+    let server = Path::new(env!("CARGO_BIN_EXE_server"));
+    testkit::built_binary(env!("CARGO"), server, "worker", !cfg!(debug_assertions)).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
+/// Starts `bin` (the server or the worker) on `db` with its log in `data/log`; a
+/// server's URL is read from the line it prints once it listens.
 fn spawn(bin: &Path, db: &str, data: &Path, log: &str, extra: &[(&str, &str)]) -> Proc {
-    let log = std::fs::File::create(data.join(log)).expect("log file");
-    let mut child = Command::new(bin)
+    let mut process = Process::command(bin)
         .env("DATABASE_URL", db)
         .env("DATA_DIR", data)
         .env("BIND_ADDR", "127.0.0.1:0")
@@ -67,17 +53,13 @@ fn spawn(bin: &Path, db: &str, data: &Path, log: &str, extra: &[(&str, &str)]) -
         .env("SUPERADMIN_PASSWORD", PASSWORD)
         .env("RUST_LOG", "info")
         .envs(extra.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(log)
+        .log_file(data.join(log))
         .spawn()
         .expect("spawn");
-    let url = if bin.ends_with("server") {
-        let out = BufReader::new(child.stdout.take().expect("stdout"));
-        out.lines().map_while(Result::ok).find_map(|l| l.strip_prefix("Back office listening on ").map(str::to_owned))
-    } else {
-        None
-    };
-    Proc { child, url }
+    let url = bin
+        .ends_with("server")
+        .then(|| process.wait_for_value(LISTENING, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e:#}")));
+    Proc { _process: process, url }
 }
 
 async fn connect(url: &str) -> Channel {

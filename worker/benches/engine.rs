@@ -9,37 +9,32 @@
 //! Sizes: `BENCH_JOBS` (default 20000), `BENCH_LATENCY_SAMPLES` (300),
 //! `BENCH_KILL_RUNS` (5), `BENCH_BACKENDS` (`sqlite,postgres`).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jobengine::builtin::{Noop, Sleep};
 use jobengine::testing::{TestDb, Which, percentile, rss_kib};
 use jobengine::{JobState, Jobs, ListQuery};
+use testkit::{Process, Signal};
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn spawn_worker(url: &str, extra: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_worker"));
-    cmd.env("DATABASE_URL", url).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("start worker")
+/// A `worker` on `url` with `extra` settings; its output goes to a temporary log.
+fn spawn_worker(url: &str, extra: &[(&str, &str)]) -> Process {
+    Process::command(env!("CARGO_BIN_EXE_worker"))
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .envs(extra.iter().copied())
+        .spawn()
+        .expect("start worker")
 }
 
-fn stop(mut child: Child) {
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+/// SIGTERM, as an operator stops a worker; killed after 15 s.
+fn stop(mut worker: Process) {
+    if let Err(e) = worker.terminate(Duration::from_secs(15)) {
+        eprintln!("{e:#}");
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 async fn wait_succeeded(jobs: &Jobs, n: u64, within: Duration) {
@@ -76,7 +71,7 @@ async fn throughput(which: Which, n: usize) {
     // Idle RSS first, on an empty queue.
     let idle = spawn_worker(&db.url, &[]);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle_rss = rss_kib(idle.id());
+    let idle_rss = idle.rss_kib();
     stop(idle);
 
     let proto = jobs.new_job(&Noop {}, None).expect("job");
@@ -86,7 +81,7 @@ async fn throughput(which: Which, n: usize) {
     }
     let enqueue_rate = n as f64 / t.elapsed().as_secs_f64();
     let child = spawn_worker(&db.url, &[("WORKER_CONCURRENCY", "64")]);
-    let pid = child.id();
+    let pid = child.pid();
     let sampler = tokio::spawn(async move {
         let mut peak = 0;
         loop {
@@ -153,9 +148,9 @@ async fn kill_recovery(which: Which, runs: usize) {
         // Kill at a different point of the heartbeat cycle each run.
         tokio::time::sleep(Duration::from_millis((run as u64 * 677) % 3000)).await;
         let mut a = a;
-        let _ = a.kill();
+        a.signal(Signal::SIGKILL).expect("kill -9");
         let killed = Instant::now();
-        let _ = a.wait();
+        a.wait_exit(Duration::from_secs(10)).expect("the killed worker exits");
         let b = spawn_worker(&db.url, &[]);
         loop {
             // Running again, on the new worker (the interrupted attempt is given

@@ -3,15 +3,14 @@
 //! a variable with the same meaning, and `METRICS_ADDR` serves the server's
 //! rendering of the metrics.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use jobengine::builtin::Noop;
 use jobengine::testing::{TestDb, Which};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use testkit::Process;
 
 /// Every setting with a value that is not its default, by variable and flag.
 const SETTINGS: [(&str, &str, &str); 21] = [
@@ -44,7 +43,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// The built `worker` in `cwd`, with none of our settings inherited.
 fn worker(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_worker"));
-    cmd.current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.current_dir(cwd);
     for (name, _, _) in SETTINGS {
         cmd.env_remove(name);
     }
@@ -54,17 +53,7 @@ fn worker(cwd: &Path) -> Command {
 
 /// Runs `cmd` to its end, killing it after [`TIMEOUT`].
 fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd.spawn().expect("start the worker binary");
-    let deadline = Instant::now() + TIMEOUT;
-    while child.try_wait().expect("poll").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect");
-            panic!("{cmd:?} still ran after {TIMEOUT:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("collect")
+    testkit::output_within(cmd, TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn stdout(out: &Output) -> String {
@@ -125,17 +114,14 @@ async fn metrics_endpoint_on_metrics_addr(which: Which) {
     let db = TestDb::new(which).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let jobs = db.jobs().await;
-    let mut child = worker(dir.path())
+    let mut worker = Process::from_command(worker(dir.path()))
         .env("DATABASE_URL", &db.url)
         .env("DATA_DIR", dir.path())
         .env("METRICS_ADDR", "127.0.0.1:0")
         .env("JOB_POLL_MS", "50")
-        .stderr(Stdio::null())
         .spawn()
         .expect("start worker");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = lines.next().expect("a line").expect("read");
-    let url = line.strip_prefix("Metrics on http://").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let url = worker.wait_for_value("Metrics on http://", TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"));
     let addr = url.trim_end_matches("/metrics").to_owned();
 
     for _ in 0..3 {
@@ -144,7 +130,12 @@ async fn metrics_endpoint_on_metrics_addr(which: Which) {
     let deadline = Instant::now() + TIMEOUT;
     let body = loop {
         let body = get(&addr, "/metrics");
-        if body.contains("jobs_processed_total{outcome=\"succeeded\"} 3") && body.contains("jobs_workers_live 1") {
+        // The counter moves when a job ends, the state gauge (read from the
+        // store) once the completer has committed the batch: wait for both.
+        if body.contains("jobs_processed_total{outcome=\"succeeded\"} 3")
+            && body.contains("jobs{state=\"succeeded\"} 3")
+            && body.contains("jobs_workers_live 1")
+        {
             break body;
         }
         assert!(Instant::now() < deadline, "the worker's metrics never showed its 3 jobs:\n{body}");
@@ -160,9 +151,8 @@ async fn metrics_endpoint_on_metrics_addr(which: Which) {
     ] {
         assert!(body.contains(needle), "/metrics lacks {needle:?}:\n{body}");
     }
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-    let status = child.wait().expect("wait");
-    assert!(status.success(), "the worker exited with {status} after SIGTERM");
+    let status = worker.terminate(TIMEOUT).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(status.success(), "the worker exited with {status} after SIGTERM; log:\n{}", worker.log());
 }
 
 /// A plain HTTP/1.0 GET, whole response.

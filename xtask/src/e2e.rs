@@ -14,13 +14,12 @@
 //! "Doomed" (`PROVISION_FAULT=fail:Doomed`), so one server shows both outcomes.
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use testkit::Process;
 
 use crate::workspace::{self, Workspace};
 
@@ -30,6 +29,10 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 /// What the server prints once it listens; the URL follows.
 const LISTENING: &str = "Back office listening on ";
+/// What the SMTP server prints once it listens; `HOST:PORT` follows.
+const SMTP_LISTENING: &str = "SMTP listening on ";
+/// How long the SMTP server may take to print its address.
+const SMTP_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The super admin the tests sign in as.
 const ADMIN_EMAIL: &str = "admin@e2e.test";
 /// Their password.
@@ -120,17 +123,20 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
 
 /// The server under test; killed on drop if [`Server::stop`] was not reached.
 struct Server {
-    child: Option<Child>,
+    process: Process,
     /// `http://127.0.0.1:PORT`.
     url: String,
 }
 
 impl Server {
     /// Starts `bin` on a free port with a fresh SQLite database under `data`,
-    /// sending email to `smtp_url`.
+    /// sending email to `smtp_url`. Its output is echoed as `[server] …` and kept
+    /// in `data/server.log`.
     fn start(ws: &Workspace, bin: &Path, data: &Path, smtp_url: &str) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(bin);
-        cmd.current_dir(data)
+        eprintln!("xtask: starting {}", bin.display());
+        let mut process = Process::command(bin)
+            .name("the server")
+            .current_dir(data)
             .env("BIND_ADDR", "127.0.0.1:0")
             .env("SMTP_URL", smtp_url)
             .env("SUPERADMIN_EMAIL", ADMIN_EMAIL)
@@ -141,107 +147,44 @@ impl Server {
             .env("SITE_ROOT", ws.site_dir())
             .env("DATABASE_URL", format!("sqlite://{}", data.join("app.db").display()))
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
-        eprintln!("xtask: starting {}", bin.display());
-        let mut child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
-        let stdout = child.stdout.take().context("the server's stdout was not captured")?;
-        let mut server = Server { child: Some(child), url: String::new() };
-
-        // Forward the server's stdout to ours, and hand us the URL once printed.
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                println!("[server] {line}");
-                if let Some(url) = line.strip_prefix(LISTENING) {
-                    let _ = tx.send(url.trim().to_owned());
-                }
-            }
-        });
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(url) => {
-                    server.url = url;
-                    eprintln!("xtask: server up at {}", server.url);
-                    return Ok(server);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                    if let Some(child) = server.child.as_mut()
-                        && let Some(status) = child.try_wait().context("polling the server")?
-                    {
-                        bail!("the server exited with {status} before listening");
-                    }
-                }
-                Err(_) => bail!("the server did not print its address within {STARTUP_TIMEOUT:?}"),
-            }
-        }
+            .log_file(data.join("server.log"))
+            .echo("[server] ")
+            .spawn()?;
+        let url = process.wait_for_value(LISTENING, STARTUP_TIMEOUT)?;
+        eprintln!("xtask: server up at {url}");
+        Ok(Server { process, url })
     }
 
     /// SIGTERM, then waits for a graceful exit (killing after a timeout); a
     /// non-zero exit is an error, since a clean shutdown is part of what we test.
     fn stop(mut self) -> anyhow::Result<()> {
-        let Some(mut child) = self.child.take() else { return Ok(()) };
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait().context("waiting for the server")? {
-                if !status.success() {
-                    bail!("the server exited with {status} after SIGTERM");
-                }
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("the server did not stop within {SHUTDOWN_TIMEOUT:?} of SIGTERM; killed it");
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let status = self.process.terminate(SHUTDOWN_TIMEOUT)?;
+        if !status.success() {
+            bail!("the server exited with {status} after SIGTERM");
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        Ok(())
     }
 }
 
 /// The suites' SMTP server (`tools/smtp_sink.py`), storing messages in a folder;
 /// killed on drop.
 struct Smtp {
-    child: Child,
+    _process: Process,
     /// `smtp://127.0.0.1:PORT`.
     url: String,
 }
 
 impl Smtp {
     fn start(ws: &Workspace, mailbox: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new("python3")
+        let mut process = Process::command("python3")
+            .name("the SMTP server (tools/smtp_sink.py, python3 with aiosmtpd)")
             .arg(ws.root.join("tools/smtp_sink.py"))
             .arg("--dir")
             .arg(mailbox)
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting tools/smtp_sink.py (python3 with aiosmtpd)")?;
-        let stdout = child.stdout.take().context("the SMTP server's stdout was not captured")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).context("reading the SMTP server's banner")?;
-        let Some(addr) = line.trim().strip_prefix("SMTP listening on ") else {
-            let _ = child.kill();
-            bail!("the SMTP server did not start: {line:?}");
-        };
+            .echo("[smtp] ")
+            .spawn()?;
+        let addr = process.wait_for_value(SMTP_LISTENING, SMTP_STARTUP_TIMEOUT)?;
         eprintln!("xtask: SMTP server at {addr}, mailbox {}", mailbox.display());
-        Ok(Self { url: format!("smtp://{addr}"), child })
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Ok(Self { url: format!("smtp://{addr}"), _process: process })
     }
 }

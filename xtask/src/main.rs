@@ -5,6 +5,7 @@
 //! cargo xtask build-site [--release]   wasm + wasm-bindgen + assets into <target>/site
 //! cargo xtask run [--release]          build everything, then start the server
 //! cargo xtask test [--release]         build, `cargo test --workspace`, then Playwright
+//! cargo xtask e2e [--release]          build, then only the Playwright tests
 //! cargo xtask bench                    the benchmarks, on SQLite and PostgreSQL
 //! cargo xtask results                  benchmarks + long chaos and security runs into docs/RESULTS.md
 //! cargo xtask mutants                  deliberately broken builds, each caught by its suite
@@ -47,6 +48,8 @@ commands:
                BIND_ADDR, DATABASE_URL, ...); prints the URL
   test         build everything, run `cargo test --workspace` against SQLite and a
                throw-away PostgreSQL, then the Playwright tests in end2end/
+  e2e          build the site and the server, then only the Playwright tests in
+               end2end/ (what `test` runs last)
   bench        the figures: job engine (throughput, latency, kill -9 recovery,
                RSS), the engine beside graphile-worker 0.17.3 (same run,
                ratios), tenancy (request latency, rising concurrency, provisioning
@@ -78,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         "build-site" => site::build_site(&ws, profile),
         "run" => run(&ws, profile),
         "test" => test(&ws, profile),
+        "e2e" => end_to_end(&ws, profile),
         "bench" => bench(&ws),
         "results" => results::results(&ws),
         "mutants" => mutants::mutants(&ws).map(drop),
@@ -140,6 +144,19 @@ fn bench(ws: &Workspace) -> anyhow::Result<()> {
         cargo.args(["bench", "-p", package, "--bench", bench]).env("TEST_DATABASE_URL", &pg.url);
         workspace::run(&mut cargo).with_context(|| format!("the {bench} benchmark failed"))?;
     }
+    Ok(())
+}
+
+/// Only the browser tests: what [`test`] runs last, without the minutes of
+/// `cargo test --workspace` before it.
+fn end_to_end(ws: &Workspace, profile: Profile) -> anyhow::Result<()> {
+    tools::preflight(false)?;
+    let chromium = e2e::find_chromium()?;
+    let path = tools::ensure_python_tools()?;
+    site::build_site(ws, profile)?;
+    let server = site::build_server(ws, profile)?;
+    e2e::run_playwright(ws, &server, &chromium, &path).context("end-to-end tests failed")?;
+    println!("xtask: the end-to-end tests passed");
     Ok(())
 }
 

@@ -40,7 +40,7 @@ pub fn preflight(postgres: bool) -> anyhow::Result<()> {
     }
     if on_path("python3").is_none() {
         missing.push(("python3 with pip", "python3 python3-pip"));
-    } else if !(on_path("grpcurl").is_some() && python_has("aiosmtpd")) && !python_has("pip") {
+    } else if !(python_has("pip") || on_path("grpcurl").is_some() && python_has("aiosmtpd")) {
         missing.push(("pip for python3", "python3-pip"));
     }
     if missing.is_empty() {

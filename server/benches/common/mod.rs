@@ -1,13 +1,14 @@
-//! Shared by the server benchmarks: the real `server` (and `worker`) binaries.
+//! Shared by the server benchmarks: the real `server` (and `worker`) binaries, as
+//! [`testkit::Process`]es with the settings the benchmarks run them with.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::time::Duration;
 
-use jobengine::testing::{TestDb, Which, rss_kib};
+use jobengine::testing::{TestDb, Which};
 use proto::auth::v1::LoginRequest;
 use proto::auth::v1::auth_service_client::AuthServiceClient;
+use testkit::Process;
 use tonic::transport::Channel;
 
 pub const EMAIL: &str = "bench@backoffice.local";
@@ -17,9 +18,14 @@ pub fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// The server binary, running until dropped.
+/// How long the server may take to print its address.
+const STARTUP: Duration = Duration::from_secs(60);
+/// What the server prints once it listens; its URL follows.
+const LISTENING: &str = "Back office listening on ";
+
+/// The server binary, running until dropped (then stopped with SIGTERM).
 pub struct Server {
-    pub child: Child,
+    process: Process,
     pub url: String,
     _data: tempfile::TempDir,
 }
@@ -29,10 +35,10 @@ impl Server {
         Self::start_with(db, worker, &[])
     }
 
-    /// As [`Server::start`], with extra settings.
+    /// As [`Server::start`], with extra settings (they win over the ones here).
     pub fn start_with(db: &TestDb, worker: &str, extra: &[(&str, &str)]) -> Self {
         let data = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+        let mut process = Process::command(env!("CARGO_BIN_EXE_server"))
             .env("DATABASE_URL", &db.url)
             .env("DATA_DIR", data.path())
             .env("BIND_ADDR", "127.0.0.1:0")
@@ -43,28 +49,29 @@ impl Server {
             .env("SIGNUP_PER_MINUTE", u32::MAX.to_string())
             .env("RUST_LOG", "warn")
             .envs(extra.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // Warnings stay in sight, as when its stderr was ours.
+            .echo("[server] ")
             .spawn()
             .expect("start the server binary");
-        let out = BufReader::new(child.stdout.take().expect("stdout"));
-        let url = out
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("Back office listening on ").map(str::to_owned))
-            .expect("the server printed its address");
-        Self { child, url, _data: data }
+        let url = process.wait_for_value(LISTENING, STARTUP).unwrap_or_else(|e| panic!("{e:#}"));
+        Self { process, url, _data: data }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     pub fn rss_mib(&self) -> f64 {
-        rss_kib(self.child.id()) as f64 / 1024.0
+        self.process.rss_kib() as f64 / 1024.0
     }
 }
 
 impl Drop for Server {
+    /// A graceful stop, as in production; killed if it takes over 15 s.
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
+        if let Err(e) = self.process.terminate(Duration::from_secs(15)) {
+            eprintln!("{e:#}");
+        }
     }
 }
 
@@ -93,46 +100,37 @@ pub fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
 
 /// A `worker` process on `db` (release build beside the server's); killed on
 /// drop.
-pub struct WorkerProc(pub Child, tempfile::TempDir);
+pub struct WorkerProc {
+    process: Process,
+    data: tempfile::TempDir,
+}
 
 impl WorkerProc {
     pub fn start(db: &TestDb) -> Self {
-        static BUILT: std::sync::Once = std::sync::Once::new();
-        // cargo builds the server for a server bench, not the worker: build it
-        // (once per run; a no-op when fresh) so a stale binary is never measured.
-        BUILT.call_once(|| {
-            let ok = Command::new(env!("CARGO"))
-                .args(["build", "--release", "-p", "worker"])
-                .status()
-                .expect("cargo build -p worker");
-            assert!(ok.success(), "building the worker failed");
-        });
-        let bin: PathBuf = Path::new(env!("CARGO_BIN_EXE_server")).with_file_name("worker");
+        let bin = testkit::built_binary(env!("CARGO"), Path::new(env!("CARGO_BIN_EXE_server")), "worker", true)
+            .unwrap_or_else(|e| panic!("{e:#}"));
         let data = tempfile::tempdir().expect("tempdir");
-        let child = Command::new(bin)
+        let process = Process::command(bin)
             .env("DATABASE_URL", &db.url)
             .env("DATA_DIR", data.path())
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .echo("[worker] ")
             .spawn()
             .expect("start the worker");
-        Self(child, data)
+        Self { process, data }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     /// Its `DATA_DIR` (emails go to `mail/` there when no `SMTP_URL` is set).
     pub fn data_dir(&self) -> &Path {
-        self.1.path()
+        self.data.path()
     }
 
     pub fn rss_mib(&self) -> f64 {
-        rss_kib(self.0.id()) as f64 / 1024.0
-    }
-}
-
-impl Drop for WorkerProc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.process.rss_kib() as f64 / 1024.0
     }
 }
 

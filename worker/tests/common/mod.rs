@@ -1,18 +1,19 @@
-//! Shared by the worker's process tests: a `worker` process with its log in a file.
+//! Shared by the worker's process tests: a `worker` process with its log in a
+//! file, a thin layer over [`testkit::Process`] with the settings these tests run
+//! workers with (short lease, rescue, poll and grace) and panics instead of errors.
 #![allow(dead_code)]
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::ExitStatus;
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use testkit::Process;
 
-/// A `worker` process with its log in a file.
+/// A `worker` process with its log in `<dir>/<name>.log`; killed on drop.
 pub struct WorkerProc {
-    pub child: Child,
-    log: PathBuf,
+    process: Process,
 }
 
 impl WorkerProc {
@@ -20,10 +21,11 @@ impl WorkerProc {
         Self::start_with(url, dir, name, lease_ms, &[])
     }
 
+    /// As [`WorkerProc::start`] with `extra` settings; the ones set here
+    /// (`DATA_DIR`, `JOB_LEASE_MS`, …) win over `extra`.
     pub fn start_with(url: &str, dir: &Path, name: &str, lease_ms: u64, extra: &[(&str, &str)]) -> Self {
-        let log = dir.join(format!("{name}.log"));
-        let file = File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_worker"))
+        let process = Process::command(env!("CARGO_BIN_EXE_worker"))
+            .name(format!("worker {name}"))
             // No retention sweep (a job every minute) in tests that count jobs;
             // `extra` can turn it back on.
             .env("JOB_RETENTION_SECS", "0")
@@ -36,46 +38,37 @@ impl WorkerProc {
             .env("JOB_POLL_MS", "50")
             .env("JOB_GRACE_MS", "500")
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(file))
+            .log_file(dir.join(format!("{name}.log")))
             .spawn()
             .expect("start worker binary");
-        Self { child, log }
+        Self { process }
     }
 
     pub fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
+        Pid::from_raw(i32::try_from(self.process.pid()).expect("a pid fits i32"))
     }
 
     pub fn signal(&self, s: Signal) {
-        kill(self.pid(), s).expect("signal worker");
+        self.process.signal(s).expect("signal worker");
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
+    }
+
+    /// The process itself, for what this wrapper does not offer.
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
     }
 
     /// Whether `worker_id` (host:pid:suffix) belongs to this process.
     pub fn owns(&self, worker_id: Option<&str>) -> bool {
-        worker_id.and_then(|w| w.split(':').nth(1)).is_some_and(|p| p == self.child.id().to_string())
+        worker_id.and_then(|w| w.split(':').nth(1)).is_some_and(|p| p == self.process.pid().to_string())
     }
 
-    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                return st;
-            }
-            assert!(start.elapsed() < within, "worker did not exit; log:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for WorkerProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Waits for it to exit; panics with its log when it has not within `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        self.process.wait_exit(within).unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
 
