@@ -125,7 +125,7 @@ impl Store {
                 "SELECT w.id FROM job_workers w
                  WHERE w.liveness = $1
                    AND EXISTS (SELECT 1 FROM jobs j WHERE j.state = 'processing' AND j.worker_id = w.id)
-                   AND pg_try_advisory_xact_lock($2, hashtext(w.id))",
+                   AND pg_try_advisory_xact_lock(CAST($2 AS INTEGER), hashtext(w.id))",
             )
             .bind(PG_LOCK)
             .bind(LOCK_CLASS)
