@@ -81,7 +81,11 @@ impl Store {
             return Ok(Alive { stop, task: None });
         };
         let mut conn = lock(&pool, worker).await?;
-        query("UPDATE job_workers SET liveness = $1 WHERE id = $2").bind(PG_LOCK).bind(worker).execute(self.db().write()).await?;
+        query("UPDATE job_workers SET liveness = $1 WHERE id = $2")
+            .bind(PG_LOCK)
+            .bind(worker)
+            .execute(self.db().write())
+            .await?;
         let (s, worker) = (stop.clone(), worker.to_owned());
         let task = tokio::spawn(async move {
             loop {

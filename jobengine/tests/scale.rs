@@ -25,10 +25,8 @@ async fn higher_priority_starts_first(which: Which) {
     let jobs = db.jobs().await;
     // A backlog in enqueue order: low, normal, high, normal, low, ...
     let priorities = [-1, 0, 5, 0, -1, 5, 3, 0, 5, -1, 3, 0];
-    let batch: Vec<NewJob> = priorities
-        .iter()
-        .map(|&p| jobs.new_job(&Noop {}, None).expect("job").with_priority(p))
-        .collect();
+    let batch: Vec<NewJob> =
+        priorities.iter().map(|&p| jobs.new_job(&Noop {}, None).expect("job").with_priority(p)).collect();
     let ids: Vec<i64> = jobs.enqueue_many(&batch).await.expect("enqueue").iter().map(|e| e.id).collect();
     assert_eq!(jobs.get(ids[2]).await.expect("get").job.priority, 5, "stored");
 
@@ -123,7 +121,11 @@ fn check_pg_plan(plan: &str, bound: u64) {
                 matches!(kind, "Index Scan" | "Index Only Scan" | "ModifyTable"),
                 "{kind} on jobs in the claim; plan:\n{plan}"
             );
-            assert!(rows(n) <= bound, "a {kind} read {} rows of jobs (at most {bound} expected); plan:\n{plan}", rows(n));
+            assert!(
+                rows(n) <= bound,
+                "a {kind} read {} rows of jobs (at most {bound} expected); plan:\n{plan}",
+                rows(n)
+            );
             walked |= n["Index Name"] == "jobs_due";
         }
         if kind == "Sort" {
@@ -202,7 +204,10 @@ async fn bulk_enqueue_is_one_statement_per_batch(which: Which) {
                 _ => None,
             };
             let run_at = (i % 500 == 3).then_some(later);
-            NewJob { unique_key: key, ..jobs.new_job(&Sleep { ms: i as u64 }, run_at).expect("job").with_priority(i as i32 % 3) }
+            NewJob {
+                unique_key: key,
+                ..jobs.new_job(&Sleep { ms: i as u64 }, run_at).expect("job").with_priority(i as i32 % 3)
+            }
         })
         .collect();
     let out = jobs.enqueue_many(&batch).await.expect("bulk enqueue");

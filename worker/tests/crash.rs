@@ -108,7 +108,10 @@ async fn kill_9_is_noticed_long_before_the_lease_expires(which: Which) {
         "{interrupted:?}"
     );
     assert_eq!(d.job.attempt, 1, "the interrupted attempt is not counted");
-    println!("figure: {which:?}: kill -9 to running again on the other worker: {:.0} ms (lease {lease_ms} ms)", after.as_secs_f64() * 1000.0);
+    println!(
+        "figure: {which:?}: kill -9 to running again on the other worker: {:.0} ms (lease {lease_ms} ms)",
+        after.as_secs_f64() * 1000.0
+    );
 }
 
 async fn wait_started(w: &WorkerProc) {

@@ -33,7 +33,12 @@ impl Store {
     ///
     /// # Errors
     /// A database failure.
-    pub async fn enqueue_many_in(&self, tx: &mut Tx, jobs: &[NewJob], now: Micros) -> Result<Vec<Enqueued>, StorageError> {
+    pub async fn enqueue_many_in(
+        &self,
+        tx: &mut Tx,
+        jobs: &[NewJob],
+        now: Micros,
+    ) -> Result<Vec<Enqueued>, StorageError> {
         let ids = self.dialect.insert(tx, jobs, now).await?;
         let mut out = Vec::with_capacity(jobs.len());
         for (job, id) in jobs.iter().zip(ids) {
@@ -43,12 +48,11 @@ impl Store {
             }
             // Rare: a live job held the key (perhaps one earlier in this batch).
             let key = job.unique_key.clone().unwrap_or_default();
-            let id: Option<i64> = query(
-                "SELECT id FROM jobs WHERE unique_key = $1 AND state IN ('enqueued', 'scheduled', 'processing')",
-            )
-            .bind(&key)
-            .scalar_optional(&mut *tx)
-            .await?;
+            let id: Option<i64> =
+                query("SELECT id FROM jobs WHERE unique_key = $1 AND state IN ('enqueued', 'scheduled', 'processing')")
+                    .bind(&key)
+                    .scalar_optional(&mut *tx)
+                    .await?;
             out.push(id.map(|id| Enqueued { id, existing: true }).ok_or(StorageError::UniqueKeyTaken(key))?);
         }
         if out.iter().any(|e| !e.existing) {

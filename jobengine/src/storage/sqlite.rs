@@ -299,17 +299,7 @@ impl Dialect for SqliteDialect {
             let rows: Vec<String> = (0..chunk.len())
                 .map(|r| {
                     let v = |c: usize| format!("${}", 2 + r * 8 + c);
-                    format!(
-                        "({}, {}, {}, {}, {}, {}, $1, $1, {}, {})",
-                        v(0),
-                        v(1),
-                        v(2),
-                        v(3),
-                        v(4),
-                        v(5),
-                        v(6),
-                        v(7)
-                    )
+                    format!("({}, {}, {}, {}, {}, {}, $1, $1, {}, {})", v(0), v(1), v(2), v(3), v(4), v(5), v(6), v(7))
                 })
                 .collect();
             let sql = format!(
