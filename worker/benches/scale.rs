@@ -10,7 +10,8 @@
 //! Run: `cargo bench -p worker --bench scale` (or `cargo xtask bench`).
 //! Sizes: `BENCH_JOBS` (20000, throughput), `BENCH_CLAIM_BACKLOG` (20000; add
 //! e.g. `1000000` for a second row), `BENCH_KILLS` (20), `BENCH_BACKENDS`
-//! (`sqlite,postgres`), `BENCH_CONCURRENCY` (`10,16`).
+//! (`sqlite,postgres`), `BENCH_CONCURRENCY` (`10,16`), `BENCH_PARTS`
+//! (`claim,bulk,throughput,kill`).
 //!
 //! Clocks: claim latency is the client's, around one `Store::fetch` of 10 (and,
 //! on PostgreSQL, the server's `Execution Time` from `EXPLAIN ANALYZE`); the
@@ -300,6 +301,9 @@ async fn throughput(b: &Bench, n: usize, concurrency: usize) {
 async fn kill_recovery(b: &Bench, runs: usize) {
     let jobs = Jobs::connect(b.url()).await.expect("open");
     let mut spare = spawn_worker(b.url(), &[]);
+    // Let it migrate the fresh database alone: two processes migrating a fresh
+    // SQLite file at once can stall one of them.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let mut ms = Vec::new();
     for run in 0..runs {
         let busy = spawn_worker(b.url(), &[]);
@@ -351,6 +355,8 @@ async fn main() {
     let concurrency: Vec<usize> =
         env_list("BENCH_CONCURRENCY", "10,16").iter().filter_map(|s| s.parse().ok()).collect();
     let backends = env_list("BENCH_BACKENDS", "sqlite,postgres");
+    let parts = env_list("BENCH_PARTS", "claim,bulk,throughput,kill");
+    let part = |p: &str| parts.iter().any(|x| x == p);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     println!("engine scale benchmark: {cores} cores, release build");
     let pg = if backends.iter().any(|b| b == "postgres") { Some(Pg::start().await) } else { None };
@@ -367,13 +373,17 @@ async fn main() {
         }
     };
     for which in &backends {
-        for &backlog in &backlogs {
+        for &backlog in backlogs.iter().filter(|_| part("claim")) {
             claim_latency(&fresh(which).await, backlog).await;
         }
-        bulk_enqueue(&fresh(which).await, n).await;
-        for &c in &concurrency {
+        if part("bulk") {
+            bulk_enqueue(&fresh(which).await, n).await;
+        }
+        for &c in concurrency.iter().filter(|_| part("throughput")) {
             throughput(&fresh(which).await, n, c).await;
         }
-        kill_recovery(&fresh(which).await, kills).await;
+        if part("kill") {
+            kill_recovery(&fresh(which).await, kills).await;
+        }
     }
 }

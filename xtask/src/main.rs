@@ -119,13 +119,15 @@ fn exec(mut cmd: std::process::Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The benchmarks against real processes: the engine (`worker/benches/engine.rs`),
+/// The benchmarks against real processes: the engine (`worker/benches/engine.rs`,
+/// and at scale `worker/benches/scale.rs`, which starts its own PostgreSQL with
+/// fsync on),
 /// tenancy (`server/benches/tenants.rs`), notifications
 /// (`server/benches/notifications.rs`) and scale-out (`server/benches/scale.rs`).
 fn bench(ws: &Workspace) -> anyhow::Result<()> {
     let pg = postgres::ensure_postgres().context("starting PostgreSQL for the benchmark")?;
     for (package, bench) in
-        [("worker", "engine"), ("server", "tenants"), ("server", "notifications"), ("server", "scale")]
+        [("worker", "engine"), ("worker", "scale"), ("server", "tenants"), ("server", "notifications"), ("server", "scale")]
     {
         let mut cargo = ws.cargo();
         cargo.args(["bench", "-p", package, "--bench", bench]).env("TEST_DATABASE_URL", &pg.url);

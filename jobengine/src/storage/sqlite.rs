@@ -87,7 +87,7 @@ fn claim_sql(n: usize) -> String {
     )
 }
 
-/// Rows per multi-row `INSERT`: 8 variables each, well under SQLite's 32,766.
+/// Rows per multi-row `INSERT`: 10 variables each, well under SQLite's 32,766.
 const INSERT_CHUNK: usize = 1000;
 
 #[allow(clippy::too_many_arguments, reason = "one argument per history column")]
@@ -295,22 +295,19 @@ impl Dialect for SqliteDialect {
         let conn = sqlite(tx)?;
         let mut out = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(INSERT_CHUNK) {
-            // $1 is now; each row takes the next 8 variables.
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|r| {
-                    let v = |c: usize| format!("${}", 2 + r * 8 + c);
-                    format!("({}, {}, {}, {}, {}, {}, $1, $1, {}, {})", v(0), v(1), v(2), v(3), v(4), v(5), v(6), v(7))
-                })
-                .collect();
+            // Anonymous `?` placeholders, bound in order: with thousands of
+            // numbered ones (`$N`) binding took quadratic time (2,500 jobs in
+            // 0.7 s against 0.03 s, debug build).
+            let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
             let sql = format!(
                 "INSERT INTO jobs (kind, queue, args, state, max_attempts, run_at, created_at, updated_at,
                                    unique_key, priority)
                  VALUES {}
                  ON CONFLICT DO NOTHING
                  RETURNING id, unique_key",
-                rows.join(", ")
+                vec![row; chunk.len()].join(", ")
             );
-            let mut insert = sqlx::query_as::<_, (i64, Option<String>)>(&sql).bind(now);
+            let mut insert = sqlx::query_as::<_, (i64, Option<String>)>(&sql);
             for j in chunk {
                 let (state, run_at) = super::initial_state(j, now);
                 insert = insert
@@ -320,6 +317,8 @@ impl Dialect for SqliteDialect {
                     .bind(state.as_str())
                     .bind(i64::from(j.max_attempts))
                     .bind(run_at)
+                    .bind(now)
+                    .bind(now)
                     .bind(&j.unique_key)
                     .bind(j.priority);
             }
