@@ -126,9 +126,13 @@ fn exec(mut cmd: std::process::Command) -> anyhow::Result<()> {
 /// (`server/benches/notifications.rs`) and scale-out (`server/benches/scale.rs`).
 fn bench(ws: &Workspace) -> anyhow::Result<()> {
     let pg = postgres::ensure_postgres().context("starting PostgreSQL for the benchmark")?;
-    for (package, bench) in
-        [("worker", "engine"), ("worker", "scale"), ("server", "tenants"), ("server", "notifications"), ("server", "scale")]
-    {
+    for (package, bench) in [
+        ("worker", "engine"),
+        ("worker", "scale"),
+        ("server", "tenants"),
+        ("server", "notifications"),
+        ("server", "scale"),
+    ] {
         let mut cargo = ws.cargo();
         cargo.args(["bench", "-p", package, "--bench", bench]).env("TEST_DATABASE_URL", &pg.url);
         workspace::run(&mut cargo).with_context(|| format!("the {bench} benchmark failed"))?;
