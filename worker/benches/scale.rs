@@ -302,7 +302,7 @@ async fn kill_recovery(b: &Bench, runs: usize) {
     let jobs = Jobs::connect(b.url()).await.expect("open");
     let mut spare = spawn_worker(b.url(), &[]);
     // Let it migrate the fresh database alone: two processes migrating a fresh
-    // SQLite file at once can stall one of them.
+    // SQLite file at once can make one fail (sqlx's SQLite migrator takes no lock).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut ms = Vec::new();
     for run in 0..runs {

@@ -70,7 +70,8 @@ async fn kill_9_is_noticed_long_before_the_lease_expires(which: Which) {
     let jobs = db.jobs().await;
     let lease_ms = 60_000;
     // One after the other: two processes migrating a fresh SQLite file at once
-    // can stall the second one's start.
+    // can make one fail (`UNIQUE constraint failed: _sqlx_migrations.version`:
+    // sqlx's SQLite migrator takes no lock).
     let a = WorkerProc::start(&db.url, dir.path(), "a", lease_ms);
     wait_started(&a).await;
     let b = WorkerProc::start(&db.url, dir.path(), "b", lease_ms);
