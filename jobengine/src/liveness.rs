@@ -80,7 +80,11 @@ impl Store {
             }
             return Ok(Alive { stop, task: None });
         };
-        let mut conn = lock(&pool, worker).await?;
+        let Some(mut conn) = lock(&pool, worker).await? else {
+            // Its jobs are left to the lease, as an older worker's are.
+            tracing::warn!(worker, "another session holds this worker's liveness lock key; relying on leases");
+            return Ok(Alive { stop, task: None });
+        };
         query("UPDATE job_workers SET liveness = $1 WHERE id = $2")
             .bind(PG_LOCK)
             .bind(worker)
@@ -103,14 +107,15 @@ impl Store {
                 let mut delays = database::backoff::retry_delays(Duration::from_millis(100));
                 conn = loop {
                     match lock(&pool, &worker).await {
-                        Ok(c) => break c,
+                        Ok(Some(c)) => break c,
+                        Ok(None) => tracing::warn!(worker = %worker, "the liveness lock is held elsewhere; retrying"),
                         Err(e) => {
                             tracing::warn!(worker = %worker, error = %e, "taking the liveness lock failed; retrying");
-                            tokio::select! {
-                                () = s.cancelled() => return,
-                                () = tokio::time::sleep(delays.next().unwrap_or(database::backoff::MAX_DELAY)) => {}
-                            }
                         }
+                    }
+                    tokio::select! {
+                        () = s.cancelled() => return,
+                        () = tokio::time::sleep(delays.next().unwrap_or(database::backoff::MAX_DELAY)) => {}
                     }
                 };
             }
@@ -161,11 +166,16 @@ impl Store {
 }
 
 /// A dedicated connection (out of the pool, so no one else uses the session)
-/// holding `worker`'s advisory lock.
-async fn lock(pool: &sqlx::PgPool, worker: &str) -> Result<sqlx::PgConnection, StorageError> {
+/// holding `worker`'s advisory lock; `None` when another live session holds that
+/// key (a hash collision: never waited for, or this worker could not start).
+async fn lock(pool: &sqlx::PgPool, worker: &str) -> Result<Option<sqlx::PgConnection>, StorageError> {
     let mut conn = pool.acquire().await?.detach();
-    sqlx::query("SELECT pg_advisory_lock($1, hashtext($2))").bind(LOCK_CLASS).bind(worker).execute(&mut conn).await?;
-    Ok(conn)
+    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
+        .bind(LOCK_CLASS)
+        .bind(worker)
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(held.then_some(conn))
 }
 
 /// `proc:<boot id>:<pid namespace>:<start time>` of a live process `pid`, or
