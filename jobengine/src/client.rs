@@ -108,6 +108,7 @@ impl Jobs {
             max_attempts: J::MAX_ATTEMPTS.unwrap_or(self.default_max_attempts).max(1),
             unique_key: job.unique_key(),
             run_at,
+            priority: J::PRIORITY,
         })
     }
 
@@ -145,17 +146,15 @@ impl Jobs {
         self.enqueue_many(std::slice::from_ref(&new)).await.map(|v| v[0])
     }
 
-    /// Enqueues many prepared jobs in one transaction.
+    /// Enqueues many prepared jobs in one transaction, inserted in one statement
+    /// per batch (see [`Store::enqueue_many_in`]); per job, in order, its id or
+    /// the live job that held its unique key.
     ///
     /// # Errors
     /// As [`Jobs::enqueue_in`]; then none is enqueued.
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StorageError> {
         let mut tx = self.store.begin().await?;
-        let now = self.clock.now();
-        let mut out = Vec::with_capacity(jobs.len());
-        for j in jobs {
-            out.push(self.store.enqueue_in(&mut tx, j, now).await?);
-        }
+        let out = self.store.enqueue_many_in(&mut tx, jobs, self.clock.now()).await?;
         tx.commit().await?;
         Ok(out)
     }

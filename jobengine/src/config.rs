@@ -21,7 +21,8 @@ pub struct WorkerConfig {
     /// How often leases are renewed (default lease / 3, see
     /// [`WorkerConfig::with_lease`]).
     pub heartbeat: Duration,
-    /// How often the rescuer looks for expired leases (default 1 s).
+    /// How often the rescuer looks for expired leases and dead workers (default
+    /// 500 ms: a killed worker's job runs again within about this long).
     pub rescue_every: Duration,
     /// How long an idle worker waits between fetches when nothing wakes it
     /// (default 250 ms). PostgreSQL workers are woken by `NOTIFY`; on SQLite the
@@ -60,7 +61,7 @@ impl Default for WorkerConfig {
             queues: vec!["default".to_owned()],
             lease: DEFAULT_LEASE,
             heartbeat: DEFAULT_LEASE / 3,
-            rescue_every: Duration::from_secs(1),
+            rescue_every: Duration::from_millis(500),
             poll: Duration::from_millis(250),
             grace: Duration::from_secs(10),
             backoff: Backoff::default(),

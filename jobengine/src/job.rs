@@ -34,6 +34,9 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     const QUEUE: &'static str = "default";
     /// Attempts before the job is dead; `None` takes the engine's default (10).
     const MAX_ATTEMPTS: Option<u32> = None;
+    /// Within its queue, jobs with a higher priority are claimed first (default
+    /// 0); one job can override it with [`crate::NewJob::with_priority`].
+    const PRIORITY: i32 = 0;
     /// What the handler needs from the application (pools, clients, settings).
     type Context: Send + Sync + 'static;
 

@@ -24,7 +24,8 @@
 //!   accept written once, a dialect per backend for the claim, completion and
 //!   rescue (`migrations/{sqlite,postgres}/jobs`);
 //! - [`worker`]: the fetch loop, heartbeats and graceful shutdown;
-//!   [`completer`] batches outcomes; [`rescuer`] takes back expired leases;
+//!   [`completer`] batches outcomes; [`rescuer`] takes back expired leases and
+//!   the jobs of workers [`liveness`] knows dead;
 //! - [`retry`]: backoff; [`clock`]: time, injectable for tests; [`config`]:
 //!   worker settings; [`metrics`]: Prometheus text; [`signals`]: SIGTERM/SIGINT
 //!   as a cancellation token;
@@ -43,6 +44,7 @@ pub mod config;
 pub mod error;
 pub mod hooks;
 pub mod job;
+pub mod liveness;
 pub mod metrics;
 pub mod recurring;
 pub mod registry;

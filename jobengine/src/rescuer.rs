@@ -1,5 +1,7 @@
 //! Takes back jobs whose worker stopped renewing its lease (crashed, killed,
-//! paused, cut off from the database).
+//! paused, cut off from the database), and, without waiting for the lease, jobs
+//! whose worker is known dead ([`crate::liveness`]: its advisory lock free on
+//! PostgreSQL, its process gone on SQLite).
 //!
 //! Every worker runs one; they may overlap freely, since each pass is a single
 //! fenced statement (PostgreSQL skips rows another rescuer has locked; SQLite has

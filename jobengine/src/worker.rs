@@ -80,7 +80,7 @@ fn new_worker_id() -> String {
 }
 
 /// The machine's name (portable, unlike reading `/proc`), for worker ids.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     ::hostname::get()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -130,6 +130,8 @@ impl<C: Send + Sync + 'static> Worker<C> {
                 running: 0,
             })
             .await?;
+        // Before the first claim: from here on a rescuer can tell this process died.
+        let alive = self.store.hold_alive(&self.id).await?;
         tracing::info!(worker = %self.id, concurrency = cfg.concurrency, queues = ?cfg.queues, "worker started");
         let mut declared = cfg.recurring.clone();
         if let Some(retention) = &cfg.retention {
@@ -259,6 +261,7 @@ impl<C: Send + Sync + 'static> Worker<C> {
         if let Err(e) = self.store.deregister_worker(&self.id).await {
             tracing::warn!(worker = %self.id, error = %e, "could not deregister worker");
         }
+        alive.release().await;
         tracing::info!(worker = %self.id, "worker stopped");
         Ok(())
     }

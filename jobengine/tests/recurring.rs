@@ -339,6 +339,7 @@ async fn retention_removes_exactly_what_is_past_its_period(which: Which) {
         max_attempts: 1,
         unique_key: None,
         run_at,
+        priority: 0,
     };
     let processing = jobs.enqueue_many(&[live(None)]).await.expect("enqueue")[0].id;
     jobs.store().fetch("w", &["parked".into()], 1, t0, t0 + 365 * day).await.expect("claim");

@@ -38,8 +38,8 @@ pub struct WorkerArgs {
     #[arg(long, env = "JOB_HEARTBEAT_MS", value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
     pub job_heartbeat_ms: Option<u64>,
 
-    /// How often each worker looks for expired leases, in milliseconds.
-    #[arg(long, env = "JOB_RESCUE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
+    /// How often each worker looks for expired leases and dead workers, in milliseconds.
+    #[arg(long, env = "JOB_RESCUE_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
     pub job_rescue_ms: u64,
 
     /// Idle fetch interval, in milliseconds (PostgreSQL workers are also woken by

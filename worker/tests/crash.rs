@@ -14,6 +14,7 @@ use common::WorkerProc;
 
 jobengine::on_both!(
     kill_9_job_runs_again,
+    kill_9_is_noticed_long_before_the_lease_expires,
     stale_worker_cannot_complete,
     sigterm_releases_running_job,
     kill_9_at_every_provisioning_step,
@@ -58,6 +59,68 @@ async fn kill_9_job_runs_again(which: Which) {
     assert!(interrupted.reason.as_deref().is_some_and(|r| r.starts_with("attempt 1 interrupted")), "{interrupted:?}");
     assert!(b.owns(d.history[3].worker_id.as_deref()) && b.owns(d.history[4].worker_id.as_deref()));
     assert_eq!(d.job.attempt, 1, "the interrupted attempt is not counted");
+}
+
+/// With a lease of a minute, a killed worker's job still runs again on the other
+/// worker within seconds: the killed process's advisory lock (PostgreSQL) or pid
+/// (SQLite) is gone, and the other worker's rescuer sees it on its next pass.
+async fn kill_9_is_noticed_long_before_the_lease_expires(which: Which) {
+    let db = TestDb::new(which).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jobs = db.jobs().await;
+    let lease_ms = 60_000;
+    // One after the other: two processes migrating a fresh SQLite file at once
+    // can make one fail (`UNIQUE constraint failed: _sqlx_migrations.version`:
+    // sqlx's SQLite migrator takes no lock).
+    let a = WorkerProc::start(&db.url, dir.path(), "a", lease_ms);
+    wait_started(&a).await;
+    let b = WorkerProc::start(&db.url, dir.path(), "b", lease_ms);
+    wait_started(&b).await;
+    let e = jobs.enqueue(&Sleep { ms: 30_000 }).await.expect("enqueue");
+    let d = wait_until(&jobs, e.id, Duration::from_secs(30), "a worker to take the job", |d| {
+        d.job.state == JobState::Processing
+    })
+    .await;
+    let (mut first, second) = if a.owns(d.job.worker_id.as_deref()) { (a, b) } else { (b, a) };
+    first.signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    first.wait_exit(Duration::from_secs(5));
+    // Far below the lease: an expired lease cannot be what brought it back. (The
+    // benchmark measures the figure: p99 under 2 s.)
+    let d = loop {
+        let d = jobs.get(e.id).await.expect("get job");
+        if d.job.state == JobState::Processing && second.owns(d.job.worker_id.as_deref()) {
+            break d;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "the job did not run again on the other worker: {:?}\n{:#?}\nthe other worker's log:\n{}",
+            d.job,
+            d.history,
+            second.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let after = killed.elapsed();
+    let interrupted = &d.history[d.history.len() - 2];
+    assert!(first.owns(interrupted.worker_id.as_deref()), "{:#?}", d.history);
+    assert!(
+        interrupted.reason.as_deref().is_some_and(|r| r.contains("is gone, found dead before its lease expired")),
+        "{interrupted:?}"
+    );
+    assert_eq!(d.job.attempt, 1, "the interrupted attempt is not counted");
+    println!(
+        "figure: {which:?}: kill -9 to running again on the other worker: {:.0} ms (lease {lease_ms} ms)",
+        after.as_secs_f64() * 1000.0
+    );
+}
+
+async fn wait_started(w: &WorkerProc) {
+    let start = Instant::now();
+    while !w.log().contains("worker started") {
+        assert!(start.elapsed() < Duration::from_secs(30), "the worker did not start; its log:\n{}", w.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn stale_worker_cannot_complete(which: Which) {
@@ -234,7 +297,11 @@ async fn kill_9_on_the_last_allowed_attempt_fails_the_tenant(which: Which) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(t.status(), TenantStatus::Failed, "{t:?}");
-    assert!(t.last_error.as_deref().is_some_and(|e| e.contains("stopped renewing its lease")), "{t:?}");
+    // Found dead by its lock or pid, or by its lease if that expired first.
+    assert!(
+        t.last_error.as_deref().is_some_and(|e| e.contains("stopped renewing its lease") || e.contains("is gone")),
+        "{t:?}"
+    );
     assert_eq!(jobs.get(created.job_id).await.expect("job").job.state, JobState::Dead);
     let notes = Notifications::new(jobs.db().clone()).pending(&admin.id, 0).await.expect("notifications");
     assert_eq!(notes.len(), 1, "{notes:?}");

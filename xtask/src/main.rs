@@ -124,16 +124,18 @@ fn exec(mut cmd: std::process::Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The benchmarks against real processes: the engine (`worker/benches/engine.rs`),
-/// the engine beside graphile-worker (`worker/benches/peers.rs`, on a cluster of
-/// its own with fsync on), tenancy (`server/benches/tenants.rs`), sign-in under a
-/// flood (`server/benches/login.rs`), notifications
+/// The benchmarks against real processes: the engine (`worker/benches/engine.rs`,
+/// and at scale `worker/benches/scale.rs`, which starts its own PostgreSQL with
+/// fsync on), the engine beside graphile-worker (`worker/benches/peers.rs`, on a
+/// cluster of its own with fsync on), tenancy (`server/benches/tenants.rs`),
+/// sign-in under a flood (`server/benches/login.rs`), notifications
 /// (`server/benches/notifications.rs`) and scale-out (`server/benches/scale.rs`).
 fn bench(ws: &Workspace) -> anyhow::Result<()> {
     let pg = postgres::ensure_postgres().context("starting PostgreSQL for the benchmark")?;
     e2e::npm_install(&ws.root.join("tools/peers/graphile-worker"))?;
     for (package, bench) in [
         ("worker", "engine"),
+        ("worker", "scale"),
         ("worker", "peers"),
         ("server", "tenants"),
         ("server", "login"),

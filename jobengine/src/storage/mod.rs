@@ -47,6 +47,16 @@ pub struct NewJob {
     pub unique_key: Option<String>,
     /// When it becomes due; `None` means now.
     pub run_at: Option<Micros>,
+    /// Within its queue, higher runs first (default 0, negative allowed).
+    pub priority: i32,
+}
+
+impl NewJob {
+    /// This job with `priority`: within its queue, higher runs first.
+    #[must_use]
+    pub fn with_priority(self, priority: i32) -> Self {
+        Self { priority, ..self }
+    }
 }
 
 /// The result of an enqueue.
@@ -99,6 +109,8 @@ pub struct JobRow {
     pub last_error: Option<String>,
     /// The step the running job last reported.
     pub progress: Option<String>,
+    /// Within its queue, higher runs first.
+    pub priority: i32,
 }
 
 /// One transition in a job's history.
@@ -369,10 +381,27 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// not counted.
     async fn release(&self, worker: &str, held: &[(i64, i64)], now: Micros) -> Result<u64, StorageError>;
 
-    /// Takes back, in `tx`, processing jobs whose lease expired before `now`:
-    /// enqueued again with the interrupted attempt not counted, or dead once
-    /// interrupted `max_interruptions` times. Returns every job moved.
-    async fn rescue(&self, tx: &mut Tx, now: Micros, max_interruptions: u32) -> Result<Vec<Transition>, StorageError>;
+    /// Takes back, in `tx`, processing jobs whose lease expired before `now` or
+    /// whose worker is in `gone` (known dead, see [`crate::liveness`]): enqueued
+    /// again with the interrupted attempt not counted, or dead once interrupted
+    /// `max_interruptions` times. Returns every job moved.
+    async fn rescue(
+        &self,
+        tx: &mut Tx,
+        now: Micros,
+        max_interruptions: u32,
+        gone: &[String],
+    ) -> Result<Vec<Transition>, StorageError>;
+
+    /// Inserts `jobs` (their state and `run_at` resolved) in `tx` with their
+    /// history rows, in as few statements as the backend allows; per job, in
+    /// order, its new id, or `None` when a live job held its unique key.
+    async fn insert(&self, tx: &mut Tx, jobs: &[NewJob], now: Micros) -> Result<Vec<Option<i64>>, StorageError>;
+
+    /// The plan of the claim statement for these arguments, as the backend
+    /// prints it (PostgreSQL: `EXPLAIN (ANALYZE, FORMAT JSON)`, run in a
+    /// transaction that is rolled back; SQLite: `EXPLAIN QUERY PLAN` lines).
+    async fn explain_claim(&self, queues: &[String], limit: u32, now: Micros) -> Result<String, StorageError>;
 }
 
 /// The engine's persistence: a database handle, the dialect's statements, the
@@ -393,6 +422,12 @@ pub fn migrations() -> database::Migrations {
         sqlite: sqlx::migrate!("../migrations/sqlite/jobs"),
         postgres: sqlx::migrate!("../migrations/postgres/jobs"),
     }
+}
+
+/// A new job's first state and due time: scheduled when due later than `now`.
+pub(crate) fn initial_state(job: &NewJob, now: Micros) -> (JobState, Micros) {
+    let run_at = job.run_at.unwrap_or(now);
+    (if run_at > now { JobState::Scheduled } else { JobState::Enqueued }, run_at)
 }
 
 /// The channel the `jobs_enqueued` trigger notifies (PostgreSQL).
@@ -462,6 +497,15 @@ impl Store {
         self.dialect.claim(worker, queues, limit, now, lease_until).await
     }
 
+    /// The plan of the claim statement (see [`Dialect::explain_claim`]), to check
+    /// that claiming walks the due index whatever the backlog.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn explain_claim(&self, queues: &[String], limit: u32, now: Micros) -> Result<String, StorageError> {
+        self.dialect.explain_claim(queues, limit, now).await
+    }
+
     /// Renews leases (see [`Dialect::extend_leases`]).
     ///
     /// # Errors
@@ -526,17 +570,26 @@ impl Store {
     /// A database failure or a failing hook (nothing is moved then; the next pass
     /// tries again).
     pub async fn rescue(&self, now: Micros, max_interruptions: u32) -> Result<Rescued, StorageError> {
+        // Workers known dead (their lock released, their process gone) are taken
+        // back at once; the lease covers what this cannot see.
+        let gone = match self.gone_workers().await {
+            Ok(gone) => gone,
+            Err(e) => {
+                tracing::warn!(error = %e, "checking which workers are alive failed; relying on leases");
+                Vec::new()
+            }
+        };
         // A cheap read first: on SQLite a transaction takes the one write lock.
         let expired: Option<i64> =
             database::query("SELECT id FROM jobs WHERE state = 'processing' AND lease_expires_at < $1 LIMIT 1")
                 .bind(now)
                 .scalar_optional(self.db.read())
                 .await?;
-        if expired.is_none() {
+        if expired.is_none() && gone.is_empty() {
             return Ok(Rescued::default());
         }
         let mut tx = self.db.begin().await?;
-        let moved = self.dialect.rescue(&mut tx, now, max_interruptions).await?;
+        let moved = self.dialect.rescue(&mut tx, now, max_interruptions, &gone).await?;
         if moved.is_empty() {
             tx.rollback().await?;
             return Ok(Rescued::default());

@@ -22,42 +22,44 @@ impl Store {
     /// # Errors
     /// A database failure.
     pub async fn enqueue_in(&self, tx: &mut Tx, job: &NewJob, now: Micros) -> Result<Enqueued, StorageError> {
-        let run_at = job.run_at.unwrap_or(now);
-        let state = if run_at > now { JobState::Scheduled } else { JobState::Enqueued };
-        let inserted: Option<i64> = query(
-            "INSERT INTO jobs (kind, queue, args, state, max_attempts, run_at, created_at, updated_at, unique_key)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
-             ON CONFLICT DO NOTHING
-             RETURNING id",
-        )
-        .bind(&job.kind)
-        .bind(&job.queue)
-        .bind(job.args.to_string())
-        .bind(state.as_str())
-        .bind(i64::from(job.max_attempts))
-        .bind(run_at)
-        .bind(now)
-        .bind(&job.unique_key)
-        .scalar_optional(&mut *tx)
-        .await?;
-        if let Some(id) = inserted {
-            query("INSERT INTO job_history (job_id, state, at, attempt) VALUES ($1, $2, $3, 0)")
-                .bind(id)
-                .bind(state.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+        let mut out = self.enqueue_many_in(tx, std::slice::from_ref(job), now).await?;
+        out.pop().ok_or_else(|| StorageError::Corrupt("an insert of one job returned nothing".into()))
+    }
+
+    /// Inserts `jobs` in the caller's transaction, in one statement per batch
+    /// (PostgreSQL: one; SQLite: one per chunk under its variable limit), their
+    /// history rows likewise; per job, in order, its id or the live job holding
+    /// its unique key. This process's workers are woken once, when `tx` commits.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn enqueue_many_in(
+        &self,
+        tx: &mut Tx,
+        jobs: &[NewJob],
+        now: Micros,
+    ) -> Result<Vec<Enqueued>, StorageError> {
+        let ids = self.dialect.insert(tx, jobs, now).await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for (job, id) in jobs.iter().zip(ids) {
+            if let Some(id) = id {
+                out.push(Enqueued { id, existing: false });
+                continue;
+            }
+            // Rare: a live job held the key (perhaps one earlier in this batch).
+            let key = job.unique_key.clone().unwrap_or_default();
+            let id: Option<i64> =
+                query("SELECT id FROM jobs WHERE unique_key = $1 AND state IN ('enqueued', 'scheduled', 'processing')")
+                    .bind(&key)
+                    .scalar_optional(&mut *tx)
+                    .await?;
+            out.push(id.map(|id| Enqueued { id, existing: true }).ok_or(StorageError::UniqueKeyTaken(key))?);
+        }
+        if out.iter().any(|e| !e.existing) {
             let wake = self.wake.clone();
             tx.after_commit(move || wake.notify_waiters());
-            return Ok(Enqueued { id, existing: false });
         }
-        let key = job.unique_key.clone().unwrap_or_default();
-        let id: Option<i64> =
-            query("SELECT id FROM jobs WHERE unique_key = $1 AND state IN ('enqueued', 'scheduled', 'processing')")
-                .bind(&key)
-                .scalar_optional(&mut *tx)
-                .await?;
-        id.map(|id| Enqueued { id, existing: true }).ok_or(StorageError::UniqueKeyTaken(key))
+        Ok(out)
     }
 
     /// Records the step a running job reached; false if the lease is no longer held.

@@ -211,5 +211,8 @@ fn new_job(row: &RecurringRow, key: String, now: Micros) -> Result<NewJob, Stora
         max_attempts: u32::try_from(row.max_attempts).unwrap_or(1).max(1),
         unique_key: Some(key),
         run_at: Some(now),
+        // A schedule stores its job's kind, not its type, so the type's own
+        // priority is not known here: the default.
+        priority: 0,
     })
 }

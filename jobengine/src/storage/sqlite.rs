@@ -11,7 +11,7 @@ use database::{Db, Tx, query};
 use sqlx::SqliteConnection;
 use tokio::sync::Notify;
 
-use super::{Completion, Dialect, JobRow, Transition};
+use super::{Completion, Dialect, JobRow, NewJob, Transition};
 use crate::clock::Micros;
 use crate::error::StorageError;
 use crate::state::JobState;
@@ -27,6 +27,68 @@ impl SqliteDialect {
         Self { db, wake }
     }
 }
+
+/// The ids of the best due jobs of `n` queues (`$1`..`$n`; `$n+1` is now,
+/// `$n+2` the limit): one walk of `jobs_due` per queue, in its order (priority
+/// descending, then due time, then id), each stopping after the limit. With
+/// `queue IN (…)` over the whole list SQLite searched every queue's range and
+/// sorted the lot in a temporary B-tree.
+///
+/// Plans (`EXPLAIN QUERY PLAN` of the claim, 20,000 queued), one queue:
+/// ```text
+/// SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)
+/// LIST SUBQUERY 2
+///   SEARCH jobs USING INDEX jobs_due (queue=?)
+/// ```
+/// two queues (the temporary B-tree orders at most limit × queues rows):
+/// ```text
+/// SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)
+/// LIST SUBQUERY 5
+///   CO-ROUTINE (subquery-4)
+///     COMPOUND QUERY
+///       LEFT-MOST SUBQUERY
+///         CO-ROUTINE (subquery-1)
+///           SEARCH jobs USING INDEX jobs_due (queue=?)
+///         SCAN (subquery-1)
+///       UNION ALL
+///         CO-ROUTINE (subquery-3)
+///           SEARCH jobs USING INDEX jobs_due (queue=?)
+///         SCAN (subquery-3)
+///   SCAN (subquery-4)
+///   USE TEMP B-TREE FOR ORDER BY
+/// ```
+fn due_ids(n: usize) -> String {
+    let (now, limit) = (n + 1, n + 2);
+    let walk = |i: usize| {
+        format!(
+            "SELECT id, priority, run_at FROM jobs
+             WHERE queue = ${i} AND state IN ('enqueued', 'scheduled') AND run_at <= ${now}
+             ORDER BY priority DESC, run_at, id LIMIT ${limit}"
+        )
+    };
+    if n == 1 {
+        return format!("SELECT id FROM ({})", walk(1));
+    }
+    let arms: Vec<String> = (1..=n).map(|i| format!("SELECT * FROM ({})", walk(i))).collect();
+    format!("SELECT id FROM ({}) ORDER BY priority DESC, run_at, id LIMIT ${limit}", arms.join(" UNION ALL "))
+}
+
+/// The claim of `n` queues: `due_ids`' parameters, then `$n+3` the worker and
+/// `$n+4` the lease's end.
+fn claim_sql(n: usize) -> String {
+    let (now, worker, lease) = (n + 1, n + 3, n + 4);
+    format!(
+        "UPDATE jobs SET state = 'processing', attempt = attempt + 1, lease_seq = lease_seq + 1,
+                worker_id = ${worker}, attempted_at = ${now}, updated_at = ${now}, lease_expires_at = ${lease},
+                progress = NULL
+         WHERE id IN ({})
+         RETURNING *",
+        due_ids(n)
+    )
+}
+
+/// Rows per multi-row `INSERT`: 10 variables each, well under SQLite's 32,766.
+const INSERT_CHUNK: usize = 1000;
 
 #[allow(clippy::too_many_arguments, reason = "one argument per history column")]
 async fn history(
@@ -70,43 +132,31 @@ impl Dialect for SqliteDialect {
         lease_until: Micros,
     ) -> Result<Vec<JobRow>, StorageError> {
         // A cheap read first: an idle queue polled often must not take the write lock.
-        let queues_json = serde_json::Value::from(queues.to_vec()).to_string();
-        let due: Option<i64> = query(
-            "SELECT id FROM jobs WHERE state IN ('enqueued', 'scheduled')
-               AND queue IN (SELECT value FROM json_each($1)) AND run_at <= $2 LIMIT 1",
-        )
-        .bind(&queues_json)
-        .bind(now)
-        .scalar_optional(self.db.read())
-        .await?;
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut probe = query(due_ids(queues.len()));
+        for q in queues {
+            probe = probe.bind(q);
+        }
+        let due: Option<i64> = probe.bind(now).bind(1_i64).scalar_optional(self.db.read()).await?;
         if due.is_none() {
             return Ok(Vec::new());
         }
         let mut tx = self.db.begin().await?;
         let conn = sqlite(&mut tx)?;
-        let mut rows: Vec<JobRow> = sqlx::query_as(
-            "UPDATE jobs SET state = 'processing', attempt = attempt + 1, lease_seq = lease_seq + 1,
-                    worker_id = ?, attempted_at = ?, updated_at = ?, lease_expires_at = ?, progress = NULL
-             WHERE id IN (SELECT id FROM jobs
-                          WHERE state IN ('enqueued', 'scheduled')
-                            AND queue IN (SELECT value FROM json_each(?)) AND run_at <= ?
-                          ORDER BY run_at, id LIMIT ?)
-             RETURNING *",
-        )
-        .bind(worker)
-        .bind(now)
-        .bind(now)
-        .bind(lease_until)
-        .bind(&queues_json)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await?;
+        let sql = claim_sql(queues.len());
+        let mut claim = sqlx::query_as::<_, JobRow>(&sql);
+        for q in queues {
+            claim = claim.bind(q);
+        }
+        let mut rows =
+            claim.bind(now).bind(i64::from(limit)).bind(worker).bind(lease_until).fetch_all(&mut *conn).await?;
         for r in &rows {
             history(conn, r.id, JobState::Processing, now, r.attempt, Some(worker), None, None).await?;
         }
         tx.commit().await?;
-        rows.sort_by_key(|r| (r.run_at, r.id));
+        rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.run_at, r.id));
         Ok(rows)
     }
 
@@ -197,8 +247,15 @@ impl Dialect for SqliteDialect {
         Ok(released)
     }
 
-    async fn rescue(&self, tx: &mut Tx, now: Micros, max_interruptions: u32) -> Result<Vec<Transition>, StorageError> {
+    async fn rescue(
+        &self,
+        tx: &mut Tx,
+        now: Micros,
+        max_interruptions: u32,
+        gone: &[String],
+    ) -> Result<Vec<Transition>, StorageError> {
         let conn = sqlite(tx)?;
+        let gone_json = serde_json::Value::from(gone.to_vec()).to_string();
         let rows: Vec<(i64, String, i32, Option<String>, String, String, String)> = sqlx::query_as(
             "UPDATE jobs SET
                     state = CASE WHEN interruptions + 1 >= ?1 THEN 'dead' ELSE 'enqueued' END,
@@ -207,14 +264,18 @@ impl Dialect for SqliteDialect {
                     interruptions = interruptions + 1,
                     run_at = ?2, updated_at = ?2, lease_expires_at = NULL,
                     last_error = 'attempt ' || attempt || ' interrupted: worker ' || COALESCE(worker_id, '?')
-                                 || ' stopped renewing its lease (' || (interruptions + 1) || ' of ' || ?1
-                                 || ' interruptions allowed)'
-             WHERE id IN (SELECT id FROM jobs WHERE state = 'processing' AND lease_expires_at < ?2
+                                 || CASE WHEN lease_expires_at < ?2 THEN ' stopped renewing its lease ('
+                                         ELSE ' is gone, found dead before its lease expired (' END
+                                 || (interruptions + 1) || ' of ' || ?1 || ' interruptions allowed)'
+             WHERE id IN (SELECT id FROM jobs
+                          WHERE state = 'processing'
+                            AND (lease_expires_at < ?2 OR worker_id IN (SELECT value FROM json_each(?3)))
                           ORDER BY lease_expires_at LIMIT 1000)
              RETURNING id, state, attempt, worker_id, last_error, kind, args",
         )
         .bind(i64::from(max_interruptions.max(1)))
         .bind(now)
+        .bind(&gone_json)
         .fetch_all(&mut *conn)
         .await?;
         let mut moved = Vec::with_capacity(rows.len());
@@ -228,5 +289,80 @@ impl Dialect for SqliteDialect {
             moved.push(Transition { id, kind, args, state, detail: Some(reason) });
         }
         Ok(moved)
+    }
+
+    async fn insert(&self, tx: &mut Tx, jobs: &[NewJob], now: Micros) -> Result<Vec<Option<i64>>, StorageError> {
+        let conn = sqlite(tx)?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(INSERT_CHUNK) {
+            // Anonymous `?` placeholders, bound in order: with thousands of
+            // numbered ones (`$N`) binding took quadratic time (2,500 jobs in
+            // 0.7 s against 0.03 s, debug build).
+            let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+            let sql = format!(
+                "INSERT INTO jobs (kind, queue, args, state, max_attempts, run_at, created_at, updated_at,
+                                   unique_key, priority)
+                 VALUES {}
+                 ON CONFLICT DO NOTHING
+                 RETURNING id, unique_key",
+                vec![row; chunk.len()].join(", ")
+            );
+            let mut insert = sqlx::query_as::<_, (i64, Option<String>)>(&sql);
+            for j in chunk {
+                let (state, run_at) = super::initial_state(j, now);
+                insert = insert
+                    .bind(&j.kind)
+                    .bind(&j.queue)
+                    .bind(j.args.to_string())
+                    .bind(state.as_str())
+                    .bind(i64::from(j.max_attempts))
+                    .bind(run_at)
+                    .bind(now)
+                    .bind(now)
+                    .bind(&j.unique_key)
+                    .bind(j.priority);
+            }
+            let mut inserted = insert.fetch_all(&mut *conn).await?;
+            // RETURNING's order is unspecified, but with one writer the new ids
+            // rise in the order of the VALUES rows: sorted by id, the inserted rows
+            // follow the inputs, and an input whose key does not match the next
+            // one was not inserted (a live job held its key).
+            inserted.sort_by_key(|r| r.0);
+            let mut next = inserted.iter().peekable();
+            for j in chunk {
+                match next.peek() {
+                    Some((id, key)) if *key == j.unique_key => {
+                        out.push(Some(*id));
+                        next.next();
+                    }
+                    _ => out.push(None),
+                }
+            }
+            if !inserted.is_empty() {
+                let ids = serde_json::Value::from(inserted.iter().map(|r| r.0).collect::<Vec<_>>()).to_string();
+                sqlx::query(
+                    "INSERT INTO job_history (job_id, state, at, attempt)
+                     SELECT id, state, $1, 0 FROM jobs WHERE id IN (SELECT value FROM json_each($2)) ORDER BY id",
+                )
+                .bind(now)
+                .bind(ids)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn explain_claim(&self, queues: &[String], limit: u32, now: Micros) -> Result<String, StorageError> {
+        let Some((writer, _)) = self.db.sqlite() else {
+            return Err(StorageError::Corrupt("SQLite storage on a PostgreSQL handle".into()));
+        };
+        let sql = format!("EXPLAIN QUERY PLAN {}", claim_sql(queues.len()));
+        let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(&sql);
+        for queue in queues {
+            q = q.bind(queue);
+        }
+        let rows = q.bind(now).bind(i64::from(limit)).bind("explain").bind(now).fetch_all(writer).await?;
+        Ok(rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n"))
     }
 }

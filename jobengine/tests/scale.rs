@@ -1,0 +1,247 @@
+//! The engine at scale, on every backend: priorities order the claim, a claim's
+//! plan walks the due index whatever the backlog, and a bulk enqueue is one
+//! statement per batch with its ids, history and unique keys right.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use database::{Dialect, query};
+use jobengine::builtin::{Noop, Sleep};
+use jobengine::testing::{TestDb, Which};
+use jobengine::{JobState, Jobs, NewJob, Worker, WorkerConfig, registry_with_builtins};
+use tokio_util::sync::CancellationToken;
+
+jobengine::on_both!(
+    higher_priority_starts_first,
+    claim_walks_the_due_index_whatever_the_backlog,
+    bulk_enqueue_is_one_statement_per_batch,
+);
+
+/// Jobs queued before the claim plan is read.
+const BACKLOG: usize = 20_000;
+
+async fn higher_priority_starts_first(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    // A backlog in enqueue order: low, normal, high, normal, low, ...
+    let priorities = [-1, 0, 5, 0, -1, 5, 3, 0, 5, -1, 3, 0];
+    let batch: Vec<NewJob> =
+        priorities.iter().map(|&p| jobs.new_job(&Noop {}, None).expect("job").with_priority(p)).collect();
+    let ids: Vec<i64> = jobs.enqueue_many(&batch).await.expect("enqueue").iter().map(|e| e.id).collect();
+    assert_eq!(jobs.get(ids[2]).await.expect("get").job.priority, 5, "stored");
+
+    // One slot: the worker claims one job at a time, best first.
+    let cfg = WorkerConfig { concurrency: 1, poll: Duration::from_millis(20), ..WorkerConfig::default() };
+    let worker = Worker::new(&jobs, registry_with_builtins::<()>(), Arc::new(()), cfg);
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let handle = tokio::spawn(async move { worker.run(s).await.expect("worker runs") });
+    wait_all_succeeded(&jobs, ids.len()).await;
+    stop.cancel();
+    handle.await.expect("worker stops");
+
+    let started: Vec<i64> = query("SELECT job_id FROM job_history WHERE state = 'processing' ORDER BY id")
+        .scalars(jobs.db().read())
+        .await
+        .expect("history");
+    let mut expected: Vec<(i32, i64)> = priorities.iter().zip(&ids).map(|(&p, &id)| (p, id)).collect();
+    // Higher priority first; equal priorities (enqueued together, so due together) by id.
+    expected.sort_by_key(|&(p, id)| (std::cmp::Reverse(p), id));
+    let expected: Vec<i64> = expected.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(started, expected, "start order (priorities {priorities:?} for ids {ids:?})");
+}
+
+async fn wait_all_succeeded(jobs: &Jobs, n: usize) {
+    for _ in 0..3000 {
+        if jobs.counts().await.expect("counts").succeeded == n as u64 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not all {n} jobs succeeded: {:?}", jobs.counts().await);
+}
+
+async fn claim_walks_the_due_index_whatever_the_backlog(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let proto = jobs.new_job(&Noop {}, None).expect("job");
+    for chunk in vec![proto; BACKLOG].chunks(5000) {
+        jobs.enqueue_many(chunk).await.expect("enqueue");
+    }
+    // A few in a second queue, one of them more urgent, and one due later.
+    let other = |p: i32, run_at: Option<i64>| NewJob {
+        queue: "other".into(),
+        ..jobs.new_job(&Sleep { ms: 1 }, run_at).expect("job").with_priority(p)
+    };
+    let later = jobs.clock().now() + 3_600_000_000;
+    let extra = jobs.enqueue_many(&[other(0, None), other(9, None), other(9, Some(later))]).await.expect("enqueue");
+    if which == Which::Postgres {
+        // Fresh statistics, as autovacuum would have them, so the plan is the one
+        // a running system gets.
+        query("ANALYZE jobs").execute(jobs.db().write()).await.expect("analyze");
+    }
+    let store = jobs.store();
+    let now = jobs.clock().now();
+    let limit = 10;
+    for queues in [vec!["default".to_owned()], vec!["other".to_owned(), "default".to_owned()]] {
+        let plan = store.explain_claim(&queues, limit, now).await.expect("explain");
+        match jobs.db().dialect() {
+            Dialect::Postgres => check_pg_plan(&plan, limit as u64 * queues.len() as u64),
+            Dialect::Sqlite => check_sqlite_plan(&plan, queues.len()),
+        }
+    }
+    // And the claim itself: the urgent job of the other queue first, then the
+    // oldest of the backlog (due before the other queue's normal job); the
+    // urgent one due later stays.
+    let queues = ["other".to_owned(), "default".to_owned()];
+    let claimed = store.fetch("w", &queues, 3, now, now + 10_000_000).await.expect("claim");
+    let got: Vec<(String, i32)> = claimed.iter().map(|j| (j.queue.clone(), j.priority)).collect();
+    assert_eq!(got, [("other".to_owned(), 9), ("default".to_owned(), 0), ("default".to_owned(), 0)]);
+    assert_eq!(claimed[0].id, extra[1].id);
+    assert_eq!((claimed[1].id, claimed[2].id), (1, 2), "the oldest of the backlog");
+    assert_eq!(jobs.get(extra[2].id).await.expect("get").job.state, JobState::Scheduled);
+}
+
+/// PostgreSQL: no node reading `jobs` (and no sort) handles more rows than the
+/// claim can take (`bound`), however long the queue: the due index is walked in
+/// order and each walk stops after the limit.
+fn check_pg_plan(plan: &str, bound: u64) {
+    let doc: serde_json::Value = serde_json::from_str(plan).expect("plan JSON");
+    let root = &doc[0]["Plan"];
+    let mut nodes = Vec::new();
+    collect(root, &mut nodes);
+    let rows = |n: &serde_json::Value| {
+        n["Actual Rows"].as_f64().unwrap_or(0.0) as u64 * n["Actual Loops"].as_u64().unwrap_or(1)
+    };
+    let mut walked = false;
+    for n in &nodes {
+        let kind = n["Node Type"].as_str().unwrap_or_default();
+        if n["Relation Name"] == "jobs" {
+            assert!(
+                matches!(kind, "Index Scan" | "Index Only Scan" | "ModifyTable"),
+                "{kind} on jobs in the claim; plan:\n{plan}"
+            );
+            assert!(
+                rows(n) <= bound,
+                "a {kind} read {} rows of jobs (at most {bound} expected); plan:\n{plan}",
+                rows(n)
+            );
+            walked |= n["Index Name"] == "jobs_due";
+        }
+        if kind == "Sort" {
+            // Its input, not the CTEs hanging below it as init plans.
+            let input: u64 = n["Plans"]
+                .as_array()
+                .map(|c| c.iter().filter(|c| c["Parent Relationship"] == "Outer").map(rows).sum())
+                .unwrap_or(0);
+            assert!(input <= bound, "a sort over {input} rows (at most {bound} expected); plan:\n{plan}");
+        }
+    }
+    assert!(walked, "the claim walks jobs_due; plan:\n{plan}");
+}
+
+fn collect<'a>(node: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
+    out.push(node);
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        collect(child, out);
+    }
+}
+
+/// SQLite: every read of `jobs` is a search of `jobs_due` by queue (or of the
+/// primary key), never a scan; with one queue nothing is sorted at all.
+fn check_sqlite_plan(plan: &str, queues: usize) {
+    let searches = plan.lines().filter(|l| l.contains("SEARCH jobs USING INDEX jobs_due (queue=?)")).count();
+    assert_eq!(searches, queues, "one walk of jobs_due per queue; plan:\n{plan}");
+    assert!(!plan.lines().any(|l| l.trim_start().starts_with("SCAN jobs")), "a scan of jobs; plan:\n{plan}");
+    for l in plan.lines().filter(|l| l.contains("jobs") && l.contains("SEARCH")) {
+        assert!(l.contains("jobs_due (queue=?)") || l.contains("PRIMARY KEY"), "{l}; plan:\n{plan}");
+    }
+    if queues == 1 {
+        assert!(!plan.contains("TEMP B-TREE"), "a sort in the claim; plan:\n{plan}");
+    }
+}
+
+async fn bulk_enqueue_is_one_statement_per_batch(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    // Each job insert logs how many history rows existed when it happened: jobs
+    // inserted by one statement (before that batch's history) all see the same
+    // count, so the distinct counts are the INSERT statements. One per job (and
+    // its history row) before; one per batch now.
+    let setup: &[&str] = match jobs.db().dialect() {
+        Dialect::Sqlite => &[
+            "CREATE TABLE insert_log (history INTEGER NOT NULL)",
+            "CREATE TRIGGER log_job_insert AFTER INSERT ON jobs BEGIN
+                 INSERT INTO insert_log (history) SELECT COUNT(*) FROM job_history;
+             END",
+        ],
+        Dialect::Postgres => &[
+            "CREATE TABLE insert_log (history BIGINT NOT NULL)",
+            "CREATE FUNCTION log_job_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN INSERT INTO insert_log (history) SELECT COUNT(*) FROM job_history; RETURN NULL; END $$",
+            "CREATE TRIGGER log_job_insert AFTER INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION log_job_insert()",
+        ],
+    };
+    for sql in setup {
+        query(*sql).execute(jobs.db().write()).await.expect("setup");
+    }
+    // A live job already holds one key.
+    let held = jobs
+        .enqueue_many(&[NewJob { unique_key: Some("held".into()), ..jobs.new_job(&Noop {}, None).expect("job") }])
+        .await
+        .expect("enqueue")[0]
+        .id;
+    query("DELETE FROM insert_log").execute(jobs.db().write()).await.expect("clear");
+
+    let n: usize = 2500;
+    let later = jobs.clock().now() + 3_600_000_000;
+    let batch: Vec<NewJob> = (0..n)
+        .map(|i| {
+            let key = match i {
+                10 | 20 => Some("twice".to_owned()),
+                30 => Some("held".to_owned()),
+                _ if i % 100 == 7 => Some(format!("k{i}")),
+                _ => None,
+            };
+            let run_at = (i % 500 == 3).then_some(later);
+            NewJob {
+                unique_key: key,
+                ..jobs.new_job(&Sleep { ms: i as u64 }, run_at).expect("job").with_priority(i as i32 % 3)
+            }
+        })
+        .collect();
+    let out = jobs.enqueue_many(&batch).await.expect("bulk enqueue");
+    assert_eq!(out.len(), n);
+
+    // Ids in input order: new ones rising; a key taken earlier in the batch or by
+    // a live job gives that job's id.
+    assert!(out[20].existing && out[20].id == out[10].id, "{:?} {:?}", out[10], out[20]);
+    assert!(out[30].existing && out[30].id == held, "{:?}", out[30]);
+    let fresh: Vec<i64> = out.iter().filter(|e| !e.existing).map(|e| e.id).collect();
+    assert_eq!(fresh.len(), n - 2);
+    assert!(fresh.windows(2).all(|w| w[0] < w[1]), "new ids rise in input order");
+    for (i, e) in out.iter().enumerate().filter(|(_, e)| !e.existing).step_by(97) {
+        let d = jobs.get(e.id).await.expect("get");
+        let args: serde_json::Value = serde_json::from_str(&d.job.args).expect("args");
+        assert_eq!(args["ms"], i, "job {} holds input {i}", e.id);
+        assert_eq!(d.job.priority, i as i32 % 3);
+        let state = if i % 500 == 3 { JobState::Scheduled } else { JobState::Enqueued };
+        assert_eq!(d.job.state, state);
+        assert_eq!(d.job.unique_key, batch[i].unique_key);
+        let seen: Vec<JobState> = d.history.iter().map(|h| h.state).collect();
+        assert_eq!(seen, [state], "one history row, as the job was inserted");
+    }
+    let history: i64 = query("SELECT COUNT(*) FROM job_history").scalar(jobs.db().read()).await.expect("count");
+    assert_eq!(history as usize, n - 2 + 1, "one history row per new job");
+
+    let statements: i64 =
+        query("SELECT COUNT(DISTINCT history) FROM insert_log").scalar(jobs.db().read()).await.expect("log");
+    let logged: i64 = query("SELECT COUNT(*) FROM insert_log").scalar(jobs.db().read()).await.expect("log");
+    assert_eq!(logged as usize, n - 2, "every new job logged");
+    let most = match jobs.db().dialect() {
+        Dialect::Postgres => 1,
+        // Chunks of 1,000 rows under SQLite's variable limit.
+        Dialect::Sqlite => 3,
+    };
+    assert!(statements <= most, "{statements} INSERT statements for {n} jobs (at most {most} expected)");
+}

@@ -1,0 +1,389 @@
+//! The engine at scale (issue 13): what a claim costs with a backlog, bulk
+//! enqueue, one worker's throughput at concurrency 10 and 16, and how soon a
+//! killed worker's job runs again elsewhere. Real `worker` processes (this
+//! bench's release build), on SQLite and on PostgreSQL.
+//!
+//! PostgreSQL is a cluster this bench starts itself with **fsync on** (default
+//! settings otherwise, `testkit::PgCluster`), unless `BENCH_PG_URL` names a server;
+//! the output says which.
+//!
+//! Run: `cargo bench -p worker --bench scale` (or `cargo xtask bench`).
+//! Sizes: `BENCH_JOBS` (20000, throughput), `BENCH_CLAIM_BACKLOG` (20000; add
+//! e.g. `1000000` for a second row), `BENCH_KILLS` (20), `BENCH_BACKENDS`
+//! (`sqlite,postgres`), `BENCH_CONCURRENCY` (`10,16`), `BENCH_PARTS`
+//! (`claim,bulk,throughput,kill`).
+//!
+//! Clocks: claim latency is the client's, around one `Store::fetch` of 10 (and,
+//! on PostgreSQL, the server's `Execution Time` from `EXPLAIN ANALYZE`); the
+//! previous claim statement is timed on the same data for comparison. Bulk
+//! enqueue is the client's, around `Jobs::enqueue_many` of 1,000-job batches.
+//! Throughput runs from the first job's `attempted_at` to the last job's
+//! `finished_at`. Kill recovery runs from `kill -9` returning to the job being
+//! `processing` on the other worker (default 10 s lease, default 500 ms rescue).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use database::{Db, query};
+use jobengine::builtin::{Noop, Sleep};
+use jobengine::testing::{PgCluster, TestDb, percentile};
+use jobengine::{JobState, Jobs, ListQuery, NewJob};
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn env_list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The claim statement before issue 13 (PostgreSQL), for comparison on the same data.
+const OLD_PG_CLAIM: &str = "WITH due AS (
+         SELECT id FROM jobs
+         WHERE state IN ('enqueued', 'scheduled') AND queue = ANY($1) AND run_at <= $2
+         ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED
+     ), claimed AS (
+         UPDATE jobs j SET state = 'processing', attempt = j.attempt + 1, lease_seq = j.lease_seq + 1,
+                worker_id = $4, attempted_at = $2, updated_at = $2, lease_expires_at = $5, progress = NULL
+         FROM due WHERE j.id = due.id RETURNING j.*
+     ), h AS (
+         INSERT INTO job_history (job_id, state, at, attempt, worker_id)
+         SELECT id, 'processing', $2, attempt, $4 FROM claimed
+     )
+     SELECT id FROM claimed ORDER BY run_at, id";
+
+/// The claim statement before issue 13 (SQLite), for comparison on the same data.
+const OLD_SQLITE_CLAIM: &str = "UPDATE jobs SET state = 'processing', attempt = attempt + 1, lease_seq = lease_seq + 1,
+            worker_id = $4, attempted_at = $2, updated_at = $2, lease_expires_at = $5, progress = NULL
+     WHERE id IN (SELECT id FROM jobs WHERE state IN ('enqueued', 'scheduled')
+                    AND queue IN (SELECT value FROM json_each($1)) AND run_at <= $2
+                  ORDER BY run_at, id LIMIT $3)
+     RETURNING id";
+
+/// A database for one measurement: a fresh SQLite file, or a fresh database on
+/// the PostgreSQL server.
+enum Bench {
+    Sqlite(TestDb),
+    Postgres(String),
+}
+
+impl Bench {
+    fn url(&self) -> &str {
+        match self {
+            Bench::Sqlite(db) => &db.url,
+            Bench::Postgres(url) => url,
+        }
+    }
+    fn name(&self) -> &'static str {
+        match self {
+            Bench::Sqlite(_) => "SQLite",
+            Bench::Postgres(_) => "PostgreSQL",
+        }
+    }
+}
+
+/// The PostgreSQL server: `BENCH_PG_URL`, or a cluster of our own with fsync on.
+struct Pg {
+    admin: String,
+    settings: String,
+    _cluster: Option<PgCluster>,
+}
+
+impl Pg {
+    async fn start() -> Self {
+        let (admin, cluster) = match std::env::var("BENCH_PG_URL") {
+            Ok(url) if !url.is_empty() => (url, None),
+            _ => {
+                let c = PgCluster::start(true).expect("start a PostgreSQL cluster (fsync on)");
+                (c.url.clone(), Some(c))
+            }
+        };
+        let db = Db::connect(&admin).await.expect("connect to PostgreSQL");
+        let mut settings = Vec::new();
+        for name in ["server_version", "fsync", "synchronous_commit", "shared_buffers"] {
+            let v: String = query(format!("SHOW {name}")).scalar(db.read()).await.expect("SHOW");
+            settings.push(format!("{name}={v}"));
+        }
+        let origin = if cluster.is_some() { "own cluster (testkit::PgCluster)" } else { "BENCH_PG_URL" };
+        Self { admin, settings: format!("{origin}: {}", settings.join(", ")), _cluster: cluster }
+    }
+
+    async fn fresh(&self, n: usize) -> Bench {
+        let name = format!("bench_scale_{}_{n}", std::process::id());
+        let db = Db::connect(&self.admin).await.expect("connect");
+        query(format!("DROP DATABASE IF EXISTS {name}")).execute(db.write()).await.expect("drop");
+        query(format!("CREATE DATABASE {name}")).execute(db.write()).await.expect("create");
+        let base = self.admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&self.admin);
+        Bench::Postgres(format!("{base}/{name}"))
+    }
+}
+
+fn spawn_worker(url: &str, extra: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_worker"));
+    cmd.env("DATABASE_URL", url)
+        .env("DATA_DIR", std::env::temp_dir())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start worker")
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+async fn enqueue_noops(jobs: &Jobs, n: usize) -> f64 {
+    let proto = jobs.new_job(&Noop {}, None).expect("job");
+    let batch = vec![proto; 1000.min(n.max(1))];
+    let t = Instant::now();
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(batch.len());
+        jobs.enqueue_many(&batch[..k]).await.expect("enqueue");
+        left -= k;
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Claim latency with `backlog` queued: 100 claims of 10 with the engine's
+/// statement, then 20 with the previous one, on the same data.
+async fn claim_latency(b: &Bench, backlog: usize) {
+    let jobs = Jobs::connect(b.url()).await.expect("open");
+    enqueue_noops(&jobs, backlog).await;
+    let store = jobs.store();
+    let queues = vec!["default".to_owned()];
+    if let Some(pg) = jobs.db().postgres() {
+        sqlx::query("ANALYZE jobs").execute(pg).await.expect("analyze");
+    }
+    let mut new = Vec::new();
+    for _ in 0..100 {
+        let now = jobs.clock().now();
+        let t = Instant::now();
+        let got = store.fetch("bench", &queues, 10, now, now + 10_000_000).await.expect("claim");
+        new.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(got.len(), 10);
+    }
+    let server = match jobs.db().postgres() {
+        Some(_) => {
+            let plan = store.explain_claim(&queues, 10, jobs.clock().now()).await.expect("explain");
+            let v: serde_json::Value = serde_json::from_str(&plan).expect("plan");
+            format!(", server {:.3} ms", v[0]["Execution Time"].as_f64().unwrap_or(f64::NAN))
+        }
+        None => String::new(),
+    };
+    let mut old = Vec::new();
+    for _ in 0..20 {
+        let now = jobs.clock().now();
+        let t = Instant::now();
+        let n = match (jobs.db().postgres(), jobs.db().sqlite()) {
+            (Some(pg), _) => sqlx::query(OLD_PG_CLAIM)
+                .bind(&queues)
+                .bind(now)
+                .bind(10_i64)
+                .bind("bench-old")
+                .bind(now + 10_000_000)
+                .fetch_all(pg)
+                .await
+                .expect("old claim")
+                .len(),
+            (None, Some((writer, _))) => {
+                let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.expect("begin");
+                let n = sqlx::query(OLD_SQLITE_CLAIM)
+                    .bind(r#"["default"]"#)
+                    .bind(now)
+                    .bind(10_i64)
+                    .bind("bench-old")
+                    .bind(now + 10_000_000)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .expect("old claim")
+                    .len();
+                tx.commit().await.expect("commit");
+                n
+            }
+            _ => unreachable!("one backend"),
+        };
+        old.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(n, 10);
+    }
+    new.sort_by(f64::total_cmp);
+    old.sort_by(f64::total_cmp);
+    println!(
+        "| {} | {backlog} queued | claim 10: p50 {:.2} ms, p99 {:.2} ms{server} | previous statement: p50 {:.2} ms, p99 {:.2} ms |",
+        b.name(),
+        percentile(&new, 50.0),
+        percentile(&new, 99.0),
+        percentile(&old, 50.0),
+        percentile(&old, 99.0),
+    );
+}
+
+/// Bulk enqueue: 20,000 jobs in batches of 1,000, one statement per batch, and
+/// the same as one insert per job (as `enqueue_many` did before) for comparison.
+async fn bulk_enqueue(b: &Bench, n: usize) {
+    let jobs = Jobs::connect(b.url()).await.expect("open");
+    let rate = enqueue_noops(&jobs, n).await;
+    let proto: NewJob = jobs.new_job(&Noop {}, None).expect("job");
+    let t = Instant::now();
+    for _ in 0..(n / 1000).max(1) {
+        let mut tx = jobs.begin().await.expect("begin");
+        for _ in 0..1000 {
+            jobs.store().enqueue_in(&mut tx, &proto, jobs.clock().now()).await.expect("enqueue");
+        }
+        tx.commit().await.expect("commit");
+    }
+    let per_job = (n / 1000).max(1) as f64 * 1000.0 / t.elapsed().as_secs_f64();
+    println!(
+        "| {} | bulk enqueue of {n} in batches of 1,000 | {rate:.0} jobs/s | one INSERT per job: {per_job:.0} jobs/s |",
+        b.name()
+    );
+}
+
+async fn wait_succeeded(jobs: &Jobs, n: u64, within: Duration) {
+    let start = Instant::now();
+    loop {
+        let c = jobs.counts().await.expect("counts");
+        if c.succeeded >= n {
+            return;
+        }
+        assert!(start.elapsed() < within, "only {} of {n} jobs succeeded in {within:?}", c.succeeded);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One worker at `concurrency` on `n` queued no-op jobs.
+async fn throughput(b: &Bench, n: usize, concurrency: usize) {
+    let jobs = Jobs::connect(b.url()).await.expect("open");
+    enqueue_noops(&jobs, n).await;
+    let child = spawn_worker(b.url(), &[("WORKER_CONCURRENCY", &concurrency.to_string())]);
+    wait_succeeded(&jobs, n as u64, Duration::from_secs(900)).await;
+    stop(child);
+    let (mut first, mut last, mut before) = (i64::MAX, 0, None);
+    loop {
+        let page = jobs
+            .list(&ListQuery { state: JobState::Succeeded, kind: None, before_id: before, limit: 5000, text: None })
+            .await
+            .expect("list");
+        let Some(l) = page.last() else { break };
+        before = Some(l.id);
+        for j in &page {
+            first = first.min(j.attempted_at.unwrap_or(i64::MAX));
+            last = last.max(j.finished_at.unwrap_or(0));
+        }
+    }
+    let secs = (last - first) as f64 / 1e6;
+    println!(
+        "| {} | throughput, one worker, concurrency {concurrency} | {:.0} jobs/s | {n} no-op jobs in {secs:.2} s |",
+        b.name(),
+        n as f64 / secs
+    );
+}
+
+/// `kill -9` of the worker running a job while another worker is idle: time to
+/// the job running on the other one, `runs` times.
+async fn kill_recovery(b: &Bench, runs: usize) {
+    let jobs = Jobs::connect(b.url()).await.expect("open");
+    let mut spare = spawn_worker(b.url(), &[]);
+    // Let it migrate the fresh database alone: two processes migrating a fresh
+    // SQLite file at once can make one fail (sqlx's SQLite migrator takes no lock).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut ms = Vec::new();
+    for run in 0..runs {
+        let busy = spawn_worker(b.url(), &[]);
+        // Let the new worker register and start fetching.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let e = jobs.enqueue(&Sleep { ms: 600_000 }).await.expect("enqueue");
+        let owner = loop {
+            let j = jobs.get(e.id).await.expect("get").job;
+            if j.state == JobState::Processing {
+                break j.worker_id.unwrap_or_default();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let owner_pid: u32 = owner.split(':').nth(1).and_then(|p| p.parse().ok()).expect("pid in worker id");
+        // Kill at a different point of the rescuer's cycle each run.
+        tokio::time::sleep(Duration::from_millis((run as u64 * 137) % 500)).await;
+        let (mut victim, other) = if owner_pid == busy.id() { (busy, spare) } else { (spare, busy) };
+        let _ = victim.kill();
+        let killed = Instant::now();
+        let _ = victim.wait();
+        loop {
+            let d = jobs.get(e.id).await.expect("get");
+            if d.job.state == JobState::Processing && d.job.worker_id.as_deref() != Some(owner.as_str()) {
+                break;
+            }
+            assert!(killed.elapsed() < Duration::from_secs(120), "the job never ran again");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        ms.push(killed.elapsed().as_secs_f64() * 1000.0);
+        jobs.delete(e.id, "bench").await.expect("delete");
+        spare = other;
+    }
+    stop(spare);
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "| {} | kill -9 → running again elsewhere ({runs} kills, 10 s lease) | p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms | |",
+        b.name(),
+        percentile(&ms, 50.0),
+        percentile(&ms, 99.0),
+        percentile(&ms, 100.0)
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let n = env_num("BENCH_JOBS", 20_000);
+    let kills = env_num("BENCH_KILLS", 20);
+    let backlogs: Vec<usize> = env_list("BENCH_CLAIM_BACKLOG", "20000").iter().filter_map(|s| s.parse().ok()).collect();
+    let concurrency: Vec<usize> =
+        env_list("BENCH_CONCURRENCY", "10,16").iter().filter_map(|s| s.parse().ok()).collect();
+    let backends = env_list("BENCH_BACKENDS", "sqlite,postgres");
+    let parts = env_list("BENCH_PARTS", "claim,bulk,throughput,kill");
+    let part = |p: &str| parts.iter().any(|x| x == p);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    println!("engine scale benchmark: {cores} cores, release build");
+    let pg = if backends.iter().any(|b| b == "postgres") { Some(Pg::start().await) } else { None };
+    if let Some(pg) = &pg {
+        println!("PostgreSQL: {}", pg.settings);
+    }
+    println!("\n| backend | what | figure | detail |\n|---|---|---|---|");
+    let mut k = 0;
+    let mut fresh = async |which: &str| {
+        k += 1;
+        match (which, &pg) {
+            ("postgres", Some(pg)) => pg.fresh(k).await,
+            _ => Bench::Sqlite(TestDb::sqlite()),
+        }
+    };
+    for which in &backends {
+        for &backlog in backlogs.iter().filter(|_| part("claim")) {
+            claim_latency(&fresh(which).await, backlog).await;
+        }
+        if part("bulk") {
+            bulk_enqueue(&fresh(which).await, n).await;
+        }
+        for &c in concurrency.iter().filter(|_| part("throughput")) {
+            throughput(&fresh(which).await, n, c).await;
+        }
+        if part("kill") {
+            kill_recovery(&fresh(which).await, kills).await;
+        }
+    }
+}
