@@ -125,12 +125,11 @@ pub async fn move_to_postgres(
 /// Fails when a worker (or a server's embedded worker) beat recently.
 async fn refuse_if_live(source: &Db) -> anyhow::Result<()> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
-    let live: Vec<String> =
-        query("SELECT id FROM job_workers WHERE last_heartbeat > $1 ORDER BY id")
-            .bind(now - LIVE_WINDOW_MICROS)
-            .scalars(source.read())
-            .await
-            .context("reading the worker registry")?;
+    let live: Vec<String> = query("SELECT id FROM job_workers WHERE last_heartbeat > $1 ORDER BY id")
+        .bind(now - LIVE_WINDOW_MICROS)
+        .scalars(source.read())
+        .await
+        .context("reading the worker registry")?;
     if !live.is_empty() {
         bail!(
             "the installation is live: worker(s) {} beat within the last 30 s. Stop every server and worker \
@@ -159,7 +158,8 @@ async fn copy_database(
     let mut to = target.begin().await.with_context(|| format!("{name}: opening a transaction on the target"))?;
     let to_conn = to.postgres().context("target transaction")?;
     for table in &tables {
-        let rows = copy::pg_count(to_conn, table).await.with_context(|| format!("{name}.{table}: counting the target"))?;
+        let rows =
+            copy::pg_count(to_conn, table).await.with_context(|| format!("{name}.{table}: counting the target"))?;
         ensure!(
             rows == 0,
             "the target already holds data ({name}: {rows} rows in {table}); move into an empty database"
@@ -167,7 +167,8 @@ async fn copy_database(
     }
     let mut moved = Vec::new();
     for table in &tables {
-        let source = copy::copy_table(from, to_conn, table).await.with_context(|| format!("{name}.{table}: copying"))?;
+        let source =
+            copy::copy_table(from, to_conn, table).await.with_context(|| format!("{name}.{table}: copying"))?;
         progress(format!("{name}.{table}: {} rows", source.rows));
         moved.push((table.clone(), source));
     }

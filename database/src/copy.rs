@@ -63,7 +63,9 @@ impl Summer {
                 Arg::Int(Some(i)) => format!("i{i}"),
                 Arg::Float(Some(f)) => format!("f{f:?}"),
                 Arg::Text(Some(s)) => format!("t{}:{s}", s.len()),
-                Arg::Bytes(Some(b)) => format!("b{}:{}", b.len(), b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+                Arg::Bytes(Some(b)) => {
+                    format!("b{}:{}", b.len(), b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+                }
                 _ => "n".to_owned(),
             };
             h.update(text.as_bytes());
@@ -100,21 +102,22 @@ pub async fn sqlite_tables(conn: &mut SqliteConnection) -> Result<Vec<String>, D
     // tables by the target's own migrations/triggers: never copied.
     let mut virtuals = Vec::new();
     for n in &names {
-        let sql: Option<String> =
-            sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = ?").bind(n).fetch_optional(&mut *conn).await?;
+        let sql: Option<String> = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = ?")
+            .bind(n)
+            .fetch_optional(&mut *conn)
+            .await?;
         if sql.is_some_and(|s| s.to_ascii_uppercase().starts_with("CREATE VIRTUAL TABLE")) {
             virtuals.push(n.clone());
         }
     }
-    let tables: Vec<String> = names
-        .into_iter()
-        .filter(|n| !virtuals.iter().any(|v| n == v || n.starts_with(&format!("{v}_"))))
-        .collect();
+    let tables: Vec<String> =
+        names.into_iter().filter(|n| !virtuals.iter().any(|v| n == v || n.starts_with(&format!("{v}_")))).collect();
     let mut parents: Vec<(String, Vec<String>)> = Vec::new();
     for t in &tables {
-        let refs: Vec<String> = sqlx::query_scalar(&format!("SELECT \"table\" FROM pragma_foreign_key_list({})", sql_str(t)))
-            .fetch_all(&mut *conn)
-            .await?;
+        let refs: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT \"table\" FROM pragma_foreign_key_list({})", sql_str(t)))
+                .fetch_all(&mut *conn)
+                .await?;
         parents.push((t.clone(), refs));
     }
     // Parents first; a table naming itself (a tree) does not wait on itself.
@@ -187,7 +190,9 @@ async fn pg_columns(conn: &mut PgConnection, table: &str) -> Result<Vec<(String,
 
 /// The source's columns of `table`, in table order.
 async fn sqlite_columns(conn: &mut SqliteConnection, table: &str) -> Result<Vec<String>, DbError> {
-    Ok(sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info({})", sql_str(table))).fetch_all(&mut *conn).await?)
+    Ok(sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info({})", sql_str(table)))
+        .fetch_all(&mut *conn)
+        .await?)
 }
 
 /// The columns both ends have, with the target's type: what is copied.
@@ -246,11 +251,8 @@ pub async fn copy_table(from: &mut SqliteConnection, to: &mut PgConnection, tabl
                 .collect();
             tuples.push(format!("({})", slots.join(", ")));
         }
-        let sql = format!(
-            "INSERT INTO {} ({names}) OVERRIDING SYSTEM VALUE VALUES {}",
-            quoted(table),
-            tuples.join(", ")
-        );
+        let sql =
+            format!("INSERT INTO {} ({names}) OVERRIDING SYSTEM VALUE VALUES {}", quoted(table), tuples.join(", "));
         let mut q = sqlx::query::<sqlx::Postgres>(&sql);
         for v in values {
             q = match v {

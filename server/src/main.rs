@@ -115,7 +115,10 @@ async fn move_to_postgres(config: &Config, to: &str) -> anyhow::Result<()> {
     })
     .await
     .with_context(|| format!("moving {from} into {into}"))?;
-    println!("\n{:<36} {:<18} {:>9}  {:<32}  {:<32}", "database", "table", "rows", "checksum (SQLite)", "checksum (PostgreSQL)");
+    println!(
+        "\n{:<36} {:<18} {:>9}  {:<32}  {:<32}",
+        "database", "table", "rows", "checksum (SQLite)", "checksum (PostgreSQL)"
+    );
     for t in &report.tables {
         println!(
             "{:<36} {:<18} {:>9}  {:<32}  {:<32}",

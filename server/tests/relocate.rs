@@ -88,7 +88,8 @@ async fn provision(ch: &Channel, token: &str, name: &str) -> String {
         .id;
     let start = Instant::now();
     loop {
-        let got = t.get_tenant(bearer(tpb::GetTenantRequest { id: id.clone() }, token)).await.expect("get").into_inner();
+        let got =
+            t.get_tenant(bearer(tpb::GetTenantRequest { id: id.clone() }, token)).await.expect("get").into_inner();
         if got.status == tpb::TenantStatus::Active as i32 {
             return id;
         }
@@ -122,11 +123,7 @@ async fn an_sqlite_installation_moves_to_postgres_and_keeps_working() {
 
     let moved = move_to(&sqlite, data.path(), &target.url);
     let out = String::from_utf8_lossy(&moved.stdout);
-    assert!(
-        moved.status.success(),
-        "move failed: {out}\n{}",
-        String::from_utf8_lossy(&moved.stderr)
-    );
+    assert!(moved.status.success(), "move failed: {out}\n{}", String::from_utf8_lossy(&moved.stderr));
     assert!(out.contains("every count and checksum matches"), "{out}");
     for table in ["tenants", "users", "sessions", "jobs", "job_history", "outbox", "notifications"] {
         assert!(out.lines().any(|l| l.starts_with("control") && l.contains(table)), "{table} not reported: {out}");
@@ -140,7 +137,8 @@ async fn an_sqlite_installation_moves_to_postgres_and_keeps_working() {
     let ch = connect(&server.url).await;
     let token = login(&ch, EMAIL, PASSWORD).await.expect("sign in on PostgreSQL with the moved password");
     let mut t = TenantServiceClient::new(ch.clone());
-    let got = t.get_tenant(bearer(tpb::GetTenantRequest { id: acme }, &token)).await.expect("moved tenant").into_inner();
+    let got =
+        t.get_tenant(bearer(tpb::GetTenantRequest { id: acme }, &token)).await.expect("moved tenant").into_inner();
     assert_eq!(got.status, tpb::TenantStatus::Active as i32, "{got:?}");
     let listed = t
         .list_tenants(bearer(tpb::ListTenantsRequest { page_size: 50, ..Default::default() }, &token))
