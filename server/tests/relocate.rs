@@ -3,14 +3,14 @@
 //! PostgreSQL database, then sign in and provision more on PostgreSQL, and refuse
 //! a second move into the now non-empty target.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use jobengine::testing::{TestDb, Which};
 use proto::tenants::v1 as tpb;
 use proto::tenants::v1::tenant_service_client::TenantServiceClient;
+use testkit::Process;
 use tonic::transport::Channel;
 
 mod common;
@@ -19,57 +19,32 @@ use common::{bearer, login};
 const EMAIL: &str = "root@move.test";
 const PASSWORD: &str = "move test password";
 
-/// A server process on `db`; killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
+/// A server process on `db` (killed when dropped) and its address.
+fn start_server(db: &str, data: &Path, log: &str) -> (Process, String) {
+    let mut server = Process::command(env!("CARGO_BIN_EXE_server"))
+        .env("DATABASE_URL", db)
+        .env("DATA_DIR", data)
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("SUPERADMIN_EMAIL", EMAIL)
+        .env("SUPERADMIN_PASSWORD", PASSWORD)
+        .env("JOB_POLL_MS", "50")
+        .log_file(data.join(log))
+        .spawn()
+        .expect("spawn server");
+    let url = server.wait_for_value("Back office listening on ", Duration::from_secs(60)).expect("server address");
+    (server, url)
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(db: &str, data: &Path) -> Self {
-        let log = std::fs::File::create(data.join(format!("server-{}.log", db.len()))).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
-            .env("DATABASE_URL", db)
-            .env("DATA_DIR", data)
-            .env("BIND_ADDR", "127.0.0.1:0")
-            .env("SUPERADMIN_EMAIL", EMAIL)
-            .env("SUPERADMIN_PASSWORD", PASSWORD)
-            .env("JOB_POLL_MS", "50")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn server");
-        let out = BufReader::new(child.stdout.take().expect("stdout"));
-        let url = out
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("Back office listening on ").map(str::to_owned))
-            .expect("the server printed its address");
-        Self { child, url }
-    }
-
-    /// SIGTERM, and wait for a graceful exit (the worker deregisters).
-    fn stop(mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let status = self.child.wait().expect("wait");
-        assert!(status.success(), "the server stopped cleanly: {status}");
-    }
+/// SIGTERM, and a graceful exit (the embedded worker deregisters).
+fn stop(mut server: Process) {
+    let status = server.terminate(Duration::from_secs(30)).expect("stop the server");
+    assert!(status.success(), "the server stopped cleanly: {status}");
 }
 
 fn move_to(sqlite: &str, data: &Path, pg: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_server"))
-        .env("DATABASE_URL", sqlite)
-        .env("DATA_DIR", data)
-        .args(["move-to-postgres", "--to", pg])
-        .output()
-        .expect("run move-to-postgres")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
+    cmd.env("DATABASE_URL", sqlite).env("DATA_DIR", data).args(["move-to-postgres", "--to", pg]);
+    testkit::output_within(&mut cmd, Duration::from_secs(120)).expect("run move-to-postgres")
 }
 
 /// Creates a tenant as the super admin and waits until it is active.
@@ -108,8 +83,8 @@ async fn an_sqlite_installation_moves_to_postgres_and_keeps_working() {
     let sqlite = format!("sqlite://{}", data.path().join("app.db").display());
 
     // On SQLite: two tenants provisioned (databases, seeds, jobs, history, email).
-    let server = Server::start(&sqlite, data.path());
-    let ch = connect(&server.url).await;
+    let (server, url) = start_server(&sqlite, data.path(), "sqlite.log");
+    let ch = connect(&url).await;
     let token = login(&ch, EMAIL, PASSWORD).await.expect("sign in on SQLite");
     let acme = provision(&ch, &token, "Acme").await;
     provision(&ch, &token, "Globex").await;
@@ -119,7 +94,7 @@ async fn an_sqlite_installation_moves_to_postgres_and_keeps_working() {
     let live = move_to(&sqlite, data.path(), &target.url);
     let err = String::from_utf8_lossy(&live.stderr);
     assert!(!live.status.success() && err.contains("the installation is live"), "{err}");
-    server.stop();
+    stop(server);
 
     let moved = move_to(&sqlite, data.path(), &target.url);
     let out = String::from_utf8_lossy(&moved.stdout);
@@ -133,8 +108,8 @@ async fn an_sqlite_installation_moves_to_postgres_and_keeps_working() {
     assert!(seeded >= 2, "tenant databases with rows moved: {out}");
 
     // On PostgreSQL: the same password, the moved tenants, and new provisioning.
-    let server = Server::start(&target.url, data.path());
-    let ch = connect(&server.url).await;
+    let (server, url) = start_server(&target.url, data.path(), "postgres.log");
+    let ch = connect(&url).await;
     let token = login(&ch, EMAIL, PASSWORD).await.expect("sign in on PostgreSQL with the moved password");
     let mut t = TenantServiceClient::new(ch.clone());
     let got =
@@ -162,7 +137,7 @@ async fn an_sqlite_installation_moves_to_postgres_and_keeps_working() {
     unique.sort_unstable();
     unique.dedup();
     assert_eq!(unique.len(), 3, "three tenants, three distinct jobs: {job_ids:?}");
-    server.stop();
+    stop(server);
 
     // A second move into the same database is refused: it holds data now.
     let again = move_to(&sqlite, data.path(), &target.url);

@@ -12,30 +12,12 @@
 use std::time::{Duration, Instant};
 
 use jobengine::builtin::{Noop, Sleep};
-use jobengine::testing::{TestDb, Which, percentile, rss_kib};
+use jobengine::testing::{TestDb, Which, percentile};
 use jobengine::{JobState, Jobs, ListQuery};
-use testkit::{Process, Signal};
+use testkit::Signal;
 
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// A `worker` on `url` with `extra` settings; its output goes to a temporary log.
-fn spawn_worker(url: &str, extra: &[(&str, &str)]) -> Process {
-    Process::command(env!("CARGO_BIN_EXE_worker"))
-        .env("DATABASE_URL", url)
-        .env("RUST_LOG", "warn")
-        .envs(extra.iter().copied())
-        .spawn()
-        .expect("start worker")
-}
-
-/// SIGTERM, as an operator stops a worker; killed after 15 s.
-fn stop(mut worker: Process) {
-    if let Err(e) = worker.terminate(Duration::from_secs(15)) {
-        eprintln!("{e:#}");
-    }
-}
+mod common;
+use common::{PeakRss, env_num, spawn_worker, stop};
 
 async fn wait_succeeded(jobs: &Jobs, n: u64, within: Duration) {
     let start = Instant::now();
@@ -81,21 +63,10 @@ async fn throughput(which: Which, n: usize) {
     }
     let enqueue_rate = n as f64 / t.elapsed().as_secs_f64();
     let child = spawn_worker(&db.url, &[("WORKER_CONCURRENCY", "64")]);
-    let pid = child.pid();
-    let sampler = tokio::spawn(async move {
-        let mut peak = 0;
-        loop {
-            let r = rss_kib(pid);
-            if r == 0 {
-                return peak;
-            }
-            peak = peak.max(r);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let sampler = PeakRss::start(child.pid());
     wait_succeeded(&jobs, n as u64, Duration::from_secs(600)).await;
+    let peak_rss = sampler.finish();
     stop(child);
-    let peak_rss = sampler.await.unwrap_or(0);
     let rows = finished(&jobs).await;
     let first = rows.iter().map(|r| r.0).min().unwrap_or(0);
     let last = rows.iter().map(|r| r.1).max().unwrap_or(0);

@@ -28,23 +28,21 @@
 //! `BENCH_ROUNDS` (3), `BENCH_CONCURRENCY` (`10,16`), `BENCH_LATENCY_SAMPLES`
 //! (200); `GRAPHILE_WORKER_DIR` (default `tools/peers/graphile-worker`).
 
-use std::fs::File;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use database::{Db, query};
 use jobengine::Jobs;
 use jobengine::builtin::{Noop, Ping};
 use jobengine::testing::percentile;
-use testkit::{PgCluster, rss_kib};
+use testkit::{PgCluster, Process};
+
+mod common;
+use common::{PeakRss, env_list, env_num, spawn_worker, stop};
 
 const BATCH: usize = 1000;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// The job queues under comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +68,6 @@ struct Subject {
     /// Ours only: the engine's client.
     jobs: Option<Jobs>,
     peer_dir: PathBuf,
-    logs: tempfile::TempDir,
 }
 
 impl Subject {
@@ -82,8 +79,7 @@ impl Subject {
         let base = cluster.url.rsplit_once('/').map_or(cluster.url.as_str(), |(base, _)| base);
         let url = format!("{base}/{name}");
         let db = Db::connect(&url).await.expect("connect");
-        let logs = tempfile::tempdir().expect("tempdir");
-        let mut subject = Self { system, url, db, jobs: None, peer_dir: peer_dir.to_owned(), logs };
+        let mut subject = Self { system, url, db, jobs: None, peer_dir: peer_dir.to_owned() };
         match system {
             System::Ours => subject.jobs = Some(Jobs::connect(&subject.url).await.expect("engine")),
             System::Graphile => {
@@ -107,38 +103,27 @@ impl Subject {
     }
 
     /// Starts one worker process at `concurrency` and waits until it is ready.
-    async fn start_worker(&self, concurrency: usize) -> Child {
-        let log = self.logs.path().join(format!("worker-{concurrency}.log"));
-        let out = File::create(&log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = match self.system {
-            System::Ours => Command::new(env!("CARGO_BIN_EXE_worker"))
-                .env("DATABASE_URL", &self.url)
-                .env("WORKER_CONCURRENCY", concurrency.to_string())
-                .env("DATA_DIR", self.logs.path())
-                .env("RUST_LOG", "warn")
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .expect("start worker"),
-            System::Graphile => {
-                let mut cmd = self.graphile_command(&["--jobs", &concurrency.to_string()]);
-                cmd.stdout(out).stderr(err).spawn().expect("start graphile-worker")
-            }
-        };
-        let start = Instant::now();
-        loop {
-            let ready = match self.system {
-                System::Ours => {
-                    query("SELECT COUNT(*) FROM job_workers").scalar::<i64>(self.db.read()).await.unwrap_or(0) > 0
+    async fn start_worker(&self, concurrency: usize) -> Process {
+        let c = concurrency.to_string();
+        match self.system {
+            System::Ours => {
+                let worker = spawn_worker(&self.url, &[("WORKER_CONCURRENCY", &c)]);
+                let start = Instant::now();
+                // Ready once registered: it fetches from then on.
+                while query("SELECT COUNT(*) FROM job_workers").scalar::<i64>(self.db.read()).await.unwrap_or(0) == 0 {
+                    assert!(start.elapsed() < Duration::from_secs(30), "our worker not ready in 30 s");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                System::Graphile => std::fs::read_to_string(&log).unwrap_or_default().contains("looking for jobs"),
-            };
-            if ready {
-                return child;
+                worker
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "{} worker not ready in 30 s", self.system.name());
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            System::Graphile => {
+                let mut worker = Process::from_command(self.graphile_command(&["--jobs", &c]))
+                    .name("graphile-worker")
+                    .spawn()
+                    .expect("start graphile-worker");
+                worker.wait_for_log_line("looking for jobs", Duration::from_secs(30)).expect("graphile-worker ready");
+                worker
+            }
         }
     }
 
@@ -200,34 +185,10 @@ impl Subject {
     }
 }
 
-fn stop(mut child: Child) {
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 /// Jobs per second through one worker at `concurrency`, and its peak RSS in KiB.
 async fn throughput(s: &Subject, n: usize, concurrency: usize) -> (f64, u64) {
     let child = s.start_worker(concurrency).await;
-    let pid = child.id();
-    let sampler = tokio::spawn(async move {
-        let mut peak = 0;
-        loop {
-            let r = rss_kib(pid);
-            if r == 0 {
-                return peak;
-            }
-            peak = peak.max(r);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let sampler = PeakRss::start(child.pid());
     let t = Instant::now();
     s.enqueue_noops(n).await;
     while s.remaining().await > 0 {
@@ -235,8 +196,9 @@ async fn throughput(s: &Subject, n: usize, concurrency: usize) -> (f64, u64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rate = n as f64 / t.elapsed().as_secs_f64();
+    let peak = sampler.finish();
     stop(child);
-    (rate, sampler.await.unwrap_or(0))
+    (rate, peak)
 }
 
 /// Bulk enqueue into an empty queue, no worker: jobs per second.
@@ -285,10 +247,9 @@ async fn main() {
     let n = env_num("BENCH_JOBS", 20_000);
     let rounds = env_num("BENCH_ROUNDS", 3);
     let samples = env_num("BENCH_LATENCY_SAMPLES", 200);
-    let concurrencies: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
-        .unwrap_or_else(|_| "10,16".into())
-        .split(',')
-        .map(|c| c.trim().parse().expect("BENCH_CONCURRENCY: numbers separated by commas"))
+    let concurrencies: Vec<usize> = env_list("BENCH_CONCURRENCY", "10,16")
+        .iter()
+        .map(|c| c.parse().expect("BENCH_CONCURRENCY: numbers separated by commas"))
         .collect();
     let peer_dir = std::env::var_os("GRAPHILE_WORKER_DIR")
         .map(PathBuf::from)

@@ -21,7 +21,6 @@
 //! `finished_at`. Kill recovery runs from `kill -9` returning to the job being
 //! `processing` on the other worker (default 10 s lease, default 500 ms rescue).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use database::{Db, query};
@@ -29,18 +28,8 @@ use jobengine::builtin::{Noop, Sleep};
 use jobengine::testing::{PgCluster, TestDb, percentile};
 use jobengine::{JobState, Jobs, ListQuery, NewJob};
 
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn env_list(name: &str, default: &str) -> Vec<String> {
-    std::env::var(name)
-        .unwrap_or_else(|_| default.into())
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
+mod common;
+use common::{env_list, env_num, spawn_worker, stop};
 
 /// The claim statement before issue 13 (PostgreSQL), for comparison on the same data.
 const OLD_PG_CLAIM: &str = "WITH due AS (
@@ -121,32 +110,6 @@ impl Pg {
         let base = self.admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&self.admin);
         Bench::Postgres(format!("{base}/{name}"))
     }
-}
-
-fn spawn_worker(url: &str, extra: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_worker"));
-    cmd.env("DATABASE_URL", url)
-        .env("DATA_DIR", std::env::temp_dir())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("start worker")
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 async fn enqueue_noops(jobs: &Jobs, n: usize) -> f64 {
@@ -320,10 +283,10 @@ async fn kill_recovery(b: &Bench, runs: usize) {
         let owner_pid: u32 = owner.split(':').nth(1).and_then(|p| p.parse().ok()).expect("pid in worker id");
         // Kill at a different point of the rescuer's cycle each run.
         tokio::time::sleep(Duration::from_millis((run as u64 * 137) % 500)).await;
-        let (mut victim, other) = if owner_pid == busy.id() { (busy, spare) } else { (spare, busy) };
-        let _ = victim.kill();
+        let (mut victim, other) = if owner_pid == busy.pid() { (busy, spare) } else { (spare, busy) };
+        victim.signal(testkit::Signal::SIGKILL).expect("kill -9");
         let killed = Instant::now();
-        let _ = victim.wait();
+        victim.wait_exit(Duration::from_secs(10)).expect("the killed worker exits");
         loop {
             let d = jobs.get(e.id).await.expect("get");
             if d.job.state == JobState::Processing && d.job.worker_id.as_deref() != Some(owner.as_str()) {

@@ -1,0 +1,80 @@
+//! Shared by the worker's benchmarks (`engine`, `scale`, `peers`): sizes from
+//! the environment, `worker` processes, and peak memory.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use testkit::Process;
+
+/// A number from the environment, or `default`.
+pub fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A comma-separated list from the environment, or `default`.
+pub fn env_list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// A `worker` (this bench's build) on `url` with `extra` settings; its output
+/// goes to a temporary log.
+pub fn spawn_worker(url: &str, extra: &[(&str, &str)]) -> Process {
+    Process::command(env!("CARGO_BIN_EXE_worker"))
+        .env("DATABASE_URL", url)
+        .env("DATA_DIR", std::env::temp_dir())
+        .env("RUST_LOG", "warn")
+        .envs(extra.iter().copied())
+        .spawn()
+        .expect("start worker")
+}
+
+/// SIGTERM, as an operator stops a worker; killed after 15 s.
+pub fn stop(mut worker: Process) {
+    if let Err(e) = worker.terminate(Duration::from_secs(15)) {
+        eprintln!("{e:#}");
+    }
+}
+
+/// A process's peak resident memory, sampled every 100 ms on a thread of its own
+/// until [`PeakRss::finish`] (or the process ends).
+pub struct PeakRss {
+    peak: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PeakRss {
+    /// Starts sampling `pid`.
+    pub fn start(pid: u32) -> Self {
+        let (peak, done) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let (p, d) = (peak.clone(), done.clone());
+        let thread = std::thread::spawn(move || {
+            while !d.load(Ordering::Relaxed) {
+                let r = testkit::rss_kib(pid);
+                if r == 0 {
+                    return;
+                }
+                p.fetch_max(r, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Self { peak, done, thread: Some(thread) }
+    }
+
+    /// Stops sampling; the peak in KiB.
+    pub fn finish(mut self) -> u64 {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.peak.load(Ordering::Relaxed)
+    }
+}
