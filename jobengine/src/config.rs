@@ -15,6 +15,11 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Queues fetched from (default `default`).
     pub queues: Vec<String>,
+    /// Caps on jobs run at once per queue, below `concurrency` (default none:
+    /// every queue shares `concurrency`). E.g. `("mail", 4)` keeps a burst of
+    /// emails from taking every slot, and a slow SMTP server from more than
+    /// four connections. Caps for queues not in `queues` are ignored.
+    pub queue_limits: Vec<(String, usize)>,
     /// How long a claim lasts without renewal (default 10 s). A job whose worker
     /// died runs again about this long after the last renewal.
     pub lease: Duration,
@@ -59,6 +64,7 @@ impl Default for WorkerConfig {
         Self {
             concurrency: 16,
             queues: vec!["default".to_owned()],
+            queue_limits: Vec::new(),
             lease: DEFAULT_LEASE,
             heartbeat: DEFAULT_LEASE / 3,
             rescue_every: Duration::from_millis(500),

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use futures::FutureExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -47,6 +47,49 @@ use crate::recurring::scheduler_loop;
 use crate::registry::Registry;
 use crate::rescuer::rescuer_loop;
 use crate::storage::{Completion, JobRow, Outcome, Store, WorkerRow};
+
+/// What a running job holds: one of the worker's slots and, in a capped queue,
+/// one of that queue's; both are given back when the attempt ends.
+struct Slots {
+    /// Held, never read: dropping it gives the worker's slot back.
+    _worker: OwnedSemaphorePermit,
+    queue: Option<OwnedSemaphorePermit>,
+}
+
+/// Where a fetch looks: each capped queue on its own, within its free slots, then
+/// the uncapped queues together (one claim, as without caps).
+struct FetchPlan {
+    capped: Vec<(String, Arc<Semaphore>)>,
+    shared: Vec<String>,
+    /// Signalled when a capped queue's slot is given back, so a worker waiting
+    /// only on a full queue fetches again at once rather than at the next poll.
+    freed: Arc<Notify>,
+}
+
+impl FetchPlan {
+    fn new(cfg: &WorkerConfig) -> Self {
+        let cap = |q: &String| cfg.queue_limits.iter().find(|(name, _)| name == q).map(|(_, n)| (*n).max(1));
+        let capped = cfg
+            .queues
+            .iter()
+            .filter_map(|q| cap(q).filter(|n| *n < cfg.concurrency).map(|n| (q.clone(), Arc::new(Semaphore::new(n)))))
+            .collect::<Vec<_>>();
+        let shared = cfg.queues.iter().filter(|q| !capped.iter().any(|(c, _)| c == *q)).cloned().collect();
+        Self { capped, shared, freed: Arc::new(Notify::new()) }
+    }
+
+    /// The queues as the registry shows them: a capped one with its cap.
+    fn describe(&self, queues: &[String]) -> String {
+        let shown: Vec<String> = queues
+            .iter()
+            .map(|q| match self.capped.iter().find(|(c, _)| c == q) {
+                Some((_, sem)) => format!("{q} (max {})", sem.available_permits()),
+                None => q.clone(),
+            })
+            .collect();
+        shown.join(",")
+    }
+}
 
 /// A job this worker is running.
 pub(crate) struct Running {
@@ -117,6 +160,7 @@ impl<C: Send + Sync + 'static> Worker<C> {
     /// start). Later database errors are logged and retried, never fatal.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), StorageError> {
         let cfg = &self.config;
+        let plan = FetchPlan::new(cfg);
         let now = self.clock.now();
         self.store
             .register_worker(&WorkerRow {
@@ -124,7 +168,7 @@ impl<C: Send + Sync + 'static> Worker<C> {
                 hostname: hostname(),
                 pid: i64::from(std::process::id()),
                 concurrency: cfg.concurrency as i32,
-                queues: cfg.queues.join(","),
+                queues: plan.describe(&cfg.queues),
                 started_at: now,
                 last_heartbeat: now,
                 running: 0,
@@ -190,36 +234,36 @@ impl<C: Send + Sync + 'static> Worker<C> {
                 permits.push(p);
             }
             // Register for wake-ups before looking, so an enqueue that lands between
-            // an empty fetch and the wait is not missed.
+            // an empty fetch and the wait is not missed (and so for a capped queue's
+            // slot given back).
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            let freed = plan.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
             let now = self.clock.now();
             let lease_until = now + micros(cfg.lease);
-            let jobs = match self.store.fetch(&self.id, &cfg.queues, permits.len() as u32, now, lease_until).await {
-                Ok(jobs) => {
-                    fetch_delays = database::backoff::retry_delays(cfg.poll);
-                    jobs
-                }
-                Err(e) => {
-                    tracing::warn!(worker = %self.id, error = %e, "fetching jobs failed; retrying");
-                    drop(permits);
-                    let wait = fetch_delays.next().unwrap_or(database::backoff::MAX_DELAY);
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => continue 'fetch,
-                        _ = shutdown.cancelled() => break 'fetch,
-                    }
-                }
-            };
+            let (jobs, failed) = self.claim(&plan, permits.len(), now, lease_until).await;
             let idle = jobs.is_empty();
-            for job in jobs {
-                let Some(permit) = permits.pop() else { break };
-                self.spawn_job(job, permit, &running, &tracker, &done_tx);
+            for (job, queue) in jobs {
+                let Some(worker) = permits.pop() else { break };
+                self.spawn_job(job, Slots { _worker: worker, queue }, &plan.freed, &running, &tracker, &done_tx);
             }
             drop(permits);
+            if let Some(e) = failed {
+                tracing::warn!(worker = %self.id, error = %e, "fetching jobs failed; retrying");
+                let wait = fetch_delays.next().unwrap_or(database::backoff::MAX_DELAY);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue 'fetch,
+                    _ = shutdown.cancelled() => break 'fetch,
+                }
+            }
+            fetch_delays = database::backoff::retry_delays(cfg.poll);
             if idle {
                 tokio::select! {
                     _ = notified => {}
+                    _ = freed => {}
                     _ = tokio::time::sleep(cfg.poll) => {}
                     _ = shutdown.cancelled() => break,
                 }
@@ -266,10 +310,49 @@ impl<C: Send + Sync + 'static> Worker<C> {
         Ok(())
     }
 
+    /// Claims up to `room` jobs along `plan`, each capped queue within its free
+    /// slots, and the queue slots that go with them. Jobs claimed before an error
+    /// are returned with it, so they run rather than wait for their lease.
+    async fn claim(
+        &self,
+        plan: &FetchPlan,
+        room: usize,
+        now: crate::clock::Micros,
+        lease_until: crate::clock::Micros,
+    ) -> (Vec<(JobRow, Option<OwnedSemaphorePermit>)>, Option<StorageError>) {
+        let mut claimed = Vec::new();
+        for (queue, slots) in &plan.capped {
+            let left = room - claimed.len();
+            let mut held = Vec::new();
+            while held.len() < left {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => held.push(p),
+                    Err(_) => break,
+                }
+            }
+            if held.is_empty() {
+                continue;
+            }
+            match self.store.fetch(&self.id, std::slice::from_ref(queue), held.len() as u32, now, lease_until).await {
+                Ok(jobs) => claimed.extend(jobs.into_iter().map(|j| (j, held.pop()))),
+                Err(e) => return (claimed, Some(e)),
+            }
+        }
+        let left = room - claimed.len();
+        if left > 0 && !plan.shared.is_empty() {
+            match self.store.fetch(&self.id, &plan.shared, left as u32, now, lease_until).await {
+                Ok(jobs) => claimed.extend(jobs.into_iter().map(|j| (j, None))),
+                Err(e) => return (claimed, Some(e)),
+            }
+        }
+        (claimed, None)
+    }
+
     fn spawn_job(
         &self,
         job: JobRow,
-        permit: OwnedSemaphorePermit,
+        slots: Slots,
+        freed: &Arc<Notify>,
         running: &RunningMap,
         tracker: &TaskTracker,
         done: &mpsc::UnboundedSender<Completion>,
@@ -292,8 +375,14 @@ impl<C: Send + Sync + 'static> Worker<C> {
             m.insert(job.id, Running { lease_seq: job.lease_seq, cancel, abort: None });
         }
         let fut = self.registry.run(&job.kind, &job.args, ctx);
-        let (running2, done, clock, metrics, backoff) =
-            (running.clone(), done.clone(), self.clock.clone(), self.metrics.clone(), self.config.backoff);
+        let (running2, done, clock, metrics, backoff, freed) = (
+            running.clone(),
+            done.clone(),
+            self.clock.clone(),
+            self.metrics.clone(),
+            self.config.backoff,
+            freed.clone(),
+        );
         let worker = self.id.clone();
         let handle = tracker.spawn(async move {
             let started = Instant::now();
@@ -333,7 +422,11 @@ impl<C: Send + Sync + 'static> Worker<C> {
             } else {
                 tracing::info!(worker = %worker, job = job.id, "attempt ended after losing the job; outcome discarded");
             }
-            drop(permit);
+            let capped = slots.queue.is_some();
+            drop(slots);
+            if capped {
+                freed.notify_waiters();
+            }
         });
         if let Ok(mut m) = running.lock()
             && let Some(r) = m.get_mut(&job.id)

@@ -29,6 +29,7 @@ jobengine::on_both!(
     concurrent_enqueues_from_two_pools,
     paging_and_filters,
     end_hooks_run_inside_the_transition,
+    queue_limits_are_never_exceeded,
 );
 
 fn worker_config() -> WorkerConfig {
@@ -607,4 +608,75 @@ async fn end_hooks_run_inside_the_transition(which: Which) {
     assert_eq!(audit(bad.id).await, ["dead: audited job failed"]);
     stop.cancel();
     handle.await.expect("worker stops");
+}
+
+/// How many `Gauged` jobs run at once, per queue, and the most ever seen.
+#[derive(Default)]
+struct Gauges {
+    now: std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>,
+}
+
+/// Sleeps while counted in its queue's gauge: what a handler sees, not the
+/// rows' states (the completer records outcomes a moment after the slot is free).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Gauged {
+    queue: String,
+}
+
+impl Job for Gauged {
+    const KIND: &'static str = "test.gauged";
+    type Context = Gauges;
+    async fn run(self, ctx: jobengine::JobContext<Gauges>) -> Result<(), jobengine::JobError> {
+        {
+            let mut m = ctx.app.now.lock().expect("gauges");
+            let g = m.entry(self.queue.clone()).or_default();
+            g.0 += 1;
+            g.1 = g.1.max(g.0);
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        ctx.app.now.lock().expect("gauges").entry(self.queue).or_default().0 -= 1;
+        Ok(())
+    }
+}
+
+/// A cap on one queue holds with a backlog in it and in another, while the other
+/// queue takes the remaining slots; the workers view shows the cap.
+async fn queue_limits_are_never_exceeded(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let mut batch = Vec::new();
+    for _ in 0..20 {
+        for queue in ["mail", "default"] {
+            let mut job = jobs.new_job(&Gauged { queue: queue.into() }, None).expect("job");
+            job.queue = queue.into();
+            batch.push(job);
+        }
+    }
+    jobs.enqueue_many(&batch).await.expect("enqueue");
+    let gauges = Arc::new(Gauges::default());
+    let cfg = WorkerConfig {
+        concurrency: 6,
+        queues: vec!["mail".into(), "default".into()],
+        queue_limits: vec![("mail".into(), 2)],
+        ..worker_config()
+    };
+    let worker = Worker::new(&jobs, jobengine::Registry::new().register::<Gauged>(), gauges.clone(), cfg);
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let handle = tokio::spawn(async move { worker.run(s).await.expect("worker runs") });
+    for _ in 0..3000 {
+        if jobs.counts().await.expect("counts").succeeded == 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let shown = jobs.workers(60_000_000).await.expect("workers");
+    stop.cancel();
+    handle.await.expect("worker");
+    assert_eq!(jobs.counts().await.expect("counts").succeeded, 40, "every job ran");
+    let seen = gauges.now.lock().expect("gauges").clone();
+    let max = |q: &str| seen.get(q).map_or(0, |g| g.1);
+    assert_eq!(max("mail"), 2, "the capped queue ran at most (and at times exactly) its cap: {seen:?}");
+    assert!(max("default") > 2, "the other queue used the slots the cap left: {seen:?}");
+    assert!(shown.iter().any(|w| w.queues == "mail (max 2),default"), "{shown:?}");
 }

@@ -14,7 +14,7 @@ use testkit::Process;
 /// Every setting, with a value that is not its default. The README's table lists
 /// the same ones; a setting added without a line here fails
 /// `a_flag_and_its_variable_mean_the_same`.
-const SETTINGS: [(&str, &str); 30] = [
+const SETTINGS: [(&str, &str); 31] = [
     ("BIND_ADDR", "127.0.0.1:4000"),
     ("WORKER", "off"),
     ("SITE_ROOT", "/srv/site"),
@@ -33,6 +33,7 @@ const SETTINGS: [(&str, &str); 30] = [
     ("MAIL_PER_RECIPIENT_PER_HOUR", "9"),
     ("WORKER_CONCURRENCY", "3"),
     ("WORKER_QUEUES", "mail,default"),
+    ("WORKER_QUEUE_LIMITS", "mail=2"),
     ("JOB_LEASE_MS", "3000"),
     ("JOB_HEARTBEAT_MS", "700"),
     ("JOB_RESCUE_MS", "300"),

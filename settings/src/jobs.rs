@@ -28,6 +28,12 @@ pub struct WorkerArgs {
     #[arg(long, env = "WORKER_QUEUES", default_value = "default", value_parser = parse_queues, hide_env_values = true)]
     pub worker_queues: Queues,
 
+    /// Caps on jobs run at once per queue, below WORKER_CONCURRENCY, as
+    /// `queue=n` pairs separated by commas (e.g. `mail=4`): a burst in one queue
+    /// cannot take every slot. Queues this worker does not fetch are ignored.
+    #[arg(long, env = "WORKER_QUEUE_LIMITS", default_value = "", value_parser = parse_queue_limits, hide_env_values = true)]
+    pub worker_queue_limits: QueueLimits,
+
     /// A claim's lease, in milliseconds: a dead worker's job runs again about this
     /// long after its last renewal.
     #[arg(long, env = "JOB_LEASE_MS", default_value_t = DEFAULT_LEASE.as_millis() as u64,
@@ -111,6 +117,38 @@ fn parse_queues(s: &str) -> Result<Queues, String> {
     Ok(Queues(queues))
 }
 
+/// Per-queue caps, `mail=4,reports=1`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueueLimits(pub Vec<(String, usize)>);
+
+impl std::fmt::Display for QueueLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pairs: Vec<String> = self.0.iter().map(|(q, n)| format!("{q}={n}")).collect();
+        f.write_str(&pairs.join(","))
+    }
+}
+
+/// `mail=4, reports=1` → `[("mail", 4), ("reports", 1)]`; empty is no caps.
+fn parse_queue_limits(s: &str) -> Result<QueueLimits, String> {
+    let mut limits: Vec<(String, usize)> = Vec::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (queue, n) = pair.split_once('=').ok_or_else(|| format!("{pair:?}: write queue=n, e.g. mail=4"))?;
+        let queue = queue.trim();
+        if queue.is_empty() {
+            return Err(format!("{pair:?}: the queue name is missing"));
+        }
+        let n: usize = n.trim().parse().map_err(|_| format!("{pair:?}: the cap must be a whole number"))?;
+        if n == 0 {
+            return Err(format!("{pair:?}: the cap must be at least 1 (remove the queue from WORKER_QUEUES instead)"));
+        }
+        if limits.iter().any(|(q, _)| q == queue) {
+            return Err(format!("{queue:?} is capped twice"));
+        }
+        limits.push((queue.to_owned(), n));
+    }
+    Ok(QueueLimits(limits))
+}
+
 impl WorkerArgs {
     /// The engine's configuration.
     pub fn worker_config(&self) -> WorkerConfig {
@@ -118,6 +156,7 @@ impl WorkerArgs {
         let mut c = WorkerConfig::default().with_lease(ms(self.job_lease_ms));
         c.concurrency = usize::try_from(self.worker_concurrency).unwrap_or(usize::MAX);
         c.queues = self.worker_queues.0.clone();
+        c.queue_limits = self.worker_queue_limits.0.clone();
         if let Some(h) = self.job_heartbeat_ms {
             c.heartbeat = ms(h);
         }
@@ -148,6 +187,7 @@ impl Show for WorkerArgs {
         let c = self.worker_config();
         out.push(("WORKER_CONCURRENCY", self.worker_concurrency.to_string()));
         out.push(("WORKER_QUEUES", self.worker_queues.to_string()));
+        out.push(("WORKER_QUEUE_LIMITS", self.worker_queue_limits.to_string()));
         out.push(("JOB_LEASE_MS", self.job_lease_ms.to_string()));
         out.push(("JOB_HEARTBEAT_MS", c.heartbeat.as_millis().to_string()));
         out.push(("JOB_RESCUE_MS", self.job_rescue_ms.to_string()));
@@ -261,6 +301,8 @@ mod tests {
             "3000",
             "--worker-queues",
             "mail, default",
+            "--worker-queue-limits",
+            "mail=2",
             "--provision-fault",
             "slow:5",
         ])
@@ -270,11 +312,17 @@ mod tests {
         assert_eq!(c.lease, Duration::from_secs(3));
         assert_eq!(c.heartbeat, Duration::from_secs(1));
         assert_eq!(c.queues, ["mail", "default"]);
+        assert_eq!(c.queue_limits, [("mail".to_owned(), 2)]);
+        assert!(All::try_parse_from(["test"]).expect("defaults").worker.worker_config().queue_limits.is_empty());
         assert_eq!(all.provision.fault(), Some(Fault::Slow(Duration::from_millis(5))));
         for bad in [
             ["--worker-concurrency", "zero"],
             ["--worker-concurrency", "0"],
             ["--worker-queues", " , "],
+            ["--worker-queue-limits", "mail"],
+            ["--worker-queue-limits", "mail=0"],
+            ["--worker-queue-limits", "mail=two"],
+            ["--worker-queue-limits", "mail=1,mail=2"],
             ["--provision-fault", "sometimes"],
         ] {
             let e = All::try_parse_from(["test", bad[0], bad[1]]).expect_err("rejected");
