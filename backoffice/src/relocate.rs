@@ -9,7 +9,7 @@
 //!   PostgreSQL transaction, committed only once its counts and checksums match
 //!   the source's ([`database::copy`]).
 //! - **Refuses to run** against a live installation (a worker or an embedded
-//!   worker heartbeat within the last 30 s: stop servers and workers first), into
+//!   worker heartbeat within the engine's live window: stop servers and workers first), into
 //!   a target that already holds data, or from a source that is not SQLite.
 //! - **Re-runnable**: if it stops half-way, the control plane either moved whole
 //!   or not at all, and a tenant database left behind is empty or complete; run it
@@ -20,7 +20,7 @@
 //! `processing` and are taken back by the rescuer when their lease expires.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use anyhow::{Context, bail, ensure};
 use database::copy::{self, TableSum};
@@ -30,9 +30,6 @@ use crate::tenant_db::TenantDbs;
 
 /// Tables that describe running processes, not data: never moved.
 const NOT_MOVED: &[&str] = &["job_workers"];
-
-/// A worker heartbeat this recent means the installation is live.
-const LIVE_WINDOW_MICROS: i64 = 30_000_000;
 
 /// One table of one database, on both ends.
 #[derive(Debug, Clone)]
@@ -122,19 +119,19 @@ pub async fn move_to_postgres(
     Ok(report)
 }
 
-/// Fails when a worker (or a server's embedded worker) beat recently.
+/// Fails when a worker (or a server's embedded worker) beat within the engine's
+/// live window, as the dashboard counts live workers.
 async fn refuse_if_live(source: &Db) -> anyhow::Result<()> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
-    let live: Vec<String> = query("SELECT id FROM job_workers WHERE last_heartbeat > $1 ORDER BY id")
-        .bind(now - LIVE_WINDOW_MICROS)
-        .scalars(source.read())
-        .await
-        .context("reading the worker registry")?;
+    let jobs = jobengine::Jobs::new(jobengine::Store::open(source.clone()).await?, Arc::new(jobengine::SystemClock));
+    let window = i64::try_from(jobengine::metrics::LIVE_WINDOW.as_micros()).unwrap_or(i64::MAX);
+    let live = jobs.workers(window).await.context("reading the worker registry")?;
     if !live.is_empty() {
+        let ids: Vec<&str> = live.iter().map(|w| w.id.as_str()).collect();
         bail!(
-            "the installation is live: worker(s) {} beat within the last 30 s. Stop every server and worker \
+            "the installation is live: worker(s) {} beat within the last {} s. Stop every server and worker \
              using this database, then run the move again",
-            live.join(", ")
+            ids.join(", "),
+            jobengine::metrics::LIVE_WINDOW.as_secs()
         );
     }
     Ok(())

@@ -92,26 +92,25 @@ fn quoted(ident: &str) -> String {
 /// # Errors
 /// The source cannot be read.
 pub async fn sqlite_tables(conn: &mut SqliteConnection) -> Result<Vec<String>, DbError> {
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+    let all: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
          AND name <> '_sqlx_migrations' ORDER BY name",
     )
     .fetch_all(&mut *conn)
     .await?;
     // FTS5 virtual tables and their shadow tables are rebuilt from their content
     // tables by the target's own migrations/triggers: never copied.
-    let mut virtuals = Vec::new();
-    for n in &names {
-        let sql: Option<String> = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = ?")
-            .bind(n)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if sql.is_some_and(|s| s.to_ascii_uppercase().starts_with("CREATE VIRTUAL TABLE")) {
-            virtuals.push(n.clone());
-        }
-    }
-    let tables: Vec<String> =
-        names.into_iter().filter(|n| !virtuals.iter().any(|v| n == v || n.starts_with(&format!("{v}_")))).collect();
+    let virtuals: Vec<&str> = all
+        .iter()
+        .filter(|(_, sql)| sql.as_deref().is_some_and(|s| s.to_ascii_uppercase().starts_with("CREATE VIRTUAL TABLE")))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let tables: Vec<String> = all
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| !virtuals.iter().any(|v| n.as_str() == *v || n.starts_with(&format!("{v}_"))))
+        .cloned()
+        .collect();
     let mut parents: Vec<(String, Vec<String>)> = Vec::new();
     for t in &tables {
         let refs: Vec<String> =

@@ -341,11 +341,12 @@ impl Jobs {
         self.store().resume_recurring(name, self.clock().now()).await
     }
 
-    /// Enqueues one job of the schedule now, leaving its next fire time as it is.
+    /// Enqueues one job of the schedule now, leaving its next fire time as it is;
+    /// returns the job and the schedule as it is afterwards.
     ///
     /// # Errors
     /// [`StorageError::RecurringNotFound`] or a database failure.
-    pub async fn trigger_recurring(&self, name: &str) -> Result<Enqueued, StorageError> {
+    pub async fn trigger_recurring(&self, name: &str) -> Result<(Enqueued, RecurringRow), StorageError> {
         self.store().trigger_recurring(name, self.clock().now()).await
     }
 

@@ -199,9 +199,10 @@ async fn pause_resume_trigger_remove(which: Which) {
     assert_eq!(jobs.fire_due_recurring().await.expect("fire"), 0);
 
     // Trigger now: one job at once, the schedule untouched.
-    let e = jobs.trigger_recurring("minutely").await.expect("trigger");
+    let (e, triggered) = jobs.trigger_recurring("minutely").await.expect("trigger");
     assert!(!e.existing);
     let row = jobs.list_recurring().await.expect("list").remove(0);
+    assert_eq!(triggered.last_job_id, row.last_job_id, "the schedule as it is after the trigger");
     assert_eq!((row.next_run, row.last_job_id, row.last_job_state.as_deref()), (first, Some(e.id), Some("enqueued")));
     assert_eq!(jobs.get(e.id).await.expect("job").job.kind, "diag.noop");
 

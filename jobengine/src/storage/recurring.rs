@@ -100,7 +100,11 @@ impl Store {
         Ok(row)
     }
 
-    pub(crate) async fn trigger_recurring(&self, name: &str, now: Micros) -> Result<Enqueued, StorageError> {
+    pub(crate) async fn trigger_recurring(
+        &self,
+        name: &str,
+        now: Micros,
+    ) -> Result<(Enqueued, RecurringRow), StorageError> {
         let mut tx = self.db.begin().await?;
         let row = self.recurring_in(&mut tx, name).await?;
         let job = new_job(&row, format!("recurring:{name}:manual:{now}"), now)?;
@@ -111,8 +115,9 @@ impl Store {
             .bind(name)
             .execute(&mut tx)
             .await?;
+        let row = self.recurring_in(&mut tx, name).await?;
         tx.commit().await?;
-        Ok(e)
+        Ok((e, row))
     }
 
     pub(crate) async fn remove_recurring(&self, name: &str) -> Result<(), StorageError> {

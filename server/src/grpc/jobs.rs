@@ -156,16 +156,6 @@ fn recurring_name(name: &str) -> Result<&str, Status> {
     }
 }
 
-impl JobsGrpc {
-    async fn recurring(&self, name: &str) -> Result<pb::RecurringJob, Status> {
-        let all = self.jobs.list_recurring().await.map_err(status)?;
-        all.iter()
-            .find(|r| r.name == name)
-            .map(pb_recurring)
-            .ok_or_else(|| status(jobengine::StorageError::RecurringNotFound(name.to_owned())))
-    }
-}
-
 /// Longest `ListJobs` filter, in bytes.
 const MAX_FILTER_BYTES: usize = 200;
 
@@ -400,8 +390,8 @@ impl JobService for JobsGrpc {
     ) -> Result<Response<pb::TriggerRecurringResponse>, Status> {
         Caller::of(&req).require_super_admin()?;
         let name = recurring_name(&req.get_ref().name)?;
-        let e = self.jobs.trigger_recurring(name).await.map_err(status)?;
-        Ok(Response::new(pb::TriggerRecurringResponse { job_id: e.id, recurring: Some(self.recurring(name).await?) }))
+        let (e, row) = self.jobs.trigger_recurring(name).await.map_err(status)?;
+        Ok(Response::new(pb::TriggerRecurringResponse { job_id: e.id, recurring: Some(pb_recurring(&row)) }))
     }
 
     async fn get_throughput(&self, req: Request<pb::GetThroughputRequest>) -> Result<Response<pb::Throughput>, Status> {
