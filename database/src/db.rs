@@ -40,6 +40,8 @@ pub struct Db {
     /// PostgreSQL: the options the pool connects with (sibling databases swap
     /// the database name).
     pub(crate) pg_options: Option<PgConnectOptions>,
+    /// SQLite file: the watch of other processes' commits (see [`crate::changes`]).
+    pub(crate) feed: Option<std::sync::Arc<crate::changes::Feed>>,
 }
 
 /// Where a query runs: a pool (reads or writes) or a transaction's connection.
@@ -87,7 +89,7 @@ impl Db {
                 .acquire_timeout(PG_ACQUIRE_TIMEOUT)
                 .connect_with(opts.clone())
                 .await?;
-            Ok(Self { pools: Pools::Postgres(pool), pg_options: Some(opts) })
+            Ok(Self { pools: Pools::Postgres(pool), pg_options: Some(opts), feed: None })
         } else {
             Err(DbError::BadUrl(url.split(':').next().unwrap_or("").to_owned()))
         }
@@ -101,8 +103,10 @@ impl Db {
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(opts.clone())
             .await?;
+        let file = opts.get_filename();
+        let feed = (file.as_os_str() != ":memory:").then(|| crate::changes::Feed::new(file.to_path_buf()));
         let read = SqlitePoolOptions::new().max_connections(readers.max(1)).connect_with(opts).await?;
-        Ok(Self { pools: Pools::Sqlite { write, read }, pg_options: None })
+        Ok(Self { pools: Pools::Sqlite { write, read }, pg_options: None, feed })
     }
 
     /// The dialect this handle speaks.

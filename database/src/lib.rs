@@ -31,12 +31,14 @@
 //! - [`tx`]: transactions, after-commit actions, transaction-scoped locks;
 //! - [`migrate`]: migrations for both backends;
 //! - [`listen`]: a PostgreSQL `LISTEN` that reconnects by itself;
+//! - [`changes`]: commits to an SQLite file by any process, from file events;
 //! - [`siblings`]: databases beside the main one (SQLite files in a folder, or
 //!   databases on the same PostgreSQL server);
 //! - [`error`]: what can fail ([`DbError`]);
 //! - `testing` (feature): fresh databases on both backends for tests.
 
 pub mod backoff;
+pub mod changes;
 pub mod copy;
 pub mod db;
 pub mod error;

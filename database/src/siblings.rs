@@ -131,7 +131,7 @@ impl Siblings {
                 }
                 let opts = base.clone().database(name);
                 let pool = PgPoolOptions::new().max_connections(2).connect_with(opts.clone()).await?;
-                Ok(Db { pools: Pools::Postgres(pool), pg_options: Some(opts) })
+                Ok(Db { pools: Pools::Postgres(pool), pg_options: Some(opts), feed: None })
             }
         }
     }

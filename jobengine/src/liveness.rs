@@ -17,10 +17,19 @@
 //!   reused pid is not taken for it); a rescuer on the same host, boot and
 //!   namespace sees whether that process still exists.
 //!
+//! A process never judges its own workers dead: while the database restarts, a
+//! worker's lock is gone until its connection is made again, and its own
+//! rescuer would otherwise take back the jobs it is still running (and keep
+//! taking each one it claims next) until then. Other processes may, which the
+//! fence makes safe; the lock's connection is checked every [`PING_EVERY`] so
+//! that gap stays short.
+//!
 //! A frozen process (SIGSTOP) keeps its socket, lock and pid: it is left to the
 //! lease, and its late completion to the `lease_seq` fence. Workers that record
 //! nothing (older versions, systems without `/proc`) are left to the lease too.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use database::{Dialect as Backend, query};
@@ -36,14 +45,21 @@ use crate::storage::Store;
 pub const LOCK_CLASS: i32 = 0x6A6F_6273;
 /// `job_workers.liveness` of a worker holding its advisory lock.
 const PG_LOCK: &str = "pg-advisory-lock";
-/// How often the lock's connection is checked (and re-made, lock and all, when lost).
-const PING_EVERY: Duration = Duration::from_secs(5);
+/// How often the lock's connection is checked (and re-made, lock and all, when
+/// lost): after a database restart, other processes may take this worker's jobs
+/// until then.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// Ids of the workers this process runs (see the module docs).
+pub(crate) type LocalWorkers = Arc<Mutex<HashSet<String>>>;
 
 /// Held by a running worker: while it lives, other workers can tell this
 /// process is alive. Dropping it gives the lock up.
 pub struct Alive {
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
+    local: LocalWorkers,
+    worker: String,
 }
 
 impl Alive {
@@ -59,6 +75,9 @@ impl Alive {
 impl Drop for Alive {
     fn drop(&mut self) {
         self.stop.cancel();
+        if let Ok(mut local) = self.local.lock() {
+            local.remove(&self.worker);
+        }
     }
 }
 
@@ -70,6 +89,10 @@ impl Store {
     /// A database failure.
     pub async fn hold_alive(&self, worker: &str) -> Result<Alive, StorageError> {
         let stop = CancellationToken::new();
+        if let Ok(mut local) = self.local_workers.lock() {
+            local.insert(worker.to_owned());
+        }
+        let alive = |stop, task| Alive { stop, task, local: self.local_workers.clone(), worker: worker.to_owned() };
         let Some(pool) = self.db().postgres().cloned() else {
             if let Some(token) = proc_token(std::process::id()) {
                 query("UPDATE job_workers SET liveness = $1 WHERE id = $2")
@@ -78,12 +101,12 @@ impl Store {
                     .execute(self.db().write())
                     .await?;
             }
-            return Ok(Alive { stop, task: None });
+            return Ok(alive(stop, None));
         };
         let Some(mut conn) = lock(&pool, worker).await? else {
             // Its jobs are left to the lease, as an older worker's are.
             tracing::warn!(worker, "another session holds this worker's liveness lock key; relying on leases");
-            return Ok(Alive { stop, task: None });
+            return Ok(alive(stop, None));
         };
         query("UPDATE job_workers SET liveness = $1 WHERE id = $2")
             .bind(PG_LOCK)
@@ -121,14 +144,23 @@ impl Store {
             }
             let _ = conn.close().await;
         });
-        Ok(Alive { stop, task: Some(task) })
+        Ok(alive(stop, Some(task)))
     }
 
-    /// Workers known dead that still hold processing jobs.
+    /// Workers known dead that still hold processing jobs (never one of this
+    /// process's own).
     ///
     /// # Errors
     /// A database failure.
     pub async fn gone_workers(&self) -> Result<Vec<String>, StorageError> {
+        let mut gone = self.workers_without_life().await?;
+        if let Ok(local) = self.local_workers.lock() {
+            gone.retain(|w| !local.contains(w));
+        }
+        Ok(gone)
+    }
+
+    async fn workers_without_life(&self) -> Result<Vec<String>, StorageError> {
         match self.db().dialect() {
             Backend::Postgres => Ok(query(
                 "SELECT w.id FROM job_workers w

@@ -254,8 +254,11 @@ impl<C: Send + Sync + 'static> Worker<C> {
             if let Some(e) = failed {
                 tracing::warn!(worker = %self.id, error = %e, "fetching jobs failed; retrying");
                 let wait = fetch_delays.next().unwrap_or(database::backoff::MAX_DELAY);
+                // A wake-up (the listener connected again: the database is back)
+                // ends the wait early.
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => continue 'fetch,
+                    _ = notified => continue 'fetch,
                     _ = shutdown.cancelled() => break 'fetch,
                 }
             }

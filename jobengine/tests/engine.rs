@@ -525,6 +525,39 @@ async fn postgres_listener_loss_does_not_stall() {
     handle.await.expect("worker stops");
 }
 
+/// PostgreSQL only: a worker whose liveness lock's connection is cut (as by a
+/// database restart) keeps its running job: its own rescuer never takes it back
+/// meanwhile, and the job ends with one attempt and no interruption.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_liveness_lock_does_not_rescue_our_own_jobs() {
+    let db = TestDb::new(Which::Postgres).await;
+    let jobs = db.jobs().await;
+    let admin = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    // A lease far longer than the test: only liveness could bring the job back.
+    let cfg = WorkerConfig { lease: Duration::from_secs(120), ..worker_config() };
+    let (_wid, stop, handle) = start_worker(&jobs, cfg);
+    let e = jobs.enqueue(&Sleep { ms: 1500 }).await.expect("enqueue");
+    wait_for(&jobs, e.id, JobState::Processing).await;
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(l.pid)) FROM pg_locks l
+         WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.granted",
+    )
+    .bind(i64::from(jobengine::liveness::LOCK_CLASS))
+    .fetch_one(&admin)
+    .await
+    .expect("terminate the lock's session");
+    assert_eq!(cut, 1, "the worker's liveness lock was held");
+    let d = wait_for(&jobs, e.id, JobState::Succeeded).await;
+    assert_eq!(
+        states(&d),
+        [JobState::Enqueued, JobState::Processing, JobState::Succeeded],
+        "never taken back from its live worker: {:#?}",
+        d.history
+    );
+    stop.cancel();
+    handle.await.expect("worker stops");
+}
+
 /// A job type with an end hook that records how each job ended in a table of
 /// the test's own, inside the transition's transaction; `refuse` makes the hook
 /// fail.

@@ -11,9 +11,10 @@
 //! - PostgreSQL: `LISTEN notifications` (payload `<id>:<user_id>`) and `LISTEN
 //!   sessions_revoked` (payload the token's hash), through a listener that
 //!   reconnects by itself and wakes everyone after each reconnect;
-//! - SQLite: a poll every [`POLL`] of the notifications after the last one seen
-//!   and of the sessions revoked since the last look (the worker may be another
-//!   process, so there is nothing to hear).
+//! - SQLite: a look at the notifications after the last one seen and at the
+//!   sessions revoked since the last look, after every commit to the file by any
+//!   process (a worker here or in another process; see `database::changes`),
+//!   and every [`POLL`] as the fallback.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +28,7 @@ use jobengine::Clock;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// How often SQLite is polled.
+/// How often SQLite is polled when no file event came.
 pub const POLL: Duration = Duration::from_millis(200);
 
 struct Entry {
@@ -130,11 +131,17 @@ pub async fn run_sources(hub: Arc<Hub>, db: Db, clock: Arc<dyn Clock>, stop: Can
             }
         }
         // SQLite has no NOTIFY: poll.
-        None => poll(hub.clone(), Notifications::new(db), clock, stop).await,
+        None => poll(hub.clone(), db.changes(), Notifications::new(db), clock, stop).await,
     }
 }
 
-async fn poll(hub: Arc<Hub>, notes: Notifications, clock: Arc<dyn Clock>, stop: CancellationToken) {
+async fn poll(
+    hub: Arc<Hub>,
+    changes: Option<database::changes::Changes>,
+    notes: Notifications,
+    clock: Arc<dyn Clock>,
+    stop: CancellationToken,
+) {
     let mut delays = database::backoff::retry_delays(POLL);
     let mut last = loop {
         match notes.last_id().await {
@@ -147,9 +154,22 @@ async fn poll(hub: Arc<Hub>, notes: Notifications, clock: Arc<dyn Clock>, stop: 
         }
     };
     let mut revoked_since = clock.now();
+    // Any commit to the file (a worker in this process or another writing a
+    // notification) looks at once; the poll stays for what file events miss.
+    let changed = Arc::new(Notify::new());
+    if let Some(changes) = changes {
+        let c = changed.clone();
+        let feed = tokio::spawn(changes.each(move || c.notify_one()));
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            feed.abort();
+        });
+    }
     loop {
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
+            () = changed.notified() => {}
             () = stop.cancelled() => return,
         }
         match notes.recipients_after(last).await {

@@ -35,6 +35,13 @@ struct Proc {
     url: Option<String>,
 }
 
+/// The last `n` lines of a process's log, for a failure message.
+fn log_tail(p: &Proc, n: usize) -> String {
+    let log = p._process.log();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// The `worker` binary, built beside the server's if this test run lacks it.
 fn worker_bin() -> PathBuf {
     let server = Path::new(env!("CARGO_BIN_EXE_server"));
@@ -181,7 +188,7 @@ async fn signups_survive_a_postgres_restart() {
     let data = tempfile::tempdir().expect("tempdir");
     let limits = [("SIGNUP_PER_IP_PER_HOUR", "1000000"), ("SIGNUP_PER_MINUTE", "1000000")];
     let srv = spawn(Path::new(env!("CARGO_BIN_EXE_server")), &pg.url, data.path(), "server.log", &limits);
-    let _worker = spawn(&worker_bin(), &pg.url, data.path(), "worker.log", &[("JOB_POLL_MS", "100")]);
+    let worker = spawn(&worker_bin(), &pg.url, data.path(), "worker.log", &[("JOB_POLL_MS", "100")]);
     let ch = connect(srv.url.as_deref().expect("url")).await;
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut callers = Vec::new();
@@ -255,7 +262,13 @@ async fn signups_survive_a_postgres_restart() {
         if done > 0 {
             break back.elapsed();
         }
-        assert!(back.elapsed() < Duration::from_secs(10), "no provisioning finished within 10 s of the restart");
+        if back.elapsed() > Duration::from_secs(10) {
+            panic!(
+                "no provisioning finished within 10 s of the restart\n--- worker log ---\n{}\n--- server log ---\n{}",
+                log_tail(&worker, 60),
+                log_tail(&srv, 30)
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     println!(

@@ -414,6 +414,9 @@ pub struct Store {
     hooks: OnceLock<Arc<dyn Hooks>>,
     /// Ids of running jobs an admin deleted (see [`crate::cancel`]).
     cancels: tokio::sync::broadcast::Sender<i64>,
+    /// Workers running in this process (see [`crate::liveness`]): never judged
+    /// dead by this process's rescuer, whatever their lock's connection is doing.
+    pub(crate) local_workers: crate::liveness::LocalWorkers,
 }
 
 /// The migrations of the engine's tables.
@@ -452,8 +455,14 @@ impl Store {
         if let Some(listen) = db.listen(&[CHANNEL], "job listener", move |_| w.notify_waiters()) {
             tokio::spawn(listen);
         }
+        // SQLite: another process's enqueue (or anything it commits) wakes ours
+        // within milliseconds instead of at the next poll.
+        if let Some(changes) = db.changes() {
+            let w = wake.clone();
+            tokio::spawn(changes.each(move || w.notify_waiters()));
+        }
         let cancels = cancel::listen(&db);
-        Ok(Arc::new(Self { db, dialect, wake, hooks: OnceLock::new(), cancels }))
+        Ok(Arc::new(Self { db, dialect, wake, hooks: OnceLock::new(), cancels, local_workers: Default::default() }))
     }
 
     /// The database handle, for the application's own queries and transactions.
@@ -461,7 +470,8 @@ impl Store {
         &self.db
     }
 
-    /// Fired when this process enqueued a job or (PostgreSQL) any process did.
+    /// Fired when this process enqueued a job, or another process did
+    /// (PostgreSQL: its `NOTIFY`; SQLite: any commit to the file).
     pub fn wakeups(&self) -> Arc<Notify> {
         self.wake.clone()
     }

@@ -22,7 +22,8 @@ impl WorkerProc {
     }
 
     /// As [`WorkerProc::start`] with `extra` settings; the ones set here
-    /// (`DATA_DIR`, `JOB_LEASE_MS`, …) win over `extra`.
+    /// (`DATA_DIR`, `JOB_LEASE_MS`, …) win over `extra`, except the poll and the
+    /// retention, which `extra` may change.
     pub fn start_with(url: &str, dir: &Path, name: &str, lease_ms: u64, extra: &[(&str, &str)]) -> Self {
         let process = Process::command(env!("CARGO_BIN_EXE_worker"))
             .name(format!("worker {name}"))
@@ -30,12 +31,13 @@ impl WorkerProc {
             // `extra` can turn it back on.
             .env("JOB_RETENTION_SECS", "0")
             .env("JOB_DEAD_RETENTION_SECS", "0")
+            // A short poll, so tests do not wait on it; `extra` can lengthen it.
+            .env("JOB_POLL_MS", "50")
             .envs(extra.iter().copied())
             .env("DATA_DIR", dir)
             .env("DATABASE_URL", url)
             .env("JOB_LEASE_MS", lease_ms.to_string())
             .env("JOB_RESCUE_MS", "200")
-            .env("JOB_POLL_MS", "50")
             .env("JOB_GRACE_MS", "500")
             .env("RUST_LOG", "info")
             .log_file(dir.join(format!("{name}.log")))
@@ -64,6 +66,11 @@ impl WorkerProc {
     /// Whether `worker_id` (host:pid:suffix) belongs to this process.
     pub fn owns(&self, worker_id: Option<&str>) -> bool {
         worker_id.and_then(|w| w.split(':').nth(1)).is_some_and(|p| p == self.process.pid().to_string())
+    }
+
+    /// Waits until it logs that it started (its first fetch is under way).
+    pub fn wait_started(&mut self) {
+        self.process.wait_for_log_line("worker started", Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     /// Waits for it to exit; panics with its log when it has not within `within`.
