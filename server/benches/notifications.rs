@@ -1,9 +1,10 @@
 //! Notification figures, against the real binaries:
 //!
 //! 1. Toast latency: from the worker marking a tenant active (`activated_at`,
-//!    written by the `worker` process in the activation transaction) to the toast
-//!    arriving on a `Subscribe` stream held open on a `server` process
-//!    (`WORKER=off`): `BENCH_TOASTS` (40) tenants, one every 300 ms.
+//!    written in the activation transaction) to the toast arriving on a
+//!    `Subscribe` stream held open on a `server` process, with the worker
+//!    embedded in the server and as a `worker` process beside a server with
+//!    `WORKER=off`: `BENCH_TOASTS` (40) tenants, one every 300 ms.
 //! 2. Idle streams: `BENCH_STREAMS` (10000) open `Subscribe` streams on one server,
 //!    over 100 HTTP/2 connections; the server's RSS before and after, and the
 //!    time to open them.
@@ -29,10 +30,12 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-async fn toast_latency(which: Which, n: u64) {
+/// `embedded`: the server runs the worker itself (the default setup); else a
+/// `worker` process does, beside a server with `WORKER=off`.
+async fn toast_latency(which: Which, n: u64, embedded: bool) {
     let db = TestDb::new(which).await;
-    let srv = Server::start(&db, "off");
-    let _worker = WorkerProc::start(&db);
+    let srv = Server::start(&db, if embedded { "on" } else { "off" });
+    let _worker = (!embedded).then(|| WorkerProc::start(&db));
     let (ch, token) = connect(&srv.url).await;
     let mut stream = NotificationServiceClient::new(ch.clone())
         .subscribe(bearer(npb::SubscribeRequest { resume_after: 0 }, &token))
@@ -73,7 +76,8 @@ async fn toast_latency(which: Which, n: u64) {
     }
     lat.sort_by(f64::total_cmp);
     println!(
-        "| {which:?} | worker and server in separate processes | {} | {:.0} | {:.0} | {:.0} |",
+        "| {which:?} | {} | {} | {:.0} | {:.0} | {:.0} |",
+        if embedded { "worker embedded in the server" } else { "worker and server in separate processes" },
         lat.len(),
         percentile(&lat, 50.0),
         percentile(&lat, 99.0),
@@ -135,7 +139,8 @@ async fn main() {
     println!("| backend | setup | toasts | p50 | p99 | max |");
     println!("|---|---|---|---|---|---|");
     for w in &which {
-        toast_latency(*w, toasts).await;
+        toast_latency(*w, toasts, true).await;
+        toast_latency(*w, toasts, false).await;
     }
     println!("\n## Idle Subscribe streams on one server\n");
     println!("| backend | streams | time to open | server RSS before | after | per stream |");

@@ -1,23 +1,22 @@
 //! The job engine's figures, measured against real `worker` processes:
 //! throughput of one worker on no-op jobs, enqueue-to-start latency on an idle
-//! queue, time from `kill -9` of a worker holding a job to that job running again
-//! (default settings), and worker RSS idle and under load. On SQLite and on the
-//! PostgreSQL server named by `TEST_DATABASE_URL`.
+//! queue (timed from the caller's side), and worker RSS idle and under load. On
+//! SQLite and on the PostgreSQL server named by `TEST_DATABASE_URL`. (Recovery
+//! after `kill -9` is measured by the `scale` bench.)
 //!
 //! Run with `cargo xtask bench` (starts PostgreSQL), or
 //! `TEST_DATABASE_URL=... cargo bench -p worker --bench engine`.
 //! Sizes: `BENCH_JOBS` (default 20000), `BENCH_LATENCY_SAMPLES` (300),
-//! `BENCH_KILL_RUNS` (5), `BENCH_BACKENDS` (`sqlite,postgres`).
+//! `BENCH_BACKENDS` (`sqlite,postgres`).
 
 use std::time::{Duration, Instant};
 
-use jobengine::builtin::{Noop, Sleep};
+use jobengine::builtin::{Noop, Ping};
 use jobengine::testing::{TestDb, Which, percentile};
 use jobengine::{JobState, Jobs, ListQuery};
-use testkit::Signal;
 
 mod common;
-use common::{PeakRss, env_num, spawn_worker, stop};
+use common::{PeakRss, PingSink, env_num, spawn_worker, stop};
 
 async fn wait_succeeded(jobs: &Jobs, n: u64, within: Duration) {
     let start = Instant::now();
@@ -80,68 +79,32 @@ async fn throughput(which: Which, n: usize) {
     );
 }
 
+/// Enqueue-to-start on an idle queue, the worker in another process, timed
+/// from the caller's side: just before the enqueue call to the ping job's
+/// first line (a UDP datagram back to the bench).
 async fn latency(which: Which, samples: usize) {
     let db = TestDb::new(which).await;
     let jobs = db.jobs().await;
     let child = spawn_worker(&db.url, &[]);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    for _ in 0..samples {
-        jobs.enqueue(&Noop {}).await.expect("enqueue");
-        // Idle queue: let the job finish before the next.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let sink = PingSink::bind();
+    let mut ms = Vec::with_capacity(samples);
+    for seq in 0..samples as u64 {
+        let t = Instant::now();
+        jobs.enqueue(&Ping { port: sink.port(), seq }).await.expect("enqueue");
+        sink.wait(seq);
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        // Let the job finish: an idle queue for the next sample.
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    wait_succeeded(&jobs, samples as u64, Duration::from_secs(60)).await;
     stop(child);
-    let mut ms: Vec<f64> = finished(&jobs).await.iter().map(|r| (r.0 - r.2) as f64 / 1000.0).collect();
     ms.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "{which:?}: enqueue-to-start on an idle queue, {samples} samples: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "{which:?}: enqueue-to-start on an idle queue (worker in another process, clock from just before the \
+         enqueue call to the job's first line), {samples} samples: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         percentile(&ms, 50.0),
         percentile(&ms, 99.0),
         percentile(&ms, 100.0)
-    );
-}
-
-async fn kill_recovery(which: Which, runs: usize) {
-    let db = TestDb::new(which).await;
-    let jobs = db.jobs().await;
-    let mut secs = Vec::new();
-    for run in 0..runs {
-        let a = spawn_worker(&db.url, &[]);
-        let e = jobs.enqueue(&Sleep { ms: 3000 }).await.expect("enqueue");
-        let first = loop {
-            let j = jobs.get(e.id).await.expect("get").job;
-            if j.state == JobState::Processing {
-                break j.worker_id;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        // Kill at a different point of the heartbeat cycle each run.
-        tokio::time::sleep(Duration::from_millis((run as u64 * 677) % 3000)).await;
-        let mut a = a;
-        a.signal(Signal::SIGKILL).expect("kill -9");
-        let killed = Instant::now();
-        a.wait_exit(Duration::from_secs(10)).expect("the killed worker exits");
-        let b = spawn_worker(&db.url, &[]);
-        loop {
-            // Running again, on the new worker (the interrupted attempt is given
-            // back, so the attempt number does not tell).
-            let d = jobs.get(e.id).await.expect("get");
-            if d.job.state == JobState::Processing && d.job.worker_id != first {
-                break;
-            }
-            assert!(killed.elapsed() < Duration::from_secs(120), "job never ran again");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        secs.push(killed.elapsed().as_secs_f64());
-        stop(b);
-    }
-    secs.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "{which:?}: kill -9 to running again (default 10 s lease), {runs} runs: p50 {:.2} s, p99 {:.2} s, max {:.2} s",
-        percentile(&secs, 50.0),
-        percentile(&secs, 99.0),
-        percentile(&secs, 100.0)
     );
 }
 
@@ -149,7 +112,6 @@ async fn kill_recovery(which: Which, runs: usize) {
 async fn main() {
     let n = env_num("BENCH_JOBS", 20_000);
     let samples = env_num("BENCH_LATENCY_SAMPLES", 300);
-    let runs = env_num("BENCH_KILL_RUNS", 5);
     let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     println!("job engine benchmark: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
     for b in backends.split(',') {
@@ -160,6 +122,5 @@ async fn main() {
         };
         throughput(which, n).await;
         latency(which, samples).await;
-        kill_recovery(which, runs).await;
     }
 }

@@ -28,7 +28,6 @@
 //! `BENCH_ROUNDS` (3), `BENCH_CONCURRENCY` (`10,16`), `BENCH_LATENCY_SAMPLES`
 //! (200); `GRAPHILE_WORKER_DIR` (default `tools/peers/graphile-worker`).
 
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,7 +39,7 @@ use jobengine::testing::percentile;
 use testkit::{PgCluster, Process};
 
 mod common;
-use common::{PeakRss, env_list, env_num, spawn_worker, stop};
+use common::{PeakRss, PingSink, env_list, env_num, spawn_worker, stop};
 
 const BATCH: usize = 1000;
 
@@ -211,20 +210,12 @@ async fn bulk_enqueue(s: &Subject, n: usize) -> f64 {
 /// Enqueue-to-start on an idle queue, in milliseconds, sorted.
 async fn latency(s: &Subject, samples: usize, concurrency: usize) -> Vec<f64> {
     let child = s.start_worker(concurrency).await;
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("udp socket");
-    socket.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let port = socket.local_addr().expect("addr").port();
+    let sink = PingSink::bind();
     let mut ms = Vec::with_capacity(samples);
-    let mut buf = [0u8; 32];
     for seq in 0..samples as u64 {
         let t = Instant::now();
-        s.enqueue_ping(port, seq).await;
-        loop {
-            let (len, _) = socket.recv_from(&mut buf).expect("ping within 10 s");
-            if std::str::from_utf8(&buf[..len]).ok().and_then(|v| v.parse::<u64>().ok()) == Some(seq) {
-                break;
-            }
-        }
+        s.enqueue_ping(sink.port(), seq).await;
+        sink.wait(seq);
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
         // Let the job finish: an idle queue for the next sample.
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -78,3 +78,34 @@ impl PeakRss {
         self.peak.load(Ordering::Relaxed)
     }
 }
+
+/// Where `diag.ping` jobs report that they started: a UDP socket on 127.0.0.1,
+/// so a latency sample is timed from the caller's side (just before the
+/// enqueue call to the handler's first line), not from database timestamps.
+pub struct PingSink {
+    socket: std::net::UdpSocket,
+}
+
+impl PingSink {
+    pub fn bind() -> Self {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+        socket.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        Self { socket }
+    }
+
+    /// The port a ping job sends to.
+    pub fn port(&self) -> u16 {
+        self.socket.local_addr().expect("addr").port()
+    }
+
+    /// Waits (up to 10 s) for ping `seq`, skipping late ones of earlier samples.
+    pub fn wait(&self, seq: u64) {
+        let mut buf = [0u8; 32];
+        loop {
+            let (len, _) = self.socket.recv_from(&mut buf).expect("ping within 10 s");
+            if std::str::from_utf8(&buf[..len]).ok().and_then(|v| v.parse::<u64>().ok()) == Some(seq) {
+                return;
+            }
+        }
+    }
+}
