@@ -6,7 +6,8 @@
 //! - the **fetch loop** (in [`Worker::run`]): waits for a free slot, claims up to
 //!   as many jobs as there are free slots, spawns one task per job; when nothing is
 //!   due it sleeps until woken (an enqueue in this process, `NOTIFY` on
-//!   PostgreSQL, a rescue) or until the poll interval passes;
+//!   PostgreSQL, a commit to the file on SQLite, a rescue), until the next
+//!   scheduled job falls due, or until the poll interval passes;
 //! - the **heartbeat** ([`heartbeat_loop`]): every `heartbeat`, renews the leases
 //!   of the jobs it runs in one statement; a job whose lease was lost (rescued after
 //!   a long pause, deleted by an admin) is cancelled here, since someone else owns it
@@ -148,6 +149,21 @@ impl<C: Send + Sync + 'static> Worker<C> {
         }
     }
 
+    /// How long an idle worker sleeps when nothing wakes it: until the next
+    /// scheduled job falls due, or `poll`, whichever is sooner (a due time is
+    /// met within a millisecond or two rather than up to a poll late).
+    async fn idle_wait(&self, poll: Duration) -> Duration {
+        let now = self.clock.now();
+        match self.store.next_due(now).await {
+            Ok(Some(due)) => poll.min(Duration::from_micros(u64::try_from(due - now).unwrap_or(0))),
+            Ok(None) => poll,
+            Err(e) => {
+                tracing::debug!(worker = %self.id, error = %e, "reading the next due time failed; polling");
+                poll
+            }
+        }
+    }
+
     /// This worker's id, as recorded in job history.
     pub fn id(&self) -> &str {
         &self.id
@@ -264,10 +280,11 @@ impl<C: Send + Sync + 'static> Worker<C> {
             }
             fetch_delays = database::backoff::retry_delays(cfg.poll);
             if idle {
+                let wait = self.idle_wait(cfg.poll).await;
                 tokio::select! {
                     _ = notified => {}
                     _ = freed => {}
-                    _ = tokio::time::sleep(cfg.poll) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.cancelled() => break,
                 }
             }

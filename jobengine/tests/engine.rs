@@ -30,6 +30,7 @@ jobengine::on_both!(
     paging_and_filters,
     end_hooks_run_inside_the_transition,
     queue_limits_are_never_exceeded,
+    a_scheduled_job_starts_when_due_not_a_poll_later,
 );
 
 fn worker_config() -> WorkerConfig {
@@ -712,4 +713,42 @@ async fn queue_limits_are_never_exceeded(which: Which) {
     assert_eq!(max("mail"), 2, "the capped queue ran at most (and at times exactly) its cap: {seen:?}");
     assert!(max("default") > 2, "the other queue used the slots the cap left: {seen:?}");
     assert!(shown.iter().any(|w| w.queues == "mail (max 2),default"), "{shown:?}");
+}
+
+/// An idle worker sleeps until the next scheduled job falls due, not a whole
+/// poll: with a minute-long poll, jobs due in 300 ms still run within seconds,
+/// whether scheduled before the worker went idle or while it waits.
+async fn a_scheduled_job_starts_when_due_not_a_poll_later(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    // Nothing else wakes it either: no heartbeat writes (on SQLite any commit
+    // wakes an idle worker) within the test.
+    let cfg = WorkerConfig {
+        poll: Duration::from_secs(60),
+        heartbeat: Duration::from_secs(60),
+        lease: Duration::from_secs(180),
+        ..worker_config()
+    };
+    let (_wid, stop, handle) = start_worker(&jobs, cfg);
+    for round in 0..3 {
+        let due = jobs.clock().now() + 300_000;
+        let e = jobs.enqueue_at(&Noop {}, Some(due)).await.expect("enqueue");
+        assert_eq!(jobs.get(e.id).await.expect("get").job.state, JobState::Scheduled);
+        let started = std::time::Instant::now();
+        loop {
+            let d = jobs.get(e.id).await.expect("get");
+            if d.job.state == JobState::Succeeded {
+                assert!(d.job.attempted_at.unwrap_or(0) >= due, "never before it is due: {:?}", d.job);
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "round {round}: not run 10 s after enqueue: {:?}",
+                d.job
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    stop.cancel();
+    handle.await.expect("worker stops");
 }

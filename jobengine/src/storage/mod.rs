@@ -14,6 +14,7 @@
 //! hook, if it has one, inside the transition's own transaction.
 
 mod cancel;
+mod due;
 mod portable;
 mod postgres;
 mod recurring;
