@@ -61,6 +61,37 @@ impl Job for Sleep {
     }
 }
 
+/// Sends `start <seq>` to `127.0.0.1:port` when it starts, then waits until its
+/// attempt is cancelled (the job deleted while it runs) or `ms` pass, and sends
+/// `stop <seq>` when it sees the cancellation: lets a benchmark time a delete to
+/// the attempt stopping from the caller's side.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hold {
+    /// The UDP port on 127.0.0.1 the benchmark listens on.
+    pub port: u16,
+    /// The sample's number.
+    pub seq: u64,
+    /// The longest it waits, in milliseconds.
+    pub ms: u64,
+}
+
+impl Job for Hold {
+    const KIND: &'static str = "diag.hold";
+    type Context = ();
+    async fn run(self, ctx: JobContext<()>) -> Result<(), JobError> {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.map_err(JobError::permanent)?;
+        let to = ("127.0.0.1", self.port);
+        socket.send_to(format!("start {}", self.seq).as_bytes(), to).await.map_err(JobError::permanent)?;
+        tokio::select! {
+            () = ctx.cancelled() => {
+                socket.send_to(format!("stop {}", self.seq).as_bytes(), to).await.map_err(JobError::permanent)?;
+                Err(JobError::permanent(anyhow!("cancelled")))
+            }
+            () = tokio::time::sleep(Duration::from_millis(self.ms)) => Ok(()),
+        }
+    }
+}
+
 /// Always fails with `message`: exercises retries and the dead-letter queue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Fail {

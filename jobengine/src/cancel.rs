@@ -35,7 +35,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::storage::Store;
-use crate::worker::RunningMap;
+use crate::worker::{Running, RunningMap};
 
 /// How long a cancelled handler may take to stop before its task is aborted.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
@@ -86,6 +86,13 @@ pub(crate) async fn cancel_loop(
 fn cancel(worker: &str, running: &RunningMap, id: i64) {
     let Some(r) = running.lock().ok().and_then(|mut m| m.remove(&id)) else { return };
     tracing::info!(worker = %worker, job = id, "job deleted while running; cancelling the attempt");
+    stop_attempt(r);
+}
+
+/// Asks an attempt this worker no longer owns to stop, and aborts it if it has
+/// not after [`CANCEL_GRACE`]: the handler gets to stop between steps (and say
+/// so) rather than being cut off mid-step.
+pub(crate) fn stop_attempt(r: Running) {
     r.cancel.cancel();
     if let Some(abort) = r.abort {
         tokio::spawn(async move {

@@ -78,5 +78,6 @@ pub fn registry_with_builtins<C: Send + Sync + 'static>() -> Registry<C> {
         .register_standalone::<builtin::Sleep>()
         .register_standalone::<builtin::Fail>()
         .register_standalone::<builtin::Ping>()
+        .register_standalone::<builtin::Hold>()
         .register_standalone::<retention::Sweep>()
 }

@@ -484,10 +484,7 @@ async fn heartbeat_loop(
                     let gone = running.lock().ok().and_then(|mut m| m.remove(&job));
                     if let Some(r) = gone {
                         tracing::warn!(worker = %id, job, "lease lost (rescued, deleted or claimed elsewhere); cancelling this attempt");
-                        r.cancel.cancel();
-                        if let Some(a) = r.abort {
-                            a.abort();
-                        }
+                        crate::cancel::stop_attempt(r);
                     }
                 }
             }

@@ -31,6 +31,7 @@ jobengine::on_both!(
     end_hooks_run_inside_the_transition,
     queue_limits_are_never_exceeded,
     a_scheduled_job_starts_when_due_not_a_poll_later,
+    a_deleted_running_job_is_asked_to_stop_not_cut_off,
 );
 
 fn worker_config() -> WorkerConfig {
@@ -749,6 +750,39 @@ async fn a_scheduled_job_starts_when_due_not_a_poll_later(which: Which) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    stop.cancel();
+    handle.await.expect("worker stops");
+}
+
+/// Deleting a running job asks its handler to stop (it sees the cancellation and
+/// can stop between steps) however the worker learns of it: here the lease
+/// renewal sees it first (a 20 ms heartbeat, a minute-long poll), which used to
+/// abort the task outright.
+async fn a_deleted_running_job_is_asked_to_stop_not_cut_off(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let cfg = WorkerConfig { poll: Duration::from_secs(60), heartbeat: Duration::from_millis(20), ..worker_config() };
+    let (_wid, stop, handle) = start_worker(&jobs, cfg);
+    let sink = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("udp");
+    let port = sink.local_addr().expect("addr").port();
+    let recv = async |want: &str| {
+        let mut buf = [0u8; 64];
+        loop {
+            let got = tokio::time::timeout(Duration::from_secs(5), sink.recv(&mut buf)).await;
+            let len = got.unwrap_or_else(|_| panic!("no {want:?} within 5 s")).expect("recv");
+            if buf[..len] == *want.as_bytes() {
+                return;
+            }
+        }
+    };
+    let e = jobs.enqueue(&jobengine::builtin::Hold { port, seq: 1, ms: 60_000 }).await.expect("enqueue");
+    recv("start 1").await;
+    // Deleted through another handle, as another process would: on SQLite
+    // nothing is announced in memory then.
+    let elsewhere = db.jobs().await;
+    elsewhere.delete(e.id, "test").await.expect("delete");
+    recv("stop 1").await;
+    assert_eq!(jobs.get(e.id).await.expect("get").job.state, JobState::Deleted);
     stop.cancel();
     handle.await.expect("worker stops");
 }

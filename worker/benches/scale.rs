@@ -1,6 +1,8 @@
-//! The engine at scale (issue 13): what a claim costs with a backlog, bulk
-//! enqueue, one worker's throughput at concurrency 10 and 16, and how soon a
-//! killed worker's job runs again elsewhere. Real `worker` processes (this
+//! The engine at scale (issues 12 and 13): what a claim costs with a backlog,
+//! bulk enqueue, one worker's throughput at concurrency 10 and 16 (alone, and
+//! beside 10,000 scheduled jobs and 1,000 recurring schedules), how soon a
+//! killed worker's job runs again elsewhere, how close to its due time a
+//! scheduled job starts, and how soon a deleted running job stops. Real `worker` processes (this
 //! bench's release build), on SQLite and on PostgreSQL.
 //!
 //! PostgreSQL is a cluster this bench starts itself with **fsync on** (default
@@ -10,8 +12,9 @@
 //! Run: `cargo bench -p worker --bench scale` (or `cargo xtask bench`).
 //! Sizes: `BENCH_JOBS` (20000, throughput), `BENCH_CLAIM_BACKLOG` (20000; add
 //! e.g. `1000000` for a second row), `BENCH_KILLS` (20), `BENCH_BACKENDS`
-//! (`sqlite,postgres`), `BENCH_CONCURRENCY` (`10,16`), `BENCH_PARTS`
-//! (`claim,bulk,throughput,kill`).
+//! (`sqlite,postgres`), `BENCH_CONCURRENCY` (`10,16`), `BENCH_SAMPLES` (200,
+//! scheduling and cancellation), `BENCH_PARTS`
+//! (`claim,bulk,throughput,kill,sched,cancel,defs`).
 //!
 //! Clocks: claim latency is the client's, around one `Store::fetch` of 10 (and,
 //! on PostgreSQL, the server's `Execution Time` from `EXPLAIN ANALYZE`); the
@@ -20,16 +23,21 @@
 //! Throughput runs from the first job's `attempted_at` to the last job's
 //! `finished_at`. Kill recovery runs from `kill -9` returning to the job being
 //! `processing` on the other worker (default 10 s lease, default 500 ms rescue).
+//! Scheduling precision runs from a job's due time (chosen by the bench) to its
+//! first line (a UDP datagram back); cancellation from just before the delete
+//! call to the handler seeing it (a datagram too). `defs` repeats the throughput
+//! run with 10,000 far-future scheduled jobs and 1,000 recurring schedules
+//! present: waiting work should cost fetching nothing.
 
 use std::time::{Duration, Instant};
 
 use database::{Db, query};
-use jobengine::builtin::{Noop, Sleep};
+use jobengine::builtin::{Hold, Noop, Ping, Sleep};
 use jobengine::testing::{PgCluster, TestDb, percentile};
-use jobengine::{JobState, Jobs, ListQuery, NewJob};
+use jobengine::{JobState, Jobs, ListQuery, NewJob, Recurring};
 
 mod common;
-use common::{env_list, env_num, spawn_worker, stop};
+use common::{PingSink, env_list, env_num, spawn_worker, stop};
 
 /// The claim statement before issue 13 (PostgreSQL), for comparison on the same data.
 const OLD_PG_CLAIM: &str = "WITH due AS (
@@ -232,7 +240,8 @@ async fn wait_succeeded(jobs: &Jobs, n: u64, within: Duration) {
 }
 
 /// One worker at `concurrency` on `n` queued no-op jobs.
-async fn throughput(b: &Bench, n: usize, concurrency: usize) {
+/// `beside` says what else the database holds (empty: nothing).
+async fn throughput(b: &Bench, n: usize, concurrency: usize, beside: &str) {
     let jobs = Jobs::connect(b.url()).await.expect("open");
     enqueue_noops(&jobs, n).await;
     let child = spawn_worker(b.url(), &[("WORKER_CONCURRENCY", &concurrency.to_string())]);
@@ -253,7 +262,7 @@ async fn throughput(b: &Bench, n: usize, concurrency: usize) {
     }
     let secs = (last - first) as f64 / 1e6;
     println!(
-        "| {} | throughput, one worker, concurrency {concurrency} | {:.0} jobs/s | {n} no-op jobs in {secs:.2} s |",
+        "| {} | throughput, one worker, concurrency {concurrency}{beside} | {:.0} jobs/s | {n} no-op jobs in {secs:.2} s |",
         b.name(),
         n as f64 / secs
     );
@@ -310,6 +319,79 @@ async fn kill_recovery(b: &Bench, runs: usize) {
     );
 }
 
+/// Scheduling precision: `samples` ping jobs, each due 200–500 ms after its
+/// enqueue on an idle worker (default settings); the clock runs from the due
+/// time the bench chose to the job's first line (its UDP datagram arriving).
+async fn schedule_precision(b: &Bench, samples: usize) {
+    let jobs = Jobs::connect(b.url()).await.expect("open");
+    let child = spawn_worker(b.url(), &[]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sink = PingSink::bind();
+    let mut ms = Vec::with_capacity(samples);
+    for seq in 0..samples as u64 {
+        let due = jobs.clock().now() + 200_000 + (seq as i64 * 37_000) % 300_000;
+        jobs.enqueue_at(&Ping { port: sink.port(), seq }, Some(due)).await.expect("enqueue");
+        sink.wait(seq);
+        ms.push((jobs.clock().now() - due) as f64 / 1000.0);
+    }
+    stop(child);
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "| {} | scheduled job: due time → start ({samples} jobs due 200–500 ms ahead, idle worker) | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | min {:.1} ms |",
+        b.name(),
+        percentile(&ms, 50.0),
+        percentile(&ms, 99.0),
+        percentile(&ms, 100.0),
+        ms.first().copied().unwrap_or(f64::NAN)
+    );
+}
+
+/// Cancellation: a running `diag.hold` job is deleted (`Jobs::delete`, what the
+/// dashboard's delete calls); the clock runs from just before the delete call
+/// to the handler seeing its cancellation (its `stop` datagram arriving).
+async fn cancel_latency(b: &Bench, samples: usize) {
+    let jobs = Jobs::connect(b.url()).await.expect("open");
+    let child = spawn_worker(b.url(), &[]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sink = PingSink::bind();
+    let mut ms = Vec::with_capacity(samples);
+    for seq in 0..samples as u64 {
+        let e = jobs.enqueue(&Hold { port: sink.port(), seq, ms: 60_000 }).await.expect("enqueue");
+        sink.wait_text(&format!("start {seq}"));
+        let t = Instant::now();
+        jobs.delete(e.id, "bench").await.expect("delete");
+        sink.wait_text(&format!("stop {seq}"));
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    stop(child);
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "| {} | delete of a running job → its attempt stops ({samples} samples, worker in another process) | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | |",
+        b.name(),
+        percentile(&ms, 50.0),
+        percentile(&ms, 99.0),
+        percentile(&ms, 100.0)
+    );
+}
+
+/// The cost of waiting work on fetching: throughput at `concurrency` with
+/// 10,000 jobs scheduled a year ahead and 1,000 recurring schedules declared
+/// (firing yearly) beside the no-op jobs, to compare with the plain run.
+async fn throughput_beside_definitions(b: &Bench, n: usize, concurrency: usize) {
+    let jobs = Jobs::connect(b.url()).await.expect("open");
+    let later = jobs.clock().now() + 365 * 86_400 * 1_000_000;
+    let far = jobs.new_job(&Noop {}, Some(later)).expect("job");
+    for chunk in vec![far; 10_000].chunks(1000) {
+        jobs.enqueue_many(chunk).await.expect("enqueue scheduled");
+    }
+    let defs: Vec<Recurring> = (0..1000)
+        .map(|i| Recurring::new(&format!("bench.yearly.{i}"), "0 0 1 1 *", &Noop {}).expect("definition"))
+        .collect();
+    jobs.declare_recurring(&defs).await.expect("declare");
+    drop(jobs);
+    throughput(b, n, concurrency, ", beside 10,000 scheduled jobs and 1,000 recurring schedules").await;
+}
+
 #[tokio::main]
 async fn main() {
     let n = env_num("BENCH_JOBS", 20_000);
@@ -318,7 +400,8 @@ async fn main() {
     let concurrency: Vec<usize> =
         env_list("BENCH_CONCURRENCY", "10,16").iter().filter_map(|s| s.parse().ok()).collect();
     let backends = env_list("BENCH_BACKENDS", "sqlite,postgres");
-    let parts = env_list("BENCH_PARTS", "claim,bulk,throughput,kill");
+    let parts = env_list("BENCH_PARTS", "claim,bulk,throughput,kill,sched,cancel,defs");
+    let samples = env_num("BENCH_SAMPLES", 200);
     let part = |p: &str| parts.iter().any(|x| x == p);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     println!("engine scale benchmark: {cores} cores, release build");
@@ -343,10 +426,19 @@ async fn main() {
             bulk_enqueue(&fresh(which).await, n).await;
         }
         for &c in concurrency.iter().filter(|_| part("throughput")) {
-            throughput(&fresh(which).await, n, c).await;
+            throughput(&fresh(which).await, n, c, "").await;
         }
         if part("kill") {
             kill_recovery(&fresh(which).await, kills).await;
+        }
+        if part("sched") {
+            schedule_precision(&fresh(which).await, samples).await;
+        }
+        if part("cancel") {
+            cancel_latency(&fresh(which).await, samples).await;
+        }
+        for &c in concurrency.iter().filter(|_| part("defs")) {
+            throughput_beside_definitions(&fresh(which).await, n, c).await;
         }
     }
 }

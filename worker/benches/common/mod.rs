@@ -100,10 +100,16 @@ impl PingSink {
 
     /// Waits (up to 10 s) for ping `seq`, skipping late ones of earlier samples.
     pub fn wait(&self, seq: u64) {
-        let mut buf = [0u8; 32];
+        self.wait_text(&seq.to_string());
+    }
+
+    /// Waits (up to 10 s) for a datagram reading `text` (`diag.hold` sends
+    /// `start <seq>` and `stop <seq>`), skipping others.
+    pub fn wait_text(&self, text: &str) {
+        let mut buf = [0u8; 64];
         loop {
-            let (len, _) = self.socket.recv_from(&mut buf).expect("ping within 10 s");
-            if std::str::from_utf8(&buf[..len]).ok().and_then(|v| v.parse::<u64>().ok()) == Some(seq) {
+            let (len, _) = self.socket.recv_from(&mut buf).unwrap_or_else(|e| panic!("{text:?} within 10 s: {e}"));
+            if buf[..len] == *text.as_bytes() {
                 return;
             }
         }
