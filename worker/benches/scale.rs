@@ -14,7 +14,8 @@
 //! e.g. `1000000` for a second row), `BENCH_KILLS` (20), `BENCH_BACKENDS`
 //! (`sqlite,postgres`), `BENCH_CONCURRENCY` (`10,16`), `BENCH_SAMPLES` (200,
 //! scheduling and cancellation), `BENCH_PARTS`
-//! (`claim,bulk,throughput,kill,sched,cancel,defs`).
+//! (`claim,bulk,throughput,kill,sched,cancel,defs`; add `steady` for the
+//! retention run: `BENCH_STEADY_RATE` 1000 jobs/s for `BENCH_STEADY_SECS` 600).
 //!
 //! Clocks: claim latency is the client's, around one `Store::fetch` of 10 (and,
 //! on PostgreSQL, the server's `Execution Time` from `EXPLAIN ANALYZE`); the
@@ -392,6 +393,54 @@ async fn throughput_beside_definitions(b: &Bench, n: usize, concurrency: usize) 
     throughput(b, n, concurrency, ", beside 10,000 scheduled jobs and 1,000 recurring schedules").await;
 }
 
+/// Steady state under retention: a producer enqueues `rate` no-op jobs a second
+/// (a batch every 100 ms) for `secs`, one worker at the default concurrency with
+/// `JOB_RETENTION_SECS=60` (the sweep runs every minute); every 30 s, the rows in
+/// `jobs` and `job_history`, the jobs not yet run, and the space they take
+/// (SQLite: the database's pages; PostgreSQL: both relations with indexes and
+/// TOAST). Bounded tables level off after two minutes or so.
+async fn steady_state(b: &Bench, rate: usize, secs: u64) {
+    let jobs = Jobs::connect(b.url()).await.expect("open");
+    let child = spawn_worker(b.url(), &[("JOB_RETENTION_SECS", "60")]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let proto = jobs.new_job(&Noop {}, None).expect("job");
+    let size_sql = match b {
+        Bench::Sqlite(_) => "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+        Bench::Postgres(_) => "SELECT pg_total_relation_size('jobs') + pg_total_relation_size('job_history')",
+    };
+    let sample = async |at: u64| {
+        let db = jobs.db();
+        let rows: i64 = query("SELECT COUNT(*) FROM jobs").scalar(db.read()).await.expect("count jobs");
+        let history: i64 = query("SELECT COUNT(*) FROM job_history").scalar(db.read()).await.expect("count history");
+        let waiting: i64 = query("SELECT COUNT(*) FROM jobs WHERE state IN ('enqueued', 'scheduled')")
+            .scalar(db.read())
+            .await
+            .expect("count waiting");
+        let bytes: i64 = query(size_sql).scalar(db.read()).await.expect("size");
+        println!(
+            "| {} | steady state at {rate} jobs/s, 60 s retention: t = {at} s | {rows} jobs, {history} history rows, {:.1} MiB | {waiting} not yet run |",
+            b.name(),
+            bytes as f64 / 1_048_576.0
+        );
+    };
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let (mut sent, mut next_sample) = (0usize, 30u64);
+    while start.elapsed() < Duration::from_secs(secs) {
+        tick.tick().await;
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as usize - sent;
+        for chunk in vec![proto.clone(); due].chunks(1000) {
+            jobs.enqueue_many(chunk).await.expect("enqueue");
+        }
+        sent += due;
+        if start.elapsed() >= Duration::from_secs(next_sample) {
+            sample(next_sample).await;
+            next_sample += 30;
+        }
+    }
+    stop(child);
+}
+
 #[tokio::main]
 async fn main() {
     let n = env_num("BENCH_JOBS", 20_000);
@@ -402,6 +451,8 @@ async fn main() {
     let backends = env_list("BENCH_BACKENDS", "sqlite,postgres");
     let parts = env_list("BENCH_PARTS", "claim,bulk,throughput,kill,sched,cancel,defs");
     let samples = env_num("BENCH_SAMPLES", 200);
+    let steady_secs = env_num("BENCH_STEADY_SECS", 600) as u64;
+    let steady_rate = env_num("BENCH_STEADY_RATE", 1000);
     let part = |p: &str| parts.iter().any(|x| x == p);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     println!("engine scale benchmark: {cores} cores, release build");
@@ -439,6 +490,10 @@ async fn main() {
         }
         for &c in concurrency.iter().filter(|_| part("defs")) {
             throughput_beside_definitions(&fresh(which).await, n, c).await;
+        }
+        // Ten minutes per backend: only when asked for.
+        if part("steady") {
+            steady_state(&fresh(which).await, steady_rate, steady_secs).await;
         }
     }
 }
