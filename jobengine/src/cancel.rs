@@ -13,9 +13,11 @@
 //!   every job they run, so a deletion during the gap is still seen.
 //! - **SQLite**: a delete made in the worker's own process (the server's
 //!   embedded worker) is announced in memory after commit: immediate. A worker in
-//!   another process checks the jobs it runs every poll interval
-//!   ([`WorkerConfig::poll`](crate::WorkerConfig::poll), 250 ms by default) with
-//!   one indexed read, only while it runs any: at most one poll interval.
+//!   another process checks the jobs it runs, with one indexed read and only
+//!   while it runs any, after commits to the file (file events, see
+//!   `database::changes`; at most every 10 ms) and every poll interval
+//!   ([`WorkerConfig::poll`](crate::WorkerConfig::poll), 250 ms by default) as
+//!   the fallback.
 //!
 //! Either way the lease renewal also notices (the job is no longer held), at the
 //! latest one heartbeat later.
@@ -40,6 +42,21 @@ use crate::worker::{Running, RunningMap};
 /// How long a cancelled handler may take to stop before its task is aborted.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
+/// The most often a stream of commits to an SQLite file makes a worker check
+/// its running jobs for deletions (the check is one indexed read).
+const CHANGE_CHECK_EVERY: Duration = Duration::from_millis(10);
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// Cancels this worker's attempts of deleted jobs until `stop`.
 pub(crate) async fn cancel_loop(
     worker: Arc<str>,
@@ -53,9 +70,21 @@ pub(crate) async fn cancel_loop(
     let poll_db = store.db().postgres().is_none();
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // SQLite: a commit by any process (a delete among them) looks at once,
+    // at most every CHANGE_CHECK_EVERY; the tick stays as the fallback.
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let feed = store.db().changes().map(|c| {
+        let n = changed.clone();
+        tokio::spawn(c.each(move || n.notify_one()))
+    });
+    let _feed = AbortOnDrop(feed);
     loop {
         let check_all = tokio::select! {
             _ = stop.cancelled() => return,
+            _ = changed.notified() => {
+                tokio::time::sleep(CHANGE_CHECK_EVERY).await;
+                true
+            }
             msg = heard.recv() => match msg {
                 Ok(id) if id >= 0 => {
                     cancel(&worker, &running, id);
