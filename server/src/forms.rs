@@ -54,6 +54,7 @@ pub fn router(grpc: InProcess) -> Router<LeptosOptions> {
         .route("/logout", route(|c| Box::pin(logout(c))))
         .route("/signup", route(|c| Box::pin(signup(c))))
         .route("/set-password", route(|c| Box::pin(set_password(c))))
+        .route("/set-password/new-link", route(|c| Box::pin(new_link(c))))
         .route("/admin/tenants", route(|c| Box::pin(create_tenant(c))))
         .route("/hangfire/jobs/{state}", route(|c| Box::pin(bulk(c))))
         .route("/hangfire/job/{id}", route(|c| Box::pin(job_action(c))))
@@ -223,6 +224,21 @@ async fn set_password(c: Ctx) -> Response {
         Err(s) => {
             let errors = app::grpc::field_errors(&s);
             c.again(submitted("set-password", &[("token", token)], errors), http_status(&s)).await
+        }
+    }
+}
+
+async fn new_link(c: Ctx) -> Response {
+    use proto::auth::v1 as pb;
+    let email = c.get("email");
+    match AuthServiceClient::new(c.grpc.clone())
+        .request_password_link(pb::RequestPasswordLinkRequest { email: email.clone() })
+        .await
+    {
+        Ok(_) => see_other("/set-password/new-link?sent=1"),
+        Err(s) => {
+            let errors = app::grpc::field_errors(&s);
+            c.again(submitted("new-link", &[("email", email)], errors), http_status(&s)).await
         }
     }
 }

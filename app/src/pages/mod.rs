@@ -14,6 +14,7 @@ pub mod hangfire;
 pub mod home;
 pub mod login;
 pub mod mail;
+pub mod new_link;
 pub mod signup;
 pub mod tenant_home;
 
