@@ -85,6 +85,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/hangfire") view=pages::hangfire::OverviewPage ssr=SsrMode::Async/>
                     <Route path=path!("/hangfire/jobs/:state") view=pages::hangfire::JobListPage ssr=SsrMode::Async/>
                     <Route path=path!("/hangfire/job/:id") view=pages::hangfire::JobPage ssr=SsrMode::Async/>
+                    <Route path=path!("/hangfire/recurring") view=pages::hangfire_recurring::RecurringPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

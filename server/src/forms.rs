@@ -58,6 +58,7 @@ pub fn router(grpc: InProcess) -> Router<LeptosOptions> {
         .route("/admin/tenants", route(|c| Box::pin(create_tenant(c))))
         .route("/hangfire/jobs/{state}", route(|c| Box::pin(bulk(c))))
         .route("/hangfire/job/{id}", route(|c| Box::pin(job_action(c))))
+        .route("/hangfire/recurring", route(|c| Box::pin(recurring_action(c))))
 }
 
 /// One posted form and what answering it needs.
@@ -304,6 +305,27 @@ async fn job_action(c: Ctx) -> Response {
     };
     match job_call(&c.grpc, &c.get("action"), id).await {
         Ok(()) => see_other(&format!("/hangfire/job/{id}?done=1")),
+        Err(s) => (http_status(&s), app::grpc::message(&s)).into_response(),
+    }
+}
+
+/// Pause, resume or trigger one recurring job (`name`, `action`).
+async fn recurring_action(c: Ctx) -> Response {
+    let req = proto::jobs::v1::RecurringNameRequest { name: c.get("name") };
+    let action = c.get("action");
+    let mut client = JobServiceClient::new(c.grpc.clone());
+    let job = match action.as_str() {
+        "pause" => client.pause_recurring(req).await.map(|_| 0),
+        "resume" => client.resume_recurring(req).await.map(|_| 0),
+        "trigger" => client.trigger_recurring(req).await.map(|r| r.into_inner().job_id),
+        other => Err(tonic::Status::invalid_argument(format!("action: {other:?} is not pause, resume or trigger"))),
+    };
+    match job {
+        Ok(job) => see_other(&format!(
+            "/hangfire/recurring?done={}&name={}&job={job}",
+            app::pages::encode(&action),
+            app::pages::encode(&c.get("name"))
+        )),
         Err(s) => (http_status(&s), app::grpc::message(&s)).into_response(),
     }
 }
