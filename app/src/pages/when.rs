@@ -30,7 +30,7 @@ fn browser_now() -> i64 {
 }
 
 /// `at_ms` relative to `now_ms`: "now", "in 40 s", "in 5 min", "in 3 h 10 min",
-/// "in 2 days", or the same with "ago".
+/// "in 1 day 23 h", "in 2 days", or the same with "ago".
 pub fn relative(at_ms: i64, now_ms: i64) -> String {
     let diff = at_ms - now_ms;
     let secs = diff.unsigned_abs() / 1000;
@@ -40,7 +40,11 @@ pub fn relative(at_ms: i64, now_ms: i64) -> String {
         60..3600 => format!("{} min", secs / 60),
         3600..86_400 if (secs % 3600) / 60 == 0 => format!("{} h", secs / 3600),
         3600..86_400 => format!("{} h {} min", secs / 3600, (secs % 3600) / 60),
-        _ => format!("{} days", secs / 86_400),
+        _ => {
+            let (days, hours) = (secs / 86_400, (secs % 86_400) / 3600);
+            let days = if days == 1 { "1 day".to_owned() } else { format!("{days} days") };
+            if hours == 0 { days } else { format!("{days} {hours} h") }
+        }
     };
     if diff > 0 { format!("in {span}") } else { format!("{span} ago") }
 }
@@ -79,6 +83,7 @@ mod tests {
         assert_eq!(relative(t + 3 * 3_600_000, t), "in 3 h");
         assert_eq!(relative(t + 3 * 3_600_000 + 10 * 60_000, t), "in 3 h 10 min");
         assert_eq!(relative(t + 2 * 86_400_000, t), "in 2 days");
+        assert_eq!(relative(t + 2 * 86_400_000 - 30_000, t), "in 1 day 23 h");
         assert_eq!(relative(t - 2 * 3_600_000, t), "2 h ago");
     }
 }
