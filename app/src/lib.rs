@@ -76,6 +76,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/signup") view=pages::signup::SignUpPage/>
                     <Route path=path!("/signup/thanks") view=pages::signup::ThanksPage/>
                     <Route path=path!("/set-password") view=pages::login::SetPasswordPage/>
+                    <Route path=path!("/set-password/new-link") view=pages::new_link::NewLinkPage/>
                     <Route path=path!("/app") view=pages::tenant_home::TenantHomePage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/tenants") view=pages::admin::TenantsPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/tenants/:id") view=pages::admin::TenantPage ssr=SsrMode::Async/>
@@ -84,6 +85,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/hangfire") view=pages::hangfire::OverviewPage ssr=SsrMode::Async/>
                     <Route path=path!("/hangfire/jobs/:state") view=pages::hangfire::JobListPage ssr=SsrMode::Async/>
                     <Route path=path!("/hangfire/job/:id") view=pages::hangfire::JobPage ssr=SsrMode::Async/>
+                    <Route path=path!("/hangfire/recurring") view=pages::hangfire_recurring::RecurringPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

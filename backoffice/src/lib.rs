@@ -6,6 +6,8 @@
 //! - [`password`]: argon2id hashing, bounded;
 //! - [`identity`]: users, sessions, login, set-password tokens;
 //! - [`throttle`]: sign-in throttling per client and per account from a client;
+//! - [`password_link`]: fresh set-password links ("send me a new link", the
+//!   welcome reminder);
 //! - [`maintenance`]: pruning what ages out (throttle rows, sessions, tokens);
 //! - [`control_file`]: the SQLite control database's file, guarded at start and
 //!   while running;
@@ -30,6 +32,7 @@ pub mod mail;
 pub mod maintenance;
 pub mod notify;
 pub mod password;
+pub mod password_link;
 pub mod relocate;
 pub mod tenant_db;
 pub mod tenants;

@@ -46,6 +46,9 @@ pub const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_PER_RECIPIENT_PER_HOUR: u32 = 5;
 /// The most of a company name a welcome email shows.
 pub const NAME_IN_EMAIL_CHARS: usize = 60;
+/// How long after a welcome email its reminder goes out when the set-password
+/// link was not used (`WELCOME_REMINDER_AFTER_SECS` unset): 48 hours.
+pub const DEFAULT_WELCOME_REMINDER_AFTER: Duration = Duration::from_secs(48 * 3600);
 
 /// How messages leave.
 #[derive(Clone)]
@@ -71,6 +74,7 @@ pub struct Letters {
     from: Mailbox,
     public_url: String,
     per_recipient_per_hour: u32,
+    welcome_reminder_after: Duration,
 }
 
 /// The mail settings: composition and transport.
@@ -143,7 +147,7 @@ async fn write_file(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()>
 pub struct Composed {
     /// Outbox id (a UUID), the left part of the `Message-ID`.
     pub id: String,
-    /// `welcome | account_exists | name_taken`.
+    /// `welcome | welcome_reminder | password_link | account_exists | name_taken`.
     pub kind: &'static str,
     /// Envelope sender.
     pub sender: String,
@@ -167,7 +171,12 @@ impl Letters {
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             return Err(anyhow!("PUBLIC_URL={public_url:?}: expected http://... or https://..."));
         }
-        Ok(Self { from, public_url, per_recipient_per_hour: DEFAULT_PER_RECIPIENT_PER_HOUR })
+        Ok(Self {
+            from,
+            public_url,
+            per_recipient_per_hour: DEFAULT_PER_RECIPIENT_PER_HOUR,
+            welcome_reminder_after: DEFAULT_WELCOME_REMINDER_AFTER,
+        })
     }
 
     /// At most `n` emails caused by public sign-ups per recipient per hour
@@ -181,6 +190,22 @@ impl Letters {
     /// The cap set by [`Letters::with_per_recipient_per_hour`].
     pub fn per_recipient_per_hour(&self) -> u32 {
         self.per_recipient_per_hour
+    }
+
+    /// A welcome email whose link is still unused this long after it was sent
+    /// gets one reminder with a fresh link (see
+    /// [`crate::jobs::welcome_reminder`]); zero sends none. It lives with the
+    /// letters because every process that sends welcome emails (server and
+    /// workers) builds them from the same mail settings.
+    #[must_use]
+    pub fn with_welcome_reminder_after(mut self, after: Duration) -> Self {
+        self.welcome_reminder_after = after;
+        self
+    }
+
+    /// The delay set by [`Letters::with_welcome_reminder_after`].
+    pub fn welcome_reminder_after(&self) -> Duration {
+        self.welcome_reminder_after
     }
 
     /// Where the product is reached (no trailing slash).
@@ -229,6 +254,48 @@ impl Letters {
              -- Back Office\n"
         );
         self.compose("welcome", email, "Your Back Office workspace is ready".to_owned(), body)
+    }
+
+    /// The one reminder for a welcome email whose link was not used: a fresh
+    /// link (the earlier one no longer works). Nothing anyone typed appears in it.
+    ///
+    /// # Errors
+    /// As [`Letters::welcome`].
+    pub fn welcome_reminder(&self, email: &str, token: &str) -> Result<Composed, Error> {
+        let url = &self.public_url;
+        let body = format!(
+            "Hello,\n\n\
+             Your Back Office workspace is waiting for you: you have not chosen a password yet.\n\n\
+             Choose it with this new link. It works once and expires in 24 hours\n\
+             (the link in our first email no longer works):\n\
+             {url}/set-password?token={token}\n\n\
+             Sign in at: {url}/login\n\
+             Username:   {email}\n\n\
+             This is the only reminder we send. If you did not ask for this, you can ignore this email.\n\n\
+             -- Back Office\n"
+        );
+        self.compose("welcome_reminder", email, "Reminder: choose your Back Office password".to_owned(), body)
+    }
+
+    /// A fresh set-password link someone asked for on the set-password page
+    /// ("send me a new link"). Earlier links stop working.
+    ///
+    /// # Errors
+    /// As [`Letters::welcome`].
+    pub fn new_link(&self, email: &str, token: &str) -> Result<Composed, Error> {
+        let url = &self.public_url;
+        let body = format!(
+            "Hello,\n\n\
+             Someone, hopefully you, asked for a new link to choose your Back Office password.\n\n\
+             Choose it with this link. It works once and expires in 24 hours\n\
+             (earlier links no longer work):\n\
+             {url}/set-password?token={token}\n\n\
+             Sign in at: {url}/login\n\
+             Username:   {email}\n\n\
+             If this was not you, you can ignore this email: your password has not changed.\n\n\
+             -- Back Office\n"
+        );
+        self.compose("password_link", email, "Your new Back Office password link".to_owned(), body)
     }
 
     /// Sent instead of a second account when someone signs up with an address that

@@ -202,9 +202,9 @@ pub async fn backfill_skeletons(db: &Db) -> Result<(), Error> {
 }
 
 /// The advisory-lock class of a recipient's notice count (see `Tx::lock`).
-const NOTICE_LOCK_CLASS: i32 = 0x6e6f_7463; // "notc"
+pub(crate) const NOTICE_LOCK_CLASS: i32 = 0x6e6f_7463; // "notc"
 /// One hour, in the engine's microseconds.
-const HOUR_MICROS: Micros = 3_600_000_000;
+pub(crate) const HOUR_MICROS: Micros = 3_600_000_000;
 
 /// The page size `list` uses when asked for none.
 pub const DEFAULT_PAGE: u32 = 50;

@@ -54,9 +54,11 @@ pub fn router(grpc: InProcess) -> Router<LeptosOptions> {
         .route("/logout", route(|c| Box::pin(logout(c))))
         .route("/signup", route(|c| Box::pin(signup(c))))
         .route("/set-password", route(|c| Box::pin(set_password(c))))
+        .route("/set-password/new-link", route(|c| Box::pin(new_link(c))))
         .route("/admin/tenants", route(|c| Box::pin(create_tenant(c))))
         .route("/hangfire/jobs/{state}", route(|c| Box::pin(bulk(c))))
         .route("/hangfire/job/{id}", route(|c| Box::pin(job_action(c))))
+        .route("/hangfire/recurring", route(|c| Box::pin(recurring_action(c))))
 }
 
 /// One posted form and what answering it needs.
@@ -227,6 +229,21 @@ async fn set_password(c: Ctx) -> Response {
     }
 }
 
+async fn new_link(c: Ctx) -> Response {
+    use proto::auth::v1 as pb;
+    let email = c.get("email");
+    match AuthServiceClient::new(c.grpc.clone())
+        .request_password_link(pb::RequestPasswordLinkRequest { email: email.clone() })
+        .await
+    {
+        Ok(_) => see_other("/set-password/new-link?sent=1"),
+        Err(s) => {
+            let errors = app::grpc::field_errors(&s);
+            c.again(submitted("new-link", &[("email", email)], errors), http_status(&s)).await
+        }
+    }
+}
+
 async fn create_tenant(c: Ctx) -> Response {
     use proto::tenants::v1 as pb;
     let (name, admin_email) = (c.get("name"), c.get("admin_email"));
@@ -288,6 +305,27 @@ async fn job_action(c: Ctx) -> Response {
     };
     match job_call(&c.grpc, &c.get("action"), id).await {
         Ok(()) => see_other(&format!("/hangfire/job/{id}?done=1")),
+        Err(s) => (http_status(&s), app::grpc::message(&s)).into_response(),
+    }
+}
+
+/// Pause, resume or trigger one recurring job (`name`, `action`).
+async fn recurring_action(c: Ctx) -> Response {
+    let req = proto::jobs::v1::RecurringNameRequest { name: c.get("name") };
+    let action = c.get("action");
+    let mut client = JobServiceClient::new(c.grpc.clone());
+    let job = match action.as_str() {
+        "pause" => client.pause_recurring(req).await.map(|_| 0),
+        "resume" => client.resume_recurring(req).await.map(|_| 0),
+        "trigger" => client.trigger_recurring(req).await.map(|r| r.into_inner().job_id),
+        other => Err(tonic::Status::invalid_argument(format!("action: {other:?} is not pause, resume or trigger"))),
+    };
+    match job {
+        Ok(job) => see_other(&format!(
+            "/hangfire/recurring?done={}&name={}&job={job}",
+            app::pages::encode(&action),
+            app::pages::encode(&c.get("name"))
+        )),
         Err(s) => (http_status(&s), app::grpc::message(&s)).into_response(),
     }
 }

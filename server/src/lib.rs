@@ -111,8 +111,17 @@ pub fn router(
     .max_decoding_message_size(MAX_REQUEST_BYTES);
     let jobs_svc = JobServiceServer::new(grpc::jobs::JobsGrpc::new(jobs.clone(), shutdown.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let auth_svc = AuthServiceServer::new(grpc::auth::AuthGrpc::new(backend.identity.clone(), config.https()))
-        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let link_limits = Arc::new(ratelimit::Limiter::new(
+        grpc::auth::LINKS_PER_IP_PER_HOUR,
+        Duration::from_secs(3600),
+        grpc::auth::LINKS_PER_MINUTE,
+        Duration::from_secs(60),
+    ));
+    tokio::spawn(link_limits.clone().forget_idle_every(Duration::from_secs(60), shutdown.clone()));
+    let links = backoffice::password_link::PasswordLinks::new(jobs.clone(), backend.env.mail.letters.clone());
+    let auth_svc =
+        AuthServiceServer::new(grpc::auth::AuthGrpc::new(backend.identity.clone(), config.https(), links, link_limits))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
     let tenants = backoffice::tenants::Tenants::new(jobs.clone(), backend.env.mail.letters.clone());
     let signups = Arc::new(ratelimit::Limiter::new(
         config.signup_per_ip_per_hour,

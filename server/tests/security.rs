@@ -78,6 +78,7 @@ const RPCS: &[(&str, bool, bool)] = &[
     ("/tenants.v1.TenantService/WatchTenant", true, true),
     ("/tenants.v1.TenantService/GetMyTenant", false, false),
     ("/auth.v1.AuthService/Logout", false, false),
+    ("/auth.v1.AuthService/RequestPasswordLink", false, false),
 ];
 
 /// Calls `path` with `body` (and a bearer token if given); the status code.

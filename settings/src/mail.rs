@@ -3,12 +3,16 @@
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
-use backoffice::mail::{DEFAULT_FROM, DEFAULT_PER_RECIPIENT_PER_HOUR, DEFAULT_PUBLIC_URL, Letters, Mail, Transport};
+use backoffice::mail::{
+    DEFAULT_FROM, DEFAULT_PER_RECIPIENT_PER_HOUR, DEFAULT_PUBLIC_URL, DEFAULT_WELCOME_REMINDER_AFTER, Letters, Mail,
+    Transport,
+};
 use clap::Args;
 
 use crate::{Show, non_empty, redact_url};
 
-/// `SMTP_URL`, `MAIL_FROM`, `PUBLIC_URL`, `MAIL_PER_RECIPIENT_PER_HOUR`.
+/// `SMTP_URL`, `MAIL_FROM`, `PUBLIC_URL`, `MAIL_PER_RECIPIENT_PER_HOUR`,
+/// `WELCOME_REMINDER_AFTER_SECS`.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Email")]
 pub struct MailArgs {
@@ -34,6 +38,11 @@ pub struct MailArgs {
     /// capped (one per account).
     #[arg(long, env = "MAIL_PER_RECIPIENT_PER_HOUR", default_value_t = DEFAULT_PER_RECIPIENT_PER_HOUR, hide_env_values = true)]
     pub mail_per_recipient_per_hour: u32,
+
+    /// Seconds after a welcome email at which its account gets one reminder with
+    /// a fresh set-password link, if the first link was not used. 0: no reminders.
+    #[arg(long, env = "WELCOME_REMINDER_AFTER_SECS", default_value_t = DEFAULT_WELCOME_REMINDER_AFTER.as_secs(), hide_env_values = true)]
+    pub welcome_reminder_after_secs: u64,
 }
 
 impl MailArgs {
@@ -50,7 +59,9 @@ impl MailArgs {
         // Checked one at a time, so the error names the flag as well as the variable.
         Letters::new(from, DEFAULT_PUBLIC_URL).context("--mail-from")?;
         Letters::new(DEFAULT_FROM, public_url).context("--public-url")?;
-        let letters = Letters::new(from, public_url)?.with_per_recipient_per_hour(self.mail_per_recipient_per_hour);
+        let letters = Letters::new(from, public_url)?
+            .with_per_recipient_per_hour(self.mail_per_recipient_per_hour)
+            .with_welcome_reminder_after(std::time::Duration::from_secs(self.welcome_reminder_after_secs));
         let transport = match non_empty(&self.smtp_url) {
             None => Transport::Files(data_dir.join("mail")),
             // Only the root cause: the other layers repeat the URL, password included.
@@ -72,5 +83,6 @@ impl Show for MailArgs {
         out.push(("MAIL_FROM", self.mail_from.clone()));
         out.push(("PUBLIC_URL", non_empty(&self.public_url).unwrap_or("").to_owned()));
         out.push(("MAIL_PER_RECIPIENT_PER_HOUR", self.mail_per_recipient_per_hour.to_string()));
+        out.push(("WELCOME_REMINDER_AFTER_SECS", self.welcome_reminder_after_secs.to_string()));
     }
 }

@@ -7,6 +7,8 @@
 //!   type and text (a GET form: the filter is in the address), with trigger /
 //!   requeue / delete on a selection (a POST form); refreshed live when the
 //!   counts change. `dead` is another name for `failed`, as in the API;
+//! - `/hangfire/recurring`: the recurring (cron) jobs, in
+//!   `super::hangfire_recurring`;
 //! - `/hangfire/job/:id`: arguments, state history, the error chain of each
 //!   failure, the tenant it concerns, and the actions. 404 for an id that does
 //!   not parse or does not exist.
@@ -43,7 +45,8 @@ pub fn find_state(name: &str) -> Option<(&'static str, &'static str, pb::JobStat
     STATES.iter().find(|s| s.0 == name).copied()
 }
 
-fn state_label(state: i32) -> &'static str {
+/// The URL name of a job state (`enqueued`, `failed`, ...).
+pub fn state_label(state: i32) -> &'static str {
     STATES.iter().find(|s| s.2 as i32 == state).map_or("unknown", |s| s.0)
 }
 
@@ -98,7 +101,7 @@ fn count_of(c: &pb::JobCounts, s: pb::JobState) -> u64 {
 
 /// The counts shown: live ones once the stream has sent any, else the loaded ones.
 #[derive(Clone, Copy)]
-struct Counts {
+pub struct Counts {
     loaded: Resource<Loaded<pb::JobCounts>, crate::grpc::ProtoCodec>,
     live: RwSignal<Option<pb::JobCounts>>,
 }
@@ -106,7 +109,8 @@ struct Counts {
 impl Counts {
     /// Loads the counts for the first paint and follows `WatchCounts` in the
     /// browser, reconnecting after a pause.
-    fn new() -> Self {
+    #[allow(clippy::new_without_default, reason = "it starts loading and a stream: not a plain default value")]
+    pub fn new() -> Self {
         let loaded =
             crate::grpc::resource(|| (), |ch, ()| async move { client(ch).get_counts(pb::GetCountsRequest {}).await });
         let live = RwSignal::new(None);
@@ -135,7 +139,10 @@ impl Counts {
 
 /// The dashboard's own navigation; the current tab is `aria-current="page"`.
 #[component]
-fn DashNav(counts: Counts) -> impl IntoView {
+pub fn DashNav(
+    /// The counts shown beside each state.
+    counts: Counts,
+) -> impl IntoView {
     let location = use_location();
     let current = move |href: String| {
         let path = location.pathname.get();
@@ -159,6 +166,7 @@ fn DashNav(counts: Counts) -> impl IntoView {
                     </a>
                 }
             }).collect::<Vec<_>>()}
+            <a href="/hangfire/recurring" data-testid="nav-recurring" aria-current=move || current("/hangfire/recurring".into())>"Recurring"</a>
         </nav>
     }
 }
@@ -410,9 +418,9 @@ fn detail_of(state: pb::JobState, j: &pb::JobSummary) -> (&'static str, String) 
     match state {
         pb::JobState::Enqueued => ("Due (UTC)", time(j.run_at_unix_ms)),
         pb::JobState::Processing => ("Step", j.progress.clone()),
-        pb::JobState::Scheduled => {
-            ("Retry at (UTC) · last error", format!("{} · {}", time(j.run_at_unix_ms), first_line(&j.last_error)))
-        }
+        // When it is due comes first, as a `Due` (see `JobList`); the error of the
+        // attempt it retries, if any, follows.
+        pb::JobState::Scheduled => ("Due · last error", first_line(&j.last_error)),
         pb::JobState::Succeeded => ("Created (UTC)", time(j.created_at_unix_ms)),
         pb::JobState::Dead | pb::JobState::Deleted => ("Last error", first_line(&j.last_error)),
         pb::JobState::Unspecified => ("", String::new()),
@@ -423,6 +431,7 @@ fn detail_of(state: pb::JobState, j: &pb::JobSummary) -> (&'static str, String) 
 fn JobList(entry: (&'static str, &'static str, pb::JobState)) -> impl IntoView {
     let (name, label, state) = entry;
     let counts = Counts::new();
+    let now = super::when::now();
     let kind = query_param("kind");
     let text = query_param("text");
     let before = query_param("before");
@@ -535,7 +544,13 @@ fn JobList(entry: (&'static str, &'static str, pb::JobState)) -> impl IntoView {
                                                         <td data-label="Id"><a href=format!("/hangfire/job/{id}")>{format!("#{id}")}</a></td>
                                                         <td data-label="Type">{j.kind.clone()}</td>
                                                         <td data-label="Attempt">{j.attempt} " / " {j.max_attempts}</td>
-                                                        <td data-label=detail_label class="clip" data-testid="job-detail">{detail}</td>
+                                                        <td data-label=detail_label class="clip" data-testid="job-detail">
+                                                            {(state == pb::JobState::Scheduled).then(|| view! {
+                                                                <super::when::Due ms=j.run_at_unix_ms now/>
+                                                                {(!detail.is_empty()).then_some(" · ")}
+                                                            })}
+                                                            {detail}
+                                                        </td>
                                                     </tr>
                                                 }
                                             }).collect::<Vec<_>>()}

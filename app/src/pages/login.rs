@@ -1,4 +1,4 @@
-//! `/login` and `/set-password`.
+//! `/login` and `/set-password` (its "send me a new link" is `super::new_link`).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -153,6 +153,15 @@ pub fn SetPasswordPage() -> impl IntoView {
                     autofocus=!sent.errors.is_empty() && first_invalid(&sent.errors, SET_FIELDS).is_none()/>
                 <button type="submit" aria-disabled=move || busy.get().then_some("true")>"Set password"</button>
             </form>
+            // A used or expired link answers with an error on `token`: say so plainly
+            // and offer the way out (a plain link: it works before hydration).
+            <Show when=move || errors.with(|e| e.iter().any(|(f, _)| f == "token"))>
+                <p class="error" role="alert" data-testid="link-expired">
+                    "This link has expired or was already used. "
+                    <a href="/set-password/new-link">"Send me a new link"</a>
+                </p>
+            </Show>
+            <p class="muted">"Link expired? " <a href="/set-password/new-link">"Send me a new link"</a></p>
         </section>
     }
 }

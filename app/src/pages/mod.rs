@@ -11,11 +11,14 @@
 
 pub mod admin;
 pub mod hangfire;
+pub mod hangfire_recurring;
 pub mod home;
 pub mod login;
 pub mod mail;
+pub mod new_link;
 pub mod signup;
 pub mod tenant_home;
+pub mod when;
 
 use leptos::prelude::*;
 use leptos_meta::Title;

@@ -4,12 +4,15 @@
 //! - [`provision`]: `tenants.provision`, a tenant's database, migrations, seed
 //!   and activation; its end hook marks the tenant failed when the job dies;
 //! - [`send_email`]: `mail.send`, one outbox message out;
+//! - [`welcome_reminder`]: `mail.welcome_reminder`, the one reminder for an
+//!   unused welcome link, scheduled when the welcome email is sent;
 //! - [`prune`]: `identity.prune`, expired sessions, tokens and login failures,
 //!   a recurring job ([`recurring`] lists the back office's schedules).
 
 pub mod provision;
 pub mod prune;
 pub mod send_email;
+pub mod welcome_reminder;
 
 use crate::env::Env;
 
@@ -21,6 +24,7 @@ pub fn registry() -> jobengine::Registry<Env> {
         .on_end::<provision::ProvisionTenant>()
         .register::<send_email::SendEmail>()
         .register::<prune::PruneIdentity>()
+        .register::<welcome_reminder::WelcomeReminder>()
 }
 
 /// The back office's recurring jobs, declared by every worker at start.

@@ -161,7 +161,7 @@ async fn provision(tenant_id: &str, ctx: &JobContext<Env>) -> anyhow::Result<()>
 
 /// One transaction: the tenant becomes `active`, its admin gets a set-password
 /// token, the welcome email carrying it goes into the outbox with its delivery
-/// job, and the super admin who asked for it (if one did) is notified. The status change is conditional, so a re-run after this committed does
+/// job, its reminder is scheduled (`super::welcome_reminder`), and the super admin who asked for it (if one did) is notified. The status change is conditional, so a re-run after this committed does
 /// nothing: one activation, one token, one email.
 async fn activate(env: &Env, tenant_id: &str, t: &Target, admin_id: &str) -> anyhow::Result<()> {
     let now = env.jobs.clock().now();
@@ -178,6 +178,8 @@ async fn activate(env: &Env, tenant_id: &str, t: &Target, admin_id: &str) -> any
         let token = crate::identity::insert_password_token(&mut tx, admin_id, now).await?;
         let letter = env.mail.letters.welcome(&t.name, &t.admin_email, &token)?;
         super::send_email::enqueue(&env.jobs, &mut tx, &letter, Some(tenant_id), now).await?;
+        let after = env.mail.letters.welcome_reminder_after();
+        super::welcome_reminder::schedule(&env.jobs, &mut tx, admin_id, now, after).await?;
         if let Some(admin) = &t.initiated_by {
             notify::publish_in(&mut tx, &activated_notice(tenant_id, &t.name, admin), now).await?;
         }

@@ -1,6 +1,9 @@
 //! `auth.v1.AuthService`: sign-in for browsers (cookie) and scripts (bearer token).
 
+use std::sync::Arc;
+
 use backoffice::identity::{self, Identity};
+use backoffice::password_link::PasswordLinks;
 use proto::auth::v1 as pb;
 use proto::auth::v1::auth_service_server::AuthService;
 use tonic::metadata::MetadataValue;
@@ -8,19 +11,33 @@ use tonic::{Request, Response, Status};
 
 use crate::caller::Caller;
 use crate::grpc::status::status;
+use crate::ratelimit::Limiter;
+
+/// New set-password links one client address may ask for in an hour.
+pub const LINKS_PER_IP_PER_HOUR: u32 = 10;
+/// New set-password links the server takes a minute from everyone (one network
+/// gets at most a quarter of it: see `crate::ratelimit`).
+pub const LINKS_PER_MINUTE: u32 = 60;
+/// The one answer to every accepted `RequestPasswordLink` (the page's words).
+pub const LINK_SENT: &str = app::pages::new_link::SENT;
 
 /// The service.
 pub struct AuthGrpc {
     identity: Identity,
     /// The site is served over https (`PUBLIC_URL`): every cookie gets `Secure`.
     https: bool,
+    /// "Send me a new link".
+    links: PasswordLinks,
+    /// Its per-client and global limits.
+    link_limits: Arc<Limiter>,
 }
 
 impl AuthGrpc {
     /// Serves sign-in against `identity`; `https` when the public URL is https,
-    /// so the session cookie is never sent over plain HTTP.
-    pub fn new(identity: Identity, https: bool) -> Self {
-        Self { identity, https }
+    /// so the session cookie is never sent over plain HTTP. New set-password
+    /// links go through `links`, limited by `link_limits`.
+    pub fn new(identity: Identity, https: bool, links: PasswordLinks, link_limits: Arc<Limiter>) -> Self {
+        Self { identity, https, links, link_limits }
     }
 
     /// Whether this answer's cookie gets `Secure`: the site is https, or this
@@ -96,5 +113,23 @@ impl AuthService for AuthGrpc {
         let r = req.into_inner();
         let user = self.identity.set_password(&r.token, &r.password).await.map_err(status)?;
         Ok(Response::new(pb::SetPasswordResponse { user: Some(pb_user(&user)) }))
+    }
+
+    async fn request_password_link(
+        &self,
+        req: Request<pb::RequestPasswordLinkRequest>,
+    ) -> Result<Response<pb::RequestPasswordLinkResponse>, Status> {
+        let client = crate::caller::client_ip(req.extensions());
+        let r = req.into_inner();
+        // Bad input is answered as such before it costs the client its budget.
+        backoffice::validate::Email::parse("email", &r.email)
+            .map_err(|e| status(backoffice::Error::Invalid(backoffice::validate::FieldErrors(vec![e]))))?;
+        if self.link_limits.check(client).is_err() {
+            return Err(status(backoffice::Error::RateLimited(
+                "too many requests for new links from your address; try again later".to_owned(),
+            )));
+        }
+        self.links.request(&r.email).await.map_err(status)?;
+        Ok(Response::new(pb::RequestPasswordLinkResponse { message: LINK_SENT.to_owned() }))
     }
 }
