@@ -18,7 +18,11 @@ mod portable;
 mod postgres;
 mod recurring;
 mod retention;
+mod search;
 mod sqlite;
+mod stats;
+
+pub use stats::SECOND_BUCKETS_KEPT;
 
 use std::sync::{Arc, OnceLock};
 
