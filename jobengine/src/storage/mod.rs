@@ -19,6 +19,7 @@ mod postgres;
 mod recurring;
 mod retention;
 mod search;
+mod seed;
 mod sqlite;
 mod stats;
 
