@@ -215,6 +215,9 @@ async fn searchable(jobs: &Jobs) {
 async fn search_finds_what_a_scan_finds(which: Which) {
     let db = TestDb::new(which).await;
     let jobs = db.jobs().await;
+    // More jobs in one state than a search first tests one by one, so both of
+    // its steps run (see Store::list).
+    jobs.store().seed(3000, now(&manual_clock()), |_| {}).await.expect("seed");
     searchable(&jobs).await;
     let all: Vec<(i64, String, String)> =
         query("SELECT id, state, kind || ' ' || args || ' ' || coalesce(last_error, '') FROM jobs ORDER BY id DESC")
@@ -224,9 +227,10 @@ async fn search_finds_what_a_scan_finds(which: Which) {
     let terms = [
         "example", "EXAMPLE.COM", "100%", "% s", "a_b", "\\tmp", "\"hi", "say \\\"", "42", "4", "diag.noop",
         "refused: by", "connection refused", "mx.example", "nothing like it", "ÉCO", "ab", "\"\"", "c:",
+        "\"t42\"", "t4242", "refused", "mail.welcome", "mx3", "\"seq\":7",
     ];
     for term in terms {
-        for state in [JobState::Enqueued, JobState::Dead] {
+        for state in [JobState::Enqueued, JobState::Dead, JobState::Succeeded] {
             let got: Vec<i64> = jobs
                 .list(&ListQuery { state, kind: None, before_id: None, limit: 50, text: Some(term.to_owned()) })
                 .await
@@ -240,25 +244,32 @@ async fn search_finds_what_a_scan_finds(which: Which) {
                     *s == state.as_str() && text.to_ascii_lowercase().contains(&term.to_ascii_lowercase())
                 })
                 .map(|(id, _, _)| *id)
+                .take(50)
                 .collect();
             assert_eq!(got, want, "{term:?} in {state}");
         }
     }
-    // Paging one match at a time finds what one page does.
+    // Paging through every match, across both steps.
     let q = |before_id, limit| ListQuery {
-        state: JobState::Enqueued,
+        state: JobState::Succeeded,
         kind: None,
         before_id,
         limit,
-        text: Some("diag".into()),
+        text: Some("\"t2".into()),
     };
-    let whole: Vec<i64> = jobs.list(&q(None, 50)).await.expect("search").iter().map(|j| j.id).collect();
-    assert!(whole.len() > 2, "several enqueued jobs are diag jobs: {whole:?}");
-    let mut paged = Vec::new();
+    let whole: Vec<i64> = all
+        .iter()
+        .filter(|(_, s, text)| s == "succeeded" && text.contains("\"t2"))
+        .map(|(id, _, _)| *id)
+        .collect();
+    assert!(whole.len() > 300, "many succeeded jobs name a tenant t2…: {}", whole.len());
+    let mut paged: Vec<i64> = Vec::new();
     loop {
-        let page = jobs.list(&q(paged.last().copied(), 1)).await.expect("page");
-        let Some(j) = page.first() else { break };
-        paged.push(j.id);
+        let page = jobs.list(&q(paged.last().copied(), 37)).await.expect("page");
+        if page.is_empty() {
+            break;
+        }
+        paged.extend(page.iter().map(|j| j.id));
     }
     assert_eq!(paged, whole);
 }

@@ -77,6 +77,12 @@ impl Store {
             progress(u64::try_from(to).unwrap_or(0));
             from = to + 1;
         }
+        // Fresh statistics, as autovacuum would gather a little later: the
+        // planner's choices between the state index and the search index depend
+        // on them.
+        if self.db.dialect() == Backend::Postgres {
+            query("ANALYZE jobs, job_history, job_search").execute(self.db.write()).await?;
+        }
         Ok(())
     }
 }
