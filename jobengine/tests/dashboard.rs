@@ -50,11 +50,8 @@ async fn check(jobs: &Jobs, step: &str) {
     let truth = group_by(jobs).await;
     assert_eq!(counters(jobs).await, truth, "the counters after {step}");
     let c = jobs.counts().await.expect("counts");
-    let from_api: BTreeMap<String, i64> = JobState::ALL
-        .iter()
-        .map(|s| (s.to_string(), c.get(*s) as i64))
-        .filter(|(_, n)| *n != 0)
-        .collect();
+    let from_api: BTreeMap<String, i64> =
+        JobState::ALL.iter().map(|s| (s.to_string(), c.get(*s) as i64)).filter(|(_, n)| *n != 0).collect();
     assert_eq!(from_api, truth, "counts() after {step}");
 }
 
@@ -164,8 +161,10 @@ async fn throughput_counts_every_completion(which: Which) {
     for round in 0..10 {
         let held = claim(&jobs, 3, now(&clock), 600 * SEC).await;
         let t = now(&clock);
-        complete(&jobs, &held, t, |i| if i == 0 && round % 3 == 0 { Outcome::Dead { errors: vec!["x".into()] } } else { Outcome::Succeeded })
-            .await;
+        complete(&jobs, &held, t, |i| {
+            if i == 0 && round % 3 == 0 { Outcome::Dead { errors: vec!["x".into()] } } else { Outcome::Succeeded }
+        })
+        .await;
         clock.advance(Duration::from_millis(17_300));
     }
     // A job that succeeded is run again and succeeds again: two completions. A
@@ -225,9 +224,31 @@ async fn search_finds_what_a_scan_finds(which: Which) {
             .await
             .expect("all");
     let terms = [
-        "example", "EXAMPLE.COM", "100%", "% s", "a_b", "\\tmp", "\"hi", "say \\\"", "42", "4", "diag.noop",
-        "refused: by", "connection refused", "mx.example", "nothing like it", "ÉCO", "ab", "\"\"", "c:",
-        "\"t42\"", "t4242", "refused", "mail.welcome", "mx3", "\"seq\":7",
+        "example",
+        "EXAMPLE.COM",
+        "100%",
+        "% s",
+        "a_b",
+        "\\tmp",
+        "\"hi",
+        "say \\\"",
+        "42",
+        "4",
+        "diag.noop",
+        "refused: by",
+        "connection refused",
+        "mx.example",
+        "nothing like it",
+        "ÉCO",
+        "ab",
+        "\"\"",
+        "c:",
+        "\"t42\"",
+        "t4242",
+        "refused",
+        "mail.welcome",
+        "mx3",
+        "\"seq\":7",
     ];
     for term in terms {
         for state in [JobState::Enqueued, JobState::Dead, JobState::Succeeded] {
@@ -257,11 +278,8 @@ async fn search_finds_what_a_scan_finds(which: Which) {
         limit,
         text: Some("\"t2".into()),
     };
-    let whole: Vec<i64> = all
-        .iter()
-        .filter(|(_, s, text)| s == "succeeded" && text.contains("\"t2"))
-        .map(|(id, _, _)| *id)
-        .collect();
+    let whole: Vec<i64> =
+        all.iter().filter(|(_, s, text)| s == "succeeded" && text.contains("\"t2")).map(|(id, _, _)| *id).collect();
     assert!(whole.len() > 300, "many succeeded jobs name a tenant t2…: {}", whole.len());
     let mut paged: Vec<i64> = Vec::new();
     loop {

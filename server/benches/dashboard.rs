@@ -45,7 +45,8 @@ type Call = Box<dyn Fn(JobServiceClient<Channel>, String) -> futures::future::Bo
 fn list(state: pb::JobState, text: &'static str) -> Call {
     Box::new(move |mut c, token| {
         Box::pin(async move {
-            let req = pb::ListJobsRequest { state: state.into(), text: text.into(), page_size: 50, ..Default::default() };
+            let req =
+                pb::ListJobsRequest { state: state.into(), text: text.into(), page_size: 50, ..Default::default() };
             c.list_jobs(bearer(req, &token)).await.expect("ListJobs");
         })
     })

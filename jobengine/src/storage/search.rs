@@ -142,10 +142,8 @@ impl Store {
         let lines: Vec<String> = match self.db.dialect() {
             Backend::Postgres => self.older_query(q, text, floor, limit, "EXPLAIN ").scalars(self.db.read()).await?,
             Backend::Sqlite => {
-                let rows: Vec<(i64, i64, i64, String)> = self
-                    .older_query(q, text, floor, limit, "EXPLAIN QUERY PLAN ")
-                    .fetch_all(self.db.read())
-                    .await?;
+                let rows: Vec<(i64, i64, i64, String)> =
+                    self.older_query(q, text, floor, limit, "EXPLAIN QUERY PLAN ").fetch_all(self.db.read()).await?;
                 rows.into_iter().map(|r| r.3).collect()
             }
         };

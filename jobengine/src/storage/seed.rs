@@ -50,7 +50,9 @@ impl Store {
         let step = (DAY / total.max(1)).max(1);
         let series = match self.db.dialect() {
             Backend::Postgres => "generate_series($4::bigint, $5::bigint) AS s (g)",
-            Backend::Sqlite => "(WITH RECURSIVE s (g) AS (SELECT $4 UNION ALL SELECT g + 1 FROM s WHERE g < $5) SELECT g FROM s)",
+            Backend::Sqlite => {
+                "(WITH RECURSIVE s (g) AS (SELECT $4 UNION ALL SELECT g + 1 FROM s WHERE g < $5) SELECT g FROM s)"
+            }
         };
         let insert = format!("INSERT INTO jobs ({COLUMNS}) SELECT {ROW} FROM {series}");
         let mut from = 1;
@@ -58,14 +60,7 @@ impl Store {
             let to = (from + CHUNK - 1).min(total);
             let mut tx = self.db.begin().await?;
             let before: i64 = query("SELECT COALESCE(MAX(id), 0) FROM jobs").scalar(&mut tx).await?;
-            query(insert.clone())
-                .bind(now)
-                .bind(total)
-                .bind(step)
-                .bind(from)
-                .bind(to)
-                .execute(&mut tx)
-                .await?;
+            query(insert.clone()).bind(now).bind(total).bind(step).bind(from).bind(to).execute(&mut tx).await?;
             query(
                 "INSERT INTO job_history (job_id, state, at, attempt, reason)
                  SELECT id, state, updated_at, attempt, 'seeded' FROM jobs WHERE id > $1",
