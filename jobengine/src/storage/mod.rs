@@ -419,6 +419,8 @@ pub struct Store {
     hooks: OnceLock<Arc<dyn Hooks>>,
     /// Ids of running jobs an admin deleted (see [`crate::cancel`]).
     cancels: tokio::sync::broadcast::Sender<i64>,
+    /// When this process last folded the dashboard's deltas (see [`stats`]).
+    last_fold: std::sync::atomic::AtomicI64,
 }
 
 /// The migrations of the engine's tables.
@@ -458,7 +460,14 @@ impl Store {
             tokio::spawn(listen);
         }
         let cancels = cancel::listen(&db);
-        Ok(Arc::new(Self { db, dialect, wake, hooks: OnceLock::new(), cancels }))
+        Ok(Arc::new(Self {
+            db,
+            dialect,
+            wake,
+            hooks: OnceLock::new(),
+            cancels,
+            last_fold: std::sync::atomic::AtomicI64::new(i64::MIN),
+        }))
     }
 
     /// The database handle, for the application's own queries and transactions.
@@ -575,6 +584,9 @@ impl Store {
     /// A database failure or a failing hook (nothing is moved then; the next pass
     /// tries again).
     pub async fn rescue(&self, now: Micros, max_interruptions: u32) -> Result<Rescued, StorageError> {
+        // Every worker rescues every few hundred milliseconds: the dashboard's
+        // deltas stay few even when no dashboard reads them.
+        self.fold_stats_now_and_then(now).await;
         // Workers known dead (their lock released, their process gone) are taken
         // back at once; the lease covers what this cannot see.
         let gone = match self.gone_workers().await {

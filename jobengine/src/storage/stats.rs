@@ -26,6 +26,9 @@ pub const SECOND_BUCKETS_KEPT: Duration = Duration::from_secs(25 * 3600);
 const SECOND: Micros = 1_000_000;
 const MINUTE: Micros = 60 * SECOND;
 
+/// How often each process folds at least (PostgreSQL), dashboards or not.
+const FOLD_EVERY: Micros = SECOND;
+
 /// The advisory lock that lets one folder at a time move the deltas (any
 /// constant unique to this purpose).
 const FOLD_LOCK: i64 = 0x6a6f_6273_7374_6174; // "jobsstat"
@@ -139,6 +142,18 @@ impl Store {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Folds (PostgreSQL) if this process has not for [`FOLD_EVERY`]; called
+    /// from the workers' rescue pass, so deltas stay few without a dashboard.
+    pub(crate) async fn fold_stats_now_and_then(&self, now: Micros) {
+        use std::sync::atomic::Ordering;
+        let last = self.last_fold.load(Ordering::Relaxed);
+        if self.db.dialect() != Backend::Postgres || now.saturating_sub(last) < FOLD_EVERY {
+            return;
+        }
+        self.last_fold.store(now, Ordering::Relaxed);
+        self.fold_stats_quietly().await;
     }
 
     /// Before a read on PostgreSQL, folds what accumulated since the last read,
