@@ -164,6 +164,7 @@ impl Jobs {
     /// # Errors
     /// The database failed.
     pub async fn counts(&self) -> Result<StateCounts, StorageError> {
+        self.metrics.count_counts_query();
         self.store.counts().await
     }
 

@@ -85,6 +85,9 @@ pub struct Metrics {
     stale_completions: Counter,
     /// Jobs the rescuer took back from workers whose lease expired.
     rescued: Counter,
+    /// Counts per state read from the database by this process (dashboards share
+    /// one read per tick, so this grows with time, not with open dashboards).
+    counts_queries: Counter,
     /// How long attempts ran.
     pub run_duration: Histogram,
     /// From when a job was due to when an attempt started.
@@ -108,13 +111,30 @@ impl Default for Metrics {
             stale_completions.clone(),
         );
         registry.register("jobs_rescued", "Jobs taken back after their worker's lease expired.", rescued.clone());
+        let counts_queries = Counter::default();
+        registry.register(
+            "jobs_counts_queries",
+            "Reads of the jobs-per-state counts by this process.",
+            counts_queries.clone(),
+        );
         registry.register("jobs_run_duration_seconds", "How long attempts ran.", run_duration.0.clone());
         registry.register(
             "jobs_enqueue_to_start_seconds",
             "From a job being due to an attempt starting.",
             wait.0.clone(),
         );
-        Self { registry, succeeded, retried, dead, failed, stale_completions, rescued, run_duration, wait }
+        Self {
+            registry,
+            succeeded,
+            retried,
+            dead,
+            failed,
+            stale_completions,
+            rescued,
+            counts_queries,
+            run_duration,
+            wait,
+        }
     }
 }
 
@@ -139,6 +159,11 @@ impl Metrics {
     /// A completion was refused by the lease fence.
     pub fn count_stale_completion(&self) {
         self.stale_completions.inc();
+    }
+
+    /// The counts per state were read from the database.
+    pub fn count_counts_query(&self) {
+        self.counts_queries.inc();
     }
 
     /// The rescuer took `n` jobs back.

@@ -89,6 +89,8 @@ impl Job for Sweep {
             let before = now - micros(Duration::from_secs(secs));
             removed += ctx.store.remove_ended(state, before, BATCH).await.map_err(JobError::retry)?;
         }
+        // The dashboard's per-second throughput rows age out with the sweep.
+        ctx.store.fold_stats(now).await.map_err(JobError::retry)?;
         if removed > 0 {
             tracing::info!(removed, "retention removed finished jobs past their period");
         }

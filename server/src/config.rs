@@ -146,6 +146,14 @@ pub enum Command {
         #[arg(long, env = "MOVE_TO_DATABASE_URL", hide_env_values = true)]
         to: String,
     },
+    /// Insert many finished jobs at once (mostly succeeded, some dead, a few
+    /// enqueued and scheduled, over the last day, each with a history row), to
+    /// try the dashboard at scale and for its benchmark. Not for production data.
+    SeedJobs {
+        /// How many jobs to insert.
+        #[arg(long, env = "SEED_JOBS_COUNT", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        count: u64,
+    },
 }
 
 impl Settings {

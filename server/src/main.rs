@@ -28,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::ResetAdminPassword => reset_admin_password(&settings, &config).await,
         Command::MoveToPostgres { to } => move_to_postgres(&config, &to).await,
+        Command::SeedJobs { count } => seed_jobs(&config, count).await,
         Command::Serve => serve(&settings, &config).await,
     }
 }
@@ -102,6 +103,23 @@ async fn reset_admin_password(settings: &Settings, config: &Config) -> anyhow::R
     } else {
         println!("Super admin {email}: new password {password} (shown only now; keep it); open sessions ended");
     }
+    Ok(())
+}
+
+/// `server seed-jobs`: many jobs in one statement per chunk (see jobengine's storage/seed.rs).
+async fn seed_jobs(config: &Config, count: u64) -> anyhow::Result<()> {
+    let backend = open(config).await?;
+    let started = std::time::Instant::now();
+    let now = backend.jobs.clock().now();
+    backend
+        .jobs
+        .store()
+        .seed(count, now, |done| {
+            println!("  {done} jobs ({:.1} s)", started.elapsed().as_secs_f64());
+        })
+        .await
+        .context("seeding jobs")?;
+    println!("Seeded {count} jobs in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -19,7 +19,12 @@ mod portable;
 mod postgres;
 mod recurring;
 mod retention;
+mod search;
+mod seed;
 mod sqlite;
+mod stats;
+
+pub use stats::SECOND_BUCKETS_KEPT;
 
 use std::sync::{Arc, OnceLock};
 
@@ -418,6 +423,8 @@ pub struct Store {
     /// Workers running in this process (see [`crate::liveness`]): never judged
     /// dead by this process's rescuer, whatever their lock's connection is doing.
     pub(crate) local_workers: crate::liveness::LocalWorkers,
+    /// When this process last folded the dashboard's deltas (see [`stats`]).
+    last_fold: std::sync::atomic::AtomicI64,
 }
 
 /// The migrations of the engine's tables.
@@ -463,7 +470,15 @@ impl Store {
             tokio::spawn(changes.each(move || w.notify_waiters()));
         }
         let cancels = cancel::listen(&db);
-        Ok(Arc::new(Self { db, dialect, wake, hooks: OnceLock::new(), cancels, local_workers: Default::default() }))
+        Ok(Arc::new(Self {
+            db,
+            dialect,
+            wake,
+            hooks: OnceLock::new(),
+            cancels,
+            local_workers: Default::default(),
+            last_fold: std::sync::atomic::AtomicI64::new(i64::MIN),
+        }))
     }
 
     /// The database handle, for the application's own queries and transactions.
@@ -581,6 +596,9 @@ impl Store {
     /// A database failure or a failing hook (nothing is moved then; the next pass
     /// tries again).
     pub async fn rescue(&self, now: Micros, max_interruptions: u32) -> Result<Rescued, StorageError> {
+        // Every worker rescues every few hundred milliseconds: the dashboard's
+        // deltas stay few even when no dashboard reads them.
+        self.fold_stats_now_and_then(now).await;
         // Workers known dead (their lock released, their process gone) are taken
         // back at once; the lease covers what this cannot see.
         let gone = match self.gone_workers().await {

@@ -2,7 +2,7 @@
 
 use database::{Tx, query};
 
-use super::{AdminOp, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, StateCounts, Store, Transition, WorkerRow};
+use super::{AdminOp, Enqueued, HistoryRow, JobRow, NewJob, Store, Transition, WorkerRow};
 use crate::clock::Micros;
 use crate::error::StorageError;
 use crate::state::JobState;
@@ -77,42 +77,6 @@ impl Store {
         .execute(self.db.write())
         .await?;
         Ok(n == 1)
-    }
-
-    /// Jobs per state.
-    ///
-    /// # Errors
-    /// A database failure, or a state this version does not know.
-    pub async fn counts(&self) -> Result<StateCounts, StorageError> {
-        let rows: Vec<(String, i64)> =
-            query("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetch_all(self.db.read()).await?;
-        let mut c = StateCounts::default();
-        for (s, n) in rows {
-            c.add(JobState::try_from(s).map_err(|e| StorageError::Corrupt(e.to_string()))?, n.max(0) as u64);
-        }
-        Ok(c)
-    }
-
-    /// A page of jobs in one state, newest first.
-    ///
-    /// # Errors
-    /// A database failure.
-    pub async fn list(&self, q: &ListQuery) -> Result<Vec<JobRow>, StorageError> {
-        // `strpos` is PostgreSQL's, `instr` SQLite's; `LIKE` with escaping is the
-        // portable substring test.
-        let pattern = q.text.as_ref().map(|t| format!("%{}%", like_escape(t)));
-        Ok(query(
-            "SELECT * FROM jobs WHERE state = $1 AND ($2 IS NULL OR kind = $2) AND id < $3
-               AND ($5 IS NULL OR lower(kind || ' ' || args || ' ' || coalesce(last_error, '')) LIKE lower($5) ESCAPE '\\')
-             ORDER BY id DESC LIMIT $4",
-        )
-        .bind(q.state.as_str())
-        .bind(&q.kind)
-        .bind(q.before_id.unwrap_or(i64::MAX))
-        .bind(i64::from(q.limit))
-        .bind(pattern)
-        .fetch_all(self.db.read())
-        .await?)
     }
 
     /// One job and its history, oldest transition first, from one snapshot.
@@ -280,36 +244,4 @@ impl Store {
     pub async fn prune_workers(&self, before: Micros) -> Result<u64, StorageError> {
         Ok(query("DELETE FROM job_workers WHERE last_heartbeat < $1").bind(before).execute(self.db.write()).await?)
     }
-
-    /// Jobs finished per `bucket` (succeeded, dead) since `since`, by bucket start,
-    /// oldest first; buckets with nothing finished are left out.
-    ///
-    /// # Errors
-    /// A database failure.
-    pub async fn throughput(&self, since: Micros, bucket: Micros) -> Result<Vec<(Micros, u64, u64)>, StorageError> {
-        let rows: Vec<(i64, i64, i64)> = query(
-            "SELECT (finished_at / $1) * $1 AS at,
-                    SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END) AS ok,
-                    SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead
-             FROM jobs WHERE finished_at >= $2 AND state IN ('succeeded', 'dead')
-             GROUP BY 1 ORDER BY 1",
-        )
-        .bind(bucket.max(1))
-        .bind(since)
-        .fetch_all(self.db.read())
-        .await?;
-        Ok(rows.into_iter().map(|(at, ok, dead)| (at, ok.max(0) as u64, dead.max(0) as u64)).collect())
-    }
-}
-
-/// Escapes `LIKE`'s wildcards (and the escape character) in user text.
-fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -8,6 +8,7 @@
 //! bare `INTERNAL`).
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
@@ -23,6 +24,7 @@ use tonic::{Request, Response, Status};
 
 use crate::boundary::invalid_field;
 use crate::caller::Caller;
+use crate::grpc::counts_feed::CountsFeed;
 use crate::grpc::status::storage_status as status;
 
 /// Largest page `ListJobs` returns.
@@ -40,12 +42,15 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 pub struct JobsGrpc {
     jobs: Jobs,
     shutdown: CancellationToken,
+    /// The one counts reader every `WatchCounts` stream shares.
+    feed: Arc<CountsFeed>,
 }
 
 impl JobsGrpc {
     /// Serves `jobs` to super admins; streams end at `shutdown`.
     pub fn new(jobs: Jobs, shutdown: CancellationToken) -> Self {
-        Self { jobs, shutdown }
+        let feed = Arc::new(CountsFeed::new(jobs.clone(), shutdown.clone()));
+        Self { jobs, shutdown, feed }
     }
 }
 
@@ -212,19 +217,22 @@ impl JobService for JobsGrpc {
         // A small bounded buffer: a slow client makes this task wait, never makes
         // the server queue without limit.
         let (tx, rx) = mpsc::channel(2);
-        let jobs = self.jobs.clone();
+        let feed = self.feed.clone();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            // Each stream reads the shared feed (see counts_feed), never the database.
+            let mut readings = feed.subscribe();
             let mut last: Option<StateCounts> = None;
             let mut last_sent = tokio::time::Instant::now();
             loop {
-                let msg = match jobs.counts().await {
-                    Ok(c) if last != Some(c) || last_sent.elapsed() >= KEEPALIVE => {
+                let reading = readings.borrow_and_update().clone();
+                let msg = match reading {
+                    Some(Ok((c, at))) if last != Some(c) || last_sent.elapsed() >= KEEPALIVE => {
                         last = Some(c);
-                        Some(Ok(pb_counts(&c, jobs.clock().now())))
+                        Some(Ok(pb_counts(&c, at)))
                     }
-                    Ok(_) => None,
-                    Err(e) => Some(Err(status(e))),
+                    Some(Err(e)) => Some(Err(e)),
+                    Some(Ok(_)) | None => None,
                 };
                 if let Some(msg) = msg {
                     let failed = msg.is_err();
@@ -236,9 +244,18 @@ impl JobService for JobsGrpc {
                     if failed {
                         return;
                     }
+                    // The client's pace: at most one message per interval.
+                    tokio::select! {
+                        _ = tokio::time::sleep(interval) => {}
+                        _ = tx.closed() => return,
+                        _ = shutdown.cancelled() => return,
+                    }
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(interval) => {}
+                    changed = readings.changed() => if changed.is_err() {
+                        // The feed's task ended as this stream joined: start another.
+                        readings = feed.subscribe();
+                    },
                     _ = tx.closed() => return,
                     _ = shutdown.cancelled() => return,
                 }
@@ -407,6 +424,14 @@ impl JobService for JobsGrpc {
             n @ 1..=86_400 => i64::from(n),
             n => return Err(invalid_field("bucket_seconds", format!("1 to 86400, got {n}"))),
         };
+        // Buckets of whole minutes read the per-minute rows; others the per-second
+        // rows, which are kept a little over a day.
+        if bucket % 60 != 0 && minutes > 1440 {
+            return Err(invalid_field(
+                "bucket_seconds",
+                format!("{bucket} s is not whole minutes: such buckets cover at most 1440 minutes, not {minutes}"),
+            ));
+        }
         let count = (minutes * 60 + bucket - 1) / bucket;
         if count > 1440 {
             return Err(Status::invalid_argument(format!(

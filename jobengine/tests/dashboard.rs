@@ -1,0 +1,318 @@
+//! The dashboard's figures at scale, on both backends: counters that follow
+//! every transition (whoever makes it), throughput from the per-second and
+//! per-minute rows, and text search through the index with the scan's results.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use database::query;
+use jobengine::builtin::{Fail, Noop};
+use jobengine::storage::{Completion, Outcome};
+use jobengine::testing::{TestDb, Which, manual_clock};
+use jobengine::{JobState, Jobs, ListQuery, ManualClock};
+
+jobengine::on_both!(
+    counters_follow_every_transition,
+    throughput_counts_every_completion,
+    search_finds_what_a_scan_finds,
+    search_walks_the_index,
+);
+
+const SEC: i64 = 1_000_000;
+
+fn now(c: &ManualClock) -> i64 {
+    jobengine::Clock::now(c)
+}
+
+/// Jobs per state counted the slow way.
+async fn group_by(jobs: &Jobs) -> BTreeMap<String, i64> {
+    let rows: Vec<(String, i64)> = query("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        .fetch_all(jobs.store().db().read())
+        .await
+        .expect("group by");
+    rows.into_iter().collect()
+}
+
+/// What the counters hold (totals plus pending deltas), zero rows left out.
+async fn counters(jobs: &Jobs) -> BTreeMap<String, i64> {
+    let rows: Vec<(String, i64)> = query(
+        "SELECT state, CAST(SUM(n) AS BIGINT) FROM
+           (SELECT state, n FROM job_counts UNION ALL SELECT state, n FROM job_count_deltas) c
+         GROUP BY state",
+    )
+    .fetch_all(jobs.store().db().read())
+    .await
+    .expect("counters");
+    rows.into_iter().filter(|(_, n)| *n != 0).collect()
+}
+
+async fn check(jobs: &Jobs, step: &str) {
+    let truth = group_by(jobs).await;
+    assert_eq!(counters(jobs).await, truth, "the counters after {step}");
+    let c = jobs.counts().await.expect("counts");
+    let from_api: BTreeMap<String, i64> =
+        JobState::ALL.iter().map(|s| (s.to_string(), c.get(*s) as i64)).filter(|(_, n)| *n != 0).collect();
+    assert_eq!(from_api, truth, "counts() after {step}");
+}
+
+/// Claims up to `n` jobs as worker `w`.
+async fn claim(jobs: &Jobs, n: u32, at: i64, lease: i64) -> Vec<(i64, i64)> {
+    let rows = jobs.store().fetch("w", &["default".to_owned()], n, at, at + lease).await.expect("claim");
+    rows.iter().map(|r| (r.id, r.lease_seq)).collect()
+}
+
+async fn complete(jobs: &Jobs, held: &[(i64, i64)], at: i64, outcome: impl Fn(usize) -> Outcome) {
+    let batch: Vec<Completion> = held
+        .iter()
+        .enumerate()
+        .map(|(i, (id, seq))| Completion { job_id: *id, lease_seq: *seq, at, outcome: outcome(i) })
+        .collect();
+    let done = jobs.store().complete(&batch, at).await.expect("complete");
+    assert!(done.iter().all(|d| *d), "every completion accepted");
+}
+
+async fn counters_follow_every_transition(which: Which) {
+    let db = TestDb::new(which).await;
+    let clock = manual_clock();
+    let jobs = db.jobs_with_clock(clock.clone()).await;
+    check(&jobs, "nothing").await;
+    let batch: Vec<_> = (0..40).map(|_| jobs.new_job(&Noop {}, None).expect("job")).collect();
+    jobs.enqueue_many(&batch).await.expect("bulk enqueue");
+    let later = jobs.new_job(&Noop {}, Some(now(&clock) + 3600 * SEC)).expect("job");
+    jobs.enqueue_many(&[later.clone(), later]).await.expect("scheduled");
+    jobs.enqueue(&Fail { message: "x".into(), permanent: true }).await.expect("enqueue");
+    check(&jobs, "enqueues").await;
+
+    let held = claim(&jobs, 30, now(&clock), 10 * SEC).await;
+    check(&jobs, "a claim").await;
+    let t = now(&clock);
+    complete(&jobs, &held, t, |i| match i % 6 {
+        0 => Outcome::Retry { at: t + SEC, errors: vec!["retry me".into()] },
+        1 => Outcome::Dead { errors: vec!["dead".into()] },
+        _ => Outcome::Succeeded,
+    })
+    .await;
+    check(&jobs, "completions (succeeded, retried, dead)").await;
+
+    // A lease that runs out: the rescuer takes the jobs back.
+    let held = claim(&jobs, 5, now(&clock), SEC).await;
+    assert_eq!(held.len(), 5);
+    clock.advance(Duration::from_secs(5));
+    let rescued = jobs.store().rescue(now(&clock), 3).await.expect("rescue");
+    assert_eq!(rescued.requeued, 5);
+    check(&jobs, "a rescue").await;
+
+    // Admin operations.
+    let dead = jobs
+        .list(&ListQuery { state: JobState::Dead, kind: None, before_id: None, limit: 10, text: None })
+        .await
+        .expect("list");
+    jobs.requeue(dead[0].id, "admin").await.expect("requeue");
+    let ok = jobs
+        .list(&ListQuery { state: JobState::Succeeded, kind: None, before_id: None, limit: 10, text: None })
+        .await
+        .expect("list");
+    jobs.delete(ok[0].id, "admin").await.expect("delete");
+    let waiting = jobs
+        .list(&ListQuery { state: JobState::Enqueued, kind: None, before_id: None, limit: 1, text: None })
+        .await
+        .expect("list");
+    jobs.delete(waiting[0].id, "admin").await.expect("delete");
+    check(&jobs, "requeue and deletes").await;
+
+    // Retention, in batches smaller than what it removes.
+    clock.advance(Duration::from_secs(60));
+    let removed = jobs.store().remove_ended(JobState::Succeeded, now(&clock), 3).await.expect("retention");
+    assert!(removed > 3, "removed {removed}");
+    jobs.store().remove_ended(JobState::Deleted, now(&clock), 3).await.expect("retention");
+    check(&jobs, "retention").await;
+
+    // And a plain DELETE, as an operator might run.
+    query("DELETE FROM jobs WHERE state = 'dead'").execute(jobs.store().db().write()).await.expect("delete");
+    check(&jobs, "a hand-written delete").await;
+    jobs.store().fold_stats(now(&clock)).await.expect("fold");
+    check(&jobs, "a fold").await;
+}
+
+/// Completions per bucket of `width` µs, from the history (every transition is
+/// written there): what throughput must report.
+async fn from_history(jobs: &Jobs, width: i64) -> Vec<(i64, u64, u64)> {
+    let rows: Vec<(String, i64)> =
+        query("SELECT state, at FROM job_history WHERE state IN ('succeeded', 'dead') ORDER BY at")
+            .fetch_all(jobs.store().db().read())
+            .await
+            .expect("history");
+    let mut b: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+    for (state, at) in rows {
+        let e = b.entry(at - at.rem_euclid(width)).or_default();
+        if state == "succeeded" { e.0 += 1 } else { e.1 += 1 }
+    }
+    b.into_iter().map(|(at, (ok, dead))| (at, ok, dead)).collect()
+}
+
+async fn throughput_counts_every_completion(which: Which) {
+    let db = TestDb::new(which).await;
+    let clock = manual_clock();
+    let jobs = db.jobs_with_clock(clock.clone()).await;
+    let start = now(&clock);
+    let batch: Vec<_> = (0..30).map(|_| jobs.new_job(&Noop {}, None).expect("job")).collect();
+    jobs.enqueue_many(&batch).await.expect("enqueue");
+    // Completions spread over three minutes, a few per second.
+    for round in 0..10 {
+        let held = claim(&jobs, 3, now(&clock), 600 * SEC).await;
+        let t = now(&clock);
+        complete(&jobs, &held, t, |i| {
+            if i == 0 && round % 3 == 0 { Outcome::Dead { errors: vec!["x".into()] } } else { Outcome::Succeeded }
+        })
+        .await;
+        clock.advance(Duration::from_millis(17_300));
+    }
+    // A job that succeeded is run again and succeeds again: two completions. A
+    // deleted one still happened.
+    let ok = jobs
+        .list(&ListQuery { state: JobState::Succeeded, kind: None, before_id: None, limit: 2, text: None })
+        .await
+        .expect("list");
+    jobs.requeue(ok[0].id, "admin").await.expect("requeue");
+    let held = claim(&jobs, 1, now(&clock), 600 * SEC).await;
+    complete(&jobs, &held, now(&clock), |_| Outcome::Succeeded).await;
+    jobs.delete(ok[1].id, "admin").await.expect("delete");
+
+    let since = start - start.rem_euclid(60 * SEC);
+    for width in [SEC, 5 * SEC, 60 * SEC, 120 * SEC] {
+        let got = jobs.throughput(since, width).await.expect("throughput");
+        assert_eq!(got, from_history(&jobs, width).await, "buckets of {width} µs");
+    }
+}
+
+/// Jobs whose text is made to trip a naive search: wildcards, quotes, case.
+async fn searchable(jobs: &Jobs) {
+    let args = [
+        r#"{"email":"Alice@Example.com"}"#,
+        r#"{"email":"bob@example.org","note":"100% sure"}"#,
+        r#"{"path":"C:\\tmp\\a_b"}"#,
+        r#"{"quote":"say \"hi\""}"#,
+        r#"{"n":42}"#,
+        r#"{"word":"ÉCOLE"}"#,
+    ];
+    let mut batch = Vec::new();
+    for a in args {
+        let mut j = jobs.new_job(&Noop {}, None).expect("job");
+        j.args = serde_json::from_str(a).expect("json");
+        batch.push(j);
+    }
+    jobs.enqueue_many(&batch).await.expect("enqueue");
+    jobs.enqueue(&Fail { message: "SMTP refused".into(), permanent: true }).await.expect("enqueue");
+    // One of them fails, so its error is searchable.
+    let held = claim(jobs, 1, jobengine::Clock::now(jobs.clock().as_ref()), 600 * SEC).await;
+    complete(jobs, &held, jobengine::Clock::now(jobs.clock().as_ref()), |_| Outcome::Dead {
+        errors: vec!["Connection Refused".into(), "by mx.example.net".into()],
+    })
+    .await;
+}
+
+async fn search_finds_what_a_scan_finds(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    // More jobs in one state than a search first tests one by one, so both of
+    // its steps run (see Store::list).
+    jobs.store().seed(3000, now(&manual_clock()), |_| {}).await.expect("seed");
+    searchable(&jobs).await;
+    let all: Vec<(i64, String, String)> =
+        query("SELECT id, state, kind || ' ' || args || ' ' || coalesce(last_error, '') FROM jobs ORDER BY id DESC")
+            .fetch_all(jobs.store().db().read())
+            .await
+            .expect("all");
+    let terms = [
+        "example",
+        "EXAMPLE.COM",
+        "100%",
+        "% s",
+        "a_b",
+        "\\tmp",
+        "\"hi",
+        "say \\\"",
+        "42",
+        "4",
+        "diag.noop",
+        "refused: by",
+        "connection refused",
+        "mx.example",
+        "nothing like it",
+        "ÉCO",
+        "ab",
+        "\"\"",
+        "c:",
+        "\"t42\"",
+        "t4242",
+        "refused",
+        "mail.welcome",
+        "mx3",
+        "\"seq\":7",
+    ];
+    for term in terms {
+        for state in [JobState::Enqueued, JobState::Dead, JobState::Succeeded] {
+            let got: Vec<i64> = jobs
+                .list(&ListQuery { state, kind: None, before_id: None, limit: 50, text: Some(term.to_owned()) })
+                .await
+                .expect("search")
+                .iter()
+                .map(|j| j.id)
+                .collect();
+            let want: Vec<i64> = all
+                .iter()
+                .filter(|(_, s, text)| {
+                    *s == state.as_str() && text.to_ascii_lowercase().contains(&term.to_ascii_lowercase())
+                })
+                .map(|(id, _, _)| *id)
+                .take(50)
+                .collect();
+            assert_eq!(got, want, "{term:?} in {state}");
+        }
+    }
+    // Paging through every match, across both steps.
+    let q = |before_id, limit| ListQuery {
+        state: JobState::Succeeded,
+        kind: None,
+        before_id,
+        limit,
+        text: Some("\"t2".into()),
+    };
+    let whole: Vec<i64> =
+        all.iter().filter(|(_, s, text)| s == "succeeded" && text.contains("\"t2")).map(|(id, _, _)| *id).collect();
+    assert!(whole.len() > 300, "many succeeded jobs name a tenant t2…: {}", whole.len());
+    let mut paged: Vec<i64> = Vec::new();
+    loop {
+        let page = jobs.list(&q(paged.last().copied(), 37)).await.expect("page");
+        if page.is_empty() {
+            break;
+        }
+        paged.extend(page.iter().map(|j| j.id));
+    }
+    assert_eq!(paged, whole);
+}
+
+async fn search_walks_the_index(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    jobs.store().seed(20_000, now(&manual_clock()), |_| {}).await.expect("seed");
+    if which == Which::Postgres {
+        query("ANALYZE").execute(jobs.store().db().write()).await.expect("analyze");
+    }
+    let q = ListQuery {
+        state: JobState::Succeeded,
+        kind: None,
+        before_id: None,
+        limit: 50,
+        text: Some("\"seq\":12345}".into()),
+    };
+    let plan = jobs.store().explain_list(&q).await.expect("explain");
+    let index = match which {
+        Which::Postgres => "job_search_body",
+        Which::Sqlite => "VIRTUAL TABLE INDEX",
+    };
+    assert!(plan.contains(index), "the search walks {index}:\n{plan}");
+    let found = jobs.list(&q).await.expect("search");
+    assert_eq!(found.len(), 1, "one job has seq 12345");
+    assert!(found[0].args.contains("\"seq\":12345}"));
+}
