@@ -103,9 +103,23 @@ async fn import_survives_a_killed_worker(which: Which) {
         .into_inner();
     assert!(listed.tenants.is_empty(), "nothing was created: {:?}", listed.tenants);
 
+    // Only super admins; bad ids are named; unknown batches are not found.
+    let e = tenants.import_tenants(tpb::ImportTenantsRequest { csv: csv() }).await.expect_err("signed out");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    let e = jobs.get_batch(bearer(jpb::GetBatchRequest { id: 0 }, &token)).await.expect_err("id 0");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert_eq!(server::boundary::field_violations(&e)[0].0, "id");
+    let e = jobs.get_batch(bearer(jpb::GetBatchRequest { id: 999_999 }, &token)).await.expect_err("no such batch");
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let e = jobs
+        .list_batches(bearer(jpb::ListBatchesRequest { page_size: 0, page_token: "x".into() }, &token))
+        .await
+        .expect_err("bad token");
+    assert_eq!(server::boundary::field_violations(&e)[0].0, "page_token");
+
     // Two workers; the import.
     let bin = worker_bin();
-    let (mut doomed_worker, _) = spawn(&bin, &url, data.path(), "worker-a.log");
+    let (mut killed_worker, _) = spawn(&bin, &url, data.path(), "worker-a.log");
     let (_worker_b, _) = spawn(&bin, &url, data.path(), "worker-b.log");
     let started = Instant::now();
     let done = tenants
@@ -130,7 +144,7 @@ async fn import_survives_a_killed_worker(which: Which) {
         assert!(started.elapsed() < Duration::from_secs(120), "the batch did not start: {b:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    doomed_worker.kill().expect("kill -9 worker A");
+    killed_worker.kill().expect("kill -9 worker A");
     let killed_at = get(&mut jobs).await;
 
     let b = loop {
@@ -143,6 +157,18 @@ async fn import_survives_a_killed_worker(which: Which) {
     };
     assert_eq!((b.total, b.succeeded, b.dead, b.deleted, b.pending), (TENANTS as u64, TENANTS as u64 - 1, 1, 0, 0));
     assert!(killed_at.pending > 0, "the worker was killed mid-batch: {killed_at:?}");
+    let listed = jobs
+        .list_batches(bearer(jpb::ListBatchesRequest { page_size: 10, page_token: String::new() }, &token))
+        .await
+        .expect("list batches")
+        .into_inner();
+    assert_eq!(listed.batches.iter().map(|b| b.id).collect::<Vec<_>>(), [batch]);
+    let member = jobs
+        .get_job(bearer(jpb::GetJobRequest { id: done.tenants[0].job_id }, &token))
+        .await
+        .expect("a member job")
+        .into_inner();
+    assert_eq!(member.batch_id, batch);
 
     // The completion job runs and notifies once.
     let control = database::Db::connect(&url).await.expect("control db");
