@@ -255,8 +255,12 @@ async fn create_tenant(c: Ctx) -> Response {
 /// The bulk import (see `app::pages::admin_import`): on success to the tenants
 /// page showing the batch's progress; otherwise the page again with every bad
 /// row and the text as sent.
-async fn import_tenants(c: Ctx) -> Response {
+async fn import_tenants(mut c: Ctx) -> Response {
     use proto::tenants::v1 as pb;
+    // The form lives on the tenants page: errors render that page.
+    if let Ok(uri) = "/admin/tenants".parse() {
+        c.parts.uri = uri;
+    }
     let csv = c.get("csv");
     match TenantServiceClient::new(c.grpc.clone()).import_tenants(pb::ImportTenantsRequest { csv: csv.clone() }).await {
         Ok(r) => see_other(&format!("/admin/tenants?import={}", r.into_inner().batch_id)),
