@@ -75,6 +75,10 @@ fn parse(csv: &str) -> Result<Vec<Row>, Vec<RowError>> {
     if csv.len() > MAX_BYTES {
         return Err(file_error(format!("at most {MAX_BYTES} bytes")));
     }
+    // Browsers post a textarea's lines with CRLF, and the csv crate's line
+    // numbers count CRLF line ends wrongly: one kind of line end, so the lines
+    // named in errors are the file's.
+    let csv = csv.replace("\r\n", "\n").replace('\r', "\n");
     let mut reader =
         csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(csv::Trim::All).from_reader(csv.as_bytes());
     let mut rows = Vec::new();
@@ -253,6 +257,8 @@ mod tests {
             errors("Acme,a@acme.test\nACME,b@acme.test\nOther,a@acme.test\n"),
             [(2, "name"), (3, "admin_email")]
         );
+        // A browser posts a textarea's lines with CRLF.
+        assert_eq!(errors("NoJs Co,nojs@bulk.test\r\n,missing@bulk.test\r\n"), [(2, "name")]);
         assert_eq!(errors(""), [(0, "csv")]);
         let many: String = (0..=MAX_ROWS).map(|i| format!("Tenant {i},t{i}@example.test\n")).collect();
         assert_eq!(errors(&many), [(0, "csv")]);
