@@ -86,6 +86,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/hangfire/jobs/:state") view=pages::hangfire::JobListPage ssr=SsrMode::Async/>
                     <Route path=path!("/hangfire/job/:id") view=pages::hangfire::JobPage ssr=SsrMode::Async/>
                     <Route path=path!("/hangfire/recurring") view=pages::hangfire_recurring::RecurringPage ssr=SsrMode::Async/>
+                    <Route path=path!("/hangfire/batches") view=pages::hangfire_batches::BatchesPage ssr=SsrMode::Async/>
+                    <Route path=path!("/hangfire/batches/:id") view=pages::hangfire_batches::BatchPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

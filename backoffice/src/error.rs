@@ -14,6 +14,10 @@ pub enum Error {
     /// The request's fields are invalid (each one named).
     #[error("invalid request: {0}")]
     Invalid(#[from] FieldErrors),
+    /// Rows of a file are invalid: each problem names its row and field
+    /// ([`crate::tenants::import::RowError`]); nothing was written.
+    #[error("invalid rows: {}", crate::tenants::import::describe(.0))]
+    InvalidRows(Vec<crate::tenants::import::RowError>),
     /// A unique thing (a tenant name) is taken.
     #[error("{field}: {message}")]
     AlreadyExists {

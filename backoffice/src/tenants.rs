@@ -6,6 +6,8 @@
 //! then returns: the slow work happens in a worker. No tenant can be left
 //! `provisioning` without a job, and no job exists for a tenant that was not written.
 
+pub mod import;
+
 use std::sync::Arc;
 
 use database::{Db, query};
@@ -152,6 +154,18 @@ async fn taken(
     email: &Email,
     origin: Origin,
 ) -> Result<Option<Inserted>, Error> {
+    let (has_account, name_taken) = conflicts(tx, name, email).await?;
+    Ok(match (has_account, name_taken, origin) {
+        (true, false, _) | (true, true, Origin::Signup) => Some(Inserted::EmailTaken),
+        (_, true, _) => Some(Inserted::NameTaken),
+        (false, false, _) => None,
+    })
+}
+
+/// Whether `email` has an account or a live tenant, and whether `name` (or a
+/// lookalike) belongs to a tenant, seen from `tx`: the one check every way of
+/// creating tenants makes.
+async fn conflicts(tx: &mut database::Tx, name: &TenantName, email: &Email) -> Result<(bool, bool), Error> {
     let (has_account, name_taken): (i64, i64) = query(
         "SELECT (SELECT COUNT(*) FROM users WHERE email = $1)
               + (SELECT COUNT(*) FROM tenants WHERE admin_email = $1 AND status <> 'failed'),
@@ -162,11 +176,7 @@ async fn taken(
     .bind(name.skeleton())
     .fetch_one(&mut *tx)
     .await?;
-    Ok(match (has_account > 0, name_taken > 0, origin) {
-        (true, false, _) | (true, true, Origin::Signup) => Some(Inserted::EmailTaken),
-        (_, true, _) => Some(Inserted::NameTaken),
-        (false, false, _) => None,
-    })
+    Ok((has_account > 0, name_taken > 0))
 }
 
 /// Gives tenants written before names had skeletons (migration 2010) theirs, so

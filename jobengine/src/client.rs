@@ -9,7 +9,10 @@ use crate::error::StorageError;
 use crate::job::Job;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::storage::{AdminOp, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, StateCounts, Store, WorkerRow};
+use crate::storage::{
+    AdminOp, BatchEnqueued, BatchRow, ContinueOn, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, StateCounts, Store,
+    Wait, WorkerRow,
+};
 
 /// Attempts a job gets unless its type says otherwise (Hangfire's default too).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
@@ -157,6 +160,75 @@ impl Jobs {
         let out = self.store.enqueue_many_in(&mut tx, jobs, self.clock.now()).await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// Enqueues `job` in the caller's transaction as a continuation of `parent`:
+    /// it waits until the parent ends, then runs if `on` allows, or is deleted
+    /// with the reason (see [`crate::storage::ContinueOn`]).
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`] for a parent that does not exist; as
+    /// [`Jobs::enqueue_in`].
+    pub async fn enqueue_after_in<J: Job>(
+        &self,
+        tx: &mut Tx,
+        parent: i64,
+        on: ContinueOn,
+        job: &J,
+    ) -> Result<Enqueued, StorageError> {
+        let new = self.new_job(job, None)?;
+        self.store.enqueue_after_in(tx, parent, on, &new, self.clock.now()).await
+    }
+
+    /// As [`Jobs::enqueue_after_in`], in a transaction of its own.
+    ///
+    /// # Errors
+    /// As [`Jobs::enqueue_after_in`].
+    pub async fn enqueue_after<J: Job>(&self, parent: i64, on: ContinueOn, job: &J) -> Result<Enqueued, StorageError> {
+        let mut tx = self.store.begin().await?;
+        let e = self.enqueue_after_in(&mut tx, parent, on, job).await?;
+        tx.commit().await?;
+        Ok(e)
+    }
+
+    /// Enqueues prepared `jobs` as one batch in the caller's transaction, with an
+    /// optional completion job run once when all have ended (see
+    /// [`Store::enqueue_batch_in`]).
+    ///
+    /// # Errors
+    /// As [`Jobs::enqueue_in`].
+    pub async fn enqueue_batch_in(
+        &self,
+        tx: &mut Tx,
+        label: &str,
+        jobs: &[NewJob],
+        completion: Option<&NewJob>,
+    ) -> Result<BatchEnqueued, StorageError> {
+        self.store.enqueue_batch_in(tx, label, jobs, completion, self.clock.now()).await
+    }
+
+    /// One batch's progress.
+    ///
+    /// # Errors
+    /// [`StorageError::BatchNotFound`] or a database failure.
+    pub async fn batch(&self, id: i64) -> Result<BatchRow, StorageError> {
+        self.store.batch(id).await?.ok_or(StorageError::BatchNotFound(id))
+    }
+
+    /// Batches, newest first, below `before_id`.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn batches(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<BatchRow>, StorageError> {
+        self.store.batches(before_id, limit).await
+    }
+
+    /// What job `id` waits for, and what waits for it.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn links(&self, id: i64) -> Result<(Option<Wait>, Vec<Wait>), StorageError> {
+        Ok((self.store.waits_for(id).await?, self.store.waited_on_by(id).await?))
     }
 
     /// Jobs per state.

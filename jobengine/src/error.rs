@@ -48,6 +48,9 @@ pub enum StorageError {
         /// What is wrong with it.
         message: String,
     },
+    /// No batch with that id.
+    #[error("batch {0} not found")]
+    BatchNotFound(i64),
     /// A job type's end hook failed; the transition did not happen.
     #[error("end hook failed: {0:#}")]
     Hook(anyhow::Error),

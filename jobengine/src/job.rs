@@ -127,6 +127,15 @@ impl<C> JobContext<C> {
         self.cancel.cancelled().await;
     }
 
+    /// The batch this job completes (see [`Store::enqueue_batch_in`]), with its
+    /// final counts; `None` when it is not a batch's completion job.
+    ///
+    /// # Errors
+    /// The database could not be read.
+    pub async fn batch(&self) -> Result<Option<crate::storage::BatchRow>, crate::StorageError> {
+        self.store.batch_completed_by(self.job_id).await
+    }
+
     /// The same attempt with another application context (used to run jobs that
     /// need none).
     pub(crate) fn with_app<D>(&self, app: Arc<D>) -> JobContext<D> {

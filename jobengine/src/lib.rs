@@ -68,7 +68,10 @@ pub use job::{Job, JobContext, JobError};
 pub use recurring::{MissedRuns, Recurring, RecurringRow};
 pub use registry::Registry;
 pub use state::JobState;
-pub use storage::{Enqueued, HistoryRow, JobRow, ListQuery, NewJob, StateCounts, Store, WorkerRow};
+pub use storage::{
+    BatchEnqueued, BatchRow, ContinueOn, Enqueued, HistoryRow, JobRow, ListQuery, NewJob, StateCounts, Store, Wait,
+    WorkerRow,
+};
 pub use worker::Worker;
 
 /// A registry with the diagnostic jobs every worker runs.

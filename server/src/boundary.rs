@@ -143,6 +143,11 @@ impl From<Error> for Failure {
                 message: format!("{field}: {message}"),
                 fields: vec![(field.to_owned(), message)],
             },
+            Error::InvalidRows(rows) => Self {
+                code: Code::InvalidArgument,
+                message: format!("invalid rows: {}", backoffice::tenants::import::describe(&rows)),
+                fields: rows.iter().map(|r| (r.path(), r.message.clone())).collect(),
+            },
             Error::BadCredentials => Self::unauthenticated("wrong email or password"),
             Error::Unauthenticated => Self::unauthenticated("sign in first"),
             Error::Forbidden(why) => Self::permission_denied(why),
@@ -169,6 +174,7 @@ impl From<StorageError> for Failure {
             e @ StorageError::WrongState { .. } => Self::new(Code::FailedPrecondition, e.to_string()),
             e @ StorageError::UniqueKeyTaken(_) => Self::new(Code::AlreadyExists, e.to_string()),
             e @ StorageError::RecurringNotFound(_) => Self::new(Code::NotFound, e.to_string()),
+            e @ StorageError::BatchNotFound(_) => Self::new(Code::NotFound, e.to_string()),
             StorageError::InvalidRecurring { field, message } => Self {
                 code: Code::InvalidArgument,
                 message: format!("{field}: {message}"),

@@ -36,6 +36,9 @@ use proto::tenants::v1::tenant_service_client::TenantServiceClient;
 
 /// Largest form body accepted.
 const MAX_FORM_BYTES: usize = 16 * 1024;
+/// Largest bulk tenant import form (the CSV itself may be 1 MiB; URL encoding
+/// can triple it).
+const MAX_IMPORT_FORM_BYTES: usize = 3 << 20;
 /// Most jobs one bulk action takes.
 const MAX_BULK: usize = 500;
 
@@ -56,6 +59,7 @@ pub fn router(grpc: InProcess) -> Router<LeptosOptions> {
         .route("/set-password", route(|c| Box::pin(set_password(c))))
         .route("/set-password/new-link", route(|c| Box::pin(new_link(c))))
         .route("/admin/tenants", route(|c| Box::pin(create_tenant(c))))
+        .route("/admin/tenants/import", route(|c| Box::pin(import_tenants(c))))
         .route("/hangfire/jobs/{state}", route(|c| Box::pin(bulk(c))))
         .route("/hangfire/job/{id}", route(|c| Box::pin(job_action(c))))
         .route("/hangfire/recurring", route(|c| Box::pin(recurring_action(c))))
@@ -111,7 +115,8 @@ async fn handle(
     if !same_origin(&parts.headers) {
         return (StatusCode::FORBIDDEN, "Refused: forms are only accepted from this site's own pages.").into_response();
     }
-    let bytes = match axum::body::to_bytes(body, MAX_FORM_BYTES).await {
+    let limit = if parts.uri.path() == "/admin/tenants/import" { MAX_IMPORT_FORM_BYTES } else { MAX_FORM_BYTES };
+    let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.").into_response(),
     };
@@ -260,6 +265,25 @@ async fn create_tenant(c: Ctx) -> Response {
                 http_status(&s),
             )
             .await
+        }
+    }
+}
+
+/// The bulk import (see `app::pages::admin_import`): on success to the tenants
+/// page showing the batch's progress; otherwise the page again with every bad
+/// row and the text as sent.
+async fn import_tenants(mut c: Ctx) -> Response {
+    use proto::tenants::v1 as pb;
+    // The form lives on the tenants page: errors render that page.
+    if let Ok(uri) = "/admin/tenants".parse() {
+        c.parts.uri = uri;
+    }
+    let csv = c.get("csv");
+    match TenantServiceClient::new(c.grpc.clone()).import_tenants(pb::ImportTenantsRequest { csv: csv.clone() }).await {
+        Ok(r) => see_other(&format!("/admin/tenants?import={}", r.into_inner().batch_id)),
+        Err(s) => {
+            let errors = app::grpc::field_errors(&s);
+            c.again(submitted("import-tenants", &[("csv", csv)], errors), http_status(&s)).await
         }
     }
 }

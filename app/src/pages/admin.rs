@@ -210,6 +210,7 @@ fn TenantsBody() -> impl IntoView {
                 <p class="notice" role="status" id="started" tabindex="-1" data-testid="started">{STARTED}</p>
             </Show>
         </section>
+        <super::admin_import::BulkImport/>
         <section class="card">
             <h2>"All tenants"</h2>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>

@@ -167,6 +167,7 @@ pub fn DashNav(
                 }
             }).collect::<Vec<_>>()}
             <a href="/hangfire/recurring" data-testid="nav-recurring" aria-current=move || current("/hangfire/recurring".into())>"Recurring"</a>
+            <a href="/hangfire/batches" data-testid="nav-batches" aria-current=move || current("/hangfire/batches".into())>"Batches"</a>
         </nav>
     }
 }
@@ -684,6 +685,7 @@ fn JobDetail(id: i64) -> impl IntoView {
                                 <h2>"Arguments"</h2>
                                 <pre data-testid="job-args">{d.args_json.clone()}</pre>
                                 {tenant.map(|t| view! { <p>"Concerns tenant " <a href=format!("/admin/tenants/{t}") data-testid="job-tenant">{t.clone()}</a></p> })}
+                                <Links waits_for=d.waits_for.clone() waited_on_by=d.waited_on_by.clone() batch_id=d.batch_id/>
                                 <form method="post" action=format!("/hangfire/job/{id}") data-form="job-actions" on:submit=on_submit>
                                     <div class="actions" role="group" aria-label="Actions">
                                         <button type="submit" name="action" value="trigger" on:click=move |_| set_pending.set("trigger")>"Trigger now"</button>
@@ -721,6 +723,38 @@ fn JobDetail(id: i64) -> impl IntoView {
                 }
             })}
         </Transition>
+    }
+}
+
+/// A continuation's condition, in words.
+fn on_words(on: &str) -> &'static str {
+    if on == "any" { "when it ends, however it ends" } else { "if it succeeds" }
+}
+
+/// What the job waits for, what waits for it, and its batch.
+#[component]
+fn Links(waits_for: Option<pb::JobLink>, waited_on_by: Vec<pb::JobLink>, batch_id: i64) -> impl IntoView {
+    let decided = |l: &pb::JobLink| {
+        if l.decided_at_unix_ms > 0 { format!("decided {}", time(l.decided_at_unix_ms)) } else { "waiting".to_owned() }
+    };
+    view! {
+        {waits_for.map(|l| view! {
+            <p data-testid="job-waits-for">"Waits for job "
+                <a href=format!("/hangfire/job/{}", l.job_id)>{format!("#{}", l.job_id)}</a>
+                " — runs " {on_words(&l.on)} " (" {decided(&l)} ")"</p>
+        })}
+        {(!waited_on_by.is_empty()).then(|| view! {
+            <h2>"Waited on by"</h2>
+            <ul data-testid="job-waited-on-by">
+                {waited_on_by.iter().map(|l| view! {
+                    <li><a href=format!("/hangfire/job/{}", l.job_id)>{format!("Job #{}", l.job_id)}</a>
+                        " runs " {on_words(&l.on)} " (" {decided(l)} ")"</li>
+                }).collect::<Vec<_>>()}
+            </ul>
+        })}
+        {(batch_id > 0).then(|| view! {
+            <p data-testid="job-batch">"Part of " <a href=format!("/hangfire/batches/{batch_id}")>{format!("batch #{batch_id}")}</a></p>
+        })}
     }
 }
 

@@ -10,7 +10,9 @@
 //! at their message, and focus moves to the first problem.
 
 pub mod admin;
+pub mod admin_import;
 pub mod hangfire;
+pub mod hangfire_batches;
 pub mod hangfire_recurring;
 pub mod home;
 pub mod login;

@@ -3,12 +3,15 @@
 //!
 //! - [`provision`]: `tenants.provision`, a tenant's database, migrations, seed
 //!   and activation; its end hook marks the tenant failed when the job dies;
+//! - [`import_done`]: `tenants.import_done`, the one notice when a bulk
+//!   import's batch has ended;
 //! - [`send_email`]: `mail.send`, one outbox message out;
 //! - [`welcome_reminder`]: `mail.welcome_reminder`, the one reminder for an
 //!   unused welcome link, scheduled when the welcome email is sent;
 //! - [`prune`]: `identity.prune`, expired sessions, tokens and login failures,
 //!   a recurring job ([`recurring`] lists the back office's schedules).
 
+pub mod import_done;
 pub mod provision;
 pub mod prune;
 pub mod send_email;
@@ -22,6 +25,7 @@ pub fn registry() -> jobengine::Registry<Env> {
     jobengine::registry_with_builtins()
         .register::<provision::ProvisionTenant>()
         .on_end::<provision::ProvisionTenant>()
+        .register::<import_done::ImportDone>()
         .register::<send_email::SendEmail>()
         .register::<prune::PruneIdentity>()
         .register::<welcome_reminder::WelcomeReminder>()

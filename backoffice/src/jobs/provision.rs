@@ -90,6 +90,8 @@ struct Target {
     status: String,
     db_name: String,
     admin_email: String,
+    /// Set for a tenant of a bulk import: its batch sends one notice for all.
+    import_batch_id: Option<i64>,
 }
 
 async fn step(ctx: &JobContext<Env>, tenant_id: &str, name: &str) -> anyhow::Result<()> {
@@ -116,11 +118,12 @@ async fn step(ctx: &JobContext<Env>, tenant_id: &str, name: &str) -> anyhow::Res
 
 async fn provision(tenant_id: &str, ctx: &JobContext<Env>) -> anyhow::Result<()> {
     let env = &ctx.app;
-    let t: Option<Target> = query("SELECT name, initiated_by, status, db_name, admin_email FROM tenants WHERE id = $1")
-        .bind(tenant_id)
-        .fetch_optional(env.db.read())
-        .await
-        .context("loading the tenant")?;
+    let t: Option<Target> =
+        query("SELECT name, initiated_by, status, db_name, admin_email, import_batch_id FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_optional(env.db.read())
+            .await
+            .context("loading the tenant")?;
     let t = t.ok_or_else(|| anyhow!("tenant {tenant_id} does not exist"))?;
     if t.status == "active" {
         return Ok(()); // A re-run after the activation committed: nothing left to do.
@@ -180,7 +183,8 @@ async fn activate(env: &Env, tenant_id: &str, t: &Target, admin_id: &str) -> any
         super::send_email::enqueue(&env.jobs, &mut tx, &letter, Some(tenant_id), now).await?;
         let after = env.mail.letters.welcome_reminder_after();
         super::welcome_reminder::schedule(&env.jobs, &mut tx, admin_id, now, after).await?;
-        if let Some(admin) = &t.initiated_by {
+        // An imported tenant's admin hears once, from the import's batch.
+        if let (Some(admin), None) = (&t.initiated_by, t.import_batch_id) {
             notify::publish_in(&mut tx, &activated_notice(tenant_id, &t.name, admin), now).await?;
         }
     }
@@ -279,9 +283,9 @@ fn failed_notice(tenant_id: &str, name: &str, admin: &str, error: &str) -> NewNo
 /// the same name and email can sign up again.
 async fn mark_failed(tx: &mut Tx, tenant_id: &str, error: &str, now: Micros) -> anyhow::Result<()> {
     let short: String = error.chars().take(2000).collect();
-    let row: Option<(String, Option<String>)> = query(
+    let row: Option<(String, Option<String>, Option<i64>)> = query(
         "UPDATE tenants SET status = 'failed', last_error = $1, updated_at = $2, name_key = ' failed ' || id
-         WHERE id = $3 AND status = 'provisioning' RETURNING name, initiated_by",
+         WHERE id = $3 AND status = 'provisioning' RETURNING name, initiated_by, import_batch_id",
     )
     .bind(&short)
     .bind(now)
@@ -294,7 +298,8 @@ async fn mark_failed(tx: &mut Tx, tenant_id: &str, error: &str, now: Micros) -> 
             .execute(&mut *tx)
             .await?;
     }
-    if let Some((name, Some(admin))) = row {
+    // An imported tenant's admin hears once, from the import's batch.
+    if let Some((name, Some(admin), None)) = row {
         notify::publish_in(tx, &failed_notice(tenant_id, &name, &admin, &short), now).await?;
     }
     Ok(())

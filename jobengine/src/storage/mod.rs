@@ -13,6 +13,7 @@
 //! transitions that end a job (succeeded, dead, deleted) run the job type's end
 //! hook, if it has one, inside the transition's own transaction.
 
+mod batch;
 mod cancel;
 mod due;
 mod portable;
@@ -37,6 +38,8 @@ use crate::clock::Micros;
 use crate::error::StorageError;
 use crate::hooks::Hooks;
 use crate::state::JobState;
+
+pub use batch::{AWAITING, BatchEnqueued, BatchRow, ContinueOn, Wait};
 
 /// A job to insert.
 #[derive(Debug, Clone)]
@@ -497,13 +500,20 @@ impl Store {
         let _ = self.hooks.set(hooks);
     }
 
-    /// Runs the end hooks of `ended` inside `tx`.
+    /// Runs the end hooks of `ended` inside `tx`, and settles what waits on them
+    /// (batches, continuations; see [`batch`]): continuations deleted because
+    /// their parent ended badly have ended too, so they go round again.
     async fn run_hooks(&self, tx: &mut Tx, ended: &[Transition], now: Micros) -> Result<(), StorageError> {
-        let Some(hooks) = self.hooks.get() else { return Ok(()) };
-        for t in ended {
-            if hooks.wants(&t.kind) {
-                hooks.run(tx, t, now).await.map_err(StorageError::Hook)?;
+        let mut round = ended.to_vec();
+        while !round.is_empty() {
+            if let Some(hooks) = self.hooks.get() {
+                for t in &round {
+                    if hooks.wants(&t.kind) {
+                        hooks.run(tx, t, now).await.map_err(StorageError::Hook)?;
+                    }
+                }
             }
+            round = self.settle_ended(tx, &round, now).await?;
         }
         Ok(())
     }

@@ -14,7 +14,9 @@ use std::time::Duration;
 use futures::Stream;
 use jobengine::Job;
 use jobengine::builtin::{Fail, Noop, Sleep};
-use jobengine::{HistoryRow, JobRow, JobState, Jobs, ListQuery, RecurringRow, StateCounts, WorkerRow};
+use jobengine::{
+    BatchRow, ContinueOn, HistoryRow, JobRow, JobState, Jobs, ListQuery, RecurringRow, StateCounts, Wait, WorkerRow,
+};
 use proto::jobs::v1 as pb;
 use proto::jobs::v1::job_service_server::JobService;
 use tokio::sync::mpsc;
@@ -152,6 +154,34 @@ fn pb_recurring(r: &RecurringRow) -> pb::RecurringJob {
     }
 }
 
+fn pb_batch(b: &BatchRow) -> pb::Batch {
+    pb::Batch {
+        id: b.id,
+        label: b.label.clone(),
+        total: b.total.max(0) as u64,
+        succeeded: b.succeeded.max(0) as u64,
+        dead: b.dead.max(0) as u64,
+        deleted: b.deleted.max(0) as u64,
+        pending: b.pending() as u64,
+        completion_job_id: b.completion_job_id.unwrap_or(0),
+        created_at_unix_ms: ms(b.created_at),
+        finished_at_unix_ms: b.finished_at.map_or(0, ms),
+    }
+}
+
+/// `w` seen from one end: `other` is the job at the far end of the link.
+fn pb_link(w: &Wait, other: i64) -> pb::JobLink {
+    pb::JobLink {
+        job_id: other,
+        on: match w.on {
+            ContinueOn::Success => "success",
+            ContinueOn::AnyEnd => "any",
+        }
+        .to_owned(),
+        decided_at_unix_ms: w.decided_at.map_or(0, ms),
+    }
+}
+
 /// A recurring job's name from a request: required, at most 200 characters.
 fn recurring_name(name: &str) -> Result<&str, Status> {
     match name.trim() {
@@ -187,10 +217,15 @@ fn job_id(id: i64) -> Result<i64, Status> {
 impl JobsGrpc {
     async fn detail(&self, id: i64) -> Result<Response<pb::JobDetail>, Status> {
         let d = self.jobs.get(id).await.map_err(status)?;
+        let (waits_for, waited_on_by) = self.jobs.links(id).await.map_err(status)?;
+        let batch_id = self.jobs.store().batch_of(id).await.map_err(status)?;
         Ok(Response::new(pb::JobDetail {
             job: Some(pb_summary(&d.job)),
             args_json: d.job.args.clone(),
             history: d.history.iter().map(pb_history).collect(),
+            waits_for: waits_for.map(|w| pb_link(&w, w.parent_id)),
+            waited_on_by: waited_on_by.iter().map(|w| pb_link(w, w.child_id)).collect(),
+            batch_id: batch_id.unwrap_or(0),
         }))
     }
 }
@@ -409,6 +444,44 @@ impl JobService for JobsGrpc {
         let name = recurring_name(&req.get_ref().name)?;
         let (e, row) = self.jobs.trigger_recurring(name).await.map_err(status)?;
         Ok(Response::new(pb::TriggerRecurringResponse { job_id: e.id, recurring: Some(pb_recurring(&row)) }))
+    }
+
+    async fn get_batch(&self, req: Request<pb::GetBatchRequest>) -> Result<Response<pb::Batch>, Status> {
+        Caller::of(&req).require_super_admin()?;
+        let id = req.get_ref().id;
+        if id <= 0 {
+            return Err(invalid_field("id", "must be a positive batch id"));
+        }
+        let b = self.jobs.batch(id).await.map_err(status)?;
+        Ok(Response::new(pb_batch(&b)))
+    }
+
+    async fn list_batches(
+        &self,
+        req: Request<pb::ListBatchesRequest>,
+    ) -> Result<Response<pb::ListBatchesResponse>, Status> {
+        Caller::of(&req).require_super_admin()?;
+        let r = req.get_ref();
+        let limit = match r.page_size {
+            0 => DEFAULT_PAGE,
+            n if n > MAX_PAGE => return Err(invalid_field("page_size", format!("at most {MAX_PAGE}, got {n}"))),
+            n => n,
+        };
+        let before_id = match r.page_token.as_str() {
+            "" => None,
+            t => Some(
+                t.parse::<i64>()
+                    .ok()
+                    .filter(|id| *id > 0)
+                    .ok_or_else(|| invalid_field("page_token", "not a token from a previous ListBatches response"))?,
+            ),
+        };
+        let rows = self.jobs.batches(before_id, limit).await.map_err(status)?;
+        let next_page_token = match rows.last() {
+            Some(last) if rows.len() == limit as usize => last.id.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListBatchesResponse { batches: rows.iter().map(pb_batch).collect(), next_page_token }))
     }
 
     async fn get_throughput(&self, req: Request<pb::GetThroughputRequest>) -> Result<Response<pb::Throughput>, Status> {

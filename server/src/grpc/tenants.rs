@@ -184,6 +184,19 @@ impl TenantService for TenantsGrpc {
         Ok(Response::new(pb::CreateTenantResponse { tenant: Some(pb_tenant(&created.tenant)), job_id: created.job_id }))
     }
 
+    async fn import_tenants(
+        &self,
+        req: Request<pb::ImportTenantsRequest>,
+    ) -> Result<Response<pb::ImportTenantsResponse>, Status> {
+        let admin = Caller::of(&req).require_super_admin()?.user.clone();
+        let r = req.into_inner();
+        let done = self.tenants.import_by_admin(&admin, &r.csv).await.map_err(status)?;
+        Ok(Response::new(pb::ImportTenantsResponse {
+            batch_id: done.batch_id,
+            tenants: done.tenants.iter().map(pb_tenant).collect(),
+        }))
+    }
+
     async fn sign_up(&self, req: Request<pb::SignUpRequest>) -> Result<Response<pb::SignUpResponse>, Status> {
         let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         self.signups.check(ip).map_err(|r| status(r.signup_error()))?;
