@@ -158,8 +158,14 @@ async fn poll(
     // notification) looks at once; the poll stays for what file events miss.
     let changed = Arc::new(Notify::new());
     if let Some(changes) = changes {
-        let c = changed.clone();
-        let feed = tokio::spawn(changes.each(move || c.notify_one()));
+        let (c, h) = (changed.clone(), hub.clone());
+        // Only while someone listens: with no stream open a commit has no one
+        // to wake (and a new stream reads its backlog itself).
+        let feed = tokio::spawn(changes.each(move || {
+            if h.open_streams() > 0 {
+                c.notify_one();
+            }
+        }));
         let stop = stop.clone();
         tokio::spawn(async move {
             stop.cancelled().await;
