@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::storage::Store;
 use crate::worker::{Running, RunningMap};
@@ -45,17 +46,6 @@ pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// The most often a stream of commits to an SQLite file makes a worker check
 /// its running jobs for deletions (the check is one indexed read).
 const CHANGE_CHECK_EVERY: Duration = Duration::from_millis(10);
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(t) = &self.0 {
-            t.abort();
-        }
-    }
-}
 
 /// Cancels this worker's attempts of deleted jobs until `stop`.
 pub(crate) async fn cancel_loop(
@@ -73,11 +63,10 @@ pub(crate) async fn cancel_loop(
     // SQLite: a commit by any process (a delete among them) looks at once,
     // at most every CHANGE_CHECK_EVERY; the tick stays as the fallback.
     let changed = Arc::new(tokio::sync::Notify::new());
-    let feed = store.db().changes().map(|c| {
+    let _feed = store.db().changes().map(|c| {
         let n = changed.clone();
-        tokio::spawn(c.each(move || n.notify_one()))
+        AbortOnDropHandle::new(tokio::spawn(c.each(move || n.notify_one())))
     });
-    let _feed = AbortOnDrop(feed);
     loop {
         let check_all = tokio::select! {
             _ = stop.cancelled() => return,

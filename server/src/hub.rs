@@ -27,6 +27,7 @@ use database::listen::ListenEvent;
 use jobengine::Clock;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 /// How often SQLite is polled when no file event came.
 pub const POLL: Duration = Duration::from_millis(200);
@@ -157,21 +158,16 @@ async fn poll(
     // Any commit to the file (a worker in this process or another writing a
     // notification) looks at once; the poll stays for what file events miss.
     let changed = Arc::new(Notify::new());
-    if let Some(changes) = changes {
+    let _feed = changes.map(|changes| {
         let (c, h) = (changed.clone(), hub.clone());
         // Only while someone listens: with no stream open a commit has no one
         // to wake (and a new stream reads its backlog itself).
-        let feed = tokio::spawn(changes.each(move || {
+        AbortOnDropHandle::new(tokio::spawn(changes.each(move || {
             if h.open_streams() > 0 {
                 c.notify_one();
             }
-        }));
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            stop.cancelled().await;
-            feed.abort();
-        });
-    }
+        })))
+    });
     loop {
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}

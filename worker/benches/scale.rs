@@ -320,14 +320,33 @@ async fn kill_recovery(b: &Bench, runs: usize) {
     );
 }
 
+/// A fresh handle on `b`, a worker process at default settings given time to
+/// start and go idle, and a sink for its jobs' datagrams.
+async fn idle_worker(b: &Bench) -> (Jobs, testkit::Process, PingSink) {
+    let jobs = Jobs::connect(b.url()).await.expect("open");
+    let child = spawn_worker(b.url(), &[]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    (jobs, child, PingSink::bind())
+}
+
+/// Prints one table row of latencies `ms` (milliseconds): p50, p99, max, min.
+fn latency_row(b: &Bench, what: &str, ms: &mut [f64]) {
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "| {} | {what} | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | min {:.1} ms |",
+        b.name(),
+        percentile(ms, 50.0),
+        percentile(ms, 99.0),
+        percentile(ms, 100.0),
+        ms.first().copied().unwrap_or(f64::NAN)
+    );
+}
+
 /// Scheduling precision: `samples` ping jobs, each due 200–500 ms after its
 /// enqueue on an idle worker (default settings); the clock runs from the due
 /// time the bench chose to the job's first line (its UDP datagram arriving).
 async fn schedule_precision(b: &Bench, samples: usize) {
-    let jobs = Jobs::connect(b.url()).await.expect("open");
-    let child = spawn_worker(b.url(), &[]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let sink = PingSink::bind();
+    let (jobs, child, sink) = idle_worker(b).await;
     let mut ms = Vec::with_capacity(samples);
     for seq in 0..samples as u64 {
         let due = jobs.clock().now() + 200_000 + (seq as i64 * 37_000) % 300_000;
@@ -336,25 +355,15 @@ async fn schedule_precision(b: &Bench, samples: usize) {
         ms.push((jobs.clock().now() - due) as f64 / 1000.0);
     }
     stop(child);
-    ms.sort_by(f64::total_cmp);
-    println!(
-        "| {} | scheduled job: due time → start ({samples} jobs due 200–500 ms ahead, idle worker) | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | min {:.1} ms |",
-        b.name(),
-        percentile(&ms, 50.0),
-        percentile(&ms, 99.0),
-        percentile(&ms, 100.0),
-        ms.first().copied().unwrap_or(f64::NAN)
-    );
+    let what = format!("scheduled job: due time → start ({samples} jobs due 200–500 ms ahead, idle worker)");
+    latency_row(b, &what, &mut ms);
 }
 
 /// Cancellation: a running `diag.hold` job is deleted (`Jobs::delete`, what the
 /// dashboard's delete calls); the clock runs from just before the delete call
 /// to the handler seeing its cancellation (its `stop` datagram arriving).
 async fn cancel_latency(b: &Bench, samples: usize) {
-    let jobs = Jobs::connect(b.url()).await.expect("open");
-    let child = spawn_worker(b.url(), &[]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let sink = PingSink::bind();
+    let (jobs, child, sink) = idle_worker(b).await;
     let mut ms = Vec::with_capacity(samples);
     for seq in 0..samples as u64 {
         let e = jobs.enqueue(&Hold { port: sink.port(), seq, ms: 60_000 }).await.expect("enqueue");
@@ -365,14 +374,8 @@ async fn cancel_latency(b: &Bench, samples: usize) {
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     stop(child);
-    ms.sort_by(f64::total_cmp);
-    println!(
-        "| {} | delete of a running job → its attempt stops ({samples} samples, worker in another process) | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | |",
-        b.name(),
-        percentile(&ms, 50.0),
-        percentile(&ms, 99.0),
-        percentile(&ms, 100.0)
-    );
+    let what = format!("delete of a running job → its attempt stops ({samples} samples, worker in another process)");
+    latency_row(b, &what, &mut ms);
 }
 
 /// The cost of waiting work on fetching: throughput at `concurrency` with
