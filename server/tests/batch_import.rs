@@ -5,7 +5,7 @@
 //! admin gets exactly one notification for the whole batch, not one per tenant.
 //! First, a file with one bad row creates nothing and names that row.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use jobengine::testing::{PgCluster, Which};
@@ -15,45 +15,34 @@ use proto::jobs::v1 as jpb;
 use proto::jobs::v1::job_service_client::JobServiceClient;
 use proto::tenants::v1 as tpb;
 use proto::tenants::v1::tenant_service_client::TenantServiceClient;
-use testkit::Process;
 use tonic::transport::Channel;
 
 mod common;
-use common::bearer;
+use common::{Binary, bearer, server_bin, spawn_binary, worker_bin};
 
 const EMAIL: &str = "root@import.test";
 const PASSWORD: &str = "import test password";
-const LISTENING: &str = "Back office listening on ";
 /// Tenants in the import; one of them ("Doomed …") fails for good.
 const TENANTS: usize = 200;
 
-fn worker_bin() -> PathBuf {
-    let server = Path::new(env!("CARGO_BIN_EXE_server"));
-    testkit::built_binary(env!("CARGO"), server, "worker", !cfg!(debug_assertions)).unwrap_or_else(|e| panic!("{e:#}"))
-}
-
 /// Starts the server or a worker on `db`, its log in `data/log`.
-fn spawn(bin: &Path, db: &str, data: &Path, log: &str) -> (Process, Option<String>) {
-    let mut process = Process::command(bin)
-        .env("DATABASE_URL", db)
-        .env("DATA_DIR", data)
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .env("WORKER", "off")
-        .env("SUPERADMIN_EMAIL", EMAIL)
-        .env("SUPERADMIN_PASSWORD", PASSWORD)
-        .env("RUST_LOG", "info")
-        .env("JOB_POLL_MS", "100")
-        // The doomed tenant's ten attempts fail within about a second.
-        .env("JOB_BACKOFF_BASE_MS", "1")
-        .env("PROVISION_FAULT", "fail:Doomed")
-        .env("WORKER_CONCURRENCY", "8")
-        .log_file(data.join(log))
-        .spawn()
-        .expect("spawn");
-    let url = bin
-        .ends_with("server")
-        .then(|| process.wait_for_value(LISTENING, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e:#}")));
-    (process, url)
+fn spawn(bin: &Path, db: &str, data: &Path, log: &str) -> Binary {
+    spawn_binary(
+        bin,
+        db,
+        data,
+        log,
+        &[
+            ("WORKER", "off"),
+            ("SUPERADMIN_EMAIL", EMAIL),
+            ("SUPERADMIN_PASSWORD", PASSWORD),
+            ("JOB_POLL_MS", "100"),
+            // The doomed tenant's ten attempts fail within about a second.
+            ("JOB_BACKOFF_BASE_MS", "1"),
+            ("PROVISION_FAULT", "fail:Doomed"),
+            ("WORKER_CONCURRENCY", "8"),
+        ],
+    )
 }
 
 fn csv() -> String {
@@ -75,9 +64,8 @@ async fn import_survives_a_killed_worker(which: Which) {
         Some(pg) => pg.url.clone(),
         None => format!("sqlite://{}", data.path().join("control.db").display()),
     };
-    let server = Path::new(env!("CARGO_BIN_EXE_server"));
-    let (_server, addr) = spawn(server, &url, data.path(), "server.log");
-    let ch = Channel::from_shared(addr.expect("url")).expect("uri").connect().await.expect("connect");
+    let srv = spawn(&server_bin(), &url, data.path(), "server.log");
+    let ch = Channel::from_shared(srv.url().to_owned()).expect("uri").connect().await.expect("connect");
     let token = AuthServiceClient::new(ch.clone())
         .login(LoginRequest { email: EMAIL.into(), password: PASSWORD.into() })
         .await
@@ -119,8 +107,8 @@ async fn import_survives_a_killed_worker(which: Which) {
 
     // Two workers; the import.
     let bin = worker_bin();
-    let (mut killed_worker, _) = spawn(&bin, &url, data.path(), "worker-a.log");
-    let (_worker_b, _) = spawn(&bin, &url, data.path(), "worker-b.log");
+    let mut killed_worker = spawn(&bin, &url, data.path(), "worker-a.log");
+    let _worker_b = spawn(&bin, &url, data.path(), "worker-b.log");
     let started = Instant::now();
     let done = tenants
         .import_tenants(bearer(tpb::ImportTenantsRequest { csv: csv() }, &token))
@@ -144,7 +132,7 @@ async fn import_survives_a_killed_worker(which: Which) {
         assert!(started.elapsed() < Duration::from_secs(120), "the batch did not start: {b:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    killed_worker.kill().expect("kill -9 worker A");
+    killed_worker.process.kill().expect("kill -9 worker A");
     let killed_at = get(&mut jobs).await;
 
     let b = loop {

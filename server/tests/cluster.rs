@@ -6,7 +6,7 @@
 //! sign-ups keep being submitted while PostgreSQL restarts: every accepted one has
 //! exactly one tenant and one job, and processing resumes by itself.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use jobengine::testing::PgCluster;
@@ -16,57 +16,21 @@ use proto::notifications::v1 as npb;
 use proto::notifications::v1::notification_service_client::NotificationServiceClient;
 use proto::tenants::v1 as tpb;
 use proto::tenants::v1::tenant_service_client::TenantServiceClient;
-use testkit::Process;
 use tonic::Streaming;
 use tonic::transport::Channel;
 
 mod common;
-use common::bearer;
+use common::{Binary, bearer, server_bin, spawn_binary, worker_bin};
 
 const EMAIL: &str = "root@cluster.test";
 const PASSWORD: &str = "cluster test password";
 
-/// What the server prints once it listens; its URL follows.
-const LISTENING: &str = "Back office listening on ";
-
-/// A server or worker process (killed on drop) and, for a server, its URL.
-struct Proc {
-    _process: Process,
-    url: Option<String>,
-}
-
-/// The last `n` lines of a process's log, for a failure message.
-fn log_tail(p: &Proc, n: usize) -> String {
-    let log = p._process.log();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// The `worker` binary, built beside the server's if this test run lacks it.
-fn worker_bin() -> PathBuf {
-    let server = Path::new(env!("CARGO_BIN_EXE_server"));
-    testkit::built_binary(env!("CARGO"), server, "worker", !cfg!(debug_assertions)).unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-/// Starts `bin` (the server or the worker) on `db` with its log in `data/log`; a
-/// server's URL is read from the line it prints once it listens.
-fn spawn(bin: &Path, db: &str, data: &Path, log: &str, extra: &[(&str, &str)]) -> Proc {
-    let mut process = Process::command(bin)
-        .env("DATABASE_URL", db)
-        .env("DATA_DIR", data)
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .env("WORKER", "off")
-        .env("SUPERADMIN_EMAIL", EMAIL)
-        .env("SUPERADMIN_PASSWORD", PASSWORD)
-        .env("RUST_LOG", "info")
-        .envs(extra.iter().copied())
-        .log_file(data.join(log))
-        .spawn()
-        .expect("spawn");
-    let url = bin
-        .ends_with("server")
-        .then(|| process.wait_for_value(LISTENING, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e:#}")));
-    Proc { _process: process, url }
+/// Starts `bin` on the cluster with the settings every process here shares
+/// (servers without their embedded worker).
+fn spawn(bin: &Path, db: &str, data: &Path, log: &str, extra: &[(&str, &str)]) -> Binary {
+    let mut env = vec![("WORKER", "off"), ("SUPERADMIN_EMAIL", EMAIL), ("SUPERADMIN_PASSWORD", PASSWORD)];
+    env.extend_from_slice(extra);
+    spawn_binary(bin, db, data, log, &env)
 }
 
 async fn connect(url: &str) -> Channel {
@@ -90,12 +54,11 @@ async fn next_note(s: &mut Streaming<npb::SubscribeResponse>, within: Duration) 
 async fn toasts_cross_processes_and_survive_a_postgres_restart() {
     let pg = PgCluster::start(false).expect("a PostgreSQL cluster of our own");
     let data = tempfile::tempdir().expect("tempdir");
-    let server = Path::new(env!("CARGO_BIN_EXE_server"));
+    let server = &server_bin();
     let a = spawn(server, &pg.url, data.path(), "a.log", &[]);
     let b = spawn(server, &pg.url, data.path(), "b.log", &[]);
     let _worker = spawn(&worker_bin(), &pg.url, data.path(), "worker.log", &[("JOB_POLL_MS", "100")]);
-    let (ca, cb) =
-        (connect(a.url.as_deref().expect("a's url")).await, connect(b.url.as_deref().expect("b's url")).await);
+    let (ca, cb) = (connect(a.url()).await, connect(b.url()).await);
     let token = AuthServiceClient::new(ca.clone())
         .login(LoginRequest { email: EMAIL.into(), password: PASSWORD.into() })
         .await
@@ -187,9 +150,9 @@ async fn signups_survive_a_postgres_restart() {
     let pg = PgCluster::start(false).expect("a PostgreSQL cluster of our own");
     let data = tempfile::tempdir().expect("tempdir");
     let limits = [("SIGNUP_PER_IP_PER_HOUR", "1000000"), ("SIGNUP_PER_MINUTE", "1000000")];
-    let srv = spawn(Path::new(env!("CARGO_BIN_EXE_server")), &pg.url, data.path(), "server.log", &limits);
+    let srv = spawn(&server_bin(), &pg.url, data.path(), "server.log", &limits);
     let worker = spawn(&worker_bin(), &pg.url, data.path(), "worker.log", &[("JOB_POLL_MS", "100")]);
-    let ch = connect(srv.url.as_deref().expect("url")).await;
+    let ch = connect(srv.url()).await;
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut callers = Vec::new();
     for _ in 0..20 {
@@ -265,8 +228,8 @@ async fn signups_survive_a_postgres_restart() {
         if back.elapsed() > Duration::from_secs(10) {
             panic!(
                 "no provisioning finished within 10 s of the restart\n--- worker log ---\n{}\n--- server log ---\n{}",
-                log_tail(&worker, 60),
-                log_tail(&srv, 30)
+                worker.log_tail(60),
+                srv.log_tail(30)
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

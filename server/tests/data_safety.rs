@@ -152,46 +152,26 @@ async fn a_missing_postgres_database_is_created() {
 /// on its own with an error saying what happened and what to do.
 #[test]
 fn a_control_database_deleted_while_running_stops_the_server() {
-    use std::io::{BufRead, BufReader, Read};
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().expect("tempdir");
     let app_db = dir.path().join("app.db");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
-        .current_dir(dir.path())
-        .env_remove("RUST_LOG")
-        .env("DATABASE_URL", format!("sqlite://{}", app_db.display()))
-        .env("DATA_DIR", dir.path())
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .env("SUPERADMIN_PASSWORD", "a long enough password")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the server binary");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(stdout.read_line(&mut line).expect("read") > 0, "the server ended before listening");
-    }
+    let db_url = format!("sqlite://{}", app_db.display());
+    let mut server = spawn_binary(
+        &server_bin(),
+        &db_url,
+        dir.path(),
+        "server.log",
+        &[("SUPERADMIN_PASSWORD", "a long enough password")],
+    );
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", app_db.display()));
     }
     // Its exit is the event awaited, with a bound: a server that goes on must fail
-    // the test, not hang it.
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        let mut err = String::new();
-        let _ = stderr.read_to_string(&mut err);
-        let status = child.wait().expect("wait");
-        let _ = tx.send((status, err));
-    });
-    let Ok((status, err)) = rx.recv_timeout(Duration::from_secs(30)) else {
-        let _ = Command::new("kill").arg(pid.to_string()).status();
-        panic!("the server still runs 30 s after its control database was deleted");
-    };
+    // the test (and is killed), not hang it.
+    let status = server
+        .process
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("the server still runs 30 s after its control database was deleted: {e:#}"));
+    let err = server.process.log();
     assert!(!status.success(), "stops with a failure status: {status:?}\n{err}");
     assert!(err.contains("app.db was deleted while the server ran"), "{err}");
     assert!(err.contains("restore the file from a backup"), "{err}");

@@ -7,7 +7,6 @@
 //! to `lo`), so the server sees distinct peers exactly as it would distinct
 //! machines.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -17,7 +16,7 @@ use proto::auth::v1::LoginRequest;
 use proto::auth::v1::auth_service_client::AuthServiceClient;
 use proto::jobs::v1 as pb;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 mod common;
@@ -28,21 +27,6 @@ jobengine::on_both!(
     hostile_failed_logins_leave_storage_bounded,
     strings_sql_cannot_hold_are_refused_by_field,
 );
-
-/// A channel whose connections come from `local` (a loopback address).
-async fn channel_from(addr: SocketAddr, local: &str) -> Channel {
-    let local: IpAddr = local.parse().expect("ip");
-    Endpoint::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| async move {
-            let sock = tokio::net::TcpSocket::new_v4()?;
-            sock.bind(SocketAddr::new(local, 0))?;
-            let s = sock.connect(addr).await?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-        }))
-        .await
-        .expect("connect")
-}
 
 async fn try_login(ch: &Channel, email: &str, password: &str) -> Result<(), tonic::Status> {
     AuthServiceClient::new(ch.clone())
@@ -93,12 +77,12 @@ async fn flood(
 /// throttled; the owner at 127.0.0.2 signs in at once.
 async fn the_owner_signs_in_from_elsewhere_during_a_password_flood(which: Which) {
     let srv = start(which).await;
-    let attacker = channel_from(srv.addr, "127.0.0.1").await;
+    let attacker = channel_from(srv.addr, [127, 0, 0, 1].into()).await;
     let (unauth, limited) = flood(&attacker, 110, 8, |_| ROOT_EMAIL.to_owned()).await;
     assert!(limited > 90 && unauth < 20, "the attacker is throttled: {unauth} answered, {limited} refused");
     let e = try_login(&attacker, ROOT_EMAIL, ROOT_PASSWORD).await.expect_err("the attacking address waits");
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
-    let owner = channel_from(srv.addr, "127.0.0.2").await;
+    let owner = channel_from(srv.addr, [127, 0, 0, 2].into()).await;
     let t = Instant::now();
     login(&owner, ROOT_EMAIL, ROOT_PASSWORD).await.expect("the owner, from another address");
     println!("figure: the owner's sign-in from another address after the flood took {:?}", t.elapsed());
@@ -127,7 +111,7 @@ async fn count(url: &str, table: &str) -> i64 {
 async fn hostile_failed_logins_leave_storage_bounded(which: Which) {
     let n: usize = std::env::var("LOGIN_FLOOD").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let srv = start(which).await;
-    let ch = channel_from(srv.addr, "127.0.0.1").await;
+    let ch = channel_from(srv.addr, [127, 0, 0, 1].into()).await;
     login(&ch, ROOT_EMAIL, ROOT_PASSWORD).await.expect("warm up");
     let before = storage_bytes(&srv.db.url).await;
     let huge = "a".repeat(60_000);

@@ -10,19 +10,6 @@ use jobengine::testing::Which;
 mod common;
 use common::*;
 
-/// A channel whose connections come from the loopback address `local`.
-async fn channel_from(addr: std::net::SocketAddr, local: std::net::Ipv4Addr) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| async move {
-            let sock = tokio::net::TcpSocket::new_v4()?;
-            sock.bind(std::net::SocketAddr::new(local.into(), 0))?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(sock.connect(addr).await?))
-        }))
-        .await
-        .expect("connect")
-}
-
 /// Login answers an unknown email and a wrong password alike, in the same time
 /// (trimmed means within 20 % over `ENUM_SAMPLES` each, 200 by default, 1,000 in
 /// the long run); and passwords are stored as argon2id with m=19456, t=2, p=1.
@@ -50,7 +37,9 @@ async fn login_does_not_reveal_accounts_by_timing() {
     let mut clients = Vec::new();
     for i in 0..samples + 5 {
         let local = std::net::Ipv4Addr::new(127, 10, (i / 250) as u8, (i % 250 + 1) as u8);
-        clients.push(proto::auth::v1::auth_service_client::AuthServiceClient::new(channel_from(srv.addr, local).await));
+        clients.push(proto::auth::v1::auth_service_client::AuthServiceClient::new(
+            channel_from(srv.addr, local.into()).await,
+        ));
     }
     let time = |i: usize, email: String| {
         let mut auth = clients[i].clone();

@@ -4,7 +4,6 @@
 //! learns the difference), the link that arrives works, bad input is refused by
 //! field, a client address is limited, and an account's emails are capped.
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use backoffice::testing::{SmtpSink, link_token, plain_text};
@@ -14,7 +13,7 @@ use proto::auth::v1::auth_service_client::AuthServiceClient;
 use proto::tenants::v1 as tpb;
 use proto::tenants::v1::tenant_service_client::TenantServiceClient;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 mod common;
@@ -28,22 +27,6 @@ jobengine::on_both!(
 );
 
 const OWNER: &str = "owner@lost.test";
-
-/// A channel whose connections come from `local` (a loopback address: Linux
-/// routes all of 127.0.0.0/8 to this host).
-async fn channel_from(addr: SocketAddr, local: &str) -> Channel {
-    let local: IpAddr = local.parse().expect("ip");
-    Endpoint::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| async move {
-            let sock = tokio::net::TcpSocket::new_v4()?;
-            sock.bind(SocketAddr::new(local, 0))?;
-            let s = sock.connect(addr).await?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-        }))
-        .await
-        .expect("connect")
-}
 
 async fn ask(ch: &Channel, email: &str) -> Result<String, tonic::Status> {
     AuthServiceClient::new(ch.clone())
@@ -144,7 +127,7 @@ async fn new_links_are_limited_per_address_and_per_account(which: Which) {
     }
     assert_eq!(codes[..5], [Ok(()); 5], "{codes:?}");
     assert_eq!(codes[5], Err(Code::ResourceExhausted), "{codes:?}");
-    let elsewhere = channel_from(srv.addr, "127.0.0.2").await;
+    let elsewhere = channel_from(srv.addr, [127, 0, 0, 2].into()).await;
     assert_eq!(ask(&elsewhere, "someone@lost.test").await.expect("another address"), first);
 }
 

@@ -4,11 +4,13 @@
 //! with SIGKILL a third of the way in. Every fire time yields exactly one job, and
 //! none is missed. On both backends (SQLite: five processes on one file).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use jobengine::testing::{TestDb, Which};
+
+mod common;
+use common::{Binary, server_bin, spawn_binary, worker_bin};
 
 jobengine::on_both!(five_processes_one_job_per_fire_time);
 
@@ -16,53 +18,23 @@ jobengine::on_both!(five_processes_one_job_per_fire_time);
 const FIRES: usize = 100;
 const NAME: &str = "diag.recurring";
 
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The `worker` binary, built beside the server's (cargo builds only this
-/// package's binaries for its tests).
-fn worker_bin() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "-p", "worker"]);
-        if !cfg!(debug_assertions) {
-            build.arg("--release");
-        }
-        assert!(build.status().expect("cargo build -p worker").success(), "building the worker binary failed");
-    });
-    Path::new(env!("CARGO_BIN_EXE_server")).with_file_name("worker")
-}
-
-fn spawn(bin: &Path, url: &str, data: &Path, name: &str) -> Proc {
-    let log = data.join(format!("{name}.log"));
-    let child = Command::new(bin)
-        .env("DATABASE_URL", url)
-        .env("DATA_DIR", data)
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .env("SUPERADMIN_PASSWORD", "recurring cluster password")
-        .env("DIAG_RECURRING_CRON", "* * * * * *")
-        .env("JOB_SCHEDULE_MS", "300")
-        .env("JOB_LEASE_MS", "2000")
-        .env("JOB_POLL_MS", "100")
-        .env("JOB_RETENTION_SECS", "0")
-        .env("JOB_DEAD_RETENTION_SECS", "0")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn");
-    Proc { child, log }
+/// Starts `bin` on the database with a schedule firing every second.
+fn spawn(bin: &Path, url: &str, data: &Path, name: &str) -> Binary {
+    spawn_binary(
+        bin,
+        url,
+        data,
+        &format!("{name}.log"),
+        &[
+            ("SUPERADMIN_PASSWORD", "recurring cluster password"),
+            ("DIAG_RECURRING_CRON", "* * * * * *"),
+            ("JOB_SCHEDULE_MS", "300"),
+            ("JOB_LEASE_MS", "2000"),
+            ("JOB_POLL_MS", "100"),
+            ("JOB_RETENTION_SECS", "0"),
+            ("JOB_DEAD_RETENTION_SECS", "0"),
+        ],
+    )
 }
 
 /// Jobs per fire time of the schedule, by fire time.
@@ -84,14 +56,14 @@ async fn fires(db: &database::Db) -> Vec<(i64, i64)> {
 async fn five_processes_one_job_per_fire_time(which: Which) {
     let test_db = TestDb::new(which).await;
     let data = tempfile::tempdir().expect("tempdir");
-    let server = Path::new(env!("CARGO_BIN_EXE_server"));
+    let server = &server_bin();
     // The engine's tables first, so the test can read them from the start.
     let jobs = test_db.jobs().await;
     let db = jobs.db().clone();
     let first = spawn(server, &test_db.url, data.path(), "server-a");
     let started = Instant::now();
     while fires(&db).await.is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(60), "no fire; log:\n{}", log(&first));
+        assert!(started.elapsed() < Duration::from_secs(60), "no fire; log:\n{}", first.process.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut procs = vec![first, spawn(server, &test_db.url, data.path(), "server-b")];
@@ -106,9 +78,9 @@ async fn five_processes_one_job_per_fire_time(which: Which) {
     loop {
         let seen = fires(&db).await.len() - base;
         if !killed && seen >= FIRES / 3 {
-            // `Child::kill` is SIGKILL on Unix (kill -9): whatever the worker was
+            // SIGKILL (kill -9): whatever the worker was
             // doing (a scheduler pass, a job) is cut short.
-            procs[2].child.kill().expect("kill -9 a worker");
+            procs[2].process.kill().expect("kill -9 a worker");
             killed = true;
         }
         if seen > FIRES {
@@ -117,9 +89,10 @@ async fn five_processes_one_job_per_fire_time(which: Which) {
         assert!(all_started.elapsed() < Duration::from_secs(FIRES as u64 * 3), "too slow: {seen} fires");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    for p in &procs {
-        if p.child.id() != procs[2].child.id() {
-            assert!(!log(p).contains("panicked"), "{}", log(p));
+    for (i, p) in procs.iter().enumerate() {
+        if i != 2 {
+            let log = p.process.log();
+            assert!(!log.contains("panicked"), "{log}");
         }
     }
     drop(procs);
@@ -147,8 +120,4 @@ async fn five_processes_one_job_per_fire_time(which: Which) {
         jobengine::testing::percentile(&ms, 50.0),
         jobengine::testing::percentile(&ms, 99.0)
     );
-}
-
-fn log(p: &Proc) -> String {
-    std::fs::read_to_string(&p.log).unwrap_or_default()
 }

@@ -1,8 +1,10 @@
-//! Shared by the server's integration tests: a real server on port 0, clients,
-//! sign-in, raw HTTP.
+//! Shared by the server's integration tests: a real server on port 0 (in this
+//! process, or the `server` and `worker` binaries as real processes), clients,
+//! channels from a chosen loopback address, sign-in, raw HTTP.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
@@ -10,9 +12,10 @@ use jobengine::testing::{TestDb, Which};
 use proto::auth::v1::auth_service_client::AuthServiceClient;
 use proto::jobs::v1::job_service_client::JobServiceClient;
 use server::config::{Config, Settings};
+use testkit::Process;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 
 pub const ROOT_EMAIL: &str = "root@example.com";
 pub const ROOT_PASSWORD: &str = "correct horse battery staple";
@@ -117,6 +120,77 @@ pub async fn channel(addr: SocketAddr) -> Channel {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("cannot connect to the server at {addr}");
+}
+
+/// A channel whose connections come from `local`, a loopback address: Linux
+/// routes all of 127.0.0.0/8 to this host, so a test can play many clients, as
+/// the server's per-address limits see them.
+pub async fn channel_from(addr: SocketAddr, local: IpAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| async move {
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            sock.bind(SocketAddr::new(local, 0))?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(sock.connect(addr).await?))
+        }))
+        .await
+        .expect("connect")
+}
+
+/// What the server prints once it listens; its URL follows.
+pub const LISTENING: &str = "Back office listening on ";
+
+/// A `server` or `worker` binary running as a real process (killed on drop).
+pub struct Binary {
+    pub process: Process,
+    /// A server's URL, read from the line it prints once it listens.
+    pub url: Option<String>,
+}
+
+impl Binary {
+    /// The server's URL (panics for a worker).
+    pub fn url(&self) -> &str {
+        self.url.as_deref().unwrap_or_else(|| panic!("{} prints no URL", self.process.name()))
+    }
+
+    /// The last `n` lines of its log, for a failure message.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.process.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// The `server` binary cargo built for these tests.
+pub fn server_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_server"))
+}
+
+/// The `worker` binary, built beside the server's if this test run lacks it
+/// (cargo builds only this package's binaries for its tests).
+pub fn worker_bin() -> PathBuf {
+    testkit::built_binary(env!("CARGO"), &server_bin(), "worker", !cfg!(debug_assertions))
+        .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Starts `bin` (the server or the worker) on the database `db`, with `data` as
+/// its data folder, its log in `data/<log>`, listening on a free port, and the
+/// settings in `env` (by variable name, as operators set them). A server is
+/// waited for until it listens.
+pub fn spawn_binary(bin: &Path, db: &str, data: &Path, log: &str, env: &[(&str, &str)]) -> Binary {
+    let mut process = Process::command(bin)
+        .env("DATABASE_URL", db)
+        .env("DATA_DIR", data)
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .log_file(data.join(log))
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let url = bin
+        .ends_with("server")
+        .then(|| process.wait_for_value(LISTENING, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e:#}")));
+    Binary { process, url }
 }
 
 pub fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
