@@ -7,6 +7,13 @@
 //! answer. The flood's answers are counted too (answered = hashed, refused =
 //! throttled before hashing).
 //!
+//! Then the server's memory (`BENCH_PARTS=memory`; both parts by default): a
+//! server as a user starts it (embedded worker on), its RSS once started and
+//! settled (idle), then `BENCH_SIGNINS` (50) correct sign-ins at once, each from
+//! its own loopback address (127.0.2.x), `BENCH_SIGNIN_ROUNDS` (5) times: their
+//! latency (call to answer) and the process's peak RSS, sampled every 5 ms from
+//! `/proc`; and the RSS a few seconds after the last round.
+//!
 //! On SQLite and on the PostgreSQL server named by `TEST_DATABASE_URL`
 //! (`BENCH_BACKENDS`). Run with `cargo xtask bench`, or
 //! `TEST_DATABASE_URL=... cargo bench -p server --bench login`.
@@ -110,16 +117,91 @@ async fn run(which: Which, secs: u64, clients: u64, addrs: u64) {
     );
 }
 
+/// How long the server is left alone before its idle RSS is read, and after the
+/// last burst: long enough for start-up work (migrations, the first worker
+/// polls) and for the allocator to hand freed memory back.
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// The server's RSS idle, at its peak during bursts of concurrent correct
+/// sign-ins, and after them; the sign-ins' latency.
+async fn memory(which: Which, signins: u64, rounds: u64) {
+    let db = TestDb::new(which).await;
+    let srv = Server::start_with(&db, "embedded", &[]);
+    tokio::time::sleep(SETTLE).await;
+    let idle = srv.rss_mib();
+    let mut clients = Vec::new();
+    for i in 0..signins {
+        let ch = channel_from(&srv.url, [127, 0, 2, (i % 250 + 1) as u8].into()).await;
+        clients.push(AuthServiceClient::new(ch));
+    }
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling, pid) = (peak.clone(), sampling.clone(), srv.pid());
+        std::thread::spawn(move || {
+            while sampling.load(Ordering::Relaxed) {
+                peak.fetch_max(testkit::rss_kib(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let mut lat = Vec::new();
+    let mut failed = 0;
+    for _ in 0..rounds {
+        let calls: Vec<_> = clients
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let r = c.login(LoginRequest { email: EMAIL.into(), password: PASSWORD.into() }).await;
+                    (t.elapsed().as_secs_f64() * 1000.0, r.is_ok())
+                })
+            })
+            .collect();
+        for c in calls {
+            let (ms, ok) = c.await.expect("sign-in task");
+            if ok { lat.push(ms) } else { failed += 1 }
+        }
+    }
+    sampling.store(false, Ordering::Relaxed);
+    let _ = sampler.join();
+    tokio::time::sleep(SETTLE).await;
+    let after = srv.rss_mib();
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "| {which:?} | {idle:.1} | {:.1} | {after:.1} | {} | {:.1} | {:.1} | {failed} |",
+        peak.load(Ordering::Relaxed) as f64 / 1024.0,
+        lat.len(),
+        percentile(&lat, 50.0),
+        percentile(&lat, 99.0),
+    );
+}
+
 #[tokio::main]
 async fn main() {
-    let secs = env_num("BENCH_LOGIN_SECS", 10);
-    let clients = env_num("BENCH_FLOOD_CLIENTS", 64);
-    let addrs = env_num("BENCH_FLOOD_ADDRS", 1);
-    println!("login-flood benchmark: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
-    println!("\n## The owner's sign-in from 127.0.0.2 (ms)\n");
-    println!("| backend | while | logins | p50 | p99 | max | failed |");
-    println!("|---|---|---|---|---|---|---|");
-    for w in backends() {
-        run(w, secs, clients, addrs).await;
+    let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "flood,memory".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    println!("login benchmark: {cores} cores, {} build", if cfg!(debug_assertions) { "dev" } else { "release" });
+    if parts.contains("flood") {
+        let secs = env_num("BENCH_LOGIN_SECS", 10);
+        let clients = env_num("BENCH_FLOOD_CLIENTS", 64);
+        let addrs = env_num("BENCH_FLOOD_ADDRS", 1);
+        println!("\n## The owner's sign-in from 127.0.0.2 (ms)\n");
+        println!("| backend | while | logins | p50 | p99 | max | failed |");
+        println!("|---|---|---|---|---|---|---|");
+        for w in backends() {
+            run(w, secs, clients, addrs).await;
+        }
+    }
+    if parts.contains("memory") {
+        let signins = env_num("BENCH_SIGNINS", 50);
+        let rounds = env_num("BENCH_SIGNIN_ROUNDS", 5);
+        println!("\n## Server memory: idle, during {rounds} bursts of {signins} concurrent sign-ins, after\n");
+        println!("| backend | idle RSS MiB | peak RSS MiB | RSS after MiB | sign-ins | p50 ms | p99 ms | failed |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for w in backends() {
+            memory(w, signins, rounds).await;
+        }
     }
 }

