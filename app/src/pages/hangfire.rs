@@ -29,11 +29,14 @@ fn client(ch: Channel) -> JobServiceClient<Channel> {
     JobServiceClient::new(ch)
 }
 
-/// The states, as (URL name, label, proto value). "failed" is the dead-letter queue.
-pub const STATES: [(&str, &str, pb::JobState); 6] = [
+/// The states, as (URL name, label, proto value). "failed" is the dead-letter queue;
+/// "awaiting" holds continuations and batch completion jobs waiting for another
+/// job to end (not due at any time, so not in Scheduled).
+pub const STATES: [(&str, &str, pb::JobState); 7] = [
     ("enqueued", "Enqueued", pb::JobState::Enqueued),
     ("processing", "Processing", pb::JobState::Processing),
     ("scheduled", "Scheduled / retrying", pb::JobState::Scheduled),
+    ("awaiting", "Awaiting", pb::JobState::Awaiting),
     ("succeeded", "Succeeded", pb::JobState::Succeeded),
     ("failed", "Failed (dead letters)", pb::JobState::Dead),
     ("deleted", "Deleted", pb::JobState::Deleted),
@@ -92,6 +95,7 @@ fn count_of(c: &pb::JobCounts, s: pb::JobState) -> u64 {
         pb::JobState::Enqueued => c.enqueued,
         pb::JobState::Processing => c.processing,
         pb::JobState::Scheduled => c.scheduled,
+        pb::JobState::Awaiting => c.awaiting,
         pb::JobState::Succeeded => c.succeeded,
         pb::JobState::Dead => c.dead,
         pb::JobState::Deleted => c.deleted,
@@ -422,7 +426,8 @@ fn detail_of(state: pb::JobState, j: &pb::JobSummary) -> (&'static str, String) 
         // When it is due comes first, as a `Due` (see `JobList`); the error of the
         // attempt it retries, if any, follows.
         pb::JobState::Scheduled => ("Due · last error", first_line(&j.last_error)),
-        pb::JobState::Succeeded => ("Created (UTC)", time(j.created_at_unix_ms)),
+        // What it waits for is on the job's page; here, since when.
+        pb::JobState::Awaiting | pb::JobState::Succeeded => ("Created (UTC)", time(j.created_at_unix_ms)),
         pb::JobState::Dead | pb::JobState::Deleted => ("Last error", first_line(&j.last_error)),
         pb::JobState::Unspecified => ("", String::new()),
     }
