@@ -10,7 +10,8 @@ import { ADMIN_EMAIL, ADMIN_PASSWORD } from './helpers';
 // is killed with SIGKILL mid-batch; a second worker takes over (the killed one's
 // running jobs come back through the rescuer). Every tenant is provisioned once
 // (200 active, 200 tenant databases, one welcome email each), and the admin sees
-// ONE toast for the batch with the right counts.
+// ONE toast for the batch with the right counts. Before any worker runs, the
+// batch's completion job is on the dashboard's Awaiting tab, not in Scheduled.
 //
 // The suite's main server runs an embedded worker, so this test starts a server
 // of its own with WORKER=off (as mailbox.spec.ts does) and the workers beside it.
@@ -106,13 +107,41 @@ test('200 tenants through the page with a worker killed mid-batch: each provisio
   await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1, { timeout: 20_000 });
   await expect(page.locator('.toasts[data-live="true"]')).toHaveCount(1, { timeout: 10_000 });
 
-  const first = start(WORKER_BIN, 'worker-a');
-  workers.push(first);
   await page.getByTestId('import-csv').fill(csv);
   await page.getByRole('button', { name: 'Import tenants' }).click();
   await expect(page.getByTestId('import-started')).toBeVisible();
   const progress = page.getByTestId('batch-progress');
   await expect(progress).toBeVisible();
+  await expect(page.getByTestId('batch-counts')).toHaveText(
+    `0 of ${TENANTS} ended: 0 succeeded, 0 failed, 0 deleted, ${TENANTS} pending`,
+  );
+
+  // No worker runs yet: the batch's completion job is awaiting its members, on
+  // the dashboard's Awaiting tab and not among the scheduled jobs, and "Trigger
+  // now" cannot start it early.
+  const dash = await page.context().newPage();
+  await dash.goto(`${url}/hangfire/jobs/awaiting`);
+  await expect(dash.locator('body[data-hydrated="true"]')).toHaveCount(1, { timeout: 20_000 });
+  await expect(dash.getByTestId('nav-awaiting')).toHaveAttribute('aria-current', 'page');
+  await expect(dash.getByTestId('count-awaiting')).toHaveText('1');
+  await expect(dash.getByTestId('count-scheduled')).toHaveText('0');
+  await expect(dash.getByTestId('count-enqueued')).toHaveText(String(TENANTS));
+  const row = dash.getByTestId('job-row');
+  await expect(row).toHaveCount(1);
+  await expect(row).toContainText('tenants.import_done');
+  await row.getByRole('link').click();
+  await expect(dash.getByTestId('job-state')).toHaveText('awaiting');
+  await expect(dash.getByTestId('job-due')).toHaveText('when what it waits for has ended');
+  await dash.getByRole('button', { name: 'Trigger now' }).click();
+  await expect(dash.getByTestId('job-message')).toContainText('it is awaiting (it waits for another job to end');
+  await expect(dash.getByTestId('job-state')).toHaveText('awaiting');
+  await dash.goto(`${url}/hangfire/jobs/scheduled`);
+  await expect(dash.locator('body[data-hydrated="true"]')).toHaveCount(1, { timeout: 20_000 });
+  await expect(dash.getByText('No jobs here.')).toBeVisible();
+  await dash.close();
+
+  const first = start(WORKER_BIN, 'worker-a');
+  workers.push(first);
 
   // SIGKILL the only worker once a tenth of the batch has ended: it is running
   // jobs then (8 at a time), and most of the batch is still to do.

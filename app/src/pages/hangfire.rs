@@ -685,7 +685,14 @@ fn JobDetail(id: i64) -> impl IntoView {
                                     <dt>"Attempt"</dt><dd>{j.attempt} " of " {j.max_attempts}</dd>
                                     <dt>"Queue"</dt><dd>{j.queue.clone()}</dd>
                                     <dt>"Created (UTC)"</dt><dd>{time(j.created_at_unix_ms)}</dd>
-                                    <dt>"Due (UTC)"</dt><dd>{time(j.run_at_unix_ms)}</dd>
+                                    <dt>"Due (UTC)"</dt><dd data-testid="job-due">{
+                                        // An awaiting job has no due time (its row holds 9999-12-31).
+                                        if j.state == pb::JobState::Awaiting as i32 {
+                                            "when what it waits for has ended".to_owned()
+                                        } else {
+                                            time(j.run_at_unix_ms)
+                                        }
+                                    }</dd>
                                 </dl>
                                 <h2>"Arguments"</h2>
                                 <pre data-testid="job-args">{d.args_json.clone()}</pre>
