@@ -361,6 +361,16 @@ async fn waiting_jobs_are_awaiting_not_scheduled(which: Which) {
     assert_eq!(c, counted(&jobs).await);
     assert_eq!(listed(&jobs, JobState::Scheduled).await, [later]);
     assert_eq!(listed(&jobs, JobState::Awaiting).await, [completion, grandchild, child]);
+    // The dashboard's text search finds awaiting jobs in their own state.
+    let search = |text: &str| ListQuery {
+        state: JobState::Awaiting,
+        kind: None,
+        before_id: None,
+        limit: 10,
+        text: Some(text.to_owned()),
+    };
+    assert_eq!(jobs.list(&search("NOOP")).await.expect("search").len(), 3);
+    assert!(jobs.list(&search("no such text")).await.expect("search").is_empty());
 
     // Nothing starts an awaiting job early: not trigger, not requeue, not a claim.
     for e in [jobs.trigger(child, "ops").await, jobs.requeue(child, "ops").await] {
