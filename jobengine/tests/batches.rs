@@ -492,10 +492,21 @@ async fn migration_moves_old_style_waits_to_awaiting(which: Which) {
         .await
         .expect("and back");
 
+    // An older process still running (a rolling deploy) writes a continuation
+    // its way after the migration: it is released all the same.
+    let late = insert("scheduled", AWAITING, None).await;
+    database::query("INSERT INTO job_waits (child_id, parent_id, on_end) VALUES ($1, $2, 'success')")
+        .bind(late)
+        .bind(parent)
+        .execute(old.write())
+        .await
+        .expect("wait");
+
     // The parent's end releases the migrated continuation.
     let claimed = claim(&jobs, &clock, "w").await;
     assert_eq!(claimed.iter().map(|c| c.0).collect::<Vec<_>>(), [parent]);
     complete(&jobs, &clock, claimed[0], Outcome::Succeeded).await;
     assert_eq!(state(&jobs, child).await, JobState::Enqueued);
+    assert_eq!(state(&jobs, late).await, JobState::Enqueued);
     assert_eq!(jobs.counts().await.expect("counts"), counted(&jobs).await);
 }

@@ -409,10 +409,12 @@ impl Store {
         let reason = format!("parent job {parent} {how}; this continuation runs only on its success");
         let row: Option<(String, String, i32)> = query(
             "UPDATE jobs SET state = 'deleted', updated_at = $1, lease_expires_at = NULL
-             WHERE id = $2 AND state = 'awaiting' RETURNING kind, args, attempt",
+             WHERE id = $2 AND (state = 'awaiting' OR (state = 'scheduled' AND run_at = $3))
+             RETURNING kind, args, attempt",
         )
         .bind(now)
         .bind(w.child_id)
+        .bind(AWAITING)
         .fetch_optional(&mut *tx)
         .await?;
         // Already deleted by an admin: nothing left to decide.
@@ -421,14 +423,18 @@ impl Store {
         Ok(Some(Transition { id: w.child_id, kind, args, state: JobState::Deleted, detail: Some(reason) }))
     }
 
-    /// Enqueues a waiting job (continuation or completion job) now.
+    /// Enqueues a waiting job (continuation or completion job) now. Like
+    /// [`Store::decide`] it also takes a job waiting the pre-1060 way
+    /// (`scheduled` at [`AWAITING`]): during a rolling deploy an older process
+    /// may still insert one after the migration ran.
     async fn release_waiting(&self, tx: &mut Tx, id: i64, reason: &str, now: Micros) -> Result<(), StorageError> {
         let attempt: Option<i32> = query(
             "UPDATE jobs SET state = 'enqueued', run_at = $1, updated_at = $1
-             WHERE id = $2 AND state = 'awaiting' RETURNING attempt",
+             WHERE id = $2 AND (state = 'awaiting' OR (state = 'scheduled' AND run_at = $3)) RETURNING attempt",
         )
         .bind(now)
         .bind(id)
+        .bind(AWAITING)
         .scalar_optional(&mut *tx)
         .await?;
         let Some(attempt) = attempt else { return Ok(()) };

@@ -9,6 +9,13 @@
 -- checks every row under the ACCESS EXCLUSIVE lock the DROP already took, one
 -- sequential scan: claims and completions wait for it, a few seconds at millions
 -- of jobs, once.
+--
+-- Rolling deploys: a job written the old way by a process of the previous
+-- version after this ran is still released by this version (see batch.rs). The
+-- other way round does not hold: a previous-version worker that ends the parent
+-- of an `awaiting` job does not release it (it looks for `scheduled` rows), and a
+-- previous-version dashboard cannot read the new state. Stop the previous
+-- version's workers and servers before starting this one's.
 ALTER TABLE jobs DROP CONSTRAINT IF EXISTS jobs_state_check;
 ALTER TABLE jobs ADD CONSTRAINT jobs_state_check
     CHECK (state IN ('enqueued', 'processing', 'scheduled', 'succeeded', 'dead', 'deleted', 'awaiting'));

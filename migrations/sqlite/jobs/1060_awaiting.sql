@@ -33,6 +33,13 @@
 -- migration rolls back, rather than leaving a schema that rejects the state
 -- later. The probe's id is negative, so AUTOINCREMENT's sequence does not move;
 -- its count triggers leave a 0 for `awaiting` in job_counts.
+--
+-- Rolling deploys: a job written the old way by a process of the previous
+-- version after this ran is still released by this version (see batch.rs). The
+-- other way round does not hold: a previous-version worker that ends the parent
+-- of an `awaiting` job does not release it (it looks for `scheduled` rows), and a
+-- previous-version dashboard cannot read the new state. Stop the previous
+-- version's workers and servers before starting this one's.
 PRAGMA writable_schema = ON;
 UPDATE sqlite_schema
     SET sql = replace(sql,
