@@ -132,6 +132,7 @@ test('200 tenants through the page with a worker killed mid-batch: each provisio
   await row.getByRole('link').click();
   await expect(dash.getByTestId('job-state')).toHaveText('awaiting');
   await expect(dash.getByTestId('job-due')).toHaveText('when what it waits for has ended');
+  await expect(dash.getByTestId('job-completes-batch')).toHaveText(/^Runs once every job of batch #\d+ has ended$/);
   await dash.getByRole('button', { name: 'Trigger now' }).click();
   await expect(dash.getByTestId('job-message')).toContainText('it is awaiting (it waits for another job to end');
   await expect(dash.getByTestId('job-state')).toHaveText('awaiting');

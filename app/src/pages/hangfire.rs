@@ -697,7 +697,8 @@ fn JobDetail(id: i64) -> impl IntoView {
                                 <h2>"Arguments"</h2>
                                 <pre data-testid="job-args">{d.args_json.clone()}</pre>
                                 {tenant.map(|t| view! { <p>"Concerns tenant " <a href=format!("/admin/tenants/{t}") data-testid="job-tenant">{t.clone()}</a></p> })}
-                                <Links waits_for=d.waits_for.clone() waited_on_by=d.waited_on_by.clone() batch_id=d.batch_id/>
+                                <Links waits_for=d.waits_for.clone() waited_on_by=d.waited_on_by.clone() batch_id=d.batch_id
+                                    completes_batch_id=d.completes_batch_id/>
                                 <form method="post" action=format!("/hangfire/job/{id}") data-form="job-actions" on:submit=on_submit>
                                     <div class="actions" role="group" aria-label="Actions">
                                         <button type="submit" name="action" value="trigger" on:click=move |_| set_pending.set("trigger")>"Trigger now"</button>
@@ -743,9 +744,15 @@ fn on_words(on: &str) -> &'static str {
     if on == "any" { "when it ends, however it ends" } else { "if it succeeds" }
 }
 
-/// What the job waits for, what waits for it, and its batch.
+/// What the job waits for, what waits for it, and its batch (as a member, or
+/// as the job that runs once the batch has finished).
 #[component]
-fn Links(waits_for: Option<pb::JobLink>, waited_on_by: Vec<pb::JobLink>, batch_id: i64) -> impl IntoView {
+fn Links(
+    waits_for: Option<pb::JobLink>,
+    waited_on_by: Vec<pb::JobLink>,
+    batch_id: i64,
+    completes_batch_id: i64,
+) -> impl IntoView {
     let decided = |l: &pb::JobLink| {
         if l.decided_at_unix_ms > 0 { format!("decided {}", time(l.decided_at_unix_ms)) } else { "waiting".to_owned() }
     };
@@ -766,6 +773,11 @@ fn Links(waits_for: Option<pb::JobLink>, waited_on_by: Vec<pb::JobLink>, batch_i
         })}
         {(batch_id > 0).then(|| view! {
             <p data-testid="job-batch">"Part of " <a href=format!("/hangfire/batches/{batch_id}")>{format!("batch #{batch_id}")}</a></p>
+        })}
+        {(completes_batch_id > 0).then(|| view! {
+            <p data-testid="job-completes-batch">"Runs once every job of "
+                <a href=format!("/hangfire/batches/{completes_batch_id}")>{format!("batch #{completes_batch_id}")}</a>
+                " has ended"</p>
         })}
     }
 }

@@ -222,6 +222,7 @@ impl JobsGrpc {
         let d = self.jobs.get(id).await.map_err(status)?;
         let (waits_for, waited_on_by) = self.jobs.links(id).await.map_err(status)?;
         let batch_id = self.jobs.store().batch_of(id).await.map_err(status)?;
+        let completes = self.jobs.store().batch_completed_by(id).await.map_err(status)?;
         Ok(Response::new(pb::JobDetail {
             job: Some(pb_summary(&d.job)),
             args_json: d.job.args.clone(),
@@ -229,6 +230,7 @@ impl JobsGrpc {
             waits_for: waits_for.map(|w| pb_link(&w, w.parent_id)),
             waited_on_by: waited_on_by.iter().map(|w| pb_link(w, w.child_id)).collect(),
             batch_id: batch_id.unwrap_or(0),
+            completes_batch_id: completes.map_or(0, |b| b.id),
         }))
     }
 }
