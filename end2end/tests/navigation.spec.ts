@@ -13,6 +13,7 @@ test('dashboard tabs: clicking another tab shows its list and marks it current',
   for (const [tab, heading] of [
     ['failed', 'Failed (dead letters)'],
     ['enqueued', 'Enqueued'],
+    ['awaiting', 'Awaiting'],
     ['deleted', 'Deleted'],
     ['succeeded', 'Succeeded'],
   ]) {

@@ -12,7 +12,7 @@ test('no page scrolls sideways at 390 px', async ({ page }) => {
     '/', '/login', '/signup', '/signup/thanks', '/set-password?token=x', '/no/such/page',
     '/admin/tenants', `/admin/tenants/${id}`, '/admin/mail',
     '/hangfire', '/hangfire/jobs/enqueued', '/hangfire/jobs/processing', '/hangfire/jobs/scheduled',
-    '/hangfire/jobs/succeeded', '/hangfire/jobs/failed', '/hangfire/jobs/deleted', `/hangfire/job/${job}`,
+    '/hangfire/jobs/awaiting', '/hangfire/jobs/succeeded', '/hangfire/jobs/failed', '/hangfire/jobs/deleted', `/hangfire/job/${job}`,
   ];
   for (const path of pages) {
     await open(page, path);

@@ -19,7 +19,7 @@ pub enum StorageError {
     #[error("job {0} not found")]
     NotFound(i64),
     /// The operation does not apply to a job in this state.
-    #[error("cannot {op} job {id}: it is {state}")]
+    #[error("cannot {op} job {id}: it is {state}{}", why_not(*.state))]
     WrongState {
         /// The job.
         id: i64,
@@ -54,6 +54,16 @@ pub enum StorageError {
     /// A job type's end hook failed; the transition did not happen.
     #[error("end hook failed: {0:#}")]
     Hook(anyhow::Error),
+}
+
+/// What a wrong state means, where the state's name alone does not say it.
+fn why_not(state: JobState) -> &'static str {
+    match state {
+        JobState::Awaiting => {
+            " (it waits for another job to end and runs only then; delete it to drop it, or end the job it waits for)"
+        }
+        _ => "",
+    }
 }
 
 impl From<sqlx::Error> for StorageError {

@@ -14,7 +14,18 @@
 //!                                                            permanent error, or lease expired
 //!                                                            on the last attempt)
 //!   delete: any state but DELETED ──► DELETED
+//!
+//!   enqueue_after (continuation) / a batch's completion job
+//!                        │
+//!                        ▼          the parent ends (its transition's transaction):
+//!                    AWAITING ───── condition holds ──► ENQUEUED
+//!                        │   └───── it does not ──────► DELETED (with the reason)
+//!                        └── delete (admin) ──────────► DELETED
 //! ```
+//!
+//! An awaiting job has no due time, so no claim, index walk or "trigger now" can
+//! start it early; only its parent's end (or, for a batch's completion job, the
+//! batch's last member's end) moves it on.
 
 use std::fmt;
 use std::str::FromStr;
@@ -37,6 +48,12 @@ pub enum JobState {
     /// with a future `run_at`, a failed attempt with attempts left. Out: fetched once
     /// due, trigger (run now), delete.
     Scheduled,
+    /// Waiting for another job to end: a continuation (`enqueue_after`) or a
+    /// batch's completion job. In: inserted so. Out: its parent's end transition
+    /// (→ enqueued, or deleted when the condition fails), delete. Not due, never
+    /// claimed, never pruned; trigger and requeue refuse it (it would run before
+    /// what it waits for).
+    Awaiting,
     /// Ran to completion. Terminal unless an admin requeues it.
     Succeeded,
     /// The dead-letter queue: failed on its last attempt or with a permanent error.
@@ -48,10 +65,11 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, in display order.
-    pub const ALL: [JobState; 6] = [
+    pub const ALL: [JobState; 7] = [
         JobState::Enqueued,
         JobState::Processing,
         JobState::Scheduled,
+        JobState::Awaiting,
         JobState::Succeeded,
         JobState::Dead,
         JobState::Deleted,
@@ -63,6 +81,7 @@ impl JobState {
             JobState::Enqueued => "enqueued",
             JobState::Processing => "processing",
             JobState::Scheduled => "scheduled",
+            JobState::Awaiting => "awaiting",
             JobState::Succeeded => "succeeded",
             JobState::Dead => "dead",
             JobState::Deleted => "deleted",
@@ -71,7 +90,7 @@ impl JobState {
 
     /// Whether a job in this state may still run (it holds its unique key).
     pub fn is_live(self) -> bool {
-        matches!(self, JobState::Enqueued | JobState::Processing | JobState::Scheduled)
+        matches!(self, JobState::Enqueued | JobState::Processing | JobState::Scheduled | JobState::Awaiting)
     }
 
     /// Whether a job in this state has ended (its type's end hook runs on entry).

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobengine::builtin::{Fail, Noop};
-use jobengine::storage::{Completion, Outcome};
+use jobengine::storage::{AWAITING, Completion, Outcome};
 use jobengine::testing::{TestDb, Which, manual_clock};
 use jobengine::{
-    BatchRow, ContinueOn, Job, JobState, Jobs, ManualClock, StorageError, Worker, WorkerConfig, registry_with_builtins,
+    BatchRow, ContinueOn, Job, JobState, Jobs, ListQuery, ManualClock, StateCounts, StorageError, Worker, WorkerConfig,
+    registry_with_builtins,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +23,8 @@ jobengine::on_both!(
     batch_counts_and_completes_once,
     last_two_members_ending_together_complete_once,
     completion_job_sees_the_counts,
+    waiting_jobs_are_awaiting_not_scheduled,
+    migration_moves_old_style_waits_to_awaiting,
 );
 
 fn now(c: &ManualClock) -> i64 {
@@ -88,7 +91,7 @@ async fn continuation_waits_for_its_parent(which: Which) {
     complete(&jobs, &clock, claimed[0], Outcome::Retry { at: t, errors: vec!["again".into()] }).await;
     let retried = claim(&jobs, &clock, "w2").await;
     assert_eq!(retried.iter().map(|c| c.0).collect::<Vec<_>>(), [parent], "only the parent's retry is due");
-    assert_eq!(state(&jobs, on_success).await, JobState::Scheduled);
+    assert_eq!(state(&jobs, on_success).await, JobState::Awaiting);
 
     complete(&jobs, &clock, retried[0], Outcome::Succeeded).await;
     assert_eq!(state(&jobs, on_success).await, JobState::Enqueued);
@@ -197,9 +200,9 @@ async fn batch_counts_and_completes_once(which: Which) {
     jobs.delete(members[0], "ops").await.expect("delete");
     let b = jobs.batch(batch).await.expect("batch");
     assert_eq!((b.succeeded, b.dead, b.deleted, b.pending()), (2, 1, 0, 2));
-    assert_eq!(state(&jobs, completion).await, JobState::Scheduled);
+    assert_eq!(state(&jobs, completion).await, JobState::Awaiting);
     jobs.delete(members[3], "ops").await.expect("delete");
-    assert_eq!(state(&jobs, completion).await, JobState::Scheduled, "one member still runs");
+    assert_eq!(state(&jobs, completion).await, JobState::Awaiting, "one member still runs");
     complete(&jobs, &clock, claimed[4], Outcome::Succeeded).await;
 
     let b = jobs.batch(batch).await.expect("batch");
@@ -308,4 +311,202 @@ async fn completion_job_sees_the_counts(which: Which) {
     assert_eq!(state(&jobs, completion).await, JobState::Succeeded);
     let seen: Vec<_> = REPORTS.lock().expect("lock").iter().filter(|r| r.0 == label).cloned().collect();
     assert_eq!(seen, [(label, 20, 1, 0)]);
+}
+
+/// Jobs per state as the rows say (a scan), to hold the trigger-kept counters to.
+async fn counted(jobs: &Jobs) -> StateCounts {
+    let rows: Vec<(String, i64)> = database::query("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        .fetch_all(jobs.db().read())
+        .await
+        .expect("count");
+    let mut c = StateCounts::default();
+    for (s, n) in rows {
+        let s: JobState = s.parse().expect("a known state");
+        match s {
+            JobState::Enqueued => c.enqueued = n as u64,
+            JobState::Processing => c.processing = n as u64,
+            JobState::Scheduled => c.scheduled = n as u64,
+            JobState::Awaiting => c.awaiting = n as u64,
+            JobState::Succeeded => c.succeeded = n as u64,
+            JobState::Dead => c.dead = n as u64,
+            JobState::Deleted => c.deleted = n as u64,
+        }
+    }
+    c
+}
+
+/// The ids the dashboard lists in `state`, newest first.
+async fn listed(jobs: &Jobs, state: JobState) -> Vec<i64> {
+    let q = ListQuery { state, kind: None, before_id: None, limit: 100, text: None };
+    jobs.list(&q).await.expect("list").iter().map(|j| j.id).collect()
+}
+
+async fn waiting_jobs_are_awaiting_not_scheduled(which: Which) {
+    let db = TestDb::new(which).await;
+    let clock = manual_clock();
+    let jobs = db.jobs_with_clock(clock.clone()).await;
+    let parent = jobs.enqueue(&Noop {}).await.expect("enqueue").id;
+    let child = jobs.enqueue_after(parent, ContinueOn::Success, &Noop {}).await.expect("after").id;
+    let grandchild = jobs.enqueue_after(child, ContinueOn::Success, &Noop {}).await.expect("after").id;
+    let later = jobs.enqueue_at(&Noop {}, Some(now(&clock) + 3_600_000_000)).await.expect("at").id;
+    let (batch, members, completion) = batch_of(&jobs, 1, true).await;
+    let completion = completion.expect("completion");
+    for id in [child, grandchild, completion] {
+        assert_eq!(state(&jobs, id).await, JobState::Awaiting, "job {id}");
+    }
+    assert_eq!(state(&jobs, later).await, JobState::Scheduled);
+    // The Scheduled list and count hold only the delayed job.
+    let c = jobs.counts().await.expect("counts");
+    assert_eq!((c.scheduled, c.awaiting, c.enqueued), (1, 3, 2));
+    assert_eq!(c, counted(&jobs).await);
+    assert_eq!(listed(&jobs, JobState::Scheduled).await, [later]);
+    assert_eq!(listed(&jobs, JobState::Awaiting).await, [completion, grandchild, child]);
+    // The dashboard's text search finds awaiting jobs in their own state.
+    let search = |text: &str| ListQuery {
+        state: JobState::Awaiting,
+        kind: None,
+        before_id: None,
+        limit: 10,
+        text: Some(text.to_owned()),
+    };
+    assert_eq!(jobs.list(&search("NOOP")).await.expect("search").len(), 3);
+    assert!(jobs.list(&search("no such text")).await.expect("search").is_empty());
+
+    // Nothing starts an awaiting job early: not trigger, not requeue, not a claim.
+    for e in [jobs.trigger(child, "ops").await, jobs.requeue(child, "ops").await] {
+        let e = e.expect_err("refused");
+        assert!(matches!(e, StorageError::WrongState { state: JobState::Awaiting, .. }), "{e:?}");
+        assert!(e.to_string().contains("waits for another job to end"), "{e}");
+    }
+    let claimed = claim(&jobs, &clock, "w").await;
+    assert_eq!(claimed.iter().map(|c| c.0).collect::<Vec<_>>(), [parent, members[0]]);
+
+    // The parent's end moves its continuation to enqueued; the grandchild waits on.
+    complete(&jobs, &clock, claimed[0], Outcome::Succeeded).await;
+    assert_eq!(state(&jobs, child).await, JobState::Enqueued);
+    assert_eq!(last_reason(&jobs, child).await, format!("parent job {parent} succeeded"));
+    assert_eq!(state(&jobs, grandchild).await, JobState::Awaiting);
+
+    // Deleting an awaiting job is an end like any other: what waits on it is settled.
+    let on_success = jobs.enqueue_after(grandchild, ContinueOn::Success, &Noop {}).await.expect("after").id;
+    let on_any = jobs.enqueue_after(grandchild, ContinueOn::AnyEnd, &Noop {}).await.expect("after").id;
+    jobs.delete(grandchild, "ops@example.com").await.expect("delete an awaiting job");
+    assert_eq!(state(&jobs, grandchild).await, JobState::Deleted);
+    assert_eq!(state(&jobs, on_success).await, JobState::Deleted);
+    assert_eq!(
+        last_reason(&jobs, on_success).await,
+        format!("parent job {grandchild} was deleted; this continuation runs only on its success")
+    );
+    assert_eq!(state(&jobs, on_any).await, JobState::Enqueued);
+    // Its own parent ending later leaves it deleted.
+    let c = claim(&jobs, &clock, "w").await;
+    assert_eq!(c.iter().map(|c| c.0).collect::<Vec<_>>(), [child, on_any]);
+    complete(&jobs, &clock, c[0], Outcome::Succeeded).await;
+    assert_eq!(state(&jobs, grandchild).await, JobState::Deleted);
+
+    // The batch's last member releases the completion job from awaiting.
+    complete(&jobs, &clock, claimed[1], Outcome::Succeeded).await;
+    assert_eq!(state(&jobs, completion).await, JobState::Enqueued);
+    assert!(jobs.batch(batch).await.expect("batch").finished_at.is_some());
+    let c = jobs.counts().await.expect("counts");
+    assert_eq!((c.awaiting, c.scheduled), (0, 1));
+    assert_eq!(c, counted(&jobs).await, "the counters stay exact");
+    assert!(listed(&jobs, JobState::Awaiting).await.is_empty());
+}
+
+/// A database the previous version migrated (up to 1050) and wrote waiting jobs
+/// into its way (`scheduled`, run_at [`AWAITING`]), then opened by this version.
+async fn migration_moves_old_style_waits_to_awaiting(which: Which) {
+    let db = TestDb::new(which).await;
+    let old = jobengine::Db::connect(&db.url).await.expect("connect");
+    let mut m = jobengine::storage::migrations();
+    for set in [&mut m.sqlite, &mut m.postgres] {
+        let before: Vec<_> = set.migrations.iter().filter(|x| x.version < 1060).cloned().collect();
+        set.migrations = before.into();
+    }
+    old.migrate(m).await.expect("migrate to 1050");
+    let t = now(&manual_clock());
+    let insert = |state: &'static str, run_at: i64, key: Option<&'static str>| {
+        let old = old.clone();
+        async move {
+            let id: i64 = database::query(
+                "INSERT INTO jobs (kind, queue, args, state, max_attempts, run_at, created_at, updated_at, unique_key)
+                 VALUES ($1, 'default', '{}', $2, 3, $3, $4, $4, $5) RETURNING id",
+            )
+            .bind(Noop::KIND)
+            .bind(state)
+            .bind(run_at)
+            .bind(t)
+            .bind(key)
+            .scalar(old.write())
+            .await
+            .expect("insert");
+            database::query(
+                "INSERT INTO job_history (job_id, state, at, attempt, reason) VALUES ($1, $2, $3, 0, 'old')",
+            )
+            .bind(id)
+            .bind(state)
+            .bind(t)
+            .execute(old.write())
+            .await
+            .expect("history");
+            id
+        }
+    };
+    let parent = insert("enqueued", t, None).await;
+    let child = insert("scheduled", AWAITING, Some("once")).await;
+    database::query("INSERT INTO job_waits (child_id, parent_id, on_end) VALUES ($1, $2, 'success')")
+        .bind(child)
+        .bind(parent)
+        .execute(old.write())
+        .await
+        .expect("wait");
+    let completion = insert("scheduled", AWAITING, None).await;
+    let later = insert("scheduled", t + 3_600_000_000, None).await;
+    insert("succeeded", t, None).await;
+
+    // This version opens it: 1060 runs.
+    let clock = ManualClock::new(t);
+    let jobs = db.jobs_with_clock(clock.clone()).await;
+    assert_eq!(state(&jobs, child).await, JobState::Awaiting);
+    assert_eq!(state(&jobs, completion).await, JobState::Awaiting);
+    assert_eq!(state(&jobs, later).await, JobState::Scheduled);
+    assert_eq!(jobs.get(child).await.expect("get").history.len(), 1, "history kept");
+    let c = jobs.counts().await.expect("counts");
+    assert_eq!((c.enqueued, c.scheduled, c.awaiting, c.succeeded), (1, 1, 2, 1));
+    assert_eq!(c, counted(&jobs).await, "the counters followed the move");
+    // An awaiting job holds its unique key.
+    let again = jobengine::NewJob { unique_key: Some("once".into()), ..jobs.new_job(&Noop {}, None).expect("job") };
+    let e = jobs.enqueue_many(&[again]).await.expect("enqueue");
+    assert_eq!((e[0].id, e[0].existing), (child, true));
+    // A connection opened before the migration (its schema read then) writes
+    // the new state too: the migration made every connection reload the schema.
+    database::query("UPDATE jobs SET state = 'awaiting' WHERE id = $1")
+        .bind(later)
+        .execute(old.write())
+        .await
+        .expect("an older connection writes awaiting");
+    database::query("UPDATE jobs SET state = 'scheduled' WHERE id = $1")
+        .bind(later)
+        .execute(old.write())
+        .await
+        .expect("and back");
+
+    // An older process still running (a rolling deploy) writes a continuation
+    // its way after the migration: it is released all the same.
+    let late = insert("scheduled", AWAITING, None).await;
+    database::query("INSERT INTO job_waits (child_id, parent_id, on_end) VALUES ($1, $2, 'success')")
+        .bind(late)
+        .bind(parent)
+        .execute(old.write())
+        .await
+        .expect("wait");
+
+    // The parent's end releases the migrated continuation.
+    let claimed = claim(&jobs, &clock, "w").await;
+    assert_eq!(claimed.iter().map(|c| c.0).collect::<Vec<_>>(), [parent]);
+    complete(&jobs, &clock, claimed[0], Outcome::Succeeded).await;
+    assert_eq!(state(&jobs, child).await, JobState::Enqueued);
+    assert_eq!(state(&jobs, late).await, JobState::Enqueued);
+    assert_eq!(jobs.counts().await.expect("counts"), counted(&jobs).await);
 }

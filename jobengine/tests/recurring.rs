@@ -10,8 +10,8 @@ use jobengine::retention::{Retention, Sweep};
 use jobengine::storage::{Completion, NewJob, Outcome};
 use jobengine::testing::{TestDb, Which};
 use jobengine::{
-    Job, JobContext, JobError, JobState, Jobs, ListQuery, ManualClock, Micros, MissedRuns, Recurring, Registry,
-    StorageError, Worker, WorkerConfig, registry_with_builtins,
+    ContinueOn, Job, JobContext, JobError, JobState, Jobs, ListQuery, ManualClock, Micros, MissedRuns, Recurring,
+    Registry, StorageError, Worker, WorkerConfig, registry_with_builtins,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -347,6 +347,8 @@ async fn retention_removes_exactly_what_is_past_its_period(which: Which) {
     let enqueued = jobs.enqueue_many(&[live(None)]).await.expect("enqueue")[0].id;
     let scheduled = jobs.enqueue_many(&[live(Some(t0 + 30 * day))]).await.expect("enqueue")[0].id;
     assert_eq!(jobs.get(processing).await.expect("get").job.state, JobState::Processing);
+    // Waiting for the running job, which never ends here: awaiting all along.
+    let awaiting = jobs.enqueue_after(processing, ContinueOn::AnyEnd, &Noop {}).await.expect("after").id;
 
     let succeeded = ended_at(&jobs, &clock, t0, JobState::Succeeded).await;
     let succeeded_later = ended_at(&jobs, &clock, t0 + 1, JobState::Succeeded).await;
@@ -387,7 +389,8 @@ async fn retention_removes_exactly_what_is_past_its_period(which: Which) {
     assert!(!exists(&jobs, dead).await && exists(&jobs, dead_later).await);
     assert_eq!(history_rows(&jobs, dead).await, 0);
     assert!(!exists(&jobs, succeeded_later).await);
-    for id in [enqueued, scheduled, processing] {
+    assert_eq!(jobs.get(awaiting).await.expect("get").job.state, JobState::Awaiting);
+    for id in [enqueued, scheduled, processing, awaiting] {
         assert!(exists(&jobs, id).await, "live job {id} untouched");
         assert!(history_rows(&jobs, id).await >= 1);
     }
@@ -407,6 +410,7 @@ async fn retention_removes_exactly_what_is_past_its_period(which: Which) {
     let left: Vec<bool> = futures::future::join_all(ids.iter().map(|&id| exists(&jobs, id))).await;
     assert_eq!(left.iter().filter(|&&b| b).count(), 5);
     assert!(jobs.store().remove_ended(JobState::Processing, i64::MAX, 7).await.is_err(), "never live states");
+    assert!(jobs.store().remove_ended(JobState::Awaiting, i64::MAX, 7).await.is_err(), "never awaiting jobs");
 }
 
 /// Reports what a [`Waits`] job saw.

@@ -29,6 +29,7 @@ jobengine::on_both!(
     json_facade,
     json_facade_refuses_bad_input,
     recurring_jobs_over_grpc_and_grpcurl,
+    awaiting_jobs_over_grpc_and_metrics,
 );
 
 async fn wait_state(c: &mut Jobs, id: i64, state: pb::JobState) -> pb::JobDetail {
@@ -715,4 +716,64 @@ async fn recurring_jobs_over_grpc_and_grpcurl(which: Which) {
     assert!(trigger["jobId"].as_str().is_some_and(|s| s.parse::<i64>().is_ok_and(|id| id > fired.job_id)), "{trigger}");
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"), "{refused:?}");
+}
+
+/// A continuation waiting for a running parent is `awaiting` wherever the
+/// service shows states: counts, lists, `/metrics`; trigger and requeue refuse
+/// it with FAILED_PRECONDITION saying why; deleting the parent settles it.
+async fn awaiting_jobs_over_grpc_and_metrics(which: Which) {
+    let srv = start(which).await;
+    let mut c = client(srv.addr).await;
+    let parent = c
+        .enqueue_diagnostic(pb::EnqueueDiagnosticRequest {
+            kind: "diag.sleep".into(),
+            sleep_ms: 600_000,
+            ..Default::default()
+        })
+        .await
+        .expect("enqueue")
+        .into_inner()
+        .job_ids[0];
+    wait_state(&mut c, parent, pb::JobState::Processing).await;
+    // The RPCs enqueue no continuations of their own: the engine's handle on
+    // the server's database does (the product's own, the tenant import, is
+    // a batch's completion job, which waits the same way).
+    let engine = jobengine::Jobs::connect(&srv.db.url).await.expect("engine");
+    let child = engine
+        .enqueue_after(parent, jobengine::ContinueOn::Success, &jobengine::builtin::Noop {})
+        .await
+        .expect("continuation")
+        .id;
+
+    let counts = c.get_counts(pb::GetCountsRequest {}).await.expect("counts").into_inner();
+    assert_eq!((counts.awaiting, counts.scheduled, counts.processing), (1, 0, 1));
+    let list = |state: pb::JobState| pb::ListJobsRequest { state: state as i32, ..Default::default() };
+    let awaiting = c.list_jobs(list(pb::JobState::Awaiting)).await.expect("list").into_inner().jobs;
+    assert_eq!(awaiting.iter().map(|j| j.id).collect::<Vec<_>>(), [child]);
+    assert!(c.list_jobs(list(pb::JobState::Scheduled)).await.expect("list").into_inner().jobs.is_empty());
+    let d = c.get_job(pb::GetJobRequest { id: child }).await.expect("get").into_inner();
+    assert_eq!(d.job.expect("job").state, pb::JobState::Awaiting as i32);
+    assert_eq!(d.waits_for.map(|w| w.job_id), Some(parent));
+
+    let e = c.trigger_job(pb::JobIdRequest { id: child }).await.expect_err("no early start");
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("it is awaiting (it waits for another job to end"), "{}", e.message());
+    let e = c.requeue_job(pb::JobIdRequest { id: child }).await.expect_err("no early start");
+    assert_eq!(e.code(), Code::FailedPrecondition);
+
+    let mut body = String::new();
+    let mut s = tokio::net::TcpStream::connect(srv.addr).await.expect("connect");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await.expect("write");
+    s.read_to_string(&mut body).await.expect("read");
+    assert!(body.contains("jobs{state=\"awaiting\"} 1\n"), "{body}");
+    assert!(body.contains("jobs{state=\"scheduled\"} 0\n"), "{body}");
+
+    // Deleting the running parent ends it: the success-only continuation is
+    // deleted with the reason, in the same transaction.
+    c.delete_job(pb::JobIdRequest { id: parent }).await.expect("delete parent");
+    let d = c.get_job(pb::GetJobRequest { id: child }).await.expect("get").into_inner();
+    assert_eq!(d.job.expect("job").state, pb::JobState::Deleted as i32);
+    assert!(d.history.last().is_some_and(|h| h.reason.contains(&format!("parent job {parent} was deleted"))));
+    let counts = c.get_counts(pb::GetCountsRequest {}).await.expect("counts").into_inner();
+    assert_eq!((counts.awaiting, counts.deleted), (0, 2));
 }

@@ -56,8 +56,15 @@ pub fn find_chromium() -> anyhow::Result<PathBuf> {
 }
 
 /// Installs the npm packages if needed, starts `server`, runs Playwright with
-/// `path` as its `PATH`, stops the server.
-pub fn run_playwright(ws: &Workspace, server: &Path, chromium: &Path, path: &OsStr) -> anyhow::Result<()> {
+/// `path` as its `PATH` (only the spec files matching `specs`, when given),
+/// stops the server. The `worker` binary is expected beside `server`.
+pub fn run_playwright(
+    ws: &Workspace,
+    server: &Path,
+    chromium: &Path,
+    path: &OsStr,
+    specs: &[String],
+) -> anyhow::Result<()> {
     let dir = ws.root.join("end2end");
     npm_install(&dir)?;
 
@@ -74,6 +81,7 @@ pub fn run_playwright(ws: &Workspace, server: &Path, chromium: &Path, path: &OsS
         let mut playwright = Command::new(dir.join("node_modules/.bin/playwright"));
         playwright
             .arg("test")
+            .args(specs)
             .current_dir(&dir)
             .env("PATH", path)
             .env("BASE_URL", &server.url)
@@ -83,6 +91,8 @@ pub fn run_playwright(ws: &Workspace, server: &Path, chromium: &Path, path: &OsS
             .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
             // The mailbox test starts a server of its own with the file transport.
             .env("SERVER_BIN", server_bin)
+            // The bulk import spec runs provisioning in workers of its own and kills one.
+            .env("WORKER_BIN", server_bin.with_file_name(format!("worker{}", std::env::consts::EXE_SUFFIX)))
             .env("SITE_ROOT", ws.site_dir());
         let outcome = workspace::run(&mut playwright);
         server.stop()?;

@@ -5,7 +5,7 @@
 //! cargo xtask build-site [--release]   wasm + wasm-bindgen + assets into <target>/site
 //! cargo xtask run [--release]          build everything, then start the server
 //! cargo xtask test [--release]         build, `cargo test --workspace`, then Playwright
-//! cargo xtask e2e [--release]          build, then only the Playwright tests
+//! cargo xtask e2e [--release] [SPEC…] build, then only the Playwright tests (or those matching SPEC)
 //! cargo xtask bench                    the benchmarks, on SQLite and PostgreSQL
 //! cargo xtask results                  benchmarks + long chaos and security runs into docs/RESULTS.md
 //! cargo xtask mutants                  deliberately broken builds, each caught by its suite
@@ -48,8 +48,9 @@ commands:
                BIND_ADDR, DATABASE_URL, ...); prints the URL
   test         build everything, run `cargo test --workspace` against SQLite and a
                throw-away PostgreSQL, then the Playwright tests in end2end/
-  e2e          build the site and the server, then only the Playwright tests in
-               end2end/ (what `test` runs last)
+  e2e [SPEC…]  build the site, the server and the worker, then only the
+               Playwright tests in end2end/ (what `test` runs last); SPEC
+               filters the spec files as `playwright test SPEC` does
   bench        the figures: job engine (throughput, latency, kill -9 recovery,
                RSS), the engine beside graphile-worker 0.17.3 (same run,
                ratios), tenancy (request latency, rising concurrency, provisioning
@@ -70,9 +71,12 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     let mut profile = Profile::Dev;
+    // `e2e` only: Playwright's file filters (`cargo xtask e2e batches`).
+    let mut specs = Vec::new();
     for arg in args {
         match arg.as_str() {
             "--release" => profile = Profile::Release,
+            spec if command == "e2e" && !spec.starts_with('-') => specs.push(spec.to_owned()),
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),
         }
     }
@@ -81,7 +85,7 @@ fn main() -> anyhow::Result<()> {
         "build-site" => site::build_site(&ws, profile),
         "run" => run(&ws, profile),
         "test" => test(&ws, profile),
-        "e2e" => end_to_end(&ws, profile),
+        "e2e" => end_to_end(&ws, profile, &specs),
         "bench" => bench(&ws),
         "results" => results::results(&ws),
         "mutants" => mutants::mutants(&ws).map(drop),
@@ -151,13 +155,13 @@ fn bench(ws: &Workspace) -> anyhow::Result<()> {
 
 /// Only the browser tests: what [`test`] runs last, without the minutes of
 /// `cargo test --workspace` before it.
-fn end_to_end(ws: &Workspace, profile: Profile) -> anyhow::Result<()> {
+fn end_to_end(ws: &Workspace, profile: Profile, specs: &[String]) -> anyhow::Result<()> {
     tools::preflight(false)?;
     let chromium = e2e::find_chromium()?;
     let path = tools::ensure_python_tools()?;
     site::build_site(ws, profile)?;
-    let server = site::build_server(ws, profile)?;
-    e2e::run_playwright(ws, &server, &chromium, &path).context("end-to-end tests failed")?;
+    let server = site::build_server_and_worker(ws, profile)?;
+    e2e::run_playwright(ws, &server, &chromium, &path, specs).context("end-to-end tests failed")?;
     println!("xtask: the end-to-end tests passed");
     Ok(())
 }
@@ -170,7 +174,7 @@ fn test(ws: &Workspace, profile: Profile) -> anyhow::Result<()> {
     let chromium = e2e::find_chromium()?;
     let path = tools::ensure_python_tools()?;
     site::build_site(ws, profile)?;
-    let server = site::build_server(ws, profile)?;
+    let server = site::build_server_and_worker(ws, profile)?;
 
     // PostgreSQL for the storage tests: `TEST_DATABASE_URL` if the caller gave one,
     // otherwise a throw-away cluster, stopped when `pg` drops (also on failure).
@@ -181,7 +185,7 @@ fn test(ws: &Workspace, profile: Profile) -> anyhow::Result<()> {
     profile.add_cargo_flag(&mut cargo_test);
     workspace::run(&mut cargo_test).context("`cargo test --workspace` failed")?;
 
-    e2e::run_playwright(ws, &server, &chromium, &path).context("end-to-end tests failed")?;
+    e2e::run_playwright(ws, &server, &chromium, &path, &[]).context("end-to-end tests failed")?;
     println!("xtask: all tests passed");
     Ok(())
 }

@@ -77,8 +77,21 @@ pub fn build_site(ws: &Workspace, profile: Profile) -> anyhow::Result<()> {
 
 /// Builds the server (SSR) and returns the path of its binary.
 pub fn build_server(ws: &Workspace, profile: Profile) -> anyhow::Result<PathBuf> {
+    build_server_and(ws, profile, &[])
+}
+
+/// [`build_server`], plus the `worker` binary beside it (the end-to-end tests
+/// run provisioning in worker processes of their own, and kill one).
+///
+/// # Errors
+/// The build failed.
+pub fn build_server_and_worker(ws: &Workspace, profile: Profile) -> anyhow::Result<PathBuf> {
+    build_server_and(ws, profile, &["-p", "worker", "--bin", "worker"])
+}
+
+fn build_server_and(ws: &Workspace, profile: Profile, more: &[&str]) -> anyhow::Result<PathBuf> {
     let mut cargo = ws.cargo();
-    cargo.args(["build", "-p", "server", "--bin", "server"]);
+    cargo.args(["build", "-p", "server", "--bin", "server"]).args(more);
     profile.add_cargo_flag(&mut cargo);
     workspace::run(&mut cargo).context("building the server")?;
     let bin = ws.target_dir.join(profile.native_dir()).join(format!("server{}", std::env::consts::EXE_SUFFIX));

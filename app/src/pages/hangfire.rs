@@ -29,11 +29,14 @@ fn client(ch: Channel) -> JobServiceClient<Channel> {
     JobServiceClient::new(ch)
 }
 
-/// The states, as (URL name, label, proto value). "failed" is the dead-letter queue.
-pub const STATES: [(&str, &str, pb::JobState); 6] = [
+/// The states, as (URL name, label, proto value). "failed" is the dead-letter queue;
+/// "awaiting" holds continuations and batch completion jobs waiting for another
+/// job to end (not due at any time, so not in Scheduled).
+pub const STATES: [(&str, &str, pb::JobState); 7] = [
     ("enqueued", "Enqueued", pb::JobState::Enqueued),
     ("processing", "Processing", pb::JobState::Processing),
     ("scheduled", "Scheduled / retrying", pb::JobState::Scheduled),
+    ("awaiting", "Awaiting", pb::JobState::Awaiting),
     ("succeeded", "Succeeded", pb::JobState::Succeeded),
     ("failed", "Failed (dead letters)", pb::JobState::Dead),
     ("deleted", "Deleted", pb::JobState::Deleted),
@@ -92,6 +95,7 @@ fn count_of(c: &pb::JobCounts, s: pb::JobState) -> u64 {
         pb::JobState::Enqueued => c.enqueued,
         pb::JobState::Processing => c.processing,
         pb::JobState::Scheduled => c.scheduled,
+        pb::JobState::Awaiting => c.awaiting,
         pb::JobState::Succeeded => c.succeeded,
         pb::JobState::Dead => c.dead,
         pb::JobState::Deleted => c.deleted,
@@ -422,7 +426,8 @@ fn detail_of(state: pb::JobState, j: &pb::JobSummary) -> (&'static str, String) 
         // When it is due comes first, as a `Due` (see `JobList`); the error of the
         // attempt it retries, if any, follows.
         pb::JobState::Scheduled => ("Due · last error", first_line(&j.last_error)),
-        pb::JobState::Succeeded => ("Created (UTC)", time(j.created_at_unix_ms)),
+        // What it waits for is on the job's page; here, since when.
+        pb::JobState::Awaiting | pb::JobState::Succeeded => ("Created (UTC)", time(j.created_at_unix_ms)),
         pb::JobState::Dead | pb::JobState::Deleted => ("Last error", first_line(&j.last_error)),
         pb::JobState::Unspecified => ("", String::new()),
     }
@@ -680,12 +685,20 @@ fn JobDetail(id: i64) -> impl IntoView {
                                     <dt>"Attempt"</dt><dd>{j.attempt} " of " {j.max_attempts}</dd>
                                     <dt>"Queue"</dt><dd>{j.queue.clone()}</dd>
                                     <dt>"Created (UTC)"</dt><dd>{time(j.created_at_unix_ms)}</dd>
-                                    <dt>"Due (UTC)"</dt><dd>{time(j.run_at_unix_ms)}</dd>
+                                    <dt>"Due (UTC)"</dt><dd data-testid="job-due">{
+                                        // An awaiting job has no due time (its row holds 9999-12-31).
+                                        if j.state == pb::JobState::Awaiting as i32 {
+                                            "when what it waits for has ended".to_owned()
+                                        } else {
+                                            time(j.run_at_unix_ms)
+                                        }
+                                    }</dd>
                                 </dl>
                                 <h2>"Arguments"</h2>
                                 <pre data-testid="job-args">{d.args_json.clone()}</pre>
                                 {tenant.map(|t| view! { <p>"Concerns tenant " <a href=format!("/admin/tenants/{t}") data-testid="job-tenant">{t.clone()}</a></p> })}
-                                <Links waits_for=d.waits_for.clone() waited_on_by=d.waited_on_by.clone() batch_id=d.batch_id/>
+                                <Links waits_for=d.waits_for.clone() waited_on_by=d.waited_on_by.clone() batch_id=d.batch_id
+                                    completes_batch_id=d.completes_batch_id/>
                                 <form method="post" action=format!("/hangfire/job/{id}") data-form="job-actions" on:submit=on_submit>
                                     <div class="actions" role="group" aria-label="Actions">
                                         <button type="submit" name="action" value="trigger" on:click=move |_| set_pending.set("trigger")>"Trigger now"</button>
@@ -731,9 +744,15 @@ fn on_words(on: &str) -> &'static str {
     if on == "any" { "when it ends, however it ends" } else { "if it succeeds" }
 }
 
-/// What the job waits for, what waits for it, and its batch.
+/// What the job waits for, what waits for it, and its batch (as a member, or
+/// as the job that runs once the batch has finished).
 #[component]
-fn Links(waits_for: Option<pb::JobLink>, waited_on_by: Vec<pb::JobLink>, batch_id: i64) -> impl IntoView {
+fn Links(
+    waits_for: Option<pb::JobLink>,
+    waited_on_by: Vec<pb::JobLink>,
+    batch_id: i64,
+    completes_batch_id: i64,
+) -> impl IntoView {
     let decided = |l: &pb::JobLink| {
         if l.decided_at_unix_ms > 0 { format!("decided {}", time(l.decided_at_unix_ms)) } else { "waiting".to_owned() }
     };
@@ -754,6 +773,11 @@ fn Links(waits_for: Option<pb::JobLink>, waited_on_by: Vec<pb::JobLink>, batch_i
         })}
         {(batch_id > 0).then(|| view! {
             <p data-testid="job-batch">"Part of " <a href=format!("/hangfire/batches/{batch_id}")>{format!("batch #{batch_id}")}</a></p>
+        })}
+        {(completes_batch_id > 0).then(|| view! {
+            <p data-testid="job-completes-batch">"Runs once every job of "
+                <a href=format!("/hangfire/batches/{completes_batch_id}")>{format!("batch #{completes_batch_id}")}</a>
+                " has ended"</p>
         })}
     }
 }

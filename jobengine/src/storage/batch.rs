@@ -1,11 +1,13 @@
 //! Continuations and batches (Hangfire's `ContinueJobWith` and Pro batches),
 //! written once for both backends (`migrations/*/jobs/1030_batches.sql`).
 //!
-//! A continuation waits for its parent to end. Until then it is `scheduled` with
-//! run_at [`AWAITING`] — no claim takes it, since a claim only takes jobs due by
-//! now — and its row in `job_waits` is undecided. (An `awaiting` state of its own
-//! would need SQLite's `jobs` table rebuilt to widen the state check; the far
-//! due time gives the same guarantee with no change to the claim.)
+//! A continuation waits for its parent to end. Until then it is `awaiting`
+//! (Hangfire's Awaiting state; migration 1060) and its row in `job_waits` is
+//! undecided. A claim takes only `enqueued` and `scheduled` jobs, so no claim,
+//! "trigger now" or requeue starts it early; the dashboard lists it apart from
+//! scheduled jobs. Its `run_at` stays [`AWAITING`] (the column is not null and
+//! an awaiting job has no due time); the parent's end sets it to the release
+//! time. A batch's completion job waits the same way for the batch's last member.
 //!
 //! A batch is a row of counters plus a membership table. Everything here runs in
 //! the transaction that ends a job ([`Store::settle_ended`], called next to the
@@ -25,9 +27,10 @@ use crate::clock::Micros;
 use crate::error::StorageError;
 use crate::state::JobState;
 
-/// The due time of a continuation still waiting for its parent
-/// (9999-12-31T23:59:59Z): later than any claim's `now`, and still a time every
-/// display can format.
+/// The `run_at` of a job inserted `awaiting` (9999-12-31T23:59:59Z): passed as
+/// a [`NewJob`]'s due time it makes the insert's state `awaiting` (see
+/// `initial_state`), and it is later than any claim's `now`, so even a row read
+/// by an older version is never due; still a time every display can format.
 pub const AWAITING: Micros = 253_402_300_799_000_000;
 
 /// When a continuation may run.
@@ -406,24 +409,28 @@ impl Store {
         let reason = format!("parent job {parent} {how}; this continuation runs only on its success");
         let row: Option<(String, String, i32)> = query(
             "UPDATE jobs SET state = 'deleted', updated_at = $1, lease_expires_at = NULL
-             WHERE id = $2 AND state = 'scheduled' AND run_at = $3 RETURNING kind, args, attempt",
+             WHERE id = $2 AND (state = 'awaiting' OR (state = 'scheduled' AND run_at = $3))
+             RETURNING kind, args, attempt",
         )
         .bind(now)
         .bind(w.child_id)
         .bind(AWAITING)
         .fetch_optional(&mut *tx)
         .await?;
-        // Already moved by an admin (triggered, deleted): nothing left to decide.
+        // Already deleted by an admin: nothing left to decide.
         let Some((kind, args, attempt)) = row else { return Ok(None) };
         self.history(tx, w.child_id, JobState::Deleted, attempt, &reason, now).await?;
         Ok(Some(Transition { id: w.child_id, kind, args, state: JobState::Deleted, detail: Some(reason) }))
     }
 
-    /// Enqueues a waiting job (continuation or completion job) now.
+    /// Enqueues a waiting job (continuation or completion job) now. Like
+    /// [`Store::decide`] it also takes a job waiting the pre-1060 way
+    /// (`scheduled` at [`AWAITING`]): during a rolling deploy an older process
+    /// may still insert one after the migration ran.
     async fn release_waiting(&self, tx: &mut Tx, id: i64, reason: &str, now: Micros) -> Result<(), StorageError> {
         let attempt: Option<i32> = query(
             "UPDATE jobs SET state = 'enqueued', run_at = $1, updated_at = $1
-             WHERE id = $2 AND state = 'scheduled' AND run_at = $3 RETURNING attempt",
+             WHERE id = $2 AND (state = 'awaiting' OR (state = 'scheduled' AND run_at = $3)) RETURNING attempt",
         )
         .bind(now)
         .bind(id)

@@ -247,6 +247,8 @@ pub struct StateCounts {
     pub processing: u64,
     /// Waiting for a later time (delayed or retrying).
     pub scheduled: u64,
+    /// Waiting for another job to end (continuations, batch completion jobs).
+    pub awaiting: u64,
     /// Done.
     pub succeeded: u64,
     /// Dead-lettered.
@@ -261,6 +263,7 @@ impl StateCounts {
             JobState::Enqueued => self.enqueued += n,
             JobState::Processing => self.processing += n,
             JobState::Scheduled => self.scheduled += n,
+            JobState::Awaiting => self.awaiting += n,
             JobState::Succeeded => self.succeeded += n,
             JobState::Dead => self.dead += n,
             JobState::Deleted => self.deleted += n,
@@ -273,6 +276,7 @@ impl StateCounts {
             JobState::Enqueued => self.enqueued,
             JobState::Processing => self.processing,
             JobState::Scheduled => self.scheduled,
+            JobState::Awaiting => self.awaiting,
             JobState::Succeeded => self.succeeded,
             JobState::Dead => self.dead,
             JobState::Deleted => self.deleted,
@@ -310,9 +314,12 @@ pub struct Rescued {
 pub enum AdminOp {
     /// Succeeded, dead or deleted → enqueued now, attempts reset.
     Requeue,
-    /// Any state but deleted → deleted.
+    /// Any state but deleted → deleted. An awaiting job may be deleted (as in
+    /// Hangfire); its own continuations are settled like after any end.
     Delete,
-    /// Enqueued or scheduled → enqueued now, attempts kept.
+    /// Enqueued or scheduled → enqueued now, attempts kept. Not awaiting: a
+    /// continuation started before its parent ended would break the one promise
+    /// it makes (refused as a wrong state, FAILED_PRECONDITION over gRPC).
     Trigger,
 }
 
@@ -322,7 +329,7 @@ impl AdminOp {
         use JobState::*;
         match self {
             AdminOp::Requeue => &[Succeeded, Dead, Deleted],
-            AdminOp::Delete => &[Enqueued, Processing, Scheduled, Succeeded, Dead],
+            AdminOp::Delete => &[Enqueued, Processing, Scheduled, Awaiting, Succeeded, Dead],
             AdminOp::Trigger => &[Enqueued, Scheduled],
         }
     }
@@ -438,10 +445,19 @@ pub fn migrations() -> database::Migrations {
     }
 }
 
-/// A new job's first state and due time: scheduled when due later than `now`.
+/// A new job's first state and due time: awaiting when its due time is
+/// [`AWAITING`] (a continuation or a batch's completion job, see [`batch`]),
+/// scheduled when due later than `now`, enqueued otherwise.
 pub(crate) fn initial_state(job: &NewJob, now: Micros) -> (JobState, Micros) {
     let run_at = job.run_at.unwrap_or(now);
-    (if run_at > now { JobState::Scheduled } else { JobState::Enqueued }, run_at)
+    let state = if run_at == AWAITING {
+        JobState::Awaiting
+    } else if run_at > now {
+        JobState::Scheduled
+    } else {
+        JobState::Enqueued
+    };
+    (state, run_at)
 }
 
 /// The channel the `jobs_enqueued` trigger notifies (PostgreSQL).

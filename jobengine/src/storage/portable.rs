@@ -49,7 +49,7 @@ impl Store {
             // Rare: a live job held the key (perhaps one earlier in this batch).
             let key = job.unique_key.clone().unwrap_or_default();
             let id: Option<i64> =
-                query("SELECT id FROM jobs WHERE unique_key = $1 AND state IN ('enqueued', 'scheduled', 'processing')")
+                query("SELECT id FROM jobs WHERE unique_key = $1 AND state IN ('enqueued', 'scheduled', 'processing', 'awaiting')")
                     .bind(&key)
                     .scalar_optional(&mut *tx)
                     .await?;

@@ -61,6 +61,7 @@ fn pb_state(s: JobState) -> pb::JobState {
         JobState::Enqueued => pb::JobState::Enqueued,
         JobState::Processing => pb::JobState::Processing,
         JobState::Scheduled => pb::JobState::Scheduled,
+        JobState::Awaiting => pb::JobState::Awaiting,
         JobState::Succeeded => pb::JobState::Succeeded,
         JobState::Dead => pb::JobState::Dead,
         JobState::Deleted => pb::JobState::Deleted,
@@ -72,6 +73,7 @@ fn engine_state(s: i32) -> Result<JobState, Status> {
         Ok(pb::JobState::Enqueued) => Ok(JobState::Enqueued),
         Ok(pb::JobState::Processing) => Ok(JobState::Processing),
         Ok(pb::JobState::Scheduled) => Ok(JobState::Scheduled),
+        Ok(pb::JobState::Awaiting) => Ok(JobState::Awaiting),
         Ok(pb::JobState::Succeeded) => Ok(JobState::Succeeded),
         Ok(pb::JobState::Dead) => Ok(JobState::Dead),
         Ok(pb::JobState::Deleted) => Ok(JobState::Deleted),
@@ -89,6 +91,7 @@ fn pb_counts(c: &StateCounts, at_micros: i64) -> pb::JobCounts {
         enqueued: c.enqueued,
         processing: c.processing,
         scheduled: c.scheduled,
+        awaiting: c.awaiting,
         succeeded: c.succeeded,
         dead: c.dead,
         deleted: c.deleted,
@@ -219,6 +222,7 @@ impl JobsGrpc {
         let d = self.jobs.get(id).await.map_err(status)?;
         let (waits_for, waited_on_by) = self.jobs.links(id).await.map_err(status)?;
         let batch_id = self.jobs.store().batch_of(id).await.map_err(status)?;
+        let completes = self.jobs.store().batch_completed_by(id).await.map_err(status)?;
         Ok(Response::new(pb::JobDetail {
             job: Some(pb_summary(&d.job)),
             args_json: d.job.args.clone(),
@@ -226,6 +230,7 @@ impl JobsGrpc {
             waits_for: waits_for.map(|w| pb_link(&w, w.parent_id)),
             waited_on_by: waited_on_by.iter().map(|w| pb_link(w, w.child_id)).collect(),
             batch_id: batch_id.unwrap_or(0),
+            completes_batch_id: completes.map_or(0, |b| b.id),
         }))
     }
 }
