@@ -332,7 +332,7 @@ mod tests {
             ["--worker-concurrency", "zero"],
             ["--worker-concurrency", "0"],
             ["--worker-queues", " , "],
-            ["--worker-prefetch", "-1"],
+            ["--worker-prefetch", "some"],
             ["--worker-queue-limits", "mail"],
             ["--worker-queue-limits", "mail=0"],
             ["--worker-queue-limits", "mail=two"],
