@@ -4,26 +4,27 @@
 //!
 //! # Tasks of one worker
 //! - the **fetch loop** (in [`Worker::run`]): waits for room, claims up to as
-//!   many jobs as there is room for, spawns one task per job; when nothing is due
-//!   it sleeps until woken (an enqueue in this process, `NOTIFY` on PostgreSQL, a
-//!   commit to the file on SQLite, a rescue), until the next scheduled job falls
-//!   due, or until the poll interval passes. The room is the free slots **plus a
-//!   small prefetch buffer** ([`WorkerConfig::prefetch`], by default as many jobs
-//!   as `concurrency`): a job claimed ahead waits in the worker for a slot, so a
-//!   freed slot starts the next job at once instead of after a claim's round
-//!   trip, and the next claim runs while the buffered jobs do;
+//!   many jobs as there is room for and hands them to the starter; when nothing
+//!   is due it sleeps until woken (an enqueue in this process, `NOTIFY` on
+//!   PostgreSQL, a commit to the file on SQLite, a rescue), until the next
+//!   scheduled job falls due, or until the poll interval passes. The room is the
+//!   free slots **plus a small prefetch buffer** ([`WorkerConfig::prefetch`], by
+//!   default twice `concurrency`): a job claimed ahead waits in the
+//!   worker for a slot, so a freed slot starts the next job at once instead of
+//!   after a claim's round trip, and the next claim runs while the buffered jobs
+//!   do. Without it a busy worker was bound by round trips: at concurrency 10
+//!   each slot waited about 3 ms (one claim) per job, about 3,000 jobs/s whatever
+//!   the database could do (and a claim sent as the previous one returned
+//!   found only the room that one's jobs had left, about half). Buffered jobs are `processing` with a lease like
+//!   running ones (the dashboard counts them as processing; `attempted_at` is
+//!   their claim), so the heartbeat renews them, the rescuer takes them back from
+//!   a dead worker and the fence refuses a stale completion as for any attempt.
+//!   The buffer is filled in priority order and emptied first in, first out, and
+//!   it is small, so a higher-priority job enqueued later waits behind at most
+//!   `prefetch` jobs that are about to start. A capped queue's buffered job holds
+//!   its queue slot already, so it never waits on its cap;
 //! - the **starter** ([`Starter::dispatch`]): starts claimed jobs in claim order
-//!   as slots free, one task per job. Without it a busy
-//!   worker was bound by round trips: at concurrency 10 each slot waited about
-//!   3 ms (one claim) per job, about 3,000 jobs/s whatever the database could do.
-//!   Buffered jobs are `processing` with a lease like running ones (the
-//!   dashboard counts them as processing; `attempted_at` is their claim), so the
-//!   heartbeat renews them, the rescuer takes them back from a dead worker and
-//!   the fence refuses a stale completion as for any attempt. The buffer is
-//!   filled in priority order and emptied first in, first out, and it is small,
-//!   so a higher-priority job enqueued later waits behind at most `prefetch`
-//!   jobs that are about to start. A capped queue's buffered job holds its
-//!   queue slot already, so it never waits on its cap;
+//!   as slots free, one task per job;
 //! - the **heartbeat** ([`heartbeat_loop`]): every `heartbeat`, renews the leases
 //!   of the jobs it runs in one statement; a job whose lease was lost (rescued after
 //!   a long pause, deleted by an admin) is cancelled here, since someone else owns it
@@ -269,7 +270,7 @@ impl<C: Send + Sync + 'static> Worker<C> {
         ));
 
         let concurrency = cfg.concurrency.max(1);
-        let room = Arc::new(Semaphore::new(concurrency + cfg.prefetch.unwrap_or(concurrency)));
+        let room = Arc::new(Semaphore::new(concurrency + cfg.prefetch.unwrap_or(2 * concurrency)));
         let stopping = CancellationToken::new();
         let (claimed_tx, claimed_rx) = mpsc::unbounded_channel::<Claimed>();
         let starter = Starter {

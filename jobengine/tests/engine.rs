@@ -797,7 +797,8 @@ async fn prefetched_jobs_are_released_at_once_on_shutdown(which: Which) {
     let jobs = db.jobs().await;
     let slow = jobs.enqueue(&Sleep { ms: 60_000 }).await.expect("enqueue");
     let ahead = jobs.enqueue(&Noop {}).await.expect("enqueue");
-    // One slot, so one job claimed ahead (the default prefetch is the concurrency).
+    // One slot, so the second job is claimed ahead (the default prefetch is twice
+    // the concurrency).
     let cfg = WorkerConfig { concurrency: 1, grace: Duration::from_secs(5), ..worker_config() };
     let (wid, stop, handle) = start_worker(&jobs, cfg);
     wait_for(&jobs, slow.id, JobState::Processing).await;

@@ -120,8 +120,9 @@ async fn an_urgent_job_waits_behind_at_most_the_prefetch_buffer(which: Which) {
     let jobs = db.jobs().await;
     let backlog: Vec<NewJob> = (0..30).map(|_| jobs.new_job(&Recorded { ms: 30 }, None).expect("job")).collect();
     jobs.enqueue_many(&backlog).await.expect("enqueue");
-    // One slot, the default buffer (as many as the slots: one).
-    let cfg = WorkerConfig { concurrency: 1, poll: Duration::from_millis(20), ..WorkerConfig::default() };
+    // One slot and a buffer of one.
+    let cfg =
+        WorkerConfig { concurrency: 1, prefetch: Some(1), poll: Duration::from_millis(20), ..WorkerConfig::default() };
     let (starts, stop, handle) = start_recording(&jobs, cfg);
     // Once the worker is busy with the backlog.
     while starts.seen().len() < 2 {

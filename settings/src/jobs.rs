@@ -25,7 +25,7 @@ pub struct WorkerArgs {
     pub worker_concurrency: u64,
 
     /// Jobs a worker claims ahead of its free slots, so a freed slot starts the
-    /// next job without a round trip [default: WORKER_CONCURRENCY]. 0 claims only
+    /// next job without a round trip [default: twice WORKER_CONCURRENCY]. 0 claims only
     /// for free slots: with several workers and long jobs, a job claimed ahead
     /// waits for this worker's slot while another worker may be idle.
     #[arg(long, env = "WORKER_PREFETCH", value_parser = clap::value_parser!(u64), hide_env_values = true)]
@@ -194,7 +194,7 @@ impl Show for WorkerArgs {
         // The effective heartbeat, so `config` answers "what will it do".
         let c = self.worker_config();
         out.push(("WORKER_CONCURRENCY", self.worker_concurrency.to_string()));
-        out.push(("WORKER_PREFETCH", c.prefetch.unwrap_or(c.concurrency).to_string()));
+        out.push(("WORKER_PREFETCH", c.prefetch.unwrap_or(2 * c.concurrency).to_string()));
         out.push(("WORKER_QUEUES", self.worker_queues.to_string()));
         out.push(("WORKER_QUEUE_LIMITS", self.worker_queue_limits.to_string()));
         out.push(("JOB_LEASE_MS", self.job_lease_ms.to_string()));
