@@ -99,7 +99,7 @@ const CLAIM: &str = "WITH due AS (
          RETURNING j.*
      ), h AS (
          INSERT INTO job_history (job_id, state, at, attempt, worker_id)
-         SELECT id, 'processing', $2, attempt, $4 FROM claimed
+         SELECT id, 'processing', $2, attempt, $4 FROM claimed ORDER BY priority DESC, run_at, id
      )
      SELECT * FROM claimed ORDER BY priority DESC, run_at, id";
 

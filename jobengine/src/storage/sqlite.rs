@@ -152,11 +152,13 @@ impl Dialect for SqliteDialect {
         }
         let mut rows =
             claim.bind(now).bind(i64::from(limit)).bind(worker).bind(lease_until).fetch_all(&mut *conn).await?;
+        // In claim order (`RETURNING` has none), so the history shows the order
+        // the worker starts them in (a claim takes several at once).
+        rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.run_at, r.id));
         for r in &rows {
             history(conn, r.id, JobState::Processing, now, r.attempt, Some(worker), None, None).await?;
         }
         tx.commit().await?;
-        rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.run_at, r.id));
         Ok(rows)
     }
 
