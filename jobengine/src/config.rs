@@ -13,6 +13,12 @@ use crate::retry::Backoff;
 pub struct WorkerConfig {
     /// Jobs run at once (default 16).
     pub concurrency: usize,
+    /// Jobs claimed ahead of free slots (default `None`: twice `concurrency`;
+    /// `Some(0)` claims only for free slots). A claimed job waits
+    /// in the worker for a slot, so a freed slot starts the next job without a
+    /// round trip to the database; see [`crate::worker`]. Kept small, since a
+    /// higher-priority job enqueued later waits behind the buffered ones.
+    pub prefetch: Option<usize>,
     /// Queues fetched from (default `default`).
     pub queues: Vec<String>,
     /// Caps on jobs run at once per queue, below `concurrency` (default none:
@@ -63,6 +69,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             concurrency: 16,
+            prefetch: None,
             queues: vec!["default".to_owned()],
             queue_limits: Vec::new(),
             lease: DEFAULT_LEASE,

@@ -32,6 +32,8 @@ jobengine::on_both!(
     queue_limits_are_never_exceeded,
     a_scheduled_job_starts_when_due_not_a_poll_later,
     a_deleted_running_job_is_asked_to_stop_not_cut_off,
+    prefetched_jobs_are_released_at_once_on_shutdown,
+    prefetched_jobs_keep_their_leases,
 );
 
 fn worker_config() -> WorkerConfig {
@@ -783,6 +785,71 @@ async fn a_deleted_running_job_is_asked_to_stop_not_cut_off(which: Which) {
     elsewhere.delete(e.id, "test").await.expect("delete");
     recv("stop 1").await;
     assert_eq!(jobs.get(e.id).await.expect("get").job.state, JobState::Deleted);
+    stop.cancel();
+    handle.await.expect("worker stops");
+}
+
+/// A stopping worker gives back the jobs it claimed ahead (its prefetch buffer)
+/// at once, in their place and with no attempt counted, while its running job
+/// still has its grace.
+async fn prefetched_jobs_are_released_at_once_on_shutdown(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let slow = jobs.enqueue(&Sleep { ms: 60_000 }).await.expect("enqueue");
+    let ahead = jobs.enqueue(&Noop {}).await.expect("enqueue");
+    // One slot, so the second job is claimed ahead (the default prefetch is twice
+    // the concurrency).
+    let cfg = WorkerConfig { concurrency: 1, grace: Duration::from_secs(5), ..worker_config() };
+    let (wid, stop, handle) = start_worker(&jobs, cfg);
+    wait_for(&jobs, slow.id, JobState::Processing).await;
+    let claimed = wait_for(&jobs, ahead.id, JobState::Processing).await;
+    assert_eq!(claimed.job.worker_id.as_deref(), Some(wid.as_str()), "claimed ahead while the only slot is busy");
+    stop.cancel();
+    let d = wait_for(&jobs, ahead.id, JobState::Enqueued).await;
+    assert_eq!(
+        jobs.get(slow.id).await.expect("get").job.state,
+        JobState::Processing,
+        "released before the running job's grace ran out"
+    );
+    assert_eq!(d.job.attempt, 0, "not counted as an attempt");
+    assert_eq!(d.job.run_at, claimed.job.run_at, "keeps its place in the queue");
+    let last = d.history.last().expect("history");
+    assert_eq!(last.worker_id.as_deref(), Some(wid.as_str()));
+    assert_eq!(
+        last.reason.as_deref(),
+        Some("released: claimed ahead, not started before the worker shut down (not counted)")
+    );
+    assert_eq!(states(&d), [JobState::Enqueued, JobState::Processing, JobState::Enqueued], "never ran");
+    tokio::time::timeout(Duration::from_secs(15), handle).await.expect("stops after the grace").expect("join");
+    assert_eq!(jobs.get(slow.id).await.expect("get").job.state, JobState::Enqueued, "released after the grace");
+}
+
+/// Jobs claimed ahead keep their leases while they wait for a slot: the
+/// heartbeat renews them as it does running ones.
+async fn prefetched_jobs_keep_their_leases(which: Which) {
+    let db = TestDb::new(which).await;
+    let clock = manual_clock();
+    let jobs = db.jobs_with_clock(clock.clone()).await;
+    let slow = jobs.enqueue(&Sleep { ms: 60_000 }).await.expect("enqueue");
+    let ahead = jobs.enqueue(&Noop {}).await.expect("enqueue");
+    let cfg = WorkerConfig { concurrency: 1, grace: Duration::from_millis(200), ..worker_config() };
+    let (_wid, stop, handle) = start_worker(&jobs, cfg);
+    wait_for(&jobs, slow.id, JobState::Processing).await;
+    let first = wait_for(&jobs, ahead.id, JobState::Processing).await.job.lease_expires_at.expect("a lease");
+    // Half a lease later (no lease has expired, so the rescuer has nothing to
+    // do), the next renewal moves it on by as much.
+    clock.advance(LEASE / 2);
+    let mut renewed = first;
+    for _ in 0..1500 {
+        renewed = jobs.get(ahead.id).await.expect("get").job.lease_expires_at.unwrap_or(0);
+        if renewed > first {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(renewed, first + (LEASE / 2).as_micros() as i64, "renewed from the advanced clock");
+    let d = jobs.get(ahead.id).await.expect("get");
+    assert_eq!((d.job.state, d.job.attempt), (JobState::Processing, 1), "still the same claim");
     stop.cancel();
     handle.await.expect("worker stops");
 }

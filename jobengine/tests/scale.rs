@@ -8,11 +8,13 @@ use std::time::Duration;
 use database::{Dialect, query};
 use jobengine::builtin::{Noop, Sleep};
 use jobengine::testing::{TestDb, Which};
-use jobengine::{JobState, Jobs, NewJob, Worker, WorkerConfig, registry_with_builtins};
+use jobengine::{Job, JobState, Jobs, NewJob, Worker, WorkerConfig, registry_with_builtins};
 use tokio_util::sync::CancellationToken;
 
 jobengine::on_both!(
     higher_priority_starts_first,
+    a_backlog_starts_in_priority_order_through_the_prefetch_buffer,
+    an_urgent_job_waits_behind_at_most_the_prefetch_buffer,
     claim_walks_the_due_index_whatever_the_backlog,
     bulk_enqueue_is_one_statement_per_batch,
 );
@@ -49,6 +51,97 @@ async fn higher_priority_starts_first(which: Which) {
     expected.sort_by_key(|&(p, id)| (std::cmp::Reverse(p), id));
     let expected: Vec<i64> = expected.into_iter().map(|(_, id)| id).collect();
     assert_eq!(started, expected, "start order (priorities {priorities:?} for ids {ids:?})");
+}
+
+/// Records the order jobs start in: what a handler sees, not the rows (the
+/// completer writes a batch of outcomes in whatever order its statement returns
+/// them).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Recorded {
+    ms: u64,
+}
+
+#[derive(Default)]
+struct Starts(std::sync::Mutex<Vec<i64>>);
+
+impl Starts {
+    fn seen(&self) -> Vec<i64> {
+        self.0.lock().expect("starts").clone()
+    }
+}
+
+impl Job for Recorded {
+    const KIND: &'static str = "test.recorded";
+    type Context = Starts;
+    async fn run(self, ctx: jobengine::JobContext<Starts>) -> Result<(), jobengine::JobError> {
+        ctx.app.0.lock().expect("starts").push(ctx.job_id);
+        tokio::time::sleep(Duration::from_millis(self.ms)).await;
+        Ok(())
+    }
+}
+
+fn start_recording(jobs: &Jobs, cfg: WorkerConfig) -> (Arc<Starts>, CancellationToken, tokio::task::JoinHandle<()>) {
+    let starts = Arc::new(Starts::default());
+    let worker = Worker::new(jobs, jobengine::Registry::new().register::<Recorded>(), starts.clone(), cfg);
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    (starts, stop, tokio::spawn(async move { worker.run(s).await.expect("worker runs") }))
+}
+
+/// Started in claim order: the prefetch buffer lets no job overtake a better
+/// one, and claims under way at once hand their jobs over in the order they
+/// were sent.
+async fn a_backlog_starts_in_priority_order_through_the_prefetch_buffer(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let priorities = [-1, 0, 5, 0, -1, 5, 3, 0, 5, -1, 3, 0, 7, 0, 2, 2, -3, 1, 0, 4];
+    let batch: Vec<NewJob> =
+        priorities.iter().map(|&p| jobs.new_job(&Recorded { ms: 0 }, None).expect("job").with_priority(p)).collect();
+    let ids: Vec<i64> = jobs.enqueue_many(&batch).await.expect("enqueue").iter().map(|e| e.id).collect();
+    // One slot and a buffer of four: each claim takes several jobs at once.
+    let cfg =
+        WorkerConfig { concurrency: 1, prefetch: Some(4), poll: Duration::from_millis(20), ..WorkerConfig::default() };
+    let (starts, stop, handle) = start_recording(&jobs, cfg);
+    wait_all_succeeded(&jobs, ids.len()).await;
+    stop.cancel();
+    handle.await.expect("worker stops");
+
+    let mut expected: Vec<(i32, i64)> = priorities.iter().zip(&ids).map(|(&p, &id)| (p, id)).collect();
+    expected.sort_by_key(|&(p, id)| (std::cmp::Reverse(p), id));
+    let expected: Vec<i64> = expected.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(starts.seen(), expected, "start order (priorities {priorities:?} for ids {ids:?})");
+}
+
+/// A job of higher priority enqueued behind a backlog waits for at most the
+/// jobs already claimed (the prefetch buffer), not for the backlog: the buffer
+/// is small.
+async fn an_urgent_job_waits_behind_at_most_the_prefetch_buffer(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let backlog: Vec<NewJob> = (0..30).map(|_| jobs.new_job(&Recorded { ms: 30 }, None).expect("job")).collect();
+    jobs.enqueue_many(&backlog).await.expect("enqueue");
+    // One slot and a buffer of one.
+    let cfg =
+        WorkerConfig { concurrency: 1, prefetch: Some(1), poll: Duration::from_millis(20), ..WorkerConfig::default() };
+    let (starts, stop, handle) = start_recording(&jobs, cfg);
+    // Once the worker is busy with the backlog.
+    while starts.seen().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let urgent = jobs.new_job(&Recorded { ms: 0 }, None).expect("job").with_priority(10);
+    let urgent = jobs.enqueue_many(&[urgent]).await.expect("enqueue")[0].id;
+    let before = starts.seen().len();
+    wait_all_succeeded(&jobs, 31).await;
+    stop.cancel();
+    handle.await.expect("worker stops");
+
+    let seen = starts.seen();
+    let at = seen.iter().position(|id| *id == urgent).expect("the urgent job started");
+    // Ahead of it: the one buffered (or claimed by a claim already under way,
+    // which holds the buffer's place), and one that started as the enqueue call
+    // returned. (With a prefetch of 20 it is about 20.)
+    let ahead = at.saturating_sub(before);
+    assert!(ahead <= 2, "{ahead} backlog jobs started after the urgent job was enqueued and before it: {seen:?}");
 }
 
 async fn wait_all_succeeded(jobs: &Jobs, n: usize) {

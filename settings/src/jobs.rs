@@ -24,6 +24,13 @@ pub struct WorkerArgs {
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
     pub worker_concurrency: u64,
 
+    /// Jobs a worker claims ahead of its free slots, so a freed slot starts the
+    /// next job without a round trip [default: twice WORKER_CONCURRENCY]. 0 claims only
+    /// for free slots: with several workers and long jobs, a job claimed ahead
+    /// waits for this worker's slot while another worker may be idle.
+    #[arg(long, env = "WORKER_PREFETCH", value_parser = clap::value_parser!(u64), hide_env_values = true)]
+    pub worker_prefetch: Option<u64>,
+
     /// Comma-separated queues a worker fetches from.
     #[arg(long, env = "WORKER_QUEUES", default_value = "default", value_parser = parse_queues, hide_env_values = true)]
     pub worker_queues: Queues,
@@ -155,6 +162,7 @@ impl WorkerArgs {
         let ms = Duration::from_millis;
         let mut c = WorkerConfig::default().with_lease(ms(self.job_lease_ms));
         c.concurrency = usize::try_from(self.worker_concurrency).unwrap_or(usize::MAX);
+        c.prefetch = self.worker_prefetch.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         c.queues = self.worker_queues.0.clone();
         c.queue_limits = self.worker_queue_limits.0.clone();
         if let Some(h) = self.job_heartbeat_ms {
@@ -186,6 +194,7 @@ impl Show for WorkerArgs {
         // The effective heartbeat, so `config` answers "what will it do".
         let c = self.worker_config();
         out.push(("WORKER_CONCURRENCY", self.worker_concurrency.to_string()));
+        out.push(("WORKER_PREFETCH", c.prefetch.unwrap_or(2 * c.concurrency).to_string()));
         out.push(("WORKER_QUEUES", self.worker_queues.to_string()));
         out.push(("WORKER_QUEUE_LIMITS", self.worker_queue_limits.to_string()));
         out.push(("JOB_LEASE_MS", self.job_lease_ms.to_string()));
@@ -303,6 +312,8 @@ mod tests {
             "mail, default",
             "--worker-queue-limits",
             "mail=2",
+            "--worker-prefetch",
+            "0",
             "--provision-fault",
             "slow:5",
         ])
@@ -313,12 +324,15 @@ mod tests {
         assert_eq!(c.heartbeat, Duration::from_secs(1));
         assert_eq!(c.queues, ["mail", "default"]);
         assert_eq!(c.queue_limits, [("mail".to_owned(), 2)]);
+        assert_eq!(c.prefetch, Some(0));
+        assert_eq!(All::try_parse_from(["test"]).expect("defaults").worker.worker_config().prefetch, None);
         assert!(All::try_parse_from(["test"]).expect("defaults").worker.worker_config().queue_limits.is_empty());
         assert_eq!(all.provision.fault(), Some(Fault::Slow(Duration::from_millis(5))));
         for bad in [
             ["--worker-concurrency", "zero"],
             ["--worker-concurrency", "0"],
             ["--worker-queues", " , "],
+            ["--worker-prefetch", "some"],
             ["--worker-queue-limits", "mail"],
             ["--worker-queue-limits", "mail=0"],
             ["--worker-queue-limits", "mail=two"],

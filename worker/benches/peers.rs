@@ -26,7 +26,9 @@
 //! Run with `cargo xtask bench` or, with the peer installed,
 //! `cargo bench -p worker --bench peers`. Sizes: `BENCH_JOBS` (20000),
 //! `BENCH_ROUNDS` (3), `BENCH_CONCURRENCY` (`10,16`), `BENCH_LATENCY_SAMPLES`
-//! (200); `GRAPHILE_WORKER_DIR` (default `tools/peers/graphile-worker`).
+//! (200); `GRAPHILE_WORKER_DIR` (default `tools/peers/graphile-worker`);
+//! `BENCH_WORKER_BIN` (default: this build's `worker`) to run another build of
+//! ours, e.g. a copy kept from before a change, for an A/B under one driver.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

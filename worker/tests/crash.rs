@@ -14,6 +14,7 @@ use common::WorkerProc;
 
 jobengine::on_both!(
     kill_9_job_runs_again,
+    kill_9_prefetched_job_runs_again,
     kill_9_is_noticed_long_before_the_lease_expires,
     stale_worker_cannot_complete,
     sigterm_releases_running_job,
@@ -59,6 +60,38 @@ async fn kill_9_job_runs_again(which: Which) {
     assert!(interrupted.reason.as_deref().is_some_and(|r| r.starts_with("attempt 1 interrupted")), "{interrupted:?}");
     assert!(b.owns(d.history[3].worker_id.as_deref()) && b.owns(d.history[4].worker_id.as_deref()));
     assert_eq!(d.job.attempt, 1, "the interrupted attempt is not counted");
+}
+
+/// A job a killed worker had claimed ahead (waiting for its only slot, in its
+/// prefetch buffer) is rescued and runs elsewhere like a running one.
+async fn kill_9_prefetched_job_runs_again(which: Which) {
+    let db = TestDb::new(which).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jobs = db.jobs().await;
+    let slow = jobs.enqueue(&Sleep { ms: 60_000 }).await.expect("enqueue");
+    let e = jobs.enqueue(&Sleep { ms: 10 }).await.expect("enqueue");
+    let mut a = WorkerProc::start_with(&db.url, dir.path(), "a", 2000, &[("WORKER_CONCURRENCY", "1")]);
+    wait_until(&jobs, slow.id, Duration::from_secs(30), "worker A to run the slow job", |d| {
+        d.job.state == JobState::Processing
+    })
+    .await;
+    wait_until(&jobs, e.id, Duration::from_secs(30), "worker A to claim the second job ahead", |d| {
+        d.job.state == JobState::Processing && a.owns(d.job.worker_id.as_deref())
+    })
+    .await;
+    a.signal(Signal::SIGKILL);
+    a.wait_exit(Duration::from_secs(5));
+    let b = WorkerProc::start(&db.url, dir.path(), "b", 2000);
+    let d = wait_until(&jobs, e.id, Duration::from_secs(30), "the job to succeed on worker B", |d| {
+        d.job.state == JobState::Succeeded
+    })
+    .await;
+    let seen: Vec<_> = d.history.iter().map(|h| h.state).collect();
+    use JobState::*;
+    assert_eq!(seen, [Enqueued, Processing, Enqueued, Processing, Succeeded], "{:#?}", d.history);
+    assert!(a.owns(d.history[2].worker_id.as_deref()), "the interrupted claim names worker A");
+    assert!(b.owns(d.history[4].worker_id.as_deref()));
+    assert_eq!(d.job.attempt, 1, "the interrupted claim is not counted");
 }
 
 /// With a lease of a minute, a killed worker's job still runs again on the other

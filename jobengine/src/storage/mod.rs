@@ -191,6 +191,29 @@ pub enum Outcome {
     },
 }
 
+/// Why a stopping worker gives a job back (see [`Store::release`]). Either way
+/// the job is enqueued again and the attempt is not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Its attempt was still running when the grace ran out; it goes to the
+    /// back of its priority (`run_at` = now), as a job that may be what keeps
+    /// failing to stop.
+    Unfinished,
+    /// Claimed ahead (the prefetch buffer) and never started: it keeps its place
+    /// in the queue (`run_at` unchanged).
+    Unstarted,
+}
+
+impl Release {
+    /// The history row's reason.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Release::Unfinished => "released: the worker shut down before the attempt finished (not counted)",
+            Release::Unstarted => "released: claimed ahead, not started before the worker shut down (not counted)",
+        }
+    }
+}
+
 /// A worker's report that an attempt ended.
 #[derive(Debug, Clone)]
 pub struct Completion {
@@ -394,8 +417,15 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     async fn complete(&self, tx: &mut Tx, batch: &[Completion]) -> Result<Vec<Option<Transition>>, StorageError>;
 
     /// Gives back jobs `(id, lease_seq)` at shutdown: enqueued again, the attempt
-    /// not counted.
-    async fn release(&self, worker: &str, held: &[(i64, i64)], now: Micros) -> Result<u64, StorageError>;
+    /// not counted; `run_at` becomes `now` unless `kept_run_at` (see [`Release`]).
+    async fn release(
+        &self,
+        worker: &str,
+        held: &[(i64, i64)],
+        kept_run_at: bool,
+        reason: &str,
+        now: Micros,
+    ) -> Result<u64, StorageError>;
 
     /// Takes back, in `tx`, processing jobs whose lease expired before `now` or
     /// whose worker is in `gone` (known dead, see [`crate::liveness`]): enqueued
@@ -603,12 +633,19 @@ impl Store {
         Ok(done.iter().map(Option::is_some).collect())
     }
 
-    /// Gives back unfinished jobs at shutdown (see [`Dialect::release`]).
+    /// Gives back jobs a stopping worker holds (see [`Dialect::release`] and
+    /// [`Release`]).
     ///
     /// # Errors
     /// A database failure.
-    pub async fn release(&self, worker: &str, held: &[(i64, i64)], now: Micros) -> Result<u64, StorageError> {
-        let n = self.dialect.release(worker, held, now).await?;
+    pub async fn release(
+        &self,
+        worker: &str,
+        held: &[(i64, i64)],
+        why: Release,
+        now: Micros,
+    ) -> Result<u64, StorageError> {
+        let n = self.dialect.release(worker, held, why == Release::Unstarted, why.reason(), now).await?;
         if n > 0 {
             self.wake.notify_waiters();
         }

@@ -99,7 +99,7 @@ const CLAIM: &str = "WITH due AS (
          RETURNING j.*
      ), h AS (
          INSERT INTO job_history (job_id, state, at, attempt, worker_id)
-         SELECT id, 'processing', $2, attempt, $4 FROM claimed
+         SELECT id, 'processing', $2, attempt, $4 FROM claimed ORDER BY priority DESC, run_at, id
      )
      SELECT * FROM claimed ORDER BY priority DESC, run_at, id";
 
@@ -192,20 +192,27 @@ impl Dialect for PgDialect {
         Ok(ids.iter().map(|id| done.iter().find(|t| t.id == *id).cloned()).collect())
     }
 
-    async fn release(&self, worker: &str, held: &[(i64, i64)], now: Micros) -> Result<u64, StorageError> {
+    async fn release(
+        &self,
+        worker: &str,
+        held: &[(i64, i64)],
+        kept_run_at: bool,
+        reason: &str,
+        now: Micros,
+    ) -> Result<u64, StorageError> {
         let ids: Vec<i64> = held.iter().map(|h| h.0).collect();
         let seqs: Vec<i64> = held.iter().map(|h| h.1).collect();
         let n: i64 = sqlx::query_scalar(
             "WITH rel AS (
-                 UPDATE jobs j SET state = 'enqueued', attempt = j.attempt - 1, run_at = $3, updated_at = $3,
+                 UPDATE jobs j SET state = 'enqueued', attempt = j.attempt - 1,
+                        run_at = CASE WHEN $6 THEN j.run_at ELSE $3 END, updated_at = $3,
                         lease_expires_at = NULL, progress = NULL
                  FROM unnest($1::bigint[], $2::bigint[]) AS c(id, seq)
                  WHERE j.id = c.id AND j.lease_seq = c.seq AND j.state = 'processing'
                  RETURNING j.id, j.attempt
              ), h AS (
                  INSERT INTO job_history (job_id, state, at, attempt, worker_id, reason)
-                 SELECT id, 'enqueued', $3, attempt, $4,
-                        'released: the worker shut down before the attempt finished (not counted)' FROM rel
+                 SELECT id, 'enqueued', $3, attempt, $4, $5 FROM rel
              )
              SELECT COUNT(*) FROM rel",
         )
@@ -213,6 +220,8 @@ impl Dialect for PgDialect {
         .bind(&seqs)
         .bind(now)
         .bind(worker)
+        .bind(reason)
+        .bind(kept_run_at)
         .fetch_one(self.pool()?)
         .await?;
         Ok(n as u64)

@@ -152,11 +152,13 @@ impl Dialect for SqliteDialect {
         }
         let mut rows =
             claim.bind(now).bind(i64::from(limit)).bind(worker).bind(lease_until).fetch_all(&mut *conn).await?;
+        // In claim order (`RETURNING` has none), so the history shows the order
+        // the worker starts them in (a claim takes several at once).
+        rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.run_at, r.id));
         for r in &rows {
             history(conn, r.id, JobState::Processing, now, r.attempt, Some(worker), None, None).await?;
         }
         tx.commit().await?;
-        rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.run_at, r.id));
         Ok(rows)
     }
 
@@ -217,25 +219,31 @@ impl Dialect for SqliteDialect {
         Ok(accepted)
     }
 
-    async fn release(&self, worker: &str, held: &[(i64, i64)], now: Micros) -> Result<u64, StorageError> {
+    async fn release(
+        &self,
+        worker: &str,
+        held: &[(i64, i64)],
+        kept_run_at: bool,
+        reason: &str,
+        now: Micros,
+    ) -> Result<u64, StorageError> {
         let mut tx = self.db.begin().await?;
         let conn = sqlite(&mut tx)?;
         let mut released = 0;
         for &(id, seq) in held {
             let attempt: Option<i32> = sqlx::query_scalar(
-                "UPDATE jobs SET state = 'enqueued', attempt = attempt - 1, run_at = ?, updated_at = ?,
-                        lease_expires_at = NULL, progress = NULL
+                "UPDATE jobs SET state = 'enqueued', attempt = attempt - 1, run_at = COALESCE(?, run_at),
+                        updated_at = ?, lease_expires_at = NULL, progress = NULL
                  WHERE id = ? AND lease_seq = ? AND state = 'processing'
                  RETURNING attempt",
             )
-            .bind(now)
+            .bind((!kept_run_at).then_some(now))
             .bind(now)
             .bind(id)
             .bind(seq)
             .fetch_optional(&mut *conn)
             .await?;
             if let Some(attempt) = attempt {
-                let reason = "released: the worker shut down before the attempt finished (not counted)";
                 history(conn, id, JobState::Enqueued, now, attempt, Some(worker), Some(reason), None).await?;
                 released += 1;
             }

@@ -24,10 +24,12 @@ pub fn env_list(name: &str, default: &str) -> Vec<String> {
         .collect()
 }
 
-/// A `worker` (this bench's build) on `url` with `extra` settings; its output
-/// goes to a temporary log.
+/// A `worker` (this bench's build, or `BENCH_WORKER_BIN` to compare another
+/// build under the same driver) on `url` with `extra` settings; its output goes
+/// to a temporary log.
 pub fn spawn_worker(url: &str, extra: &[(&str, &str)]) -> Process {
-    Process::command(env!("CARGO_BIN_EXE_worker"))
+    let bin = std::env::var_os("BENCH_WORKER_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_worker").into());
+    Process::command(bin)
         .env("DATABASE_URL", url)
         .env("DATA_DIR", std::env::temp_dir())
         .env("RUST_LOG", "warn")
