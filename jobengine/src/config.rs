@@ -13,8 +13,8 @@ use crate::retry::Backoff;
 pub struct WorkerConfig {
     /// Jobs run at once (default 16).
     pub concurrency: usize,
-    /// Jobs claimed ahead of free slots (default `None`: twice `concurrency`;
-    /// `Some(0)` claims only for free slots). A claimed job waits
+    /// Jobs claimed ahead of free slots while attempts are short (default
+    /// `None`: twice `concurrency`; `Some(0)` claims only for free slots). A claimed job waits
     /// in the worker for a slot, so a freed slot starts the next job without a
     /// round trip to the database; see [`crate::worker`]. Kept small, since a
     /// higher-priority job enqueued later waits behind the buffered ones.

@@ -22,7 +22,10 @@
 //!   The buffer is filled in priority order and emptied first in, first out, and
 //!   it is small, so a higher-priority job enqueued later waits behind at most
 //!   `prefetch` jobs that are about to start. A capped queue's buffered job holds
-//!   its queue slot already, so it never waits on its cap;
+//!   its queue slot already, so it never waits on its cap. The buffer is used
+//!   only while the worker's attempts are short ([`PREFETCH_BELOW`] on
+//!   average): with long jobs a worker claims for its free slots only, so work
+//!   is not held by a busy worker while another is idle;
 //! - the **starter** ([`Starter::dispatch`]): starts claimed jobs in claim order
 //!   as slots free, one task per job;
 //! - the **heartbeat** ([`heartbeat_loop`]): every `heartbeat`, renews the leases
@@ -45,6 +48,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -128,6 +132,37 @@ pub(crate) struct Running {
 }
 
 pub(crate) type RunningMap = Arc<Mutex<HashMap<i64, Running>>>;
+
+/// Below this mean attempt time the worker claims ahead; at or above it, only
+/// for its free slots. A buffered job waits for a slot: for jobs of a few
+/// milliseconds that wait is shorter than the claim's round trip it saves, but a
+/// buffer of long jobs (a tenant's provisioning takes seconds) would hold work
+/// in one worker while another sits idle.
+const PREFETCH_BELOW: Duration = Duration::from_millis(20);
+
+/// How long this worker's attempts take lately, and a signal at each end.
+struct Pace {
+    /// Mean attempt time in microseconds (exponentially weighted, 1/8 per
+    /// attempt); 0 until the first attempt ends, so a fresh worker claims ahead.
+    mean_us: AtomicU64,
+    /// Notified when an attempt ends (a slot frees).
+    ended: Notify,
+}
+
+impl Pace {
+    fn record(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let _ = self.mean_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
+            Some(if m == 0 { us.max(1) } else { m - m / 8 + us / 8 })
+        });
+        self.ended.notify_waiters();
+    }
+
+    /// Whether jobs end fast enough for a buffer to pay.
+    fn short(&self) -> bool {
+        self.mean_us.load(Ordering::Relaxed) < PREFETCH_BELOW.as_micros() as u64
+    }
+}
 
 /// A claimed job on its way to the starter.
 struct Claimed {
@@ -271,6 +306,8 @@ impl<C: Send + Sync + 'static> Worker<C> {
 
         let concurrency = cfg.concurrency.max(1);
         let room = Arc::new(Semaphore::new(concurrency + cfg.prefetch.unwrap_or(2 * concurrency)));
+        let run_slots = Arc::new(Semaphore::new(concurrency));
+        let pace = Arc::new(Pace { mean_us: AtomicU64::new(0), ended: Notify::new() });
         let stopping = CancellationToken::new();
         let (claimed_tx, claimed_rx) = mpsc::unbounded_channel::<Claimed>();
         let starter = Starter {
@@ -285,7 +322,8 @@ impl<C: Send + Sync + 'static> Worker<C> {
             tracker: tracker.clone(),
             done: done_tx.clone(),
             freed: plan.freed.clone(),
-            slots: Arc::new(Semaphore::new(concurrency)),
+            slots: run_slots.clone(),
+            pace: pace.clone(),
         };
         let dispatcher = tokio::spawn(starter.dispatch(claimed_rx, stopping.clone()));
         let wake = self.store.wakeups();
@@ -298,6 +336,25 @@ impl<C: Send + Sync + 'static> Worker<C> {
             let mut permits = vec![first];
             while let Ok(p) = room.clone().try_acquire_owned() {
                 permits.push(p);
+            }
+            if !pace.short() {
+                // Long jobs: no buffer, claim only for the slots free now (less
+                // the jobs already waiting for one), and else wait for an end.
+                let ended = pace.ended.notified();
+                tokio::pin!(ended);
+                ended.as_mut().enable();
+                let waiting = running.lock().map(|m| m.values().filter(|r| !r.started).count()).unwrap_or(0);
+                let allowed = run_slots.available_permits().saturating_sub(waiting);
+                if allowed == 0 {
+                    drop(permits);
+                    tokio::select! {
+                        _ = ended => {}
+                        _ = tokio::time::sleep(cfg.poll) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                    continue 'fetch;
+                }
+                permits.truncate(allowed);
             }
             // Register for wake-ups before looking, so an enqueue that lands between
             // an empty fetch and the wait is not missed (and so for a capped queue's
@@ -461,6 +518,8 @@ struct Starter<C> {
     freed: Arc<Notify>,
     /// The worker's `concurrency` slots: one per running job.
     slots: Arc<Semaphore>,
+    /// Attempt times, which decide whether the fetch loop claims ahead.
+    pace: Arc<Pace>,
 }
 
 impl<C: Send + Sync + 'static> Starter<C> {
@@ -513,13 +572,14 @@ impl<C: Send + Sync + 'static> Starter<C> {
         let wait = job.attempted_at.unwrap_or(job.run_at) - job.run_at;
         self.metrics.wait.observe(Duration::from_micros(wait.max(0) as u64));
         let fut = self.registry.run(&job.kind, &job.args, ctx);
-        let (running2, done, clock, metrics, backoff, freed) = (
+        let (running2, done, clock, metrics, backoff, freed, pace) = (
             self.running.clone(),
             self.done.clone(),
             self.clock.clone(),
             self.metrics.clone(),
             self.backoff,
             self.freed.clone(),
+            self.pace.clone(),
         );
         let worker = self.worker.clone();
         let job_id = job.id;
@@ -536,7 +596,8 @@ impl<C: Send + Sync + 'static> Starter<C> {
                     Err(JobError::retry(anyhow!("the job panicked: {msg}")))
                 }
             };
-            metrics.run_duration.observe(started.elapsed());
+            let took = started.elapsed();
+            metrics.run_duration.observe(took);
             let now = clock.now();
             let outcome = match result {
                 Ok(()) => Outcome::Succeeded,
@@ -564,6 +625,7 @@ impl<C: Send + Sync + 'static> Starter<C> {
             let capped = held.queue.is_some();
             drop(slot);
             drop(held);
+            pace.record(took);
             if capped {
                 freed.notify_waiters();
             }

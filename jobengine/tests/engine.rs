@@ -34,6 +34,7 @@ jobengine::on_both!(
     a_deleted_running_job_is_asked_to_stop_not_cut_off,
     prefetched_jobs_are_released_at_once_on_shutdown,
     prefetched_jobs_keep_their_leases,
+    long_jobs_are_not_claimed_ahead,
 );
 
 fn worker_config() -> WorkerConfig {
@@ -822,6 +823,31 @@ async fn prefetched_jobs_are_released_at_once_on_shutdown(which: Which) {
     assert_eq!(states(&d), [JobState::Enqueued, JobState::Processing, JobState::Enqueued], "never ran");
     tokio::time::timeout(Duration::from_secs(15), handle).await.expect("stops after the grace").expect("join");
     assert_eq!(jobs.get(slow.id).await.expect("get").job.state, JobState::Enqueued, "released after the grace");
+}
+
+/// A worker whose jobs take long claims only for its free slots: a buffer of
+/// long jobs (a tenant's provisioning) would hold them in a busy worker while
+/// another sits idle. Two jobs are enqueued together behind a long one the
+/// worker has learnt its pace from; the first keeps its only slot busy, and the
+/// second is run by a second worker, not claimed ahead by the first.
+async fn long_jobs_are_not_claimed_ahead(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let one_slot = || WorkerConfig { concurrency: 1, grace: Duration::from_millis(200), ..worker_config() };
+    let first = jobs.enqueue(&Sleep { ms: 300 }).await.expect("enqueue");
+    let (_busy, stop_busy, busy) = start_worker(&jobs, one_slot());
+    wait_for(&jobs, first.id, JobState::Succeeded).await;
+    let both = [jobs.new_job(&Sleep { ms: 60_000 }, None).expect("job"), jobs.new_job(&Noop {}, None).expect("job")];
+    let ids = jobs.enqueue_many(&both).await.expect("enqueue");
+    wait_for(&jobs, ids[0].id, JobState::Processing).await;
+    let (idle, stop_idle, other) = start_worker(&jobs, one_slot());
+    let done = wait_for(&jobs, ids[1].id, JobState::Succeeded).await;
+    assert_eq!(done.job.worker_id.as_deref(), Some(idle.as_str()), "run by the idle worker, not held by the busy one");
+    stop_busy.cancel();
+    stop_idle.cancel();
+    for h in [busy, other] {
+        tokio::time::timeout(Duration::from_secs(15), h).await.expect("stops").expect("join");
+    }
 }
 
 /// Jobs claimed ahead keep their leases while they wait for a slot: the
