@@ -30,6 +30,7 @@ jobengine::on_both!(
     json_facade_refuses_bad_input,
     recurring_jobs_over_grpc_and_grpcurl,
     awaiting_jobs_over_grpc_and_metrics,
+    diagnostic_jobs_at_a_time_or_after_a_delay,
 );
 
 async fn wait_state(c: &mut Jobs, id: i64, state: pb::JobState) -> pb::JobDetail {
@@ -776,4 +777,82 @@ async fn awaiting_jobs_over_grpc_and_metrics(which: Which) {
     assert!(d.history.last().is_some_and(|h| h.reason.contains(&format!("parent job {parent} was deleted"))));
     let counts = c.get_counts(pb::GetCountsRequest {}).await.expect("counts").into_inner();
     assert_eq!((counts.awaiting, counts.deleted), (0, 2));
+}
+
+/// `EnqueueDiagnostic` schedules: after a delay (here through grpcurl, as the
+/// README shows) or at a time. A job an hour away waits under Scheduled until
+/// "trigger now"; one due in 300 ms runs by itself. Bad times are refused by
+/// field and write nothing.
+async fn diagnostic_jobs_at_a_time_or_after_a_delay(which: Which) {
+    let srv = start(which).await;
+    let token = login(&channel(srv.addr).await, ROOT_EMAIL, ROOT_PASSWORD).await.expect("login");
+    let mut c = client(srv.addr).await;
+    let addr = srv.addr.to_string();
+    let before_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .expect("clock");
+    let out = tokio::task::spawn_blocking(move || {
+        let auth = format!("authorization: Bearer {token}");
+        grpcurl()
+            .args(["-plaintext", "-H", &auth, "-d", r#"{"kind":"diag.noop","delayMs":"3600000"}"#])
+            .args([&addr, "jobs.v1.JobService/EnqueueDiagnostic"])
+            .output()
+            .expect("grpcurl")
+    })
+    .await
+    .expect("grpcurl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let later: i64 = v["jobIds"][0].as_str().and_then(|s| s.parse().ok()).expect("a job id");
+    let job = wait_state(&mut c, later, pb::JobState::Scheduled).await.job.expect("job");
+    let due_in = job.run_at_unix_ms - before_ms;
+    assert!((3_600_000..3_700_000).contains(&due_in), "due an hour from the call: {due_in} ms");
+    let listed = c
+        .list_jobs(pb::ListJobsRequest { state: pb::JobState::Scheduled as i32, ..Default::default() })
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.jobs.iter().any(|j| j.id == later), "listed under Scheduled");
+    c.trigger_job(pb::JobIdRequest { id: later }).await.expect("trigger now");
+    wait_state(&mut c, later, pb::JobState::Succeeded).await;
+
+    let at = before_ms + 300;
+    let soon = c
+        .enqueue_diagnostic(pb::EnqueueDiagnosticRequest {
+            kind: "diag.noop".into(),
+            run_at_unix_ms: at,
+            ..Default::default()
+        })
+        .await
+        .expect("at a time")
+        .into_inner()
+        .job_ids[0];
+    let done = wait_state(&mut c, soon, pb::JobState::Succeeded).await;
+    assert_eq!(done.job.expect("job").run_at_unix_ms, at, "due when asked");
+
+    let counts = c.get_counts(pb::GetCountsRequest {}).await.expect("counts").into_inner();
+    let ten_years_ms: i64 = 10 * 366 * 24 * 3600 * 1000;
+    for (req, field) in [
+        (pb::EnqueueDiagnosticRequest { run_at_unix_ms: at, delay_ms: 5, ..Default::default() }, "delay_ms"),
+        (pb::EnqueueDiagnosticRequest { run_at_unix_ms: -1, ..Default::default() }, "run_at_unix_ms"),
+        (
+            pb::EnqueueDiagnosticRequest {
+                run_at_unix_ms: before_ms + ten_years_ms + 86_400_000,
+                ..Default::default()
+            },
+            "run_at_unix_ms",
+        ),
+        (pb::EnqueueDiagnosticRequest { run_at_unix_ms: i64::MAX, ..Default::default() }, "run_at_unix_ms"),
+        (pb::EnqueueDiagnosticRequest { delay_ms: u64::MAX, ..Default::default() }, "delay_ms"),
+    ] {
+        let e = c
+            .enqueue_diagnostic(pb::EnqueueDiagnosticRequest { kind: "diag.noop".into(), ..req })
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert_eq!(server::boundary::field_violations(&e)[0].0, field, "{e:?}");
+    }
+    let after = c.get_counts(pb::GetCountsRequest {}).await.expect("counts").into_inner();
+    assert_eq!((after.enqueued, after.scheduled), (counts.enqueued, counts.scheduled), "nothing written");
 }

@@ -82,6 +82,30 @@ fn engine_state(s: i32) -> Result<JobState, Status> {
     }
 }
 
+/// The furthest ahead a diagnostic job may be scheduled: far enough for any
+/// test of the Scheduled list, and far from the engine's "waits for another
+/// job" due time (9999-12-31).
+const MAX_SCHEDULE_AHEAD_MS: i64 = 10 * 366 * 24 * 3600 * 1000;
+/// The longest delay accepted (one year).
+const MAX_DELAY_MS: u64 = 366 * 24 * 3600 * 1000;
+
+/// When a diagnostic job runs: now (`None`), or the request's time or delay.
+fn diagnostic_run_at(r: &pb::EnqueueDiagnosticRequest, now: i64) -> Result<Option<i64>, Status> {
+    match (r.run_at_unix_ms, r.delay_ms) {
+        (0, 0) => Ok(None),
+        (_, d) if d != 0 && r.run_at_unix_ms != 0 => {
+            Err(invalid_field("delay_ms", "give run_at_unix_ms or delay_ms, not both"))
+        }
+        (at, 0) if at < 0 => Err(invalid_field("run_at_unix_ms", "must be a Unix time in milliseconds, not negative")),
+        (at, 0) if at > now / 1000 + MAX_SCHEDULE_AHEAD_MS => {
+            Err(invalid_field("run_at_unix_ms", "at most 10 years ahead"))
+        }
+        (at, 0) => Ok(Some(at * 1000)),
+        (_, d) if d > MAX_DELAY_MS => Err(invalid_field("delay_ms", format!("at most {MAX_DELAY_MS} (one year)"))),
+        (_, d) => Ok(Some(now + d as i64 * 1000)),
+    }
+}
+
 fn ms(micros: i64) -> i64 {
     micros / 1000
 }
@@ -373,13 +397,14 @@ impl JobService for JobsGrpc {
             n @ 1..=1000 => n,
             n => return Err(invalid_field("count", format!("at most 1000, got {n}"))),
         };
+        let run_at = diagnostic_run_at(r, self.jobs.clock().now())?;
         let job = match r.kind.as_str() {
-            k if k == Noop::KIND => self.jobs.new_job(&Noop {}, None),
+            k if k == Noop::KIND => self.jobs.new_job(&Noop {}, run_at),
             k if k == Sleep::KIND => {
                 if r.sleep_ms > 600_000 {
                     return Err(invalid_field("sleep_ms", "at most 600000"));
                 }
-                self.jobs.new_job(&Sleep { ms: u64::from(r.sleep_ms) }, None)
+                self.jobs.new_job(&Sleep { ms: u64::from(r.sleep_ms) }, run_at)
             }
             k if k == Fail::KIND => {
                 if r.fail_message.len() > 1000 {
@@ -391,7 +416,7 @@ impl JobService for JobsGrpc {
                 }
                 let message =
                     if r.fail_message.is_empty() { "diagnostic failure".into() } else { r.fail_message.clone() };
-                self.jobs.new_job(&Fail { message, permanent: r.permanent }, None)
+                self.jobs.new_job(&Fail { message, permanent: r.permanent }, run_at)
             }
             other => {
                 return Err(invalid_field(
