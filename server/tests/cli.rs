@@ -14,7 +14,7 @@ use testkit::Process;
 /// Every setting, with a value that is not its default. The README's table lists
 /// the same ones; a setting added without a line here fails
 /// `a_flag_and_its_variable_mean_the_same`.
-const SETTINGS: [(&str, &str); 32] = [
+const SETTINGS: [(&str, &str); 33] = [
     ("BIND_ADDR", "127.0.0.1:4000"),
     ("WORKER", "off"),
     ("SITE_ROOT", "/srv/site"),
@@ -33,6 +33,7 @@ const SETTINGS: [(&str, &str); 32] = [
     ("MAIL_PER_RECIPIENT_PER_HOUR", "9"),
     ("WELCOME_REMINDER_AFTER_SECS", "120"),
     ("WORKER_CONCURRENCY", "3"),
+    ("WORKER_PREFETCH", "5"),
     ("WORKER_QUEUES", "mail,default"),
     ("WORKER_QUEUE_LIMITS", "mail=2"),
     ("JOB_LEASE_MS", "3000"),

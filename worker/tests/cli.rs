@@ -13,7 +13,7 @@ use jobengine::testing::{TestDb, Which};
 use testkit::Process;
 
 /// Every setting with a value that is not its default, by variable and flag.
-const SETTINGS: [(&str, &str, &str); 23] = [
+const SETTINGS: [(&str, &str, &str); 24] = [
     ("METRICS_ADDR", "--metrics-addr", "127.0.0.1:9109"),
     ("DATABASE_URL", "--database-url", "postgres://bo:dbsecret@db.test/app"),
     ("DATA_DIR", "--data-dir", "/srv/data"),
@@ -23,6 +23,7 @@ const SETTINGS: [(&str, &str, &str); 23] = [
     ("MAIL_PER_RECIPIENT_PER_HOUR", "--mail-per-recipient-per-hour", "9"),
     ("WELCOME_REMINDER_AFTER_SECS", "--welcome-reminder-after-secs", "120"),
     ("WORKER_CONCURRENCY", "--worker-concurrency", "3"),
+    ("WORKER_PREFETCH", "--worker-prefetch", "5"),
     ("WORKER_QUEUES", "--worker-queues", "mail,default"),
     ("WORKER_QUEUE_LIMITS", "--worker-queue-limits", "mail=2"),
     ("JOB_LEASE_MS", "--job-lease-ms", "3000"),
