@@ -82,6 +82,34 @@ fn engine_state(s: i32) -> Result<JobState, Status> {
     }
 }
 
+/// A list request's page: its size (`page_size`, 0 for the default) and the id
+/// to continue below (`page_token`, as the previous answer of `rpc` gave it).
+fn page(page_size: u32, page_token: &str, rpc: &str) -> Result<(u32, Option<i64>), Status> {
+    let limit = match page_size {
+        0 => DEFAULT_PAGE,
+        n if n > MAX_PAGE => return Err(invalid_field("page_size", format!("at most {MAX_PAGE}, got {n}"))),
+        n => n,
+    };
+    let before_id = match page_token {
+        "" => None,
+        t => Some(
+            t.parse::<i64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| invalid_field("page_token", format!("not a token from a previous {rpc} response")))?,
+        ),
+    };
+    Ok((limit, before_id))
+}
+
+/// The token of the next page: the last id when the page was full, else none.
+fn next_page_token(last_id: Option<i64>, rows: usize, limit: u32) -> String {
+    match last_id {
+        Some(id) if rows == limit as usize => id.to_string(),
+        _ => String::new(),
+    }
+}
+
 /// The furthest ahead a diagnostic job may be scheduled: far enough for any
 /// test of the Scheduled list, and far from the engine's "waits for another
 /// job" due time (9999-12-31).
@@ -332,31 +360,13 @@ impl JobService for JobsGrpc {
         Caller::of(&req).require_super_admin()?;
         let r = req.get_ref();
         let state = engine_state(r.state)?;
-        let limit = match r.page_size {
-            0 => DEFAULT_PAGE,
-            n if n > MAX_PAGE => {
-                return Err(invalid_field("page_size", format!("at most {MAX_PAGE}, got {n}")));
-            }
-            n => n,
-        };
-        let before_id = match r.page_token.as_str() {
-            "" => None,
-            t => Some(
-                t.parse::<i64>()
-                    .ok()
-                    .filter(|id| *id > 0)
-                    .ok_or_else(|| invalid_field("page_token", "not a token from a previous ListJobs response"))?,
-            ),
-        };
+        let (limit, before_id) = page(r.page_size, &r.page_token, "ListJobs")?;
         filter_text("kind", &r.kind)?;
         filter_text("text", &r.text)?;
         let kind = (!r.kind.is_empty()).then(|| r.kind.clone());
         let text = (!r.text.trim().is_empty()).then(|| r.text.trim().to_owned());
         let rows = self.jobs.list(&ListQuery { state, kind, before_id, limit, text }).await.map_err(status)?;
-        let next_page_token = match rows.last() {
-            Some(last) if rows.len() == limit as usize => last.id.to_string(),
-            _ => String::new(),
-        };
+        let next_page_token = next_page_token(rows.last().map(|r| r.id), rows.len(), limit);
         Ok(Response::new(pb::ListJobsResponse { jobs: rows.iter().map(pb_summary).collect(), next_page_token }))
     }
 
@@ -492,25 +502,9 @@ impl JobService for JobsGrpc {
     ) -> Result<Response<pb::ListBatchesResponse>, Status> {
         Caller::of(&req).require_super_admin()?;
         let r = req.get_ref();
-        let limit = match r.page_size {
-            0 => DEFAULT_PAGE,
-            n if n > MAX_PAGE => return Err(invalid_field("page_size", format!("at most {MAX_PAGE}, got {n}"))),
-            n => n,
-        };
-        let before_id = match r.page_token.as_str() {
-            "" => None,
-            t => Some(
-                t.parse::<i64>()
-                    .ok()
-                    .filter(|id| *id > 0)
-                    .ok_or_else(|| invalid_field("page_token", "not a token from a previous ListBatches response"))?,
-            ),
-        };
+        let (limit, before_id) = page(r.page_size, &r.page_token, "ListBatches")?;
         let rows = self.jobs.batches(before_id, limit).await.map_err(status)?;
-        let next_page_token = match rows.last() {
-            Some(last) if rows.len() == limit as usize => last.id.to_string(),
-            _ => String::new(),
-        };
+        let next_page_token = next_page_token(rows.last().map(|r| r.id), rows.len(), limit);
         Ok(Response::new(pb::ListBatchesResponse { batches: rows.iter().map(pb_batch).collect(), next_page_token }))
     }
 
