@@ -10,7 +10,9 @@
 //! against the job's retries (the job did nothing wrong), but interruptions are
 //! capped ([`WorkerConfig::max_interruptions`]), so a job that kills its worker
 //! every time still ends in the dead-letter queue. The
-//! pass also prunes registry rows of workers silent for [`PRUNE_AFTER`].
+//! pass also prunes registry rows of workers silent for [`PRUNE_AFTER`], and on
+//! PostgreSQL writes the dashboard's queued search rows
+//! ([`Store::index_search`]), after the rescue so it never delays one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +29,9 @@ use crate::storage::Store;
 pub const PRUNE_AFTER: Duration = Duration::from_secs(600);
 /// How often the registry is pruned.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Queued search rows one pass writes at most (about 200 ms of PostgreSQL's
+/// time); what is left waits for the next pass, and searches read it meanwhile.
+const SEARCH_ROWS_PER_PASS: u64 = 20_000;
 
 pub(crate) async fn rescuer_loop(
     store: Arc<Store>,
@@ -55,6 +60,9 @@ pub(crate) async fn rescuer_loop(
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "rescuer pass failed"),
+        }
+        if let Err(e) = store.index_search(SEARCH_ROWS_PER_PASS).await {
+            tracing::warn!(error = %e, "writing queued search rows failed; searches read them from the queue");
         }
         // Pruning is housekeeping: once a minute, not on every pass (on SQLite each
         // write takes the database's one write lock).

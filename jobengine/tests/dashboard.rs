@@ -9,13 +9,14 @@ use database::query;
 use jobengine::builtin::{Fail, Noop};
 use jobengine::storage::{Completion, Outcome};
 use jobengine::testing::{TestDb, Which, manual_clock};
-use jobengine::{JobState, Jobs, ListQuery, ManualClock};
+use jobengine::{JobState, Jobs, ListQuery, ManualClock, Worker, WorkerConfig, registry_with_builtins};
 
 jobengine::on_both!(
     counters_follow_every_transition,
     throughput_counts_every_completion,
     search_finds_what_a_scan_finds,
     search_walks_the_index,
+    workers_write_queued_search_rows,
 );
 
 const SEC: i64 = 1_000_000;
@@ -211,18 +212,55 @@ async fn searchable(jobs: &Jobs) {
     .await;
 }
 
+/// Every job's id, state and searchable text, newest first.
+async fn scan(jobs: &Jobs) -> Vec<(i64, String, String)> {
+    query("SELECT id, state, kind || ' ' || args || ' ' || coalesce(last_error, '') FROM jobs ORDER BY id DESC")
+        .fetch_all(jobs.store().db().read())
+        .await
+        .expect("all")
+}
+
+/// Asserts that a search for each term in each state lists what a scan finds.
+async fn searches_match_a_scan(jobs: &Jobs, terms: &[&str], step: &str) {
+    let all = scan(jobs).await;
+    for term in terms {
+        for state in [JobState::Enqueued, JobState::Dead, JobState::Succeeded] {
+            let got: Vec<i64> = jobs
+                .list(&ListQuery { state, kind: None, before_id: None, limit: 50, text: Some((*term).to_owned()) })
+                .await
+                .expect("search")
+                .iter()
+                .map(|j| j.id)
+                .collect();
+            let want: Vec<i64> = all
+                .iter()
+                .filter(|(_, s, text)| {
+                    *s == state.as_str() && text.to_ascii_lowercase().contains(&term.to_ascii_lowercase())
+                })
+                .map(|(id, _, _)| *id)
+                .take(50)
+                .collect();
+            assert_eq!(got, want, "{step}: {term:?} in {state}");
+        }
+    }
+}
+
+/// Search rows still queued for the index (PostgreSQL; SQLite has no queue).
+async fn queued_search_rows(jobs: &Jobs, which: Which) -> i64 {
+    if which == Which::Sqlite {
+        return 0;
+    }
+    query("SELECT COUNT(*) FROM job_search_pending").scalar(jobs.store().db().read()).await.expect("queued")
+}
+
 async fn search_finds_what_a_scan_finds(which: Which) {
     let db = TestDb::new(which).await;
     let jobs = db.jobs().await;
     // More jobs in one state than a search first tests one by one, so both of
     // its steps run (see Store::list).
     jobs.store().seed(3000, now(&manual_clock()), |_| {}).await.expect("seed");
+    assert_eq!(queued_search_rows(&jobs, which).await, 0, "seeding writes its search rows");
     searchable(&jobs).await;
-    let all: Vec<(i64, String, String)> =
-        query("SELECT id, state, kind || ' ' || args || ' ' || coalesce(last_error, '') FROM jobs ORDER BY id DESC")
-            .fetch_all(jobs.store().db().read())
-            .await
-            .expect("all");
     let terms = [
         "example",
         "EXAMPLE.COM",
@@ -250,27 +288,40 @@ async fn search_finds_what_a_scan_finds(which: Which) {
         "mx3",
         "\"seq\":7",
     ];
-    for term in terms {
-        for state in [JobState::Enqueued, JobState::Dead, JobState::Succeeded] {
-            let got: Vec<i64> = jobs
-                .list(&ListQuery { state, kind: None, before_id: None, limit: 50, text: Some(term.to_owned()) })
+    // The new jobs' search rows may still be queued (PostgreSQL): found anyway.
+    searches_match_a_scan(&jobs, &terms, "queued").await;
+    jobs.store().index_search(u64::MAX).await.expect("index");
+    assert_eq!(queued_search_rows(&jobs, which).await, 0, "every queued row written");
+    searches_match_a_scan(&jobs, &terms, "indexed").await;
+    // Texts changed after their rows were written, on a succeeded job older than
+    // the newest ones a search tests one by one (so the index step answers): the
+    // old text no longer finds the job, the new one does, while the change waits
+    // to be written and after.
+    let old: i64 = query("SELECT MIN(id) FROM jobs WHERE state = 'succeeded'")
+        .scalar(jobs.store().db().read())
+        .await
+        .expect("an old succeeded job");
+    let set_error = |text: &'static str| {
+        let jobs = jobs.clone();
+        async move {
+            query("UPDATE jobs SET last_error = $1 WHERE id = $2")
+                .bind(text)
+                .bind(old)
+                .execute(jobs.store().db().write())
                 .await
-                .expect("search")
-                .iter()
-                .map(|j| j.id)
-                .collect();
-            let want: Vec<i64> = all
-                .iter()
-                .filter(|(_, s, text)| {
-                    *s == state.as_str() && text.to_ascii_lowercase().contains(&term.to_ascii_lowercase())
-                })
-                .map(|(id, _, _)| *id)
-                .take(50)
-                .collect();
-            assert_eq!(got, want, "{term:?} in {state}");
+                .expect("change its text");
         }
-    }
+    };
+    let changed = ["zebra crossing", "quota exceeded", "mx9", "zebra"];
+    set_error("zebra crossing").await;
+    searches_match_a_scan(&jobs, &changed, "first text, queued").await;
+    jobs.store().index_search(u64::MAX).await.expect("index");
+    set_error("quota exceeded at mx9").await;
+    searches_match_a_scan(&jobs, &changed, "second text, queued").await;
+    jobs.store().index_search(u64::MAX).await.expect("index");
+    searches_match_a_scan(&jobs, &changed, "second text, indexed").await;
     // Paging through every match, across both steps.
+    let all = scan(&jobs).await;
     let q = |before_id, limit| ListQuery {
         state: JobState::Succeeded,
         kind: None,
@@ -315,4 +366,52 @@ async fn search_walks_the_index(which: Which) {
     let found = jobs.list(&q).await.expect("search");
     assert_eq!(found.len(), 1, "one job has seq 12345");
     assert!(found[0].args.contains("\"seq\":12345}"));
+}
+
+/// Search rows queued by inserts (PostgreSQL) are written by any running
+/// worker's rescue pass, with no dashboard open and nothing else to run.
+async fn workers_write_queued_search_rows(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    // In a queue the worker does not take: only its housekeeping touches them.
+    let mut batch = Vec::new();
+    for i in 0..300 {
+        let mut j = jobs.new_job(&Noop {}, None).expect("job");
+        j.queue = "parked".into();
+        j.args = serde_json::json!({ "order": format!("po-{i:04}") });
+        batch.push(j);
+    }
+    jobs.enqueue_many(&batch).await.expect("enqueue");
+    let queued = queued_search_rows(&jobs, which).await;
+    if which == Which::Postgres {
+        assert_eq!(queued, 300, "an insert queues its search rows");
+    }
+    let cfg = WorkerConfig { rescue_every: Duration::from_millis(50), ..WorkerConfig::default() };
+    let worker = Worker::new(&jobs, registry_with_builtins::<()>(), std::sync::Arc::new(()), cfg);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn({
+        let stop = stop.clone();
+        async move { worker.run(stop).await.expect("worker runs") }
+    });
+    let mut left = queued;
+    for _ in 0..500 {
+        left = queued_search_rows(&jobs, which).await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    handle.await.expect("worker stops");
+    assert_eq!(left, 0, "the worker's passes wrote every queued search row");
+    let indexed: i64 = if which == Which::Postgres {
+        query("SELECT COUNT(*) FROM job_search WHERE body LIKE '%po-0%'")
+            .scalar(jobs.store().db().read())
+            .await
+            .expect("count")
+    } else {
+        300
+    };
+    assert_eq!(indexed, 300, "each job's text is in the index");
+    searches_match_a_scan(&jobs, &["po-0042", "PO-01"], "after the worker").await;
 }

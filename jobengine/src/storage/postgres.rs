@@ -57,6 +57,11 @@ const INSERT_JOBS: &str = "WITH input AS (
      SELECT input.ord, ins.id FROM input LEFT JOIN ins ON ins.id = input.id ORDER BY input.ord";
 /// The clause of [`INSERT_JOBS`] a batch without unique keys leaves out.
 const ON_CONFLICT: &str = "ON CONFLICT DO NOTHING";
+/// The answer of [`INSERT_JOBS`]: for a batch without unique keys every row is
+/// inserted (or the statement fails), so each id is the one drawn for it, with
+/// no join (a tenth of the statement's time).
+const KEYED_ANSWER: &str = "SELECT input.ord, ins.id FROM input LEFT JOIN ins ON ins.id = input.id ORDER BY input.ord";
+const PLAIN_ANSWER: &str = "SELECT ord, id FROM input ORDER BY ord";
 
 /// The claim: one walk of `jobs_due` per queue (a `LATERAL` over the queues),
 /// each stopping after `$3` jobs, so its cost does not grow with the backlog.
@@ -287,7 +292,11 @@ impl Dialect for PgDialect {
         // 40 % of a 1,000-job batch's time; only a unique key can conflict (ids
         // are fresh), so only batches with one pay for it.
         let keyed = jobs.iter().any(|j| j.unique_key.is_some());
-        let sql = if keyed { INSERT_JOBS.to_owned() } else { INSERT_JOBS.replace(ON_CONFLICT, "") };
+        let sql = if keyed {
+            INSERT_JOBS.to_owned()
+        } else {
+            INSERT_JOBS.replace(ON_CONFLICT, "").replace(KEYED_ANSWER, PLAIN_ANSWER)
+        };
         let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(&sql)
             .bind(&cols.kind)
             .bind(&cols.queue)

@@ -3,6 +3,14 @@
 //! index on `job_search.body`. Both hold, per job, `kind || ' ' || args || ' '
 //! || last_error` and answer a case-insensitive substring test, as the scan they
 //! replace did.
+//!
+//! SQLite's triggers write the search row in the insert's transaction. On
+//! PostgreSQL (migration 1070) an insert or a text change only queues the job's
+//! id in `job_search_pending`, and [`Store::index_search`] (run by every
+//! process's rescue pass, one process at a time) writes the rows from the jobs'
+//! current text: a GIN insert per job made bulk enqueue three times slower. A
+//! search reads the index plus the queued jobs and re-checks each candidate
+//! against its job's text, so it never misses a job or shows a stale match.
 
 use database::{Dialect as Backend, Query, query};
 
@@ -16,6 +24,17 @@ const MIN_INDEXED_CHARS: usize = 3;
 /// How many of a state's newest jobs a search first tests one by one (see
 /// [`Store::list`]).
 const RECENT: i64 = 2000;
+
+/// Queued search rows [`Store::index_search`] writes per statement (about
+/// 50 ms of PostgreSQL's time).
+const INDEX_BATCH: i64 = 5_000;
+
+/// The advisory lock that lets one process at a time write queued search rows
+/// (any constant unique to this purpose).
+const INDEX_LOCK: i64 = 0x6a6f_6273_7365_6172; // "jobssear"
+
+/// `jobs`' searchable text, lowercased, as `job_search.body` holds it.
+const BODY: &str = "lower(kind || ' ' || args || ' ' || coalesce(last_error, ''))";
 
 impl Store {
     /// A page of jobs in one state, newest first; with `text`, those whose kind,
@@ -113,19 +132,66 @@ impl Store {
                  ORDER BY id DESC LIMIT $4",
                 format!("%{}%", like_escape(text)),
             ),
-            // Every match from the GIN index first (materialized, so no `LIMIT`
-            // tempts the planner into walking), then those in the state. The body
+            // Every candidate first: the GIN index's matches and the jobs still
+            // queued for it (materialized, so no `LIMIT` tempts the planner into
+            // walking). Each is checked against the state through `jobs_by_state`
+            // (an index-only probe: no heap fetch for the many that a common text
+            // finds in other states), then against its job's current text, which
+            // an index row written before a change may no longer match. The body
             // is stored lowercased; the default escape character is the backslash.
             Backend::Postgres => (
-                "WITH matches AS MATERIALIZED
-                   (SELECT job_id FROM job_search WHERE body LIKE lower($5) AND job_id < $3)
-                 SELECT jobs.* FROM matches JOIN jobs ON jobs.id = matches.job_id
-                 WHERE jobs.state = $1 AND ($2 IS NULL OR jobs.kind = $2)
+                "WITH candidates AS MATERIALIZED
+                   (SELECT job_id FROM job_search WHERE body LIKE lower($5) AND job_id < $3
+                    UNION
+                    SELECT job_id FROM job_search_pending WHERE job_id < $3),
+                 in_state AS MATERIALIZED
+                   (SELECT id FROM jobs WHERE state = $1 AND id = ANY (ARRAY(SELECT job_id FROM candidates)))
+                 SELECT jobs.* FROM in_state JOIN jobs ON jobs.id = in_state.id
+                 WHERE ($2 IS NULL OR jobs.kind = $2)
+                   AND lower(jobs.kind || ' ' || jobs.args || ' ' || coalesce(jobs.last_error, '')) LIKE lower($5)
                  ORDER BY jobs.id DESC LIMIT $4",
                 format!("%{}%", like_escape(text)),
             ),
         };
         query(format!("{prefix}{sql}")).bind(q.state.as_str()).bind(&q.kind).bind(floor).bind(limit).bind(arg)
+    }
+
+    /// PostgreSQL: writes the search rows of up to `max` queued jobs (about
+    /// `max`, in whole statements of [`INDEX_BATCH`]) from their current text;
+    /// how many queued entries it took, or `None` when another process holds the
+    /// index lock. SQLite writes search rows with the insert: `Some(0)`.
+    ///
+    /// # Errors
+    /// A database failure (the statement's entries stay queued).
+    pub async fn index_search(&self, max: u64) -> Result<Option<u64>, StorageError> {
+        if self.db.dialect() != Backend::Postgres {
+            return Ok(Some(0));
+        }
+        let sql = format!(
+            "WITH taken AS (DELETE FROM job_search_pending
+                            WHERE ctid = ANY (ARRAY(SELECT ctid FROM job_search_pending LIMIT $1))
+                            RETURNING job_id),
+                  written AS (INSERT INTO job_search (job_id, body)
+                              SELECT id, {BODY} FROM jobs WHERE id IN (SELECT job_id FROM taken) ORDER BY id
+                              ON CONFLICT (job_id) DO UPDATE SET body = excluded.body)
+             SELECT COUNT(*) FROM taken"
+        );
+        let mut done = 0u64;
+        while done < max {
+            let mut tx = self.db.begin().await?;
+            let mine: bool = query("SELECT pg_try_advisory_xact_lock($1)").bind(INDEX_LOCK).scalar(&mut tx).await?;
+            if !mine {
+                tx.rollback().await?;
+                return Ok((done > 0).then_some(done));
+            }
+            let taken: i64 = query(sql.clone()).bind(INDEX_BATCH).scalar(&mut tx).await?;
+            tx.commit().await?;
+            done += taken.max(0) as u64;
+            if taken < INDEX_BATCH {
+                break;
+            }
+        }
+        Ok(Some(done))
     }
 
     /// The plan of the index step of a search for `q` (as if the state's newest

@@ -2,7 +2,8 @@
 //! the dashboard at scale: one `INSERT … SELECT` per chunk over a generated
 //! series (PostgreSQL's `generate_series`, a recursive CTE on SQLite), so a
 //! million jobs take seconds, not a million round trips. The triggers keep the
-//! counters, throughput and search index as for any insert.
+//! counters and throughput as for any insert; the search rows they queue are
+//! written before the command ends.
 
 use database::{Dialect as Backend, query};
 
@@ -76,6 +77,9 @@ impl Store {
         // planner's choices between the state index and the search index depend
         // on them.
         if self.db.dialect() == Backend::Postgres {
+            // The search rows the inserts queued, written now rather than by the
+            // workers' passes over the next minutes.
+            self.index_search(u64::MAX).await?;
             query("ANALYZE jobs, job_history, job_search").execute(self.db.write()).await?;
         }
         Ok(())
