@@ -150,16 +150,13 @@ impl Jobs {
     }
 
     /// Enqueues many prepared jobs in one transaction, inserted in one statement
-    /// per batch (see [`Store::enqueue_many_in`]); per job, in order, its id or
+    /// per batch (see [`Store::enqueue_many`]); per job, in order, its id or
     /// the live job that held its unique key.
     ///
     /// # Errors
     /// As [`Jobs::enqueue_in`]; then none is enqueued.
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, StorageError> {
-        let mut tx = self.store.begin().await?;
-        let out = self.store.enqueue_many_in(&mut tx, jobs, self.clock.now()).await?;
-        tx.commit().await?;
-        Ok(out)
+        self.store.enqueue_many(jobs, self.clock.now()).await
     }
 
     /// Enqueues `job` in the caller's transaction as a continuation of `parent`:

@@ -444,6 +444,13 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// order, its new id, or `None` when a live job held its unique key.
     async fn insert(&self, tx: &mut Tx, jobs: &[NewJob], now: Micros) -> Result<Vec<Option<i64>>, StorageError>;
 
+    /// As [`Dialect::insert`] outside any transaction, when the backend can do it
+    /// in one atomic statement and no job has a unique key (so every job is
+    /// inserted): their new ids. `None`: use a transaction.
+    async fn insert_alone(&self, _jobs: &[NewJob], _now: Micros) -> Result<Option<Vec<i64>>, StorageError> {
+        Ok(None)
+    }
+
     /// The plan of the claim statement for these arguments, as the backend
     /// prints it (PostgreSQL: `EXPLAIN (ANALYZE, FORMAT JSON)`, run in a
     /// transaction that is rolled back; SQLite: `EXPLAIN QUERY PLAN` lines).

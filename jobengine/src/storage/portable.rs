@@ -62,6 +62,26 @@ impl Store {
         Ok(out)
     }
 
+    /// Inserts `jobs` as [`Store::enqueue_many_in`] does, in a transaction of
+    /// their own; on PostgreSQL a batch without unique keys is one statement with
+    /// no `BEGIN` and `COMMIT` around it (two round trips fewer between an
+    /// enqueue and its job starting).
+    ///
+    /// # Errors
+    /// A database failure (then none is enqueued).
+    pub async fn enqueue_many(&self, jobs: &[NewJob], now: Micros) -> Result<Vec<Enqueued>, StorageError> {
+        if let Some(ids) = self.dialect.insert_alone(jobs, now).await? {
+            if !ids.is_empty() {
+                self.wake.notify_waiters();
+            }
+            return Ok(ids.into_iter().map(|id| Enqueued { id, existing: false }).collect());
+        }
+        let mut tx = self.begin().await?;
+        let out = self.enqueue_many_in(&mut tx, jobs, now).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// Records the step a running job reached; false if the lease is no longer held.
     ///
     /// # Errors

@@ -276,40 +276,18 @@ impl Dialect for PgDialect {
     }
 
     async fn insert(&self, tx: &mut Tx, jobs: &[NewJob], now: Micros) -> Result<Vec<Option<i64>>, StorageError> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
+        insert_jobs(pg(tx)?, jobs, now).await
+    }
+
+    async fn insert_alone(&self, jobs: &[NewJob], now: Micros) -> Result<Option<Vec<i64>>, StorageError> {
+        if jobs.iter().any(|j| j.unique_key.is_some()) {
+            return Ok(None);
         }
-        let mut cols = Columns::default();
-        for j in jobs {
-            cols.push(j, now);
-        }
-        // Ids are drawn from the identity's sequence before the insert, in input
-        // order, so each input learns its own id (or that a live job held its
-        // unique key) without relying on the order RETURNING happens to use (the
-        // sequence is looked up once per statement, not per row). The `inserted`
-        // trigger NOTIFYs once per statement and queue.
-        // `ON CONFLICT DO NOTHING` makes every row a speculative insertion, about
-        // 40 % of a 1,000-job batch's time; only a unique key can conflict (ids
-        // are fresh), so only batches with one pay for it.
-        let keyed = jobs.iter().any(|j| j.unique_key.is_some());
-        let sql = if keyed {
-            INSERT_JOBS.to_owned()
-        } else {
-            INSERT_JOBS.replace(ON_CONFLICT, "").replace(KEYED_ANSWER, PLAIN_ANSWER)
-        };
-        let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(&sql)
-            .bind(&cols.kind)
-            .bind(&cols.queue)
-            .bind(&cols.args)
-            .bind(&cols.state)
-            .bind(&cols.max_attempts)
-            .bind(&cols.run_at)
-            .bind(&cols.unique_key)
-            .bind(&cols.priority)
-            .bind(now)
-            .fetch_all(pg(tx)?)
-            .await?;
-        Ok(rows.into_iter().map(|(_, id)| id).collect())
+        // One statement is atomic on its own: no BEGIN and COMMIT round trips.
+        let ids = insert_jobs(self.pool()?, jobs, now).await?;
+        Ok(Some(ids.into_iter().collect::<Option<Vec<i64>>>().ok_or_else(|| {
+            StorageError::Corrupt("an insert without unique keys skipped a row".into())
+        })?))
     }
 
     async fn explain_claim(&self, queues: &[String], limit: u32, now: Micros) -> Result<String, StorageError> {
@@ -327,6 +305,49 @@ impl Dialect for PgDialect {
         tx.rollback().await?;
         Ok(plan.to_string())
     }
+}
+
+/// Runs [`INSERT_JOBS`] for `jobs` on `conn` (a transaction's connection or the
+/// pool); per input, its new id, or `None` when a live job held its unique key.
+async fn insert_jobs<'e>(
+conn: impl sqlx::PgExecutor<'e>,
+jobs: &[NewJob],
+now: Micros,
+) -> Result<Vec<Option<i64>>, StorageError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut cols = Columns::default();
+    for j in jobs {
+        cols.push(j, now);
+    }
+    // Ids are drawn from the identity's sequence before the insert, in input
+    // order, so each input learns its own id (or that a live job held its
+    // unique key) without relying on the order RETURNING happens to use (the
+    // sequence is looked up once per statement, not per row). The `inserted`
+    // trigger NOTIFYs once per statement and queue.
+    // `ON CONFLICT DO NOTHING` makes every row a speculative insertion, about
+    // 40 % of a 1,000-job batch's time; only a unique key can conflict (ids
+    // are fresh), so only batches with one pay for it.
+    let keyed = jobs.iter().any(|j| j.unique_key.is_some());
+    let sql = if keyed {
+        INSERT_JOBS.to_owned()
+    } else {
+        INSERT_JOBS.replace(ON_CONFLICT, "").replace(KEYED_ANSWER, PLAIN_ANSWER)
+    };
+    let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(&sql)
+        .bind(&cols.kind)
+        .bind(&cols.queue)
+        .bind(&cols.args)
+        .bind(&cols.state)
+        .bind(&cols.max_attempts)
+        .bind(&cols.run_at)
+        .bind(&cols.unique_key)
+        .bind(&cols.priority)
+        .bind(now)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(_, id)| id).collect())
 }
 
 /// A batch of new jobs as one array per column, for `unnest`.

@@ -118,11 +118,16 @@ impl Store {
     fn older_query(&self, q: &ListQuery, text: &str, floor: i64, limit: i64, prefix: &str) -> Query {
         let (sql, arg) = match self.db.dialect() {
             // Newest matches first, straight from the FTS index (it walks rowids in
-            // either direction), each looked up in `jobs` until the page is full.
+            // either direction), each checked against the state in `jobs_by_state`
+            // (a probe of the small index, not of the wide table: a common text
+            // finds thousands of jobs in other states) and read from `jobs` until
+            // the page is full.
             Backend::Sqlite if text.chars().count() >= MIN_INDEXED_CHARS => (
                 "SELECT jobs.* FROM job_search CROSS JOIN jobs
-                 WHERE job_search MATCH $5 AND job_search.rowid < $3 AND jobs.id = job_search.rowid
-                   AND jobs.state = $1 AND ($2 IS NULL OR jobs.kind = $2)
+                 WHERE job_search MATCH $5 AND job_search.rowid < $3
+                   AND EXISTS (SELECT 1 FROM jobs AS s INDEXED BY jobs_by_state
+                               WHERE s.state = $1 AND s.id = job_search.rowid)
+                   AND jobs.id = job_search.rowid AND ($2 IS NULL OR jobs.kind = $2)
                  ORDER BY job_search.rowid DESC LIMIT $4",
                 fts_phrase(text),
             ),

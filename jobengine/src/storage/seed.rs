@@ -73,14 +73,14 @@ impl Store {
             progress(u64::try_from(to).unwrap_or(0));
             from = to + 1;
         }
-        // Fresh statistics, as autovacuum would gather a little later: the
-        // planner's choices between the state index and the search index depend
-        // on them.
+        // Fresh statistics and visibility maps, as autovacuum would make a little
+        // later: the planner's choices between the state index and the search
+        // index depend on them, and a search checks states by index-only scans.
         if self.db.dialect() == Backend::Postgres {
             // The search rows the inserts queued, written now rather than by the
             // workers' passes over the next minutes.
             self.index_search(u64::MAX).await?;
-            query("ANALYZE jobs, job_history, job_search").execute(self.db.write()).await?;
+            query("VACUUM (ANALYZE) jobs, job_history, job_search, job_search_pending").execute(self.db.write()).await?;
         }
         Ok(())
     }
