@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use database::query;
 use jobengine::builtin::{Fail, Noop};
-use jobengine::storage::{Completion, Outcome};
+use jobengine::storage::{Completion, Outcome, SearchLimits};
 use jobengine::testing::{TestDb, Which, manual_clock};
 use jobengine::{JobState, Jobs, ListQuery, ManualClock, Worker, WorkerConfig, registry_with_builtins};
 
@@ -220,8 +220,27 @@ async fn scan(jobs: &Jobs) -> Vec<(i64, String, String)> {
         .expect("all")
 }
 
-/// Asserts that a search for each term in each state lists what a scan finds.
+/// Each way a search can go below its first step, forced, then the default
+/// choice (see `Store::list`).
+fn ways() -> [(&'static str, SearchLimits); 4] {
+    [
+        ("walk", SearchLimits { walk_states_up_to: u64::MAX, exclude_others_up_to: 0 }),
+        ("index", SearchLimits { walk_states_up_to: 0, exclude_others_up_to: 0 }),
+        ("index less others", SearchLimits { walk_states_up_to: 0, exclude_others_up_to: u64::MAX }),
+        ("default", SearchLimits::default()),
+    ]
+}
+
+/// Asserts that a search for each term in each state lists what a scan finds,
+/// whichever way the search goes.
 async fn searches_match_a_scan(jobs: &Jobs, terms: &[&str], step: &str) {
+    for (way, limits) in ways() {
+        jobs.store().set_search_limits(limits);
+        searches_match_a_scan_one_way(jobs, terms, &format!("{step}, {way}")).await;
+    }
+}
+
+async fn searches_match_a_scan_one_way(jobs: &Jobs, terms: &[&str], step: &str) {
     let all = scan(jobs).await;
     for term in terms {
         for state in [JobState::Enqueued, JobState::Dead, JobState::Succeeded] {
@@ -332,15 +351,18 @@ async fn search_finds_what_a_scan_finds(which: Which) {
     let whole: Vec<i64> =
         all.iter().filter(|(_, s, text)| s == "succeeded" && text.contains("\"t2")).map(|(id, _, _)| *id).collect();
     assert!(whole.len() > 300, "many succeeded jobs name a tenant t2…: {}", whole.len());
-    let mut paged: Vec<i64> = Vec::new();
-    loop {
-        let page = jobs.list(&q(paged.last().copied(), 37)).await.expect("page");
-        if page.is_empty() {
-            break;
+    for (way, limits) in ways() {
+        jobs.store().set_search_limits(limits);
+        let mut paged: Vec<i64> = Vec::new();
+        loop {
+            let page = jobs.list(&q(paged.last().copied(), 37)).await.expect("page");
+            if page.is_empty() {
+                break;
+            }
+            paged.extend(page.iter().map(|j| j.id));
         }
-        paged.extend(page.iter().map(|j| j.id));
+        assert_eq!(paged, whole, "paging, {way}");
     }
-    assert_eq!(paged, whole);
 }
 
 async fn search_walks_the_index(which: Which) {

@@ -88,8 +88,10 @@ fn calls(count: u64) -> Vec<(&'static str, Call)> {
         // Common in the state: the page fills at once.
         ("ListJobs succeeded text \"welcome\"", list(pb::JobState::Succeeded, "welcome")),
         ("ListJobs dead text \"refused\"", list(pb::JobState::Dead, "refused")),
-        // Common in another state, absent from this one: the worst case.
+        // Common in another state, absent from this one: the worst cases, in
+        // the big state and in a small one.
         ("ListJobs succeeded text \"refused\"", list(pb::JobState::Succeeded, "refused")),
+        ("ListJobs dead text \"welcome\"", list(pb::JobState::Dead, "welcome")),
         ("GetJob", get_job),
         ("GetThroughput realtime (5 min, 1 s)", throughput(5, 1)),
         ("GetThroughput history (7 days, 1 h)", throughput(7 * 24 * 60, 3600)),

@@ -25,6 +25,7 @@ mod seed;
 mod sqlite;
 mod stats;
 
+pub use search::SearchLimits;
 pub use stats::SECOND_BUCKETS_KEPT;
 
 use std::sync::{Arc, OnceLock};
@@ -472,6 +473,8 @@ pub struct Store {
     pub(crate) local_workers: crate::liveness::LocalWorkers,
     /// When this process last folded the dashboard's deltas (see [`stats`]).
     last_fold: std::sync::atomic::AtomicI64,
+    /// How a text search picks its way (see [`search`]).
+    search_limits: std::sync::RwLock<SearchLimits>,
 }
 
 /// The migrations of the engine's tables.
@@ -534,6 +537,7 @@ impl Store {
             cancels,
             local_workers: Default::default(),
             last_fold: std::sync::atomic::AtomicI64::new(i64::MIN),
+            search_limits: Default::default(),
         }))
     }
 
