@@ -15,7 +15,9 @@
 //! (`sqlite,postgres`), `BENCH_CONCURRENCY` (`10,16`), `BENCH_SAMPLES` (200,
 //! scheduling and cancellation), `BENCH_PARTS`
 //! (`claim,bulk,throughput,kill,sched,cancel,defs`; add `steady` for the
-//! retention run: `BENCH_STEADY_RATE` 1000 jobs/s for `BENCH_STEADY_SECS` 600).
+//! retention run: `BENCH_STEADY_RATE` 1000 jobs/s for `BENCH_STEADY_SECS` 600;
+//! add `finished` for throughput beside `BENCH_FINISHED` (10,000,000) finished
+//! jobs against an empty table, same run).
 //!
 //! Clocks: claim latency is the client's, around one `Store::fetch` of 10 (and,
 //! on PostgreSQL, the server's `Execution Time` from `EXPLAIN ANALYZE`); the
@@ -244,12 +246,15 @@ async fn wait_succeeded(jobs: &Jobs, n: u64, within: Duration) {
 /// `beside` says what else the database holds (empty: nothing).
 async fn throughput(b: &Bench, n: usize, concurrency: usize, beside: &str) {
     let jobs = Jobs::connect(b.url()).await.expect("open");
+    // Jobs already there (other runs', seeded ones) are not this run's.
+    let already = jobs.counts().await.expect("counts").succeeded;
+    let floor: i64 = query("SELECT COALESCE(MAX(id), 0) FROM jobs").scalar(jobs.db().read()).await.expect("max id");
     enqueue_noops(&jobs, n).await;
     let child = spawn_worker(b.url(), &[("WORKER_CONCURRENCY", &concurrency.to_string())]);
-    wait_succeeded(&jobs, n as u64, Duration::from_secs(900)).await;
+    wait_succeeded(&jobs, already + n as u64, Duration::from_secs(900)).await;
     stop(child);
     let (mut first, mut last, mut before) = (i64::MAX, 0, None);
-    loop {
+    'pages: loop {
         let page = jobs
             .list(&ListQuery { state: JobState::Succeeded, kind: None, before_id: before, limit: 5000, text: None })
             .await
@@ -257,6 +262,9 @@ async fn throughput(b: &Bench, n: usize, concurrency: usize, beside: &str) {
         let Some(l) = page.last() else { break };
         before = Some(l.id);
         for j in &page {
+            if j.id <= floor {
+                break 'pages;
+            }
             first = first.min(j.attempted_at.unwrap_or(i64::MAX));
             last = last.max(j.finished_at.unwrap_or(0));
         }
@@ -396,6 +404,26 @@ async fn throughput_beside_definitions(b: &Bench, n: usize, concurrency: usize) 
     throughput(b, n, concurrency, ", beside 10,000 scheduled jobs and 1,000 recurring schedules").await;
 }
 
+/// Throughput beside `rows` finished jobs (seeded as `server seed-jobs` seeds:
+/// 98.8 % succeeded, 1 % dead, a few enqueued and scheduled, with history and
+/// search rows), at each concurrency; the empty-table runs just before are the
+/// comparison. The seeded enqueued jobs move to a queue no worker takes, so
+/// the worker runs only the bench's no-op jobs.
+async fn throughput_beside_finished(b: &Bench, n: usize, concurrency: &[usize], rows: u64) {
+    let jobs = Jobs::connect(b.url()).await.expect("open");
+    let t = Instant::now();
+    jobs.store().seed(rows, jobs.clock().now(), |_| {}).await.expect("seed");
+    query("UPDATE jobs SET queue = 'parked' WHERE state = 'enqueued'")
+        .execute(jobs.db().write())
+        .await
+        .expect("park the seeded enqueued jobs");
+    let took = t.elapsed().as_secs_f64();
+    drop(jobs);
+    for &c in concurrency {
+        throughput(b, n, c, &format!(", beside {rows} finished jobs (seeded in {took:.0} s)")).await;
+    }
+}
+
 /// Steady state under retention: a producer enqueues `rate` no-op jobs a second
 /// (a batch every 100 ms) for `secs`, one worker at the default concurrency with
 /// `JOB_RETENTION_SECS=60` (the sweep runs every minute); every 30 s, the rows in
@@ -456,6 +484,7 @@ async fn main() {
     let samples = env_num("BENCH_SAMPLES", 200);
     let steady_secs = env_num("BENCH_STEADY_SECS", 600) as u64;
     let steady_rate = env_num("BENCH_STEADY_RATE", 1000);
+    let finished = env_num("BENCH_FINISHED", 10_000_000) as u64;
     let part = |p: &str| parts.iter().any(|x| x == p);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     println!("engine scale benchmark: {cores} cores, release build");
@@ -493,6 +522,13 @@ async fn main() {
         }
         for &c in concurrency.iter().filter(|_| part("defs")) {
             throughput_beside_definitions(&fresh(which).await, n, c).await;
+        }
+        // Minutes per backend (seeding): only when asked for.
+        if part("finished") {
+            for &c in &concurrency {
+                throughput(&fresh(which).await, n, c, ", empty table").await;
+            }
+            throughput_beside_finished(&fresh(which).await, n, &concurrency, finished).await;
         }
         // Ten minutes per backend: only when asked for.
         if part("steady") {
