@@ -224,9 +224,13 @@ async fn scan(jobs: &Jobs) -> Vec<(i64, String, String)> {
 /// choice (see `Store::list`).
 fn ways() -> [(&'static str, SearchLimits); 4] {
     [
-        ("walk", SearchLimits { walk_states_up_to: u64::MAX, exclude_others_up_to: 0 }),
-        ("index", SearchLimits { walk_states_up_to: 0, exclude_others_up_to: 0 }),
-        ("index less others", SearchLimits { walk_states_up_to: 0, exclude_others_up_to: u64::MAX }),
+        // Steps of 97 jobs: many steps after the first 2,000.
+        ("walk", SearchLimits { walk_states_up_to: u64::MAX, exclude_others_up_to: 0, walk_step: 97 }),
+        ("index", SearchLimits { walk_states_up_to: 0, exclude_others_up_to: 0, ..SearchLimits::default() }),
+        (
+            "index less others",
+            SearchLimits { walk_states_up_to: 0, exclude_others_up_to: u64::MAX, ..SearchLimits::default() },
+        ),
         ("default", SearchLimits::default()),
     ]
 }

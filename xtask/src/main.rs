@@ -7,7 +7,7 @@
 //! cargo xtask test [--release]         build, `cargo test --workspace`, then Playwright
 //! cargo xtask e2e [--release] [SPEC…] build, then only the Playwright tests (or those matching SPEC)
 //! cargo xtask bench                    the benchmarks, on SQLite and PostgreSQL
-//! cargo xtask results                  benchmarks + long chaos and security runs into docs/RESULTS.md
+//! cargo xtask results [RUN…]           benchmarks + long chaos and security runs into docs/RESULTS.md
 //! cargo xtask mutants                  deliberately broken builds, each caught by its suite
 //! ```
 //!
@@ -56,8 +56,12 @@ commands:
                ratios), tenancy (request latency, rising concurrency, provisioning
                time), notifications (toast latency, idle streams), on SQLite and a
                throw-away PostgreSQL; scale-out (2 servers + 2 workers)
-  results      the benchmarks, the long chaos and security runs and the
-               mutants, written into docs/RESULTS.md
+  results [RUN…]
+               the benchmarks, the long chaos and security runs and the
+               mutants, written into docs/RESULTS.md; with RUN names (engine,
+               peers, scale, dashboard, tenants, notifications, scale-out,
+               chaos-kill, chaos-postgres, chaos-smtp, security, mutants) only
+               those are measured again and the page keeps the others
   mutants      break the code on purpose (the fence on stale completions, the
                super-admin check, ...) and show each suite fails; the files are
                restored afterwards
@@ -71,12 +75,15 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     let mut profile = Profile::Dev;
-    // `e2e` only: Playwright's file filters (`cargo xtask e2e batches`).
+    // `e2e`: Playwright's file filters (`cargo xtask e2e batches`); `results`:
+    // the runs to measure again.
     let mut specs = Vec::new();
     for arg in args {
         match arg.as_str() {
             "--release" => profile = Profile::Release,
-            spec if command == "e2e" && !spec.starts_with('-') => specs.push(spec.to_owned()),
+            spec if (command == "e2e" || command == "results") && !spec.starts_with('-') => {
+                specs.push(spec.to_owned())
+            }
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),
         }
     }
@@ -87,7 +94,7 @@ fn main() -> anyhow::Result<()> {
         "test" => test(&ws, profile),
         "e2e" => end_to_end(&ws, profile, &specs),
         "bench" => bench(&ws),
-        "results" => results::results(&ws),
+        "results" => results::results(&ws, &specs),
         "mutants" => mutants::mutants(&ws).map(drop),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");

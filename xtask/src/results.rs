@@ -4,7 +4,9 @@
 //!
 //! Each run's figures are the tables the benchmarks print and the `figure:` lines
 //! the suites print; this file only gathers them, so the page never holds a
-//! number no command produced.
+//! number no command produced. Every section says when it was measured: `cargo
+//! xtask results peers dashboard` measures only those runs again and keeps the
+//! other sections of the page as they were.
 
 use std::fmt::Write as _;
 
@@ -18,6 +20,8 @@ use crate::workspace::{self, Workspace};
 /// One measured run: a title, the command as a reader would type it, and how to
 /// run it here.
 struct Run {
+    /// The name `cargo xtask results NAME` picks it by.
+    key: &'static str,
     title: &'static str,
     shown: &'static str,
     args: &'static [&'static str],
@@ -28,6 +32,7 @@ struct Run {
 
 const RUNS: &[Run] = &[
     Run {
+        key: "engine",
         title: "Job engine",
         shown: "cargo bench -p worker --bench engine",
         args: &["bench", "-p", "worker", "--bench", "engine"],
@@ -35,6 +40,31 @@ const RUNS: &[Run] = &[
         tables: true,
     },
     Run {
+        key: "peers",
+        title: "Job engine beside graphile-worker 0.17.3 (same run, PostgreSQL with fsync on)",
+        shown: "cargo bench -p worker --bench peers",
+        args: &["bench", "-p", "worker", "--bench", "peers"],
+        env: &[],
+        tables: true,
+    },
+    Run {
+        key: "scale",
+        title: "Job engine at scale: claims with a backlog, bulk enqueue, kill -9, scheduling, cancellation",
+        shown: "cargo bench -p worker --bench scale",
+        args: &["bench", "-p", "worker", "--bench", "scale"],
+        env: &[],
+        tables: true,
+    },
+    Run {
+        key: "dashboard",
+        title: "Dashboard at 1,000,000 jobs",
+        shown: "cargo bench -p server --bench dashboard",
+        args: &["bench", "-p", "server", "--bench", "dashboard"],
+        env: &[],
+        tables: true,
+    },
+    Run {
+        key: "tenants",
         title: "Tenancy: request latency and provisioning time",
         shown: "cargo bench -p server --bench tenants",
         args: &["bench", "-p", "server", "--bench", "tenants"],
@@ -42,6 +72,7 @@ const RUNS: &[Run] = &[
         tables: true,
     },
     Run {
+        key: "notifications",
         title: "Notifications: toast latency and idle streams",
         shown: "cargo bench -p server --bench notifications",
         args: &["bench", "-p", "server", "--bench", "notifications"],
@@ -49,6 +80,7 @@ const RUNS: &[Run] = &[
         tables: true,
     },
     Run {
+        key: "scale-out",
         title: "Scale-out: servers and workers on one PostgreSQL",
         shown: "cargo bench -p server --bench scale",
         args: &["bench", "-p", "server", "--bench", "scale"],
@@ -56,6 +88,7 @@ const RUNS: &[Run] = &[
         tables: true,
     },
     Run {
+        key: "chaos-kill",
         title: "Chaos: kill -9 at random during provisioning (100 kills, 20 tenants, each backend)",
         shown: "CHAOS_TENANTS=20 CHAOS_KILLS=100 cargo test --release -p worker --test chaos -- --nocapture",
         args: &["test", "--release", "-p", "worker", "--test", "chaos", "--", "--nocapture", "--test-threads", "1"],
@@ -63,6 +96,7 @@ const RUNS: &[Run] = &[
         tables: false,
     },
     Run {
+        key: "chaos-postgres",
         title: "Chaos: PostgreSQL restarted under 1,000 sign-ups; streams across processes",
         shown: "CHAOS_SIGNUPS=1000 cargo test --release -p server --test cluster -- --nocapture",
         args: &["test", "--release", "-p", "server", "--test", "cluster", "--", "--nocapture", "--test-threads", "1"],
@@ -70,6 +104,7 @@ const RUNS: &[Run] = &[
         tables: false,
     },
     Run {
+        key: "chaos-smtp",
         title: "Chaos: the SMTP server answering 4xx, 5xx, down, and killed after accepting",
         shown: "cargo test --release -p backoffice --test domain smtp_ -- --nocapture",
         args: &["test", "--release", "-p", "backoffice", "--test", "domain", "smtp_", "--", "--nocapture"],
@@ -77,6 +112,7 @@ const RUNS: &[Run] = &[
         tables: false,
     },
     Run {
+        key: "security",
         title: "Security: login timing (1,000 samples each), decoders fed garbage",
         shown: "ENUM_SAMPLES=1000 FUZZ_SAMPLES=300 cargo test --release -p server --test security --test login_timing -- --nocapture",
         args: &[
@@ -115,34 +151,75 @@ const REQUIREMENTS: &str = "\
 | the suites can fail | each suite fails against a build broken on purpose | Broken builds | |
 ";
 
-/// Runs everything and writes `docs/RESULTS.md`.
-pub fn results(ws: &Workspace) -> anyhow::Result<()> {
+/// Runs everything (or the runs named in `only`) and writes `docs/RESULTS.md`;
+/// sections not measured again are kept from the page as it was.
+pub fn results(ws: &Workspace, only: &[String]) -> anyhow::Result<()> {
+    let known: Vec<&str> = RUNS.iter().map(|r| r.key).chain(["mutants"]).collect();
+    if let Some(unknown) = only.iter().find(|o| !known.contains(&o.as_str())) {
+        anyhow::bail!("no run named {unknown:?}; the runs are {}", known.join(", "));
+    }
+    let chosen = |key: &str| only.is_empty() || only.iter().any(|o| o == key);
+    let path = ws.root.join("docs/RESULTS.md");
+    let before = if only.is_empty() { String::new() } else { std::fs::read_to_string(&path).unwrap_or_default() };
+    let kept = sections(&before);
     let pg = postgres::ensure_postgres().context("starting PostgreSQL for the measurements")?;
     let mut page = String::from(
-        "# Results\n\nRegenerated by `cargo xtask results` (about 75 minutes on 2 cores); every figure below \
-         is what that command printed. Release builds; client, servers, workers and database share the machine.\n\n",
+        "# Results\n\nRegenerated by `cargo xtask results` (about 90 minutes on 2 cores; `cargo xtask results \
+         NAME…` measures only the named runs again); every figure below is what that command printed, and each \
+         section says when. Release builds; client, servers, workers and database share the machine.\n\n",
     );
     let _ = writeln!(page, "## Machine\n\n{}\n", machine());
     let _ = writeln!(page, "## Requirements\n\n{REQUIREMENTS}");
     for run in RUNS {
+        let heading = format!("## {}", run.title);
+        if !chosen(run.key) {
+            let body = kept.iter().find(|(h, _)| *h == heading).map_or_else(
+                || format!("\nNot measured yet: `cargo xtask results {}`.\n\n", run.key),
+                |(_, b)| b.clone(),
+            );
+            let _ = write!(page, "{heading}\n{body}");
+            continue;
+        }
         let mut cmd = ws.cargo();
         cmd.args(run.args).env("TEST_DATABASE_URL", &pg.url).envs(run.env.iter().copied());
         let out = workspace::output(&mut cmd).with_context(|| format!("running {}", run.shown))?;
-        let _ = writeln!(page, "## {}\n\n`{}`\n", run.title, run.shown);
+        let _ = writeln!(page, "{heading}\n\n`{}` (`cargo xtask results {}`), measured {}\n", run.shown, run.key, now());
         let _ = write!(page, "{}", gather(&out, run.tables));
         page.push('\n');
         eprintln!("xtask: measured {}", run.title);
     }
-    let table = crate::mutants::mutants(ws).context("the broken builds")?;
-    let _ = writeln!(
-        page,
-        "## Broken builds the suites catch\n\n`cargo xtask mutants`: each row breaks one piece of code on purpose, \
-         runs the suite meant to catch it (debug build) and restores the file.\n\n{table}"
-    );
-    let path = ws.root.join("docs/RESULTS.md");
+    let heading = "## Broken builds the suites catch";
+    if chosen("mutants") {
+        let table = crate::mutants::mutants(ws).context("the broken builds")?;
+        let _ = writeln!(
+            page,
+            "{heading}\n\n`cargo xtask mutants` (`cargo xtask results mutants`), measured {}: each row breaks one \
+             piece of code on purpose, runs the suite meant to catch it (debug build) and restores the file.\n\n{table}",
+            now()
+        );
+    } else if let Some((_, body)) = kept.iter().find(|(h, _)| h == heading) {
+        let _ = write!(page, "{heading}\n{body}");
+    }
     std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
     println!("xtask: wrote {}", path.display());
     Ok(())
+}
+
+/// A page's `## ` sections: heading line and everything up to the next one.
+fn sections(page: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in page.split_inclusive('\n') {
+        if line.starts_with("## ") {
+            out.push((line.trim_end().to_owned(), String::new()));
+        } else if let Some((_, body)) = out.last_mut() {
+            body.push_str(line);
+        }
+    }
+    out
+}
+
+fn now() -> String {
+    workspace::output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])).unwrap_or_default().trim().to_owned()
 }
 
 /// The figures in a run's output: `figure:` lines (the suites print them after
@@ -204,18 +281,26 @@ fn machine() -> String {
         .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
         .map_or_else(|| "?".into(), |kib| format!("{:.0} GiB", kib as f64 / 1024.0 / 1024.0));
     let kernel = workspace::output(Command::new("uname").arg("-r")).unwrap_or_default();
-    let date = workspace::output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])).unwrap_or_default();
     format!(
-        "{cpu}, {cores} cores, {mem} RAM, Linux {}; measured {}. PostgreSQL: a throw-away cluster with fsync off \
-         (`cargo xtask` starts it), unless `TEST_DATABASE_URL` names another.",
-        kernel.trim(),
-        date.trim()
+        "{cpu}, {cores} cores, {mem} RAM, Linux {}. PostgreSQL: a throw-away cluster with fsync off (`cargo xtask` \
+         starts it), unless `TEST_DATABASE_URL` names another or the section says otherwise (the engine benches \
+         start their own with fsync on).",
+        kernel.trim()
     )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::gather;
+    use super::{gather, sections};
+
+    #[test]
+    fn splits_a_page_into_its_sections() {
+        let page = "# Results\n\nintro\n\n## A\n\none\n\n## B\n| x |\n";
+        assert_eq!(
+            sections(page),
+            [("## A".to_owned(), "\none\n\n".to_owned()), ("## B".to_owned(), "| x |\n".to_owned())]
+        );
+    }
 
     #[test]
     fn gathers_figures_tables_and_result_lines() {

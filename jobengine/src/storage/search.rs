@@ -26,6 +26,11 @@ const MIN_INDEXED_CHARS: usize = 3;
 /// [`Store::list`]).
 const RECENT: i64 = 2000;
 
+/// A state holding at most one job in this many is walked rather than searched
+/// through the index (see [`SearchLimits::walk_states_up_to`]).
+const WALK_SHARE: u64 = 20;
+
+
 /// Queued search rows [`Store::index_search`] writes per statement (about
 /// 50 ms of PostgreSQL's time).
 const INDEX_BATCH: i64 = 5_000;
@@ -39,19 +44,25 @@ const INDEX_LOCK: i64 = 0x6a6f_6273_7365_6172; // "jobssear"
 /// rather than checking each match's state: from the counters, per search.
 #[derive(Clone, Copy, Debug)]
 pub struct SearchLimits {
-    /// A state of at most this many jobs is walked newest first, each job's
-    /// text tested (a walk of 30,000 jobs takes about 20 ms).
+    /// A state of at most this many jobs (or of at most one job in
+    /// [`WALK_SHARE`]) is walked newest first, each job's text tested (a walk of
+    /// 30,000 jobs takes about 20 ms): bounded by the state's size, where the
+    /// index's matches are bounded only by the whole table's.
     pub walk_states_up_to: u64,
     /// With at most this many jobs in the other states, their ids are read
-    /// into a hash and taken from the index's matches (about 2 ms per 10,000),
+    /// into a hash (PostgreSQL) or a temporary index (SQLite) and taken from
+    /// the index's matches (about 2 ms per 10,000),
     /// instead of an index probe per match (about 3.5 µs each, and a common
     /// text in a big state has hundreds of thousands).
     pub exclude_others_up_to: u64,
+    /// How many of a state's jobs each step of a walk tests after the first
+    /// [`RECENT`] (one statement each).
+    pub walk_step: u32,
 }
 
 impl Default for SearchLimits {
     fn default() -> Self {
-        Self { walk_states_up_to: 30_000, exclude_others_up_to: 200_000 }
+        Self { walk_states_up_to: 30_000, exclude_others_up_to: 200_000, walk_step: 10_000 }
     }
 }
 
@@ -77,10 +88,10 @@ impl Store {
     /// but absent from the state), so the choice is made by what is found: the
     /// state's newest [`RECENT`] jobs are tested first; only when they hold no
     /// full page are the older jobs searched, in the cheapest of three ways the
-    /// counters tell apart (see [`SearchLimits`]): a walk of the whole state when
-    /// it is small; on PostgreSQL, the index's matches less the jobs of the other
-    /// states when those are few; else the index's matches, each checked
-    /// against the state.
+    /// counters tell apart (see [`SearchLimits`]): walking on through the state
+    /// when it is small; the index's matches less the
+    /// jobs of the other states when those are few; else the index's matches,
+    /// each checked against the state.
     ///
     /// # Errors
     /// A database failure.
@@ -97,48 +108,66 @@ impl Store {
             .fetch_all(self.db.read())
             .await?);
         };
-        // One snapshot: the two steps see the same jobs.
+        // One snapshot: every step sees the same jobs.
         let mut tx = self.db.begin_read().await?;
-        let before = q.before_id.unwrap_or(i64::MAX);
-        let (floor, seen): (Option<i64>, i64) = query(
-            "SELECT MIN(id), COUNT(*) FROM
-               (SELECT id FROM jobs WHERE state = $1 AND id < $2 ORDER BY id DESC LIMIT $3) recent",
-        )
-        .bind(q.state.as_str())
-        .bind(before)
-        .bind(RECENT)
-        .fetch_one(&mut tx)
-        .await?;
-        let Some(floor) = floor else {
-            tx.rollback().await?;
-            return Ok(Vec::new());
-        };
-        let pattern = format!("%{}%", like_escape(text));
-        let mut rows: Vec<JobRow> = query(
-            "SELECT * FROM jobs WHERE state = $1 AND ($2 IS NULL OR kind = $2) AND id < $3 AND id >= $4
-               AND lower(kind || ' ' || args || ' ' || coalesce(last_error, '')) LIKE lower($5) ESCAPE '\\'
-             ORDER BY id DESC LIMIT $6",
-        )
-        .bind(q.state.as_str())
-        .bind(&q.kind)
-        .bind(before)
-        .bind(floor)
-        .bind(pattern)
-        .bind(i64::from(q.limit))
-        .fetch_all(&mut tx)
-        .await?;
-        let missing = i64::from(q.limit) - rows.len() as i64;
-        if missing > 0 && seen == RECENT {
-            let way = self.way(&mut tx, q.state, text).await?;
-            rows.extend(self.older_query(q, text, floor, missing, way, "").fetch_all(&mut tx).await?);
+        let limit = i64::from(q.limit);
+        let mut rows: Vec<JobRow> = Vec::new();
+        let mut cursor = q.before_id.unwrap_or(i64::MAX);
+        let mut chunk = RECENT;
+        loop {
+            // The state's next `chunk` jobs below the cursor (an index-only walk
+            // of `jobs_by_state`), then those of them that match.
+            let (floor, seen): (Option<i64>, i64) = query(
+                "SELECT MIN(id), COUNT(*) FROM
+                   (SELECT id FROM jobs WHERE state = $1 AND id < $2 ORDER BY id DESC LIMIT $3) recent",
+            )
+            .bind(q.state.as_str())
+            .bind(cursor)
+            .bind(chunk)
+            .fetch_one(&mut tx)
+            .await?;
+            let Some(floor) = floor else { break };
+            rows.extend(self.walk_query(q, text, cursor, floor, limit - rows.len() as i64).fetch_all(&mut tx).await?);
+            if rows.len() as i64 >= limit || seen < chunk {
+                break;
+            }
+            cursor = floor;
+            if chunk == RECENT {
+                // The newest hold no full page: walk on, or ask the index.
+                match self.way(&mut tx, q.state, text).await? {
+                    Way::Walk => chunk = i64::from(self.search_limits().walk_step.max(1)),
+                    way => {
+                        let missing = limit - rows.len() as i64;
+                        rows.extend(self.older_query(q, text, cursor, missing, way, "").fetch_all(&mut tx).await?);
+                        break;
+                    }
+                }
+            }
         }
         tx.rollback().await?;
         Ok(rows)
     }
 
+    /// The jobs of `q`'s state with ids in `[floor, below)` whose text matches,
+    /// newest first. With both bounds from a walk of `jobs_by_state`, the
+    /// planner reads that index's range, not the table's.
+    fn walk_query(&self, q: &ListQuery, text: &str, below: i64, floor: i64, limit: i64) -> Query {
+        query(format!(
+            "SELECT * FROM jobs WHERE state = $1 AND ($2 IS NULL OR kind = $2) AND id < $3 AND id >= $4
+               AND {BODY} LIKE lower($5) ESCAPE '\\'
+             ORDER BY id DESC LIMIT $6"
+        ))
+        .bind(q.state.as_str())
+        .bind(&q.kind)
+        .bind(below)
+        .bind(floor)
+        .bind(format!("%{}%", like_escape(text)))
+        .bind(limit)
+    }
+
     /// How [`Store::list`] searches below its first step, from the counters.
     async fn way(&self, tx: &mut database::Tx, state: JobState, text: &str) -> Result<Way, StorageError> {
-        let limits = *self.search_limits.read().unwrap_or_else(|e| e.into_inner());
+        let limits = self.search_limits();
         let (in_state, all): (i64, i64) = query(
             "SELECT CAST(COALESCE(SUM(CASE WHEN state = $1 THEN n ELSE 0 END), 0) AS BIGINT),
                     CAST(COALESCE(SUM(n), 0) AS BIGINT)
@@ -148,13 +177,18 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let (in_state, others) = (in_state.max(0) as u64, (all - in_state).max(0) as u64);
-        Ok(if in_state <= limits.walk_states_up_to || text.chars().count() < MIN_INDEXED_CHARS {
+        let small = in_state <= limits.walk_states_up_to || in_state.saturating_mul(WALK_SHARE) <= in_state + others;
+        Ok(if small || text.chars().count() < MIN_INDEXED_CHARS {
             Way::Walk
-        } else if self.db.dialect() == Backend::Postgres && others <= limits.exclude_others_up_to {
+        } else if others <= limits.exclude_others_up_to {
             Way::IndexLessOthers(JobState::ALL.into_iter().filter(|s| *s != state).map(|s| s.as_str()).collect())
         } else {
             Way::Index
         })
+    }
+
+    fn search_limits(&self) -> SearchLimits {
+        *self.search_limits.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sets how a search picks its way (tests force each way with it).
@@ -164,17 +198,22 @@ impl Store {
 
     fn older_query(&self, q: &ListQuery, text: &str, floor: i64, limit: i64, way: Way, prefix: &str) -> Query {
         let like = format!("%{}%", like_escape(text));
-        if let Way::Walk = way {
+        if let (Way::IndexLessOthers(others), Backend::Sqlite) = (&way, self.db.dialect()) {
+            // The other states' ids, read once into a temporary index that each
+            // match is looked up in (in memory, not the database's pages).
+            let others = others.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
             return query(format!(
-                "{prefix}SELECT * FROM jobs WHERE state = $1 AND ($2 IS NULL OR kind = $2) AND id < $3
-                   AND {BODY} LIKE lower($5) ESCAPE '\\'
-                 ORDER BY id DESC LIMIT $4"
+                "{prefix}SELECT jobs.* FROM job_search CROSS JOIN jobs
+                 WHERE job_search MATCH $5 AND job_search.rowid < $3
+                   AND job_search.rowid NOT IN (SELECT id FROM jobs WHERE state IN ({others}) AND id < $3)
+                   AND jobs.id = job_search.rowid AND jobs.state = $1 AND ($2 IS NULL OR jobs.kind = $2)
+                 ORDER BY job_search.rowid DESC LIMIT $4"
             ))
             .bind(q.state.as_str())
             .bind(&q.kind)
             .bind(floor)
             .bind(limit)
-            .bind(like);
+            .bind(fts_phrase(text));
         }
         if let Way::IndexLessOthers(others) = way {
             // Every candidate, less the (few) jobs in other states, read once
