@@ -110,6 +110,13 @@ impl Store {
         };
         // One snapshot: every step sees the same jobs.
         let mut tx = self.db.begin_read().await?;
+        if self.db.dialect() == Backend::Postgres {
+            // Plans for these values, not generic ones: after five runs of a
+            // prepared statement PostgreSQL may settle on a plan made without the
+            // state and the id bounds, and walk the table's whole id range (240 ms
+            // a search at 1,000,000 jobs, against 25 ms planned for the values).
+            query("SET LOCAL plan_cache_mode = force_custom_plan").execute(&mut tx).await?;
+        }
         let limit = i64::from(q.limit);
         let mut rows: Vec<JobRow> = Vec::new();
         let mut cursor = q.before_id.unwrap_or(i64::MAX);
@@ -149,8 +156,8 @@ impl Store {
     }
 
     /// The jobs of `q`'s state with ids in `[floor, below)` whose text matches,
-    /// newest first. With both bounds from a walk of `jobs_by_state`, the
-    /// planner reads that index's range, not the table's.
+    /// newest first: with both bounds from a walk of `jobs_by_state`, the
+    /// planner reads that index's range (given the values: see [`Store::list`]).
     fn walk_query(&self, q: &ListQuery, text: &str, below: i64, floor: i64, limit: i64) -> Query {
         query(format!(
             "SELECT * FROM jobs WHERE state = $1 AND ($2 IS NULL OR kind = $2) AND id < $3 AND id >= $4
