@@ -81,9 +81,7 @@ fn main() -> anyhow::Result<()> {
     for arg in args {
         match arg.as_str() {
             "--release" => profile = Profile::Release,
-            spec if (command == "e2e" || command == "results") && !spec.starts_with('-') => {
-                specs.push(spec.to_owned())
-            }
+            spec if (command == "e2e" || command == "results") && !spec.starts_with('-') => specs.push(spec.to_owned()),
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),
         }
     }

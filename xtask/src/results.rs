@@ -183,7 +183,8 @@ pub fn results(ws: &Workspace, only: &[String]) -> anyhow::Result<()> {
         let mut cmd = ws.cargo();
         cmd.args(run.args).env("TEST_DATABASE_URL", &pg.url).envs(run.env.iter().copied());
         let out = workspace::output(&mut cmd).with_context(|| format!("running {}", run.shown))?;
-        let _ = writeln!(page, "{heading}\n\n`{}` (`cargo xtask results {}`), measured {}\n", run.shown, run.key, now());
+        let _ =
+            writeln!(page, "{heading}\n\n`{}` (`cargo xtask results {}`), measured {}\n", run.shown, run.key, now());
         let _ = write!(page, "{}", gather(&out, run.tables));
         page.push('\n');
         eprintln!("xtask: measured {}", run.title);

@@ -285,9 +285,11 @@ impl Dialect for PgDialect {
         }
         // One statement is atomic on its own: no BEGIN and COMMIT round trips.
         let ids = insert_jobs(self.pool()?, jobs, now).await?;
-        Ok(Some(ids.into_iter().collect::<Option<Vec<i64>>>().ok_or_else(|| {
-            StorageError::Corrupt("an insert without unique keys skipped a row".into())
-        })?))
+        Ok(Some(
+            ids.into_iter()
+                .collect::<Option<Vec<i64>>>()
+                .ok_or_else(|| StorageError::Corrupt("an insert without unique keys skipped a row".into()))?,
+        ))
     }
 
     async fn explain_claim(&self, queues: &[String], limit: u32, now: Micros) -> Result<String, StorageError> {
@@ -310,9 +312,9 @@ impl Dialect for PgDialect {
 /// Runs [`INSERT_JOBS`] for `jobs` on `conn` (a transaction's connection or the
 /// pool); per input, its new id, or `None` when a live job held its unique key.
 async fn insert_jobs<'e>(
-conn: impl sqlx::PgExecutor<'e>,
-jobs: &[NewJob],
-now: Micros,
+    conn: impl sqlx::PgExecutor<'e>,
+    jobs: &[NewJob],
+    now: Micros,
 ) -> Result<Vec<Option<i64>>, StorageError> {
     if jobs.is_empty() {
         return Ok(Vec::new());

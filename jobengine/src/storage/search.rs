@@ -15,8 +15,8 @@
 use database::{Dialect as Backend, Query, query};
 
 use super::{JobRow, ListQuery, Store};
-use crate::state::JobState;
 use crate::error::StorageError;
+use crate::state::JobState;
 
 /// The trigram tokenizer indexes three characters at a time: shorter text has no
 /// trigram to look up, so it is searched by a scan as before.
@@ -29,7 +29,6 @@ const RECENT: i64 = 2000;
 /// A state holding at most one job in this many is walked rather than searched
 /// through the index (see [`SearchLimits::walk_states_up_to`]).
 const WALK_SHARE: u64 = 20;
-
 
 /// Queued search rows [`Store::index_search`] writes per statement (about
 /// 50 ms of PostgreSQL's time).
@@ -336,12 +335,14 @@ impl Store {
         let floor = q.before_id.unwrap_or(i64::MAX);
         let limit = i64::from(q.limit);
         let lines: Vec<String> = match self.db.dialect() {
-            Backend::Postgres => self.older_query(q, text, floor, limit, Way::Index, "EXPLAIN ").scalars(self.db.read()).await?,
+            Backend::Postgres => {
+                self.older_query(q, text, floor, limit, Way::Index, "EXPLAIN ").scalars(self.db.read()).await?
+            }
             Backend::Sqlite => {
-                let rows: Vec<(i64, i64, i64, String)> =
-                    self.older_query(q, text, floor, limit, Way::Index, "EXPLAIN QUERY PLAN ")
-                        .fetch_all(self.db.read())
-                        .await?;
+                let rows: Vec<(i64, i64, i64, String)> = self
+                    .older_query(q, text, floor, limit, Way::Index, "EXPLAIN QUERY PLAN ")
+                    .fetch_all(self.db.read())
+                    .await?;
                 rows.into_iter().map(|r| r.3).collect()
             }
         };

@@ -80,7 +80,9 @@ impl Store {
             // The search rows the inserts queued, written now rather than by the
             // workers' passes over the next minutes.
             self.index_search(u64::MAX).await?;
-            query("VACUUM (ANALYZE) jobs, job_history, job_search, job_search_pending").execute(self.db.write()).await?;
+            query("VACUUM (ANALYZE) jobs, job_history, job_search, job_search_pending")
+                .execute(self.db.write())
+                .await?;
         }
         Ok(())
     }
