@@ -406,9 +406,9 @@ async fn throughput_beside_definitions(b: &Bench, n: usize, concurrency: usize) 
 
 /// Throughput beside `rows` finished jobs (seeded as `server seed-jobs` seeds:
 /// 98.8 % succeeded, 1 % dead, a few enqueued and scheduled, with history and
-/// search rows), at each concurrency; the empty-table runs just before are the
-/// comparison. The seeded enqueued jobs move to a queue no worker takes, so
-/// the worker runs only the bench's no-op jobs.
+/// search rows), at each concurrency, after a checkpoint; the empty-table runs
+/// just before are the comparison. The seeded enqueued jobs move to a queue no
+/// worker takes, so the worker runs only the bench's no-op jobs.
 async fn throughput_beside_finished(b: &Bench, n: usize, concurrency: &[usize], rows: u64) {
     let jobs = Jobs::connect(b.url()).await.expect("open");
     let t = Instant::now();
@@ -418,6 +418,14 @@ async fn throughput_beside_finished(b: &Bench, n: usize, concurrency: &[usize], 
         .await
         .expect("park the seeded enqueued jobs");
     let took = t.elapsed().as_secs_f64();
+    // The table as it stands, not the gigabytes just written still being
+    // flushed: a checkpoint first (PostgreSQL writes out every dirty page;
+    // SQLite moves its WAL into the database file).
+    let checkpoint = match b {
+        Bench::Sqlite(_) => "PRAGMA wal_checkpoint(TRUNCATE)",
+        Bench::Postgres(_) => "CHECKPOINT",
+    };
+    query(checkpoint).execute(jobs.db().write()).await.expect("checkpoint");
     drop(jobs);
     for &c in concurrency {
         throughput(b, n, c, &format!(", beside {rows} finished jobs (seeded in {took:.0} s)")).await;

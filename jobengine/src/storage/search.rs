@@ -38,9 +38,9 @@ const INDEX_BATCH: i64 = 5_000;
 /// (any constant unique to this purpose).
 const INDEX_LOCK: i64 = 0x6a6f_6273_7365_6172; // "jobssear"
 
-/// When a search walks a state instead of asking the index, and when (on
-/// PostgreSQL) it subtracts the other states' jobs from the index's matches
-/// rather than checking each match's state: from the counters, per search.
+/// When a search walks a state instead of asking the index, and when it
+/// subtracts the other states' jobs from the index's matches rather than
+/// checking each match's state: decided from the counters, per search.
 #[derive(Clone, Copy, Debug)]
 pub struct SearchLimits {
     /// A state of at most this many jobs (or of at most one job in
@@ -50,9 +50,9 @@ pub struct SearchLimits {
     pub walk_states_up_to: u64,
     /// With at most this many jobs in the other states, their ids are read
     /// into a hash (PostgreSQL) or a temporary index (SQLite) and taken from
-    /// the index's matches (about 2 ms per 10,000),
-    /// instead of an index probe per match (about 3.5 µs each, and a common
-    /// text in a big state has hundreds of thousands).
+    /// the index's matches (about 2 ms per 10,000), instead of an index probe
+    /// per match (about 3.5 µs each; a text common in a big state has hundreds
+    /// of thousands).
     pub exclude_others_up_to: u64,
     /// How many of a state's jobs each step of a walk tests after the first
     /// [`RECENT`] (one statement each).
@@ -88,9 +88,9 @@ impl Store {
     /// state's newest [`RECENT`] jobs are tested first; only when they hold no
     /// full page are the older jobs searched, in the cheapest of three ways the
     /// counters tell apart (see [`SearchLimits`]): walking on through the state
-    /// when it is small; the index's matches less the
-    /// jobs of the other states when those are few; else the index's matches,
-    /// each checked against the state.
+    /// when it is small; the index's matches less the jobs of the other states
+    /// when those are few; else the index's matches, each checked against the
+    /// state.
     ///
     /// # Errors
     /// A database failure.
@@ -202,6 +202,8 @@ impl Store {
         *self.search_limits.write().unwrap_or_else(|e| e.into_inner()) = limits;
     }
 
+    /// Matches of `text` in `q`'s state below id `floor`, newest first, through
+    /// the index, the way `way` chose (`prefix`: `EXPLAIN` or nothing).
     fn older_query(&self, q: &ListQuery, text: &str, floor: i64, limit: i64, way: Way, prefix: &str) -> Query {
         let like = format!("%{}%", like_escape(text));
         if let (Way::IndexLessOthers(others), Backend::Sqlite) = (&way, self.db.dialect()) {
@@ -313,6 +315,10 @@ impl Store {
                 tx.rollback().await?;
                 return Ok((done > 0).then_some(done));
             }
+            // Derived rows, written with the queue entries they replace: a crash
+            // that loses this commit loses both, and the entries are taken again.
+            // So no flush to wait for, and none to delay others' commits with.
+            query("SET LOCAL synchronous_commit = off").execute(&mut tx).await?;
             let taken: i64 = query(sql.clone()).bind(INDEX_BATCH).scalar(&mut tx).await?;
             tx.commit().await?;
             done += taken.max(0) as u64;
