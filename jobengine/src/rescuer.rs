@@ -12,7 +12,10 @@
 //! every time still ends in the dead-letter queue. The
 //! pass also prunes registry rows of workers silent for [`PRUNE_AFTER`], and on
 //! PostgreSQL writes the dashboard's queued search rows
-//! ([`Store::index_search`]), after the rescue so it never delays one.
+//! ([`Store::index_search`]): after the rescue so it never delays one, and
+//! while this worker's queues hold due jobs only every
+//! [`SEARCH_ROWS_AT_LEAST_EVERY`] (a GIN index of millions of rows costs the
+//! engine's throughput while it is written).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +35,10 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Queued search rows one pass writes at most (about 200 ms of PostgreSQL's
 /// time); what is left waits for the next pass, and searches read it meanwhile.
 const SEARCH_ROWS_PER_PASS: u64 = 20_000;
+/// Search rows yield to jobs: while this worker's queues hold due jobs a pass
+/// writes none, but one pass in this long writes them anyway, so the queue of
+/// rows (which every search reads) stays bounded under a lasting backlog.
+const SEARCH_ROWS_AT_LEAST_EVERY: Duration = Duration::from_secs(10);
 
 pub(crate) async fn rescuer_loop(
     store: Arc<Store>,
@@ -41,6 +48,7 @@ pub(crate) async fn rescuer_loop(
     stop: CancellationToken,
 ) {
     let mut last_prune = tokio::time::Instant::now();
+    let mut last_search_rows: Option<tokio::time::Instant> = None;
     loop {
         // Jitter keeps many workers' rescuers from running in lockstep.
         let jitter = rand::rng().random_range(0.8..1.2);
@@ -61,8 +69,15 @@ pub(crate) async fn rescuer_loop(
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "rescuer pass failed"),
         }
-        if let Err(e) = store.index_search(SEARCH_ROWS_PER_PASS).await {
-            tracing::warn!(error = %e, "writing queued search rows failed; searches read them from the queue");
+        if store.indexes_search_later() {
+            let yield_to_jobs = last_search_rows.is_some_and(|t| t.elapsed() < SEARCH_ROWS_AT_LEAST_EVERY)
+                && store.has_due_jobs(&cfg.queues, now).await.unwrap_or(false);
+            if !yield_to_jobs {
+                last_search_rows = Some(tokio::time::Instant::now());
+                if let Err(e) = store.index_search(SEARCH_ROWS_PER_PASS).await {
+                    tracing::warn!(error = %e, "writing queued search rows failed; searches read them from the queue");
+                }
+            }
         }
         // Pruning is housekeeping: once a minute, not on every pass (on SQLite each
         // write takes the database's one write lock).
