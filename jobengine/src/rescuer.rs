@@ -48,7 +48,8 @@ pub(crate) async fn rescuer_loop(
     stop: CancellationToken,
 ) {
     let mut last_prune = tokio::time::Instant::now();
-    let mut last_search_rows: Option<tokio::time::Instant> = None;
+    // A worker that starts into a backlog leaves the rows for later too.
+    let mut last_search_rows = tokio::time::Instant::now();
     loop {
         // Jitter keeps many workers' rescuers from running in lockstep.
         let jitter = rand::rng().random_range(0.8..1.2);
@@ -70,10 +71,10 @@ pub(crate) async fn rescuer_loop(
             Err(e) => tracing::warn!(error = %e, "rescuer pass failed"),
         }
         if store.indexes_search_later() {
-            let yield_to_jobs = last_search_rows.is_some_and(|t| t.elapsed() < SEARCH_ROWS_AT_LEAST_EVERY)
+            let yield_to_jobs = last_search_rows.elapsed() < SEARCH_ROWS_AT_LEAST_EVERY
                 && store.has_due_jobs(&cfg.queues, now).await.unwrap_or(false);
             if !yield_to_jobs {
-                last_search_rows = Some(tokio::time::Instant::now());
+                last_search_rows = tokio::time::Instant::now();
                 if let Err(e) = store.index_search(SEARCH_ROWS_PER_PASS).await {
                     tracing::warn!(error = %e, "writing queued search rows failed; searches read them from the queue");
                 }
