@@ -245,12 +245,20 @@ async fn wait_succeeded(jobs: &Jobs, n: u64, within: Duration) {
 /// One worker at `concurrency` on `n` queued no-op jobs.
 /// `beside` says what else the database holds (empty: nothing).
 async fn throughput(b: &Bench, n: usize, concurrency: usize, beside: &str) {
+    throughput_with(b, n, concurrency, beside, &[]).await;
+}
+
+/// [`throughput`] with more settings for the worker.
+async fn throughput_with(b: &Bench, n: usize, concurrency: usize, beside: &str, env: &[(&str, &str)]) {
     let jobs = Jobs::connect(b.url()).await.expect("open");
     // Jobs already there (other runs', seeded ones) are not this run's.
     let already = jobs.counts().await.expect("counts").succeeded;
     let floor: i64 = query("SELECT COALESCE(MAX(id), 0) FROM jobs").scalar(jobs.db().read()).await.expect("max id");
     enqueue_noops(&jobs, n).await;
-    let child = spawn_worker(b.url(), &[("WORKER_CONCURRENCY", &concurrency.to_string())]);
+    let c = concurrency.to_string();
+    let settings: Vec<(&str, &str)> =
+        [("WORKER_CONCURRENCY", c.as_str())].into_iter().chain(env.iter().copied()).collect();
+    let child = spawn_worker(b.url(), &settings);
     wait_succeeded(&jobs, already + n as u64, Duration::from_secs(900)).await;
     stop(child);
     let (mut first, mut last, mut before) = (i64::MAX, 0, None);
@@ -427,8 +435,12 @@ async fn throughput_beside_finished(b: &Bench, n: usize, concurrency: &[usize], 
     };
     query(checkpoint).execute(jobs.db().write()).await.expect("checkpoint");
     drop(jobs);
+    // The seeded jobs ended over the day before the seeding began: with the
+    // default retention (24 h) the oldest expire while the bench runs, and the
+    // worker's first sweep would delete tens of thousands of them mid-run.
     for &c in concurrency {
-        throughput(b, n, c, &format!(", beside {rows} finished jobs (seeded in {took:.0} s)")).await;
+        let beside = format!(", beside {rows} finished jobs (seeded in {took:.0} s; retention 48 h)");
+        throughput_with(b, n, c, &beside, &[("JOB_RETENTION_SECS", "172800")]).await;
     }
 }
 
