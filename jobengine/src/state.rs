@@ -64,6 +64,12 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// `states` as an SQL list of string literals (`'a', 'b'`), to format into
+    /// a statement: the names are ours, never the caller's.
+    pub(crate) fn sql_list(states: impl IntoIterator<Item = JobState>) -> String {
+        states.into_iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ")
+    }
+
     /// Every state, in display order.
     pub const ALL: [JobState; 7] = [
         JobState::Enqueued,

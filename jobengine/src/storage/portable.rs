@@ -124,9 +124,7 @@ impl Store {
     /// Not found, in a state the operation does not apply to, its unique key
     /// taken by a live job, a failing hook, or a database failure.
     pub async fn admin(&self, id: i64, op: AdminOp, reason: &str, now: Micros) -> Result<JobRow, StorageError> {
-        let from: Vec<&str> = op.allowed_from().iter().map(|s| s.as_str()).collect();
-        // The states are ours, not the caller's: formatted into the SQL.
-        let states = from.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+        let states = JobState::sql_list(op.allowed_from().iter().copied());
         let set = match op {
             AdminOp::Requeue => {
                 "state = 'enqueued', attempt = 0, run_at = $1, updated_at = $1, finished_at = NULL,

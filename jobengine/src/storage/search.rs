@@ -68,9 +68,18 @@ impl Default for SearchLimits {
 /// The ways a search below its first step can go (see [`Store::list`]).
 enum Way {
     Walk,
-    IndexLessOthers(Vec<&'static str>),
+    /// The other states, as an SQL list.
+    IndexLessOthers(String),
     Index,
 }
+
+/// PostgreSQL's candidates for a search below id `$3` for pattern `$5`: the
+/// GIN index's matches and the jobs still queued for it (a CTE, materialized
+/// so that no `LIMIT` tempts the planner into walking).
+const PG_CANDIDATES: &str = "candidates AS MATERIALIZED
+                   (SELECT job_id FROM job_search WHERE body LIKE lower($5) AND job_id < $3
+                    UNION
+                    SELECT job_id FROM job_search_pending WHERE job_id < $3)";
 
 /// `jobs`' searchable text, lowercased, as `job_search.body` holds it.
 const BODY: &str = "lower(kind || ' ' || args || ' ' || coalesce(last_error, ''))";
@@ -187,7 +196,7 @@ impl Store {
         Ok(if small || text.chars().count() < MIN_INDEXED_CHARS {
             Way::Walk
         } else if others <= limits.exclude_others_up_to {
-            Way::IndexLessOthers(JobState::ALL.into_iter().filter(|s| *s != state).map(|s| s.as_str()).collect())
+            Way::IndexLessOthers(JobState::sql_list(JobState::ALL.into_iter().filter(|s| *s != state)))
         } else {
             Way::Index
         })
@@ -209,7 +218,6 @@ impl Store {
         if let (Way::IndexLessOthers(others), Backend::Sqlite) = (&way, self.db.dialect()) {
             // The other states' ids, read once into a temporary index that each
             // match is looked up in (in memory, not the database's pages).
-            let others = others.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
             return query(format!(
                 "{prefix}SELECT jobs.* FROM job_search CROSS JOIN jobs
                  WHERE job_search MATCH $5 AND job_search.rowid < $3
@@ -227,14 +235,9 @@ impl Store {
             // Every candidate, less the (few) jobs in other states, read once
             // into a hash; the rest are in the state or gone. The survivors are
             // handed over as an array so that PostgreSQL reads them by key (as a
-            // join it may scan all of `jobs` instead: 430 ms at 1M). The states
-            // are ours, not the caller's: formatted into the SQL.
-            let others = others.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+            // join it may scan all of `jobs` instead: 430 ms at 1M).
             return query(format!(
-                "{prefix}WITH candidates AS MATERIALIZED
-                   (SELECT job_id FROM job_search WHERE body LIKE lower($5) AND job_id < $3
-                    UNION
-                    SELECT job_id FROM job_search_pending WHERE job_id < $3),
+                "{prefix}WITH {PG_CANDIDATES},
                  elsewhere AS MATERIALIZED (SELECT id FROM jobs WHERE state IN ({others}) AND id < $3)
                  SELECT * FROM jobs
                  WHERE id = ANY (ARRAY(SELECT c.job_id FROM candidates c LEFT JOIN elsewhere e ON e.id = c.job_id
@@ -260,7 +263,8 @@ impl Store {
                    AND EXISTS (SELECT 1 FROM jobs AS s INDEXED BY jobs_by_state
                                WHERE s.state = $1 AND s.id = job_search.rowid)
                    AND jobs.id = job_search.rowid AND ($2 IS NULL OR jobs.kind = $2)
-                 ORDER BY job_search.rowid DESC LIMIT $4",
+                 ORDER BY job_search.rowid DESC LIMIT $4"
+                    .to_owned(),
                 fts_phrase(text),
             ),
             // Every candidate first: the GIN index's matches and the jobs still
@@ -271,16 +275,15 @@ impl Store {
             // an index row written before a change may no longer match. The body
             // is stored lowercased; the default escape character is the backslash.
             Backend::Postgres => (
-                "WITH candidates AS MATERIALIZED
-                   (SELECT job_id FROM job_search WHERE body LIKE lower($5) AND job_id < $3
-                    UNION
-                    SELECT job_id FROM job_search_pending WHERE job_id < $3),
+                format!(
+                    "WITH {PG_CANDIDATES},
                  in_state AS MATERIALIZED
                    (SELECT id FROM jobs WHERE state = $1 AND id = ANY (ARRAY(SELECT job_id FROM candidates)))
                  SELECT * FROM jobs
                  WHERE id = ANY (ARRAY(SELECT id FROM in_state)) AND state = $1 AND ($2 IS NULL OR kind = $2)
-                   AND lower(kind || ' ' || args || ' ' || coalesce(last_error, '')) LIKE lower($5)
-                 ORDER BY id DESC LIMIT $4",
+                   AND {BODY} LIKE lower($5)
+                 ORDER BY id DESC LIMIT $4"
+                ),
                 like,
             ),
         };
