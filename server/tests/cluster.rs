@@ -144,9 +144,10 @@ async fn toasts_cross_processes_and_survive_a_postgres_restart() {
 
 /// At least `CHAOS_SIGNUPS` (default 200; the long run 1,000) sign-ups from 20
 /// concurrent callers; PostgreSQL is restarted (`-m immediate`) a third of the way
-/// through, and the callers go on until it is back, so sign-ups are in flight when
-/// it goes (on a quiet machine all 200 could end before `pg_ctl` stops it, and the
-/// refusals this test is about would not happen).
+/// through, while sign-ups wait on a lock the test holds, and the callers go on
+/// until it is back. So sign-ups are always in flight when it goes (without the
+/// lock, the stop could fall between two short transactions and the refusals
+/// this test is about would not happen).
 #[tokio::test]
 async fn signups_survive_a_postgres_restart() {
     let total: usize = std::env::var("CHAOS_SIGNUPS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
@@ -181,7 +182,30 @@ async fn signups_survive_a_postgres_restart() {
     while next.load(std::sync::atomic::Ordering::Relaxed) < total / 3 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Hold the tenants table so sign-ups queue inside PostgreSQL, and stop it
+    // only once one waits there: without this, the stop could fall between two
+    // short transactions and no sign-up would be in flight.
+    let locker = sqlx::PgPool::connect(&pg.url).await.expect("connect");
+    let mut hold = locker.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE tenants IN SHARE ROW EXCLUSIVE MODE").execute(&mut *hold).await.expect("lock");
+    let waiting = Instant::now();
+    loop {
+        let blocked: i64 =
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO tenants%'",
+            )
+                .fetch_one(&locker)
+                .await
+                .expect("blocked");
+        if blocked > 0 {
+            break;
+        }
+        assert!(waiting.elapsed() < Duration::from_secs(10), "no sign-up reached the locked tenants table");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     pg.stop_immediate().expect("stop PostgreSQL");
+    drop(hold);
+    locker.close().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     pg.start_again().expect("start PostgreSQL");
     restarted.store(true, std::sync::atomic::Ordering::Relaxed);
