@@ -221,7 +221,7 @@ impl<C: Send + Sync + 'static> Worker<C> {
     /// met within a millisecond or two rather than up to a poll late).
     async fn idle_wait(&self, poll: Duration) -> Duration {
         let now = self.clock.now();
-        match self.store.next_due(now).await {
+        match self.store.next_due(&self.config.queues, now).await {
             Ok(Some(due)) => poll.min(Duration::from_micros(u64::try_from(due - now).unwrap_or(0))),
             Ok(None) => poll,
             Err(e) => {

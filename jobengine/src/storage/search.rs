@@ -296,25 +296,6 @@ impl Store {
         self.db.dialect() == Backend::Postgres
     }
 
-    /// Whether one of `queues` holds a job due by `now` (one index step each).
-    ///
-    /// # Errors
-    /// A database failure.
-    pub async fn has_due_jobs(&self, queues: &[String], now: crate::clock::Micros) -> Result<bool, StorageError> {
-        for q in queues {
-            let due: Option<i64> =
-                query("SELECT id FROM jobs WHERE state = 'enqueued' AND queue = $1 AND run_at <= $2 LIMIT 1")
-                    .bind(q)
-                    .bind(now)
-                    .scalar_optional(self.db.read())
-                    .await?;
-            if due.is_some() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
     /// PostgreSQL: writes the search rows of up to `max` queued jobs (about
     /// `max`, in whole statements of [`INDEX_BATCH`]) from their current text;
     /// how many queued entries it took, or `None` when another process holds the

@@ -29,18 +29,17 @@ impl SqliteDialect {
 }
 
 /// The ids of the best due jobs of `n` queues (`$1`..`$n`; `$n+1` is now,
-/// `$n+2` the limit): one walk of `jobs_due` per queue, in its order (priority
-/// descending, then due time, then id), each stopping after the limit. With
-/// `queue IN (…)` over the whole list SQLite searched every queue's range and
-/// sorted the lot in a temporary B-tree.
+/// `$n+2` the limit): per queue, one walk of `jobs_due` (ready jobs, in its
+/// order: priority descending, then due time, then id) and one of
+/// `jobs_scheduled_due` up to now (scheduled jobs that fell due, oldest first),
+/// each stopping after the limit, then the best of those. With `queue IN (…)`
+/// over the whole list SQLite searched every queue's range and sorted the lot
+/// in a temporary B-tree; with ready and scheduled jobs in one index (before
+/// migration 1080), a walk that found too few read every job scheduled later.
 ///
-/// Plans (`EXPLAIN QUERY PLAN` of the claim, 20,000 queued), one queue:
-/// ```text
-/// SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)
-/// LIST SUBQUERY 2
-///   SEARCH jobs USING INDEX jobs_due (queue=?)
-/// ```
-/// two queues (the temporary B-tree orders at most limit × queues rows):
+/// Plan (`EXPLAIN QUERY PLAN` of the claim, 20,000 queued), one queue (with
+/// more, two more arms per queue; the temporary B-tree orders at most
+/// limit × 2 × queues rows):
 /// ```text
 /// SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)
 /// LIST SUBQUERY 5
@@ -48,28 +47,33 @@ impl SqliteDialect {
 ///     COMPOUND QUERY
 ///       LEFT-MOST SUBQUERY
 ///         CO-ROUTINE (subquery-1)
-///           SEARCH jobs USING INDEX jobs_due (queue=?)
+///           SEARCH jobs USING COVERING INDEX jobs_due (queue=?)
 ///         SCAN (subquery-1)
 ///       UNION ALL
 ///         CO-ROUTINE (subquery-3)
-///           SEARCH jobs USING INDEX jobs_due (queue=?)
+///           SEARCH jobs USING INDEX jobs_scheduled_due (queue=? AND run_at<?)
 ///         SCAN (subquery-3)
 ///   SCAN (subquery-4)
 ///   USE TEMP B-TREE FOR ORDER BY
 /// ```
 fn due_ids(n: usize) -> String {
     let (now, limit) = (n + 1, n + 2);
-    let walk = |i: usize| {
-        format!(
-            "SELECT id, priority, run_at FROM jobs
-             WHERE queue = ${i} AND state IN ('enqueued', 'scheduled') AND run_at <= ${now}
-             ORDER BY priority DESC, run_at, id LIMIT ${limit}"
-        )
-    };
-    if n == 1 {
-        return format!("SELECT id FROM ({})", walk(1));
-    }
-    let arms: Vec<String> = (1..=n).map(|i| format!("SELECT * FROM ({})", walk(i))).collect();
+    let arms: Vec<String> = (1..=n)
+        .flat_map(|i| {
+            [
+                format!(
+                    "SELECT * FROM (SELECT id, priority, run_at FROM jobs
+                     WHERE queue = ${i} AND state = 'enqueued' AND run_at <= ${now}
+                     ORDER BY priority DESC, run_at, id LIMIT ${limit})"
+                ),
+                format!(
+                    "SELECT * FROM (SELECT id, priority, run_at FROM jobs
+                     WHERE queue = ${i} AND state = 'scheduled' AND run_at <= ${now}
+                     ORDER BY run_at, id LIMIT ${limit})"
+                ),
+            ]
+        })
+        .collect();
     format!("SELECT id FROM ({}) ORDER BY priority DESC, run_at, id LIMIT ${limit}", arms.join(" UNION ALL "))
 }
 
