@@ -114,6 +114,7 @@ impl Store {
         let history =
             query("SELECT * FROM job_history WHERE job_id = $1 ORDER BY id").bind(id).fetch_all(&mut tx).await?;
         tx.rollback().await?;
+        let history = HistoryRow::complete(&job, history);
         Ok(Some((job, history)))
     }
 

@@ -35,8 +35,10 @@ fn pg(tx: &mut Tx) -> Result<&mut PgConnection, StorageError> {
     tx.postgres().ok_or_else(|| StorageError::Corrupt("an SQLite transaction was given to PostgreSQL storage".into()))
 }
 
-/// Inserts a batch of jobs (arrays of columns, in input order) and their history
-/// rows; per input, its new id, or NULL when a live job held its unique key.
+/// Inserts a batch of jobs (arrays of columns, in input order) and the history
+/// rows of those that start scheduled or awaiting (a ready job's first entry is
+/// read from its row: see [`HistoryRow::creation`]); per input, its new id, or
+/// NULL when a live job held its unique key.
 const INSERT_JOBS: &str = "WITH input AS (
          SELECT nextval((SELECT pg_get_serial_sequence('jobs', 'id'))::regclass) AS id, t.*
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[],
@@ -52,7 +54,7 @@ const INSERT_JOBS: &str = "WITH input AS (
          RETURNING id, state
      ), h AS (
          INSERT INTO job_history (job_id, state, at, attempt)
-         SELECT id, state, $9, 0 FROM ins ORDER BY id
+         SELECT id, state, $9, 0 FROM ins WHERE state <> 'enqueued' ORDER BY id
      )
      SELECT input.ord, ins.id FROM input LEFT JOIN ins ON ins.id = input.id ORDER BY input.ord";
 /// The clause of [`INSERT_JOBS`] a batch without unique keys leaves out.

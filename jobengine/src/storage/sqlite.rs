@@ -350,11 +350,15 @@ impl Dialect for SqliteDialect {
                     _ => out.push(None),
                 }
             }
-            if !inserted.is_empty() {
+            // History rows only for jobs that start scheduled or awaiting: a ready
+            // job's first entry is read from its row (see `HistoryRow::creation`).
+            let waiting = chunk.iter().any(|j| super::initial_state(j, now).0 != JobState::Enqueued);
+            if waiting && !inserted.is_empty() {
                 let ids = serde_json::Value::from(inserted.iter().map(|r| r.0).collect::<Vec<_>>()).to_string();
                 sqlx::query(
                     "INSERT INTO job_history (job_id, state, at, attempt)
-                     SELECT id, state, $1, 0 FROM jobs WHERE id IN (SELECT value FROM json_each($2)) ORDER BY id",
+                     SELECT id, state, $1, 0 FROM jobs WHERE id IN (SELECT value FROM json_each($2))
+                       AND state <> 'enqueued' ORDER BY id",
                 )
                 .bind(now)
                 .bind(ids)
