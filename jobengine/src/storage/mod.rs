@@ -150,8 +150,8 @@ impl HistoryRow {
     /// The first entry of a job created ready (enqueued), which is not written:
     /// its row holds all of it (created when, attempt 0), and a bulk enqueue
     /// writes a third less WAL and takes a quarter less time without it (about
-    /// 11 → 8 ms per 1,000 jobs in PostgreSQL). Jobs created scheduled or awaiting have their first entry
-    /// written, as every later transition has.
+    /// 11 → 8 ms per 1,000 jobs in PostgreSQL). Jobs created scheduled or
+    /// awaiting have their first entry written, as every later transition has.
     pub fn creation(job: &JobRow) -> Self {
         Self {
             id: 0,
