@@ -33,32 +33,45 @@ impl Store {
         Ok(next)
     }
 
-    /// Whether one of `queues` holds a job due by `now`: the claim's walks,
-    /// each stopping at the first job. The order is the indexes' own: without
-    /// it PostgreSQL may walk `jobs_by_state` instead and test the queue of
-    /// every ready job (143 ms a call beside 10,000 ready jobs of another queue
-    /// at 10,000,000 jobs).
+    /// Whether one of `queues` holds a job due by `now`: the claim's walks
+    /// ([`due_walks`]), each stopping at the first job. Walked in the indexes'
+    /// order: without it PostgreSQL may walk `jobs_by_state` instead and test the
+    /// queue of every ready job (143 ms a call beside 10,000 ready jobs of
+    /// another queue at 10,000,000 jobs).
     ///
     /// # Errors
     /// A database failure.
     pub async fn has_due_jobs(&self, queues: &[String], now: Micros) -> Result<bool, StorageError> {
+        let [ready, scheduled] = due_walks("$1", "$2", "1");
+        let sql =
+            format!("SELECT id FROM ({ready}) AS ready UNION ALL SELECT id FROM ({scheduled}) AS scheduled LIMIT 1");
         for q in queues {
-            let due: Option<i64> = query(
-                "SELECT id FROM (SELECT id FROM jobs WHERE queue = $1 AND state = 'enqueued' AND run_at <= $2
-                                 ORDER BY priority DESC, run_at, id LIMIT 1) AS ready
-                 UNION ALL
-                 SELECT id FROM (SELECT id FROM jobs WHERE queue = $1 AND state = 'scheduled' AND run_at <= $2
-                                 ORDER BY run_at, id LIMIT 1) AS scheduled
-                 LIMIT 1",
-            )
-            .bind(q)
-            .bind(now)
-            .scalar_optional(self.db().read())
-            .await?;
+            let due: Option<i64> = query(sql.clone()).bind(q).bind(now).scalar_optional(self.db().read()).await?;
             if due.is_some() {
                 return Ok(true);
             }
         }
         Ok(false)
     }
+}
+
+/// The two walks that find a queue's due jobs (migration 1080), in the claim's
+/// order: ready jobs through `jobs_due` (priority first), and scheduled jobs
+/// that fell due through `jobs_scheduled_due` (oldest first), each stopping
+/// after `limit` rows of `(id, priority, run_at)`. The arguments are SQL
+/// expressions (parameters or columns), so both backends' claims and
+/// [`Store::has_due_jobs`] share one definition of "due".
+pub(crate) fn due_walks(queue: &str, now: &str, limit: &str) -> [String; 2] {
+    [
+        format!(
+            "SELECT id, priority, run_at FROM jobs
+             WHERE queue = {queue} AND state = 'enqueued' AND run_at <= {now}
+             ORDER BY priority DESC, run_at, id LIMIT {limit}"
+        ),
+        format!(
+            "SELECT id, priority, run_at FROM jobs
+             WHERE queue = {queue} AND state = 'scheduled' AND run_at <= {now}
+             ORDER BY run_at, id LIMIT {limit}"
+        ),
+    ]
 }

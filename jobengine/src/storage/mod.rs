@@ -540,6 +540,26 @@ pub(crate) fn initial_state(job: &NewJob, now: Micros) -> (JobState, Micros) {
 const CHANNEL: &str = "jobs_enqueued";
 
 impl Store {
+    /// PostgreSQL: a transaction holding the advisory lock `lock` (so one
+    /// process at a time does this work), committing without waiting for a
+    /// flush; `None` when another process holds the lock. For writes of derived
+    /// rows together with the entries they consume (the counters' fold, the
+    /// search rows): a crash that loses the commit loses both, and the work is
+    /// simply done again, so no fsync is added to others' commits.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub(crate) async fn begin_derived_work(&self, lock: i64) -> Result<Option<Tx>, StorageError> {
+        let mut tx = self.db.begin().await?;
+        let mine: bool = database::query("SELECT pg_try_advisory_xact_lock($1)").bind(lock).scalar(&mut tx).await?;
+        if !mine {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        database::query("SET LOCAL synchronous_commit = off").execute(&mut tx).await?;
+        Ok(Some(tx))
+    }
+
     /// The engine's storage on `db`: runs the engine's migrations and, on
     /// PostgreSQL, starts listening for other processes' enqueues.
     ///

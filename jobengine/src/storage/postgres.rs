@@ -8,6 +8,8 @@
 //! trigger `NOTIFY`s `jobs_enqueued` when a job becomes runnable; the store keeps
 //! one listener per process (see `Store::open`).
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use database::{Db, Tx};
 use sqlx::{PgConnection, PgPool};
@@ -39,7 +41,23 @@ fn pg(tx: &mut Tx) -> Result<&mut PgConnection, StorageError> {
 /// rows of those that start scheduled or awaiting (a ready job's first entry is
 /// read from its row: see [`HistoryRow::creation`]); per input, its new id, or
 /// NULL when a live job held its unique key.
-const INSERT_JOBS: &str = "WITH input AS (
+///
+/// `ON CONFLICT DO NOTHING` makes every row a speculative insertion, about 40 %
+/// of a 1,000-job batch's time; only a unique key can conflict (ids are fresh),
+/// so only a `keyed` batch pays for it. Without keys every row is inserted (or
+/// the statement fails), so each id is the one drawn for it and the answer
+/// needs no join (a tenth of the statement's time).
+fn insert_jobs_sql(keyed: bool) -> String {
+    let (on_conflict, answer) = if keyed {
+        (
+            "ON CONFLICT DO NOTHING",
+            "SELECT input.ord, ins.id FROM input LEFT JOIN ins ON ins.id = input.id ORDER BY input.ord",
+        )
+    } else {
+        ("", "SELECT ord, id FROM input ORDER BY ord")
+    };
+    format!(
+        "WITH input AS (
          SELECT nextval((SELECT pg_get_serial_sequence('jobs', 'id'))::regclass) AS id, t.*
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[],
                      $7::text[], $8::int[]) WITH ORDINALITY
@@ -50,20 +68,15 @@ const INSERT_JOBS: &str = "WITH input AS (
          OVERRIDING SYSTEM VALUE
          SELECT id, kind, queue, args, state, max_attempts, run_at, $9, $9, unique_key, priority
          FROM input ORDER BY ord
-         ON CONFLICT DO NOTHING
+         {on_conflict}
          RETURNING id, state
      ), h AS (
          INSERT INTO job_history (job_id, state, at, attempt)
          SELECT id, state, $9, 0 FROM ins WHERE state <> 'enqueued' ORDER BY id
      )
-     SELECT input.ord, ins.id FROM input LEFT JOIN ins ON ins.id = input.id ORDER BY input.ord";
-/// The clause of [`INSERT_JOBS`] a batch without unique keys leaves out.
-const ON_CONFLICT: &str = "ON CONFLICT DO NOTHING";
-/// The answer of [`INSERT_JOBS`]: for a batch without unique keys every row is
-/// inserted (or the statement fails), so each id is the one drawn for it, with
-/// no join (a tenth of the statement's time).
-const KEYED_ANSWER: &str = "SELECT input.ord, ins.id FROM input LEFT JOIN ins ON ins.id = input.id ORDER BY input.ord";
-const PLAIN_ANSWER: &str = "SELECT ord, id FROM input ORDER BY ord";
+     {answer}"
+    )
+}
 
 /// The claim: per queue (a `LATERAL` over the queues), one walk of `jobs_due`
 /// (ready jobs, in priority order) and one of `jobs_scheduled_due` up to now
@@ -98,24 +111,15 @@ const PLAIN_ANSWER: &str = "SELECT ord, id FROM input ORDER BY ord";
 ///                                      -> Index Scan using jobs_pkey on jobs
 /// Execution Time: 0.6 ms
 /// ```
-const CLAIM: &str = "WITH ready AS (
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    let [ready, scheduled] = super::due::due_walks("q.queue", "$2", "$3");
+    format!(
+        "WITH ready AS (
          SELECT j.* FROM unnest($1::text[]) AS q(queue)
-         CROSS JOIN LATERAL (
-             SELECT id, priority, run_at FROM jobs
-             WHERE jobs.queue = q.queue AND state = 'enqueued' AND run_at <= $2
-             ORDER BY priority DESC, run_at, id
-             LIMIT $3
-             FOR UPDATE SKIP LOCKED
-         ) AS j
+         CROSS JOIN LATERAL ({ready} FOR UPDATE SKIP LOCKED) AS j
      ), scheduled AS (
          SELECT j.* FROM unnest($1::text[]) AS q(queue)
-         CROSS JOIN LATERAL (
-             SELECT id, priority, run_at FROM jobs
-             WHERE jobs.queue = q.queue AND state = 'scheduled' AND run_at <= $2
-             ORDER BY run_at, id
-             LIMIT $3
-             FOR UPDATE SKIP LOCKED
-         ) AS j
+         CROSS JOIN LATERAL ({scheduled} FOR UPDATE SKIP LOCKED) AS j
      ), due AS (
          SELECT id FROM (SELECT * FROM ready UNION ALL SELECT * FROM scheduled) AS j
          ORDER BY priority DESC, run_at, id
@@ -129,7 +133,9 @@ const CLAIM: &str = "WITH ready AS (
          INSERT INTO job_history (job_id, state, at, attempt, worker_id)
          SELECT id, 'processing', $2, attempt, $4 FROM claimed ORDER BY priority DESC, run_at, id
      )
-     SELECT * FROM claimed ORDER BY priority DESC, run_at, id";
+     SELECT * FROM claimed ORDER BY priority DESC, run_at, id"
+    )
+});
 
 #[async_trait]
 impl Dialect for PgDialect {
@@ -149,7 +155,7 @@ impl Dialect for PgDialect {
         // this takes a disk flush off every fetch.
         let mut tx = self.pool()?.begin().await?;
         sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-        let rows = sqlx::query_as(CLAIM)
+        let rows = sqlx::query_as(CLAIM.as_str())
             .bind(queues)
             .bind(now)
             .bind(limit as i64)
@@ -319,20 +325,21 @@ impl Dialect for PgDialect {
         // ANALYZE runs the statement: in a transaction rolled back, so nothing is
         // claimed.
         let mut tx = self.pool()?.begin().await?;
-        let plan: serde_json::Value = sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {CLAIM}"))
-            .bind(queues)
-            .bind(now)
-            .bind(limit as i64)
-            .bind("explain")
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
+        let plan: serde_json::Value =
+            sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}", CLAIM.as_str()))
+                .bind(queues)
+                .bind(now)
+                .bind(limit as i64)
+                .bind("explain")
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
         tx.rollback().await?;
         Ok(plan.to_string())
     }
 }
 
-/// Runs [`INSERT_JOBS`] for `jobs` on `conn` (a transaction's connection or the
+/// Runs [`insert_jobs_sql`] for `jobs` on `conn` (a transaction's connection or the
 /// pool); per input, its new id, or `None` when a live job held its unique key.
 async fn insert_jobs<'e>(
     conn: impl sqlx::PgExecutor<'e>,
@@ -351,15 +358,7 @@ async fn insert_jobs<'e>(
     // unique key) without relying on the order RETURNING happens to use (the
     // sequence is looked up once per statement, not per row). The `inserted`
     // trigger NOTIFYs once per statement and queue.
-    // `ON CONFLICT DO NOTHING` makes every row a speculative insertion, about
-    // 40 % of a 1,000-job batch's time; only a unique key can conflict (ids
-    // are fresh), so only batches with one pay for it.
-    let keyed = jobs.iter().any(|j| j.unique_key.is_some());
-    let sql = if keyed {
-        INSERT_JOBS.to_owned()
-    } else {
-        INSERT_JOBS.replace(ON_CONFLICT, "").replace(KEYED_ANSWER, PLAIN_ANSWER)
-    };
+    let sql = insert_jobs_sql(jobs.iter().any(|j| j.unique_key.is_some()));
     let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(&sql)
         .bind(&cols.kind)
         .bind(&cols.queue)

@@ -318,16 +318,10 @@ impl Store {
         );
         let mut done = 0u64;
         while done < max {
-            let mut tx = self.db.begin().await?;
-            let mine: bool = query("SELECT pg_try_advisory_xact_lock($1)").bind(INDEX_LOCK).scalar(&mut tx).await?;
-            if !mine {
-                tx.rollback().await?;
+            // Derived rows, written with the queue entries they replace.
+            let Some(mut tx) = self.begin_derived_work(INDEX_LOCK).await? else {
                 return Ok((done > 0).then_some(done));
-            }
-            // Derived rows, written with the queue entries they replace: a crash
-            // that loses this commit loses both, and the entries are taken again.
-            // So no flush to wait for, and none to delay others' commits with.
-            query("SET LOCAL synchronous_commit = off").execute(&mut tx).await?;
+            };
             let taken: i64 = query(sql.clone()).bind(INDEX_BATCH).scalar(&mut tx).await?;
             tx.commit().await?;
             done += taken.max(0) as u64;

@@ -57,24 +57,12 @@ impl SqliteDialect {
 ///   USE TEMP B-TREE FOR ORDER BY
 /// ```
 fn due_ids(n: usize) -> String {
-    let (now, limit) = (n + 1, n + 2);
+    let (now, limit) = (format!("${}", n + 1), format!("${}", n + 2));
     let arms: Vec<String> = (1..=n)
-        .flat_map(|i| {
-            [
-                format!(
-                    "SELECT * FROM (SELECT id, priority, run_at FROM jobs
-                     WHERE queue = ${i} AND state = 'enqueued' AND run_at <= ${now}
-                     ORDER BY priority DESC, run_at, id LIMIT ${limit})"
-                ),
-                format!(
-                    "SELECT * FROM (SELECT id, priority, run_at FROM jobs
-                     WHERE queue = ${i} AND state = 'scheduled' AND run_at <= ${now}
-                     ORDER BY run_at, id LIMIT ${limit})"
-                ),
-            ]
-        })
+        .flat_map(|i| super::due::due_walks(&format!("${i}"), &now, &limit))
+        .map(|walk| format!("SELECT * FROM ({walk})"))
         .collect();
-    format!("SELECT id FROM ({}) ORDER BY priority DESC, run_at, id LIMIT ${limit}", arms.join(" UNION ALL "))
+    format!("SELECT id FROM ({}) ORDER BY priority DESC, run_at, id LIMIT {limit}", arms.join(" UNION ALL "))
 }
 
 /// The claim of `n` queues: `due_ids`' parameters, then `$n+3` the worker and

@@ -100,19 +100,18 @@ impl Store {
 
     /// Folds the deltas and, with `prune_before`, drops older per-second rows.
     async fn fold(&self, prune_before: Option<Micros>) -> Result<bool, StorageError> {
-        let mut tx = self.db.begin().await?;
-        if self.db.dialect() == Backend::Postgres {
-            // Under READ COMMITTED each statement moves only the deltas it deletes,
-            // so deltas appended meanwhile wait for the next fold, never counted twice;
-            // the lock keeps two folders from waiting on each other's rows.
-            let mine: bool = query("SELECT pg_try_advisory_xact_lock($1)").bind(FOLD_LOCK).scalar(&mut tx).await?;
-            if !mine {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            // A fold lost in a crash loses its deletes with its inserts: the deltas
-            // stay and the next fold moves them. No flush to wait for.
-            query("SET LOCAL synchronous_commit = off").execute(&mut tx).await?;
+        let postgres = self.db.dialect() == Backend::Postgres;
+        // Under READ COMMITTED each statement moves only the deltas it deletes,
+        // so deltas appended meanwhile wait for the next fold, never counted twice;
+        // the lock keeps two folders from waiting on each other's rows. A fold
+        // lost in a crash loses its deletes with its inserts: the deltas stay.
+        let mut tx = if postgres {
+            let Some(tx) = self.begin_derived_work(FOLD_LOCK).await? else { return Ok(false) };
+            tx
+        } else {
+            self.db.begin().await?
+        };
+        if postgres {
             query(
                 "WITH moved AS (DELETE FROM job_count_deltas RETURNING state, n)
                  INSERT INTO job_counts (state, n)
