@@ -12,7 +12,9 @@
 //! settled (idle), then `BENCH_SIGNINS` (50) correct sign-ins at once, each from
 //! its own loopback address (127.0.2.x), `BENCH_SIGNIN_ROUNDS` (5) times: their
 //! latency (call to answer) and the process's peak RSS, sampled every 5 ms from
-//! `/proc`; and the RSS a few seconds after the last round.
+//! `/proc`; and the RSS a few seconds after the last round. Last, the floor
+//! under that latency: as many verifications at once through the server's own
+//! hasher, in this process, with no server, network or database.
 //!
 //! On SQLite and on the PostgreSQL server named by `TEST_DATABASE_URL`
 //! (`BENCH_BACKENDS`). Run with `cargo xtask bench`, or
@@ -203,5 +205,49 @@ async fn main() {
         for w in backends() {
             memory(w, signins, rounds).await;
         }
+        hash_floor(signins).await;
     }
+}
+
+/// The floor under the sign-in latency above: `signins` verifications at once
+/// through the server's own hasher (same parameters, same permits), in this
+/// process, with no server, network or database; the last one's wait is the
+/// least any burst of that many can cost on this machine.
+async fn hash_floor(signins: u64) {
+    let permits = server::hash_permits();
+    let hasher = Arc::new(backoffice::password::Hasher::new(permits).expect("hasher"));
+    let phc = hasher.hash(PASSWORD).await.expect("hash");
+    let mut last = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let calls: Vec<_> = (0..signins)
+            .map(|i| {
+                let (hasher, phc) = (hasher.clone(), phc.clone());
+                tokio::spawn(async move { hasher.verify_as(&i.to_string(), PASSWORD, Some(&phc)).await })
+            })
+            .collect();
+        for c in calls {
+            assert!(c.await.expect("task").expect("verify"), "the password verifies");
+        }
+        last.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    last.sort_by(f64::total_cmp);
+    println!(
+        "\nFloor: {signins} verifications at once through the server's hasher ({permits} permits), in this \
+         process: the last answers after {:.0} ms (median of 3 bursts; one hash alone takes {:.1} ms).",
+        last[1],
+        single_hash_ms(&hasher, &phc).await,
+    );
+}
+
+/// One verification alone, median of 9.
+async fn single_hash_ms(hasher: &backoffice::password::Hasher, phc: &str) -> f64 {
+    let mut ms = Vec::new();
+    for _ in 0..9 {
+        let t = Instant::now();
+        hasher.verify(PASSWORD, Some(phc)).await.expect("verify");
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    ms[4]
 }

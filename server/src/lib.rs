@@ -59,8 +59,17 @@ use crate::config::{Config, WorkerMode};
 
 /// Largest gRPC request accepted, on every service.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
-/// Password hashes computed at once (19 MiB each): the bound on login floods.
-pub const HASH_PERMITS: usize = 4;
+/// Most password hashes computed at once (19 MiB each): the bound on login floods.
+pub const MAX_HASH_PERMITS: usize = 4;
+
+/// Password hashes computed at once: one per core, at most [`MAX_HASH_PERMITS`].
+///
+/// A hash is pure CPU and memory bandwidth, so more at once than cores only adds
+/// 19 MiB blocks and cache thrash: on 2 cores, 4 permits peaked at 106 MiB and 2
+/// at 65 MiB over bursts of 50 sign-ins, with the same p99 (`benches/login.rs`).
+pub fn hash_permits() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).min(MAX_HASH_PERMITS)
+}
 
 /// What the server serves: the job engine, the jobs' environment, identity.
 #[derive(Clone)]
@@ -88,7 +97,7 @@ impl Backend {
             config.provision_fault.clone(),
         )
         .await?;
-        let hasher = backoffice::password::Hasher::new(HASH_PERMITS).context("preparing password hashing")?;
+        let hasher = backoffice::password::Hasher::new(hash_permits()).context("preparing password hashing")?;
         let identity = backoffice::identity::Identity::new(jobs.db().clone(), hasher, jobs.clock().clone());
         Ok(Self { jobs, env, identity, hub: Arc::default() })
     }
