@@ -242,8 +242,11 @@ async fn kill_9_at_every_provisioning_step(which: Which) {
         let start = Instant::now();
         loop {
             let t = tenants.get(&id).await.expect("tenant");
-            if t.step.as_deref() == Some(*step)
-                && jobs.get(created.job_id).await.expect("job").job.state == JobState::Processing
+            // Running in this worker: the job is still `processing` for a while
+            // after the previous worker's death, and on a loaded machine that
+            // worker may have reached this step before its kill landed.
+            let job = jobs.get(created.job_id).await.expect("job").job;
+            if t.step.as_deref() == Some(*step) && job.state == JobState::Processing && w.owns(job.worker_id.as_deref())
             {
                 break;
             }
