@@ -222,16 +222,23 @@ async fn scan(jobs: &Jobs) -> Vec<(i64, String, String)> {
 
 /// Each way a search can go below its first step, forced, then the default
 /// choice (see `Store::list`).
-fn ways() -> [(&'static str, SearchLimits); 4] {
+fn ways() -> [(&'static str, SearchLimits); 7] {
+    let default = SearchLimits::default();
+    let walk = SearchLimits { walk_states_up_to: u64::MAX, exclude_others_up_to: 0, walk_step: 97, ..default };
+    let index = SearchLimits { walk_states_up_to: 0, exclude_others_up_to: 0, ..default };
+    let index_less_others = SearchLimits { walk_states_up_to: 0, exclude_others_up_to: u64::MAX, ..default };
+    // A first step of 5 jobs: the later steps answer for the small states too
+    // (dead jobs, which have an index of their own, and the few enqueued).
+    let short = |limits: SearchLimits| SearchLimits { first_step: 5, ..limits };
     [
         // Steps of 97 jobs: many steps after the first 2,000.
-        ("walk", SearchLimits { walk_states_up_to: u64::MAX, exclude_others_up_to: 0, walk_step: 97 }),
-        ("index", SearchLimits { walk_states_up_to: 0, exclude_others_up_to: 0, ..SearchLimits::default() }),
-        (
-            "index less others",
-            SearchLimits { walk_states_up_to: 0, exclude_others_up_to: u64::MAX, ..SearchLimits::default() },
-        ),
-        ("default", SearchLimits::default()),
+        ("walk", walk),
+        ("index", index),
+        ("index less others", index_less_others),
+        ("default", default),
+        ("walk after 5", short(walk)),
+        ("index after 5", short(index)),
+        ("index less others after 5", short(index_less_others)),
     ]
 }
 
@@ -343,6 +350,35 @@ async fn search_finds_what_a_scan_finds(which: Which) {
     searches_match_a_scan(&jobs, &changed, "second text, queued").await;
     jobs.store().index_search(u64::MAX).await.expect("index");
     searches_match_a_scan(&jobs, &changed, "second text, indexed").await;
+    // A job entering `dead` and one leaving it, by their state alone, older than
+    // the newest ones a search tests one by one: dead jobs' search rows are
+    // indexed apart, and each job is found in its new state, not its old one,
+    // while the move waits to be written (PostgreSQL) and after.
+    let read = || jobs.store().db().read();
+    let dying: i64 = query("SELECT MIN(id) FROM jobs WHERE state = 'succeeded' AND id > $1")
+        .bind(old)
+        .scalar(read())
+        .await
+        .expect("another old succeeded job");
+    let reviving: i64 =
+        query("SELECT MIN(id) FROM jobs WHERE state = 'dead'").scalar(read()).await.expect("a dead job");
+    let mut moved = Vec::new();
+    for id in [dying, reviving] {
+        let args: String = query("SELECT args FROM jobs WHERE id = $1").bind(id).scalar(read()).await.expect("args");
+        moved.push(args);
+    }
+    for (id, state) in [(dying, "dead"), (reviving, "enqueued")] {
+        query("UPDATE jobs SET state = $1 WHERE id = $2")
+            .bind(state)
+            .bind(id)
+            .execute(jobs.store().db().write())
+            .await
+            .expect("move the job");
+    }
+    let moved: Vec<&str> = moved.iter().map(String::as_str).chain(["refused", "t4242"]).collect();
+    searches_match_a_scan(&jobs, &moved, "moved, queued").await;
+    jobs.store().index_search(u64::MAX).await.expect("index");
+    searches_match_a_scan(&jobs, &moved, "moved, indexed").await;
     // Paging through every match, across both steps.
     let all = scan(&jobs).await;
     let q = |before_id, limit| ListQuery {
@@ -383,15 +419,24 @@ async fn search_walks_the_index(which: Which) {
         limit: 50,
         text: Some("\"seq\":12345}".into()),
     };
-    let plan = jobs.store().explain_list(&q).await.expect("explain");
-    let index = match which {
-        Which::Postgres => "job_search_body",
-        Which::Sqlite => "VIRTUAL TABLE INDEX",
-    };
-    assert!(plan.contains(index), "the search walks {index}:\n{plan}");
-    let found = jobs.list(&q).await.expect("search");
-    assert_eq!(found.len(), 1, "one job has seq 12345");
-    assert!(found[0].args.contains("\"seq\":12345}"));
+    // Dead jobs' rows have an index of their own (migration 1090).
+    for (state, seq, live, dead) in [(JobState::Succeeded, 12345, true, false), (JobState::Dead, 12302, false, true)] {
+        let q = ListQuery { state, text: Some(format!("\"seq\":{seq}}}")), ..q.clone() };
+        let plan = jobs.store().explain_list(&q).await.expect("explain");
+        let (pattern, others) = match which {
+            Which::Postgres => ("Bitmap Index Scan on {} ", "job_search_live"),
+            Which::Sqlite => ("SCAN {} VIRTUAL TABLE INDEX", "job_search"),
+        };
+        let walks = |index: &str| plan.contains(&pattern.replace("{}", index));
+        assert_eq!(
+            (walks(others), walks("job_search_dead")),
+            (live, dead),
+            "a search of {state} walks its index:\n{plan}"
+        );
+        let found = jobs.list(&q).await.expect("search");
+        assert_eq!(found.len(), 1, "one job has seq {seq}");
+        assert!(found[0].args.contains(&format!("\"seq\":{seq}}}")));
+    }
 }
 
 /// Search rows queued by inserts (PostgreSQL) are written by any running

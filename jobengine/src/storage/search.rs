@@ -11,6 +11,14 @@
 //! current text: a GIN insert per job made bulk enqueue three times slower. A
 //! search reads the index plus the queued jobs and re-checks each candidate
 //! against its job's text, so it never misses a job or shows a stale match.
+//!
+//! Dead jobs' rows are indexed apart from every other job's (migration 1090:
+//! SQLite's `job_search_dead` table, PostgreSQL's `dead` flag and two partial
+//! GIN indexes). A search of dead jobs asks their index, a search of any other
+//! state the other one: a text common in one of the two (a failure's message,
+//! a kind of job that succeeds) is no cost to a search in the other. SQLite
+//! moves a row between its tables in the transition's transaction; PostgreSQL
+//! queues a job entering or leaving `dead` for the indexer like a text change.
 
 use database::{Dialect as Backend, Query, query};
 
@@ -21,10 +29,6 @@ use crate::state::JobState;
 /// The trigram tokenizer indexes three characters at a time: shorter text has no
 /// trigram to look up, so it is searched by a scan as before.
 const MIN_INDEXED_CHARS: usize = 3;
-
-/// How many of a state's newest jobs a search first tests one by one (see
-/// [`Store::list`]).
-const RECENT: i64 = 2000;
 
 /// A state holding at most one job in this many is walked rather than searched
 /// through the index (see [`SearchLimits::walk_states_up_to`]).
@@ -43,25 +47,30 @@ const INDEX_LOCK: i64 = 0x6a6f_6273_7365_6172; // "jobssear"
 /// checking each match's state: decided from the counters, per search.
 #[derive(Clone, Copy, Debug)]
 pub struct SearchLimits {
-    /// A state of at most this many jobs (or of at most one job in
-    /// [`WALK_SHARE`]) is walked newest first, each job's text tested (a walk of
-    /// 30,000 jobs takes about 20 ms): bounded by the state's size, where the
-    /// index's matches are bounded only by the whole table's.
+    /// A state of at most this many jobs (or, but for dead jobs, of at most
+    /// one job in [`WALK_SHARE`]) is walked newest first, each job's text
+    /// tested (a walk of 30,000 jobs takes about 20 ms): bounded by the state's
+    /// size, where the index's matches are bounded only by the whole table's
+    /// (dead jobs have an index of their own, bounded by theirs).
     pub walk_states_up_to: u64,
-    /// With at most this many jobs in the other states, their ids are read
+    /// With at most this many jobs in the other states of the same index (all
+    /// but the dead), their ids are read
     /// into a hash (PostgreSQL) or a temporary index (SQLite) and taken from
     /// the index's matches (about 2 ms per 10,000), instead of an index probe
     /// per match (about 3.5 µs each; a text common in a big state has hundreds
     /// of thousands).
     pub exclude_others_up_to: u64,
+    /// How many of a state's newest jobs a search first tests one by one (see
+    /// [`Store::list`]).
+    pub first_step: u32,
     /// How many of a state's jobs each step of a walk tests after the first
-    /// [`RECENT`] (one statement each).
+    /// (one statement each).
     pub walk_step: u32,
 }
 
 impl Default for SearchLimits {
     fn default() -> Self {
-        Self { walk_states_up_to: 30_000, exclude_others_up_to: 200_000, walk_step: 10_000 }
+        Self { walk_states_up_to: 30_000, exclude_others_up_to: 200_000, first_step: 2_000, walk_step: 10_000 }
     }
 }
 
@@ -73,13 +82,24 @@ enum Way {
     Index,
 }
 
-/// PostgreSQL's candidates for a search below id `$3` for pattern `$5`: the
-/// GIN index's matches and the jobs still queued for it (a CTE, materialized
-/// so that no `LIMIT` tempts the planner into walking).
-const PG_CANDIDATES: &str = "candidates AS MATERIALIZED
-                   (SELECT job_id FROM job_search WHERE body LIKE lower($5) AND job_id < $3
+/// PostgreSQL's candidates for a search of `state` below id `$3` for pattern
+/// `$5`: the matches in the GIN index of dead jobs' rows or of the others', and
+/// the jobs still queued for the indexer (a CTE, materialized so that no `LIMIT`
+/// tempts the planner into walking).
+fn pg_candidates(state: JobState) -> String {
+    let dead = if state == JobState::Dead { "dead" } else { "NOT dead" };
+    format!(
+        "candidates AS MATERIALIZED
+                   (SELECT job_id FROM job_search WHERE {dead} AND body LIKE lower($5) AND job_id < $3
                     UNION
-                    SELECT job_id FROM job_search_pending WHERE job_id < $3)";
+                    SELECT job_id FROM job_search_pending WHERE job_id < $3)"
+    )
+}
+
+/// SQLite's FTS5 table holding the search rows of `state`'s jobs.
+fn sqlite_index(state: JobState) -> &'static str {
+    if state == JobState::Dead { "job_search_dead" } else { "job_search" }
+}
 
 /// `jobs`' searchable text, lowercased, as `job_search.body` holds it.
 const BODY: &str = "lower(kind || ' ' || args || ' ' || coalesce(last_error, ''))";
@@ -94,7 +114,7 @@ impl Store {
     /// the state (cheap when the text is rare). Planners guess badly here (a
     /// `LIMIT` over a join makes PostgreSQL walk when matches are common overall
     /// but absent from the state), so the choice is made by what is found: the
-    /// state's newest [`RECENT`] jobs are tested first; only when they hold no
+    /// state's newest jobs ([`SearchLimits::first_step`]) are tested first; only when they hold no
     /// full page are the older jobs searched, in the cheapest of three ways the
     /// counters tell apart (see [`SearchLimits`]): walking on through the state
     /// when it is small; the index's matches less the jobs of the other states
@@ -128,7 +148,9 @@ impl Store {
         let limit = i64::from(q.limit);
         let mut rows: Vec<JobRow> = Vec::new();
         let mut cursor = q.before_id.unwrap_or(i64::MAX);
-        let mut chunk = RECENT;
+        let limits = self.search_limits();
+        let mut chunk = i64::from(limits.first_step.max(1));
+        let mut walking = false;
         loop {
             // The state's next `chunk` jobs below the cursor (an index-only walk
             // of `jobs_by_state`), then those of them that match.
@@ -147,10 +169,13 @@ impl Store {
                 break;
             }
             cursor = floor;
-            if chunk == RECENT {
+            if !walking {
                 // The newest hold no full page: walk on, or ask the index.
                 match self.way(&mut tx, q.state, text).await? {
-                    Way::Walk => chunk = i64::from(self.search_limits().walk_step.max(1)),
+                    Way::Walk => {
+                        walking = true;
+                        chunk = i64::from(limits.walk_step.max(1));
+                    }
                     way => {
                         let missing = limit - rows.len() as i64;
                         rows.extend(self.older_query(q, text, cursor, missing, way, "").fetch_all(&mut tx).await?);
@@ -183,20 +208,31 @@ impl Store {
     /// How [`Store::list`] searches below its first step, from the counters.
     async fn way(&self, tx: &mut database::Tx, state: JobState, text: &str) -> Result<Way, StorageError> {
         let limits = self.search_limits();
-        let (in_state, all): (i64, i64) = query(
+        let (in_state, dead, all): (i64, i64, i64) = query(
             "SELECT CAST(COALESCE(SUM(CASE WHEN state = $1 THEN n ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN state = 'dead' THEN n ELSE 0 END), 0) AS BIGINT),
                     CAST(COALESCE(SUM(n), 0) AS BIGINT)
              FROM (SELECT state, n FROM job_counts UNION ALL SELECT state, n FROM job_count_deltas) c",
         )
         .bind(state.as_str())
         .fetch_one(&mut *tx)
         .await?;
-        let (in_state, others) = (in_state.max(0) as u64, (all - in_state).max(0) as u64);
-        let small = in_state <= limits.walk_states_up_to || in_state.saturating_mul(WALK_SHARE) <= in_state + others;
-        Ok(if small || text.chars().count() < MIN_INDEXED_CHARS {
+        let [in_state, dead, all] = [in_state, dead, all].map(|n| n.max(0) as u64);
+        if in_state <= limits.walk_states_up_to || text.chars().count() < MIN_INDEXED_CHARS {
+            return Ok(Way::Walk);
+        }
+        if state == JobState::Dead {
+            // Their own index, whose matches the state's size bounds.
+            return Ok(Way::Index);
+        }
+        // The jobs in the same index but in other states (dead jobs are apart).
+        let others = all.saturating_sub(in_state).saturating_sub(dead);
+        Ok(if in_state.saturating_mul(WALK_SHARE) <= all {
             Way::Walk
         } else if others <= limits.exclude_others_up_to {
-            Way::IndexLessOthers(JobState::sql_list(JobState::ALL.into_iter().filter(|s| *s != state)))
+            Way::IndexLessOthers(JobState::sql_list(
+                JobState::ALL.into_iter().filter(|s| *s != state && *s != JobState::Dead),
+            ))
         } else {
             Way::Index
         })
@@ -215,15 +251,16 @@ impl Store {
     /// the index, the way `way` chose (`prefix`: `EXPLAIN` or nothing).
     fn older_query(&self, q: &ListQuery, text: &str, floor: i64, limit: i64, way: Way, prefix: &str) -> Query {
         let like = format!("%{}%", like_escape(text));
+        let fts = sqlite_index(q.state);
         if let (Way::IndexLessOthers(others), Backend::Sqlite) = (&way, self.db.dialect()) {
             // The other states' ids, read once into a temporary index that each
             // match is looked up in (in memory, not the database's pages).
             return query(format!(
-                "{prefix}SELECT jobs.* FROM job_search CROSS JOIN jobs
-                 WHERE job_search MATCH $5 AND job_search.rowid < $3
-                   AND job_search.rowid NOT IN (SELECT id FROM jobs WHERE state IN ({others}) AND id < $3)
-                   AND jobs.id = job_search.rowid AND jobs.state = $1 AND ($2 IS NULL OR jobs.kind = $2)
-                 ORDER BY job_search.rowid DESC LIMIT $4"
+                "{prefix}SELECT jobs.* FROM {fts} CROSS JOIN jobs
+                 WHERE {fts} MATCH $5 AND {fts}.rowid < $3
+                   AND {fts}.rowid NOT IN (SELECT id FROM jobs WHERE state IN ({others}) AND id < $3)
+                   AND jobs.id = {fts}.rowid AND jobs.state = $1 AND ($2 IS NULL OR jobs.kind = $2)
+                 ORDER BY {fts}.rowid DESC LIMIT $4"
             ))
             .bind(q.state.as_str())
             .bind(&q.kind)
@@ -236,8 +273,9 @@ impl Store {
             // into a hash; the rest are in the state or gone. The survivors are
             // handed over as an array so that PostgreSQL reads them by key (as a
             // join it may scan all of `jobs` instead: 430 ms at 1M).
+            let candidates = pg_candidates(q.state);
             return query(format!(
-                "{prefix}WITH {PG_CANDIDATES},
+                "{prefix}WITH {candidates},
                  elsewhere AS MATERIALIZED (SELECT id FROM jobs WHERE state IN ({others}) AND id < $3)
                  SELECT * FROM jobs
                  WHERE id = ANY (ARRAY(SELECT c.job_id FROM candidates c LEFT JOIN elsewhere e ON e.id = c.job_id
@@ -258,13 +296,14 @@ impl Store {
             // finds thousands of jobs in other states) and read from `jobs` until
             // the page is full.
             Backend::Sqlite => (
-                "SELECT jobs.* FROM job_search CROSS JOIN jobs
-                 WHERE job_search MATCH $5 AND job_search.rowid < $3
+                format!(
+                    "SELECT jobs.* FROM {fts} CROSS JOIN jobs
+                 WHERE {fts} MATCH $5 AND {fts}.rowid < $3
                    AND EXISTS (SELECT 1 FROM jobs AS s INDEXED BY jobs_by_state
-                               WHERE s.state = $1 AND s.id = job_search.rowid)
-                   AND jobs.id = job_search.rowid AND ($2 IS NULL OR jobs.kind = $2)
-                 ORDER BY job_search.rowid DESC LIMIT $4"
-                    .to_owned(),
+                               WHERE s.state = $1 AND s.id = {fts}.rowid)
+                   AND jobs.id = {fts}.rowid AND ($2 IS NULL OR jobs.kind = $2)
+                 ORDER BY {fts}.rowid DESC LIMIT $4"
+                ),
                 fts_phrase(text),
             ),
             // Every candidate first: the GIN index's matches and the jobs still
@@ -276,13 +315,14 @@ impl Store {
             // is stored lowercased; the default escape character is the backslash.
             Backend::Postgres => (
                 format!(
-                    "WITH {PG_CANDIDATES},
+                    "WITH {},
                  in_state AS MATERIALIZED
                    (SELECT id FROM jobs WHERE state = $1 AND id = ANY (ARRAY(SELECT job_id FROM candidates)))
                  SELECT * FROM jobs
                  WHERE id = ANY (ARRAY(SELECT id FROM in_state)) AND state = $1 AND ($2 IS NULL OR kind = $2)
                    AND {BODY} LIKE lower($5)
-                 ORDER BY id DESC LIMIT $4"
+                 ORDER BY id DESC LIMIT $4",
+                    pg_candidates(q.state)
                 ),
                 like,
             ),
@@ -311,9 +351,10 @@ impl Store {
             "WITH taken AS (DELETE FROM job_search_pending
                             WHERE ctid = ANY (ARRAY(SELECT ctid FROM job_search_pending LIMIT $1))
                             RETURNING job_id),
-                  written AS (INSERT INTO job_search (job_id, body)
-                              SELECT id, {BODY} FROM jobs WHERE id IN (SELECT job_id FROM taken) ORDER BY id
-                              ON CONFLICT (job_id) DO UPDATE SET body = excluded.body)
+                  written AS (INSERT INTO job_search (job_id, body, dead)
+                              SELECT id, {BODY}, state = 'dead' FROM jobs
+                              WHERE id IN (SELECT job_id FROM taken) ORDER BY id
+                              ON CONFLICT (job_id) DO UPDATE SET body = excluded.body, dead = excluded.dead)
              SELECT COUNT(*) FROM taken"
         );
         let mut done = 0u64;
