@@ -228,7 +228,8 @@ fn ways() -> [(&'static str, SearchLimits); 7] {
     let index = SearchLimits { walk_states_up_to: 0, exclude_others_up_to: 0, ..default };
     let index_less_others = SearchLimits { walk_states_up_to: 0, exclude_others_up_to: u64::MAX, ..default };
     // A first step of 5 jobs: the later steps answer for the small states too
-    // (dead jobs, which have an index of their own, and the few enqueued).
+    // (dead jobs, searched through their own index after the first step
+    // whatever the limits, and the few enqueued).
     let short = |limits: SearchLimits| SearchLimits { first_step: 5, ..limits };
     [
         // Steps of 97 jobs: many steps after the first 2,000.

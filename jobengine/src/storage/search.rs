@@ -47,11 +47,11 @@ const INDEX_LOCK: i64 = 0x6a6f_6273_7365_6172; // "jobssear"
 /// checking each match's state: decided from the counters, per search.
 #[derive(Clone, Copy, Debug)]
 pub struct SearchLimits {
-    /// A state of at most this many jobs (or, but for dead jobs, of at most
-    /// one job in [`WALK_SHARE`]) is walked newest first, each job's text
-    /// tested (a walk of 30,000 jobs takes about 20 ms): bounded by the state's
-    /// size, where the index's matches are bounded only by the whole table's
-    /// (dead jobs have an index of their own, bounded by theirs).
+    /// A state of at most this many jobs (or of at most one job in
+    /// [`WALK_SHARE`]) is walked newest first, each job's text tested (a walk of
+    /// 30,000 jobs takes about 20 ms): bounded by the state's size, where the
+    /// index's matches are bounded only by the whole table's. Not dead jobs:
+    /// their index is their own, so always asked.
     pub walk_states_up_to: u64,
     /// With at most this many jobs in the other states of the same index (all
     /// but the dead), their ids are read
@@ -218,12 +218,17 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let [in_state, dead, all] = [in_state, dead, all].map(|n| n.max(0) as u64);
-        if in_state <= limits.walk_states_up_to || text.chars().count() < MIN_INDEXED_CHARS {
+        if text.chars().count() < MIN_INDEXED_CHARS {
             return Ok(Way::Walk);
         }
         if state == JobState::Dead {
-            // Their own index, whose matches the state's size bounds.
+            // Their own index, whose matches the state's size bounds as a walk's
+            // would be: no worse than walking, and far better when the text is
+            // common elsewhere (4 ms against 21-28 ms for a walk of 10,000).
             return Ok(Way::Index);
+        }
+        if in_state <= limits.walk_states_up_to {
+            return Ok(Way::Walk);
         }
         // The jobs in the same index but in other states (dead jobs are apart).
         let others = all.saturating_sub(in_state).saturating_sub(dead);
