@@ -17,6 +17,7 @@ jobengine::on_both!(
     search_finds_what_a_scan_finds,
     search_walks_the_index,
     workers_write_queued_search_rows,
+    the_indexer_does_not_wait_behind_a_table_lock,
 );
 
 const SEC: i64 = 1_000_000;
@@ -483,4 +484,31 @@ async fn workers_write_queued_search_rows(which: Which) {
     let indexed: i64 = query(in_index).scalar(jobs.store().db().read()).await.expect("count");
     assert_eq!(indexed, 300, "each job's text is in the index");
     searches_match_a_scan(&jobs, &["po-0042", "PO-01"], "after the worker").await;
+}
+
+/// The indexer does not wait behind a lock on `job_search` (a migration
+/// building an index holds one for minutes; the indexer runs in the rescue
+/// pass, which must go on): it gives up after a second, and a later pass
+/// writes the rows.
+async fn the_indexer_does_not_wait_behind_a_table_lock(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    jobs.enqueue_many(&[jobs.new_job(&Noop {}, None).expect("job")]).await.expect("enqueue");
+    if which == Which::Sqlite {
+        // Written with the insert: nothing to wait for.
+        assert_eq!(jobs.store().index_search(u64::MAX).await.expect("index"), Some(0));
+        return;
+    }
+    let mut lock = jobs.store().db().begin().await.expect("begin");
+    query("LOCK TABLE job_search IN SHARE MODE").execute(&mut lock).await.expect("lock");
+    let t = std::time::Instant::now();
+    let blocked = tokio::time::timeout(Duration::from_secs(10), jobs.store().index_search(u64::MAX))
+        .await
+        .expect("the indexer gave up, not waiting for the lock");
+    assert!(blocked.is_err(), "the indexer gave up: {blocked:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "within about a second: {:?}", t.elapsed());
+    assert_eq!(queued_search_rows(&jobs, which).await, 1, "the row stays queued");
+    lock.rollback().await.expect("unlock");
+    assert_eq!(jobs.store().index_search(u64::MAX).await.expect("index"), Some(1));
+    assert_eq!(queued_search_rows(&jobs, which).await, 0);
 }

@@ -545,10 +545,12 @@ impl Store {
     /// flush; `None` when another process holds the lock. For writes of derived
     /// rows together with the entries they consume (the counters' fold, the
     /// search rows): a crash that loses the commit loses both, and the work is
-    /// simply done again, so no fsync is added to others' commits.
+    /// simply done again, so no fsync is added to others' commits. Nor does it
+    /// wait long for a table lock (a migration building an index, say): after
+    /// a second it fails, and the next pass does the work.
     ///
     /// # Errors
-    /// A database failure.
+    /// A database failure, or a table lock held for over a second.
     pub(crate) async fn begin_derived_work(&self, lock: i64) -> Result<Option<Tx>, StorageError> {
         let mut tx = self.db.begin().await?;
         let mine: bool = database::query("SELECT pg_try_advisory_xact_lock($1)").bind(lock).scalar(&mut tx).await?;
@@ -557,6 +559,7 @@ impl Store {
             return Ok(None);
         }
         database::query("SET LOCAL synchronous_commit = off").execute(&mut tx).await?;
+        database::query("SET LOCAL lock_timeout = '1s'").execute(&mut tx).await?;
         Ok(Some(tx))
     }
 
