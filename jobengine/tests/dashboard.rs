@@ -18,6 +18,7 @@ jobengine::on_both!(
     search_walks_the_index,
     workers_write_queued_search_rows,
     the_indexer_does_not_wait_behind_a_table_lock,
+    searches_survive_the_upgrade_that_indexes_dead_jobs_apart,
 );
 
 const SEC: i64 = 1_000_000;
@@ -511,4 +512,68 @@ async fn the_indexer_does_not_wait_behind_a_table_lock(which: Which) {
     lock.rollback().await.expect("unlock");
     assert_eq!(jobs.store().index_search(u64::MAX).await.expect("index"), Some(1));
     assert_eq!(queued_search_rows(&jobs, which).await, 0);
+}
+
+/// The engine's migrations before `version`, from the repository's files (as an
+/// older release ran them).
+async fn migrations_before(version: i64) -> (tempfile::TempDir, database::Migrations) {
+    let dirs = tempfile::tempdir().expect("tempdir");
+    let mut sets = Vec::new();
+    for backend in ["sqlite", "postgres"] {
+        let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations").join(backend).join("jobs");
+        let to = dirs.path().join(backend);
+        std::fs::create_dir(&to).expect("mkdir");
+        for entry in std::fs::read_dir(&from).expect("migrations") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).expect("name").to_owned();
+            let v: i64 = name.split('_').next().and_then(|v| v.parse().ok()).expect("versioned file");
+            if v < version {
+                std::fs::copy(&path, to.join(&name)).expect("copy");
+            }
+        }
+        sets.push(sqlx::migrate::Migrator::new(to).await.expect("migrator"));
+    }
+    let postgres = sets.pop().expect("postgres");
+    let sqlite = sets.pop().expect("sqlite");
+    (dirs, database::Migrations { sqlite, postgres })
+}
+
+/// An installation upgraded to migration 1090 (dead jobs' search rows indexed
+/// apart) with jobs in place whose search rows the older release wrote: every
+/// search still finds what a scan finds, dead jobs through their own index.
+async fn searches_survive_the_upgrade_that_indexes_dead_jobs_apart(which: Which) {
+    let db = TestDb::new(which).await;
+    let older = database::Db::connect(&db.url).await.expect("connect");
+    let (_files, before) = migrations_before(1090).await;
+    older.migrate(before).await.expect("the older release's migrations");
+    for i in 0..300_i64 {
+        let (state, error) =
+            if i % 10 == 2 { ("dead", Some(format!("smtp: mx{} refused", i % 7))) } else { ("succeeded", None) };
+        query(
+            "INSERT INTO jobs (kind, queue, args, state, attempt, max_attempts, run_at, created_at, updated_at, last_error)
+             VALUES ($1, 'default', $2, $3, 1, 3, 0, 0, 0, $4)",
+        )
+        .bind(if i % 4 == 0 { "mail.welcome" } else { "report.daily" })
+        .bind(format!("{{\"tenant\":\"t{}\",\"seq\":{i}}}", i % 50))
+        .bind(state)
+        .bind(error)
+        .execute(older.write())
+        .await
+        .expect("a job of the older release");
+    }
+    if which == Which::Postgres {
+        // The older release's indexer: every queued row written, unflagged.
+        query(
+            "INSERT INTO job_search (job_id, body)
+             SELECT id, lower(kind || ' ' || args || ' ' || coalesce(last_error, '')) FROM jobs",
+        )
+        .execute(older.write())
+        .await
+        .expect("older search rows");
+        query("DELETE FROM job_search_pending").execute(older.write()).await.expect("queue emptied");
+    }
+    drop(older);
+    let jobs = db.jobs().await;
+    assert_eq!(queued_search_rows(&jobs, which).await, 0, "the upgrade queues nothing");
+    searches_match_a_scan(&jobs, &["refused", "mx3", "welcome", "\"t4\"", "seq\":12}"], "upgraded").await;
 }
