@@ -278,6 +278,23 @@ async fn searches_match_a_scan_one_way(jobs: &Jobs, terms: &[&str], step: &str) 
     }
 }
 
+/// Each job has one search row, in the dead jobs' index if it is dead and in
+/// the others' if not (after the queue is written, on PostgreSQL).
+async fn search_rows_follow_jobs(jobs: &Jobs, which: Which, step: &str) {
+    let rows = match which {
+        Which::Sqlite => "SELECT (SELECT COUNT(*) FROM job_search), (SELECT COUNT(*) FROM job_search_dead)",
+        Which::Postgres => "SELECT COUNT(*) FILTER (WHERE NOT dead), COUNT(*) FILTER (WHERE dead) FROM job_search",
+    };
+    let rows: (i64, i64) = query(rows).fetch_one(jobs.store().db().read()).await.expect("search rows");
+    let counted: (i64, i64) = query(
+        "SELECT COUNT(CASE WHEN state <> 'dead' THEN 1 END), COUNT(CASE WHEN state = 'dead' THEN 1 END) FROM jobs",
+    )
+    .fetch_one(jobs.store().db().read())
+    .await
+    .expect("jobs");
+    assert_eq!(rows, counted, "{step}: search rows (others', dead jobs') follow the jobs");
+}
+
 /// Search rows still queued for the index (PostgreSQL; SQLite has no queue).
 async fn queued_search_rows(jobs: &Jobs, which: Which) -> i64 {
     if which == Which::Sqlite {
@@ -382,6 +399,17 @@ async fn search_finds_what_a_scan_finds(which: Which) {
     searches_match_a_scan(&jobs, &moved, "moved, queued").await;
     jobs.store().index_search(u64::MAX).await.expect("index");
     searches_match_a_scan(&jobs, &moved, "moved, indexed").await;
+    search_rows_follow_jobs(&jobs, which, "moved").await;
+    // Deleted jobs (a dead one, a succeeded one) leave their index.
+    query("DELETE FROM jobs WHERE id IN ($1, $2)")
+        .bind(dying)
+        .bind(old)
+        .execute(jobs.store().db().write())
+        .await
+        .expect("delete");
+    jobs.store().index_search(u64::MAX).await.expect("index");
+    search_rows_follow_jobs(&jobs, which, "deleted").await;
+    searches_match_a_scan(&jobs, &moved, "deleted").await;
     // Paging through every match, across both steps.
     let all = scan(&jobs).await;
     let q = |before_id, limit| ListQuery {
