@@ -310,6 +310,15 @@ async fn search_finds_what_a_scan_finds(which: Which) {
     // its steps run (see Store::list).
     jobs.store().seed(3000, now(&manual_clock()), |_| {}).await.expect("seed");
     assert_eq!(queued_search_rows(&jobs, which).await, 0, "seeding writes its search rows");
+    if which == Which::Postgres {
+        // And folds the deltas its inserts appended, as a running system would.
+        let deltas: (i64, i64) =
+            query("SELECT (SELECT COUNT(*) FROM job_count_deltas), (SELECT COUNT(*) FROM job_throughput_deltas)")
+                .fetch_one(jobs.store().db().read())
+                .await
+                .expect("deltas");
+        assert_eq!(deltas, (0, 0), "seeding folds the counters' and throughput's deltas");
+    }
     searchable(&jobs).await;
     let terms = [
         "example",
