@@ -54,11 +54,10 @@ pub struct SearchLimits {
     /// their index is their own, so always asked.
     pub walk_states_up_to: u64,
     /// With at most this many jobs in the other states of the same index (all
-    /// but the dead), their ids are read
-    /// into a hash (PostgreSQL) or a temporary index (SQLite) and taken from
-    /// the index's matches (about 2 ms per 10,000), instead of an index probe
-    /// per match (about 3.5 µs each; a text common in a big state has hundreds
-    /// of thousands).
+    /// but the dead), their ids are read into a hash (PostgreSQL) or a
+    /// temporary index (SQLite) and taken from the index's matches (about 2 ms
+    /// per 10,000), instead of an index probe per match (about 3.5 µs each; a
+    /// text common in a big state has hundreds of thousands).
     pub exclude_others_up_to: u64,
     /// How many of a state's newest jobs a search first tests one by one (see
     /// [`Store::list`]).
@@ -114,12 +113,13 @@ impl Store {
     /// the state (cheap when the text is rare). Planners guess badly here (a
     /// `LIMIT` over a join makes PostgreSQL walk when matches are common overall
     /// but absent from the state), so the choice is made by what is found: the
-    /// state's newest jobs ([`SearchLimits::first_step`]) are tested first; only when they hold no
-    /// full page are the older jobs searched, in the cheapest of three ways the
-    /// counters tell apart (see [`SearchLimits`]): walking on through the state
-    /// when it is small; the index's matches less the jobs of the other states
-    /// when those are few; else the index's matches, each checked against the
-    /// state.
+    /// state's newest jobs ([`SearchLimits::first_step`]) are tested first;
+    /// only when they hold no full page are the older jobs searched, in the
+    /// cheapest of three ways the counters tell apart (see [`SearchLimits`]):
+    /// walking on through the state when it is small; the index's matches less
+    /// the jobs of the other states when those are few; else the index's
+    /// matches, each checked against the state. Dead jobs are always searched
+    /// through their own index.
     ///
     /// # Errors
     /// A database failure.
