@@ -261,6 +261,9 @@ fn gather(out: &str, tables: bool) -> String {
             continue;
         } else if let Some(h) = line.strip_prefix("## ") {
             let _ = writeln!(md, "\n### {h}");
+        } else if let Some(h) = line.strip_prefix("### ") {
+            // One level down too, under the run's own heading (not a list item).
+            let _ = writeln!(md, "\n#### {h}");
         } else {
             let _ = writeln!(md, "- {line}");
         }
@@ -312,6 +315,8 @@ mod tests {
             gather(chart, true),
             "\n| a |\n|---|\n| 1 |\n\n```mermaid\nxychart-beta\n```\n\n\n| a |\n|---|\n| 2 |\n"
         );
+        let sub = "## Run\n\n### Sqlite: 5 jobs seeded\n\n| a |\n|---|\n| 1 |\n";
+        assert_eq!(gather(sub, true), "\n### Run\n\n#### Sqlite: 5 jobs seeded\n\n| a |\n|---|\n| 1 |\n");
         let suite = "running 2 tests\ntest x::postgres ... figure: Postgres: 3 kills\nok\ntest result: ok.\n";
         assert_eq!(gather(suite, false), "- Postgres: 3 kills\n");
     }
