@@ -126,7 +126,7 @@ async fn run(which: Which, count: u64, n: u64) {
     let db = TestDb::new(which).await;
     let took = seed(&db, count);
     println!(
-        "\n### {which:?}: {count} jobs seeded in {:.1} s ({:.0} jobs/s, `server seed-jobs`)\n",
+        "\n## {which:?}: {count} jobs seeded in {:.1} s ({:.0} jobs/s, `server seed-jobs`)\n",
         took.as_secs_f64(),
         count as f64 / took.as_secs_f64()
     );
