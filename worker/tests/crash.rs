@@ -258,15 +258,17 @@ async fn kill_9_at_every_provisioning_step(which: Which) {
     }
     let _last = WorkerProc::start_with(&db.url, dir.path(), "final", 1500, &[smtp]);
     let start = Instant::now();
-    let t = loop {
+    // The tenant turns active inside the job's last step; the job's completion
+    // is written just after the handler returns: wait for both.
+    let (t, job) = loop {
         let t = tenants.get(&id).await.expect("tenant");
-        if t.status() == TenantStatus::Active {
-            break t;
+        let job = jobs.get(created.job_id).await.expect("job");
+        if t.status() == TenantStatus::Active && job.job.state != JobState::Processing {
+            break (t, job);
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "never became active: {t:?}");
+        assert!(start.elapsed() < Duration::from_secs(60), "never became active: {t:?}, job {:?}", job.job.state);
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let job = jobs.get(created.job_id).await.expect("job");
     let interrupted =
         job.history.iter().filter(|h| h.reason.as_deref().is_some_and(|r| r.contains("interrupted"))).count();
     assert_eq!(interrupted, STEPS.len(), "{:#?}", job.history);
