@@ -558,8 +558,10 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         }
-        database::query("SET LOCAL synchronous_commit = off").execute(&mut tx).await?;
-        database::query("SET LOCAL lock_timeout = '1s'").execute(&mut tx).await?;
+        // Both for this transaction only, in one round trip.
+        database::query("SELECT set_config('synchronous_commit', 'off', true), set_config('lock_timeout', '1s', true)")
+            .execute(&mut tx)
+            .await?;
         Ok(Some(tx))
     }
 
