@@ -18,6 +18,7 @@ jobengine::on_both!(
     claim_walks_the_due_index_whatever_the_backlog,
     claim_passes_over_jobs_scheduled_later,
     bulk_enqueue_is_one_statement_per_batch,
+    batches_without_keys_answer_each_job_its_own_id,
     a_ready_job_s_creation_is_read_from_its_row,
 );
 
@@ -405,6 +406,63 @@ async fn bulk_enqueue_is_one_statement_per_batch(which: Which) {
         Dialect::Sqlite => 3,
     };
     assert!(statements <= most, "{statements} INSERT statements for {n} jobs (at most {most} expected)");
+}
+
+/// A batch without unique keys (the common bulk case, a statement of its own on
+/// PostgreSQL whose ids are matched to the input by their order) answers each
+/// input its own job, also while other batches insert at the same time and
+/// draw ids between its own; the jobs created scheduled get their history row.
+async fn batches_without_keys_answer_each_job_its_own_id(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let later = jobs.clock().now() + 3_600_000_000;
+    let writers = 4;
+    let per_batch = 1500;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let jobs = jobs.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut answered = Vec::new();
+            for b in 0..3 {
+                // Batches 0 and 2: ready jobs only; 1: one in seven scheduled.
+                let batch: Vec<NewJob> = (0..per_batch)
+                    .map(|i| {
+                        let tag = (w * 10 + b) * 10_000 + i;
+                        let run_at = (b == 1 && i % 7 == 0).then_some(later);
+                        jobs.new_job(&Sleep { ms: tag as u64 }, run_at).expect("job")
+                    })
+                    .collect();
+                let out = jobs.enqueue_many(&batch).await.expect("enqueue");
+                assert_eq!(out.len(), batch.len());
+                for (i, e) in out.iter().enumerate() {
+                    assert!(!e.existing);
+                    answered.push(((w * 10 + b) * 10_000 + i, b == 1 && i % 7 == 0, e.id));
+                }
+            }
+            answered
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("writer"));
+    }
+    assert_eq!(all.len(), writers * 3 * per_batch);
+    let rows: Vec<(i64, String, String)> =
+        query("SELECT id, args, state FROM jobs").fetch_all(jobs.db().read()).await.expect("jobs");
+    let by_id: std::collections::HashMap<i64, (String, String)> =
+        rows.into_iter().map(|(id, args, state)| (id, (args, state))).collect();
+    assert_eq!(by_id.len(), all.len(), "one job per input");
+    for (tag, scheduled, id) in &all {
+        let (args, state) = by_id.get(id).unwrap_or_else(|| panic!("job {id} answered for input {tag} exists"));
+        let args: serde_json::Value = serde_json::from_str(args).expect("args");
+        assert_eq!(args["ms"], *tag, "job {id} holds input {tag}");
+        assert_eq!(state, if *scheduled { "scheduled" } else { "enqueued" }, "job {id}");
+    }
+    let history: i64 = query("SELECT COUNT(*) FROM job_history WHERE state = 'scheduled'")
+        .scalar(jobs.db().read())
+        .await
+        .expect("history");
+    assert_eq!(history as usize, all.iter().filter(|(_, s, _)| *s).count(), "a history row per job created scheduled");
 }
 
 /// A job created ready has no history row for its creation: its history starts
