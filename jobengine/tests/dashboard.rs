@@ -18,6 +18,7 @@ jobengine::on_both!(
     search_walks_the_index,
     workers_write_queued_search_rows,
     the_indexer_does_not_wait_behind_a_table_lock,
+    inserted_jobs_are_found_and_indexed_once,
     searches_survive_the_upgrade_that_indexes_dead_jobs_apart,
 );
 
@@ -295,12 +296,20 @@ async fn search_rows_follow_jobs(jobs: &Jobs, which: Which, step: &str) {
     assert_eq!(rows, counted, "{step}: search rows (others', dead jobs') follow the jobs");
 }
 
-/// Search rows still queued for the index (PostgreSQL; SQLite has no queue).
+/// Search rows still queued for the index (PostgreSQL; SQLite has no queue):
+/// the jobs queued, an id range counting its ids.
 async fn queued_search_rows(jobs: &Jobs, which: Which) -> i64 {
     if which == Which::Sqlite {
         return 0;
     }
-    query("SELECT COUNT(*) FROM job_search_pending").scalar(jobs.store().db().read()).await.expect("queued")
+    // Jobs queued one by one, and the ids of the ranges inserts queue.
+    query(
+        "SELECT CAST((SELECT COUNT(*) FROM job_search_pending)
+                     + (SELECT COALESCE(SUM(hi - lo + 1), 0) FROM job_search_pending_ranges) AS BIGINT)",
+    )
+    .scalar(jobs.store().db().read())
+    .await
+    .expect("queued")
 }
 
 async fn search_finds_what_a_scan_finds(which: Which) {
@@ -549,6 +558,66 @@ async fn the_indexer_does_not_wait_behind_a_table_lock(which: Which) {
     lock.rollback().await.expect("unlock");
     assert_eq!(jobs.store().index_search(u64::MAX).await.expect("index"), Some(1));
     assert_eq!(queued_search_rows(&jobs, which).await, 0);
+}
+
+/// A job of no consequence whose arguments hold `value` (searchable text).
+fn tagged(jobs: &Jobs, value: serde_json::Value) -> jobengine::NewJob {
+    let mut j = jobs.new_job(&Noop {}, None).expect("job");
+    j.args = value;
+    j
+}
+
+/// Inserts queue their jobs for the indexer as one id range per statement
+/// (PostgreSQL, migration 1092). Concurrent batches draw ids between each
+/// other's, a rolled-back batch leaves ids without jobs, one batch is larger
+/// than an indexer statement takes, and a range may cover jobs another range
+/// covers too: searches find every new job before the index has them, and the
+/// indexer writes each job's row exactly once and empties the queue.
+async fn inserted_jobs_are_found_and_indexed_once(which: Which) {
+    let db = TestDb::new(which).await;
+    let jobs = db.jobs().await;
+    let mut tx = jobs.begin().await.expect("begin");
+    let gone: Vec<_> = (0..50).map(|i| tagged(&jobs, serde_json::json!({ "gone": i }))).collect();
+    jobs.store().enqueue_many_in(&mut tx, &gone, jobs.clock().now()).await.expect("enqueue");
+    tx.rollback().await.expect("roll back");
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let jobs = jobs.clone();
+        writers.push(tokio::spawn(async move {
+            for b in 0..3 {
+                let batch: Vec<_> = (0..700)
+                    .map(|i| tagged(&jobs, serde_json::json!({ "w": format!("zq{w}"), "b": b, "i": i })))
+                    .collect();
+                jobs.enqueue_many(&batch).await.expect("enqueue");
+            }
+        }));
+    }
+    let big: Vec<_> = (0..6000).map(|i| tagged(&jobs, serde_json::json!({ "big": i }))).collect();
+    jobs.enqueue_many(&big).await.expect("enqueue");
+    for w in writers {
+        w.await.expect("writer");
+    }
+    if which == Which::Postgres {
+        let ranges: i64 = query("SELECT COUNT(*) FROM job_search_pending_ranges")
+            .scalar(jobs.store().db().read())
+            .await
+            .expect("ranges");
+        assert_eq!(ranges, 13, "one range per insert statement");
+        // A range over every job (overlapping all the others) and one past them.
+        query(
+            "INSERT INTO job_search_pending_ranges (lo, hi)
+             SELECT MIN(id), MAX(id) FROM jobs UNION ALL SELECT MAX(id) + 10, MAX(id) + 20 FROM jobs",
+        )
+        .execute(jobs.store().db().write())
+        .await
+        .expect("more ranges");
+    }
+    let terms = ["zq1", "zq3", "\"i\":699}", "\"big\":5999", "gone", "noop"];
+    searches_match_a_scan(&jobs, &terms, "queued").await;
+    jobs.store().index_search(u64::MAX).await.expect("index");
+    assert_eq!(queued_search_rows(&jobs, which).await, 0, "every queued range written");
+    search_rows_follow_jobs(&jobs, which, "indexed").await;
+    searches_match_a_scan(&jobs, &terms, "indexed").await;
 }
 
 /// The engine's migrations before `version`, from the repository's files (as an

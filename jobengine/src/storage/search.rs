@@ -5,8 +5,9 @@
 //! replace did.
 //!
 //! SQLite's triggers write the search row in the insert's transaction. On
-//! PostgreSQL (migration 1070) an insert or a text change only queues the job's
-//! id in `job_search_pending`, and [`Store::index_search`] (run by every
+//! PostgreSQL (migration 1070) a text change only queues the job's id in
+//! `job_search_pending`, an insert statement the range of its jobs' ids in
+//! `job_search_pending_ranges` (migration 1092), and [`Store::index_search`] (run by every
 //! process's rescue pass, one process at a time) writes the rows from the jobs'
 //! current text: a GIN insert per job made bulk enqueue three times slower. A
 //! search reads the index plus the queued jobs and re-checks each candidate
@@ -83,15 +84,19 @@ enum Way {
 
 /// PostgreSQL's candidates for a search of `state` below id `$3` for pattern
 /// `$5`: the matches in the GIN index of dead jobs' rows or of the others', and
-/// the jobs still queued for the indexer (a CTE, materialized so that no `LIMIT`
-/// tempts the planner into walking).
+/// the jobs still queued for the indexer, one by one (changed text, moves in and
+/// out of `dead`) or by the id ranges inserts queue (a CTE, materialized so
+/// that no `LIMIT` tempts the planner into walking).
 fn pg_candidates(state: JobState) -> String {
     let dead = if state == JobState::Dead { "dead" } else { "NOT dead" };
     format!(
         "candidates AS MATERIALIZED
                    (SELECT job_id FROM job_search WHERE {dead} AND body LIKE lower($5) AND job_id < $3
                     UNION
-                    SELECT job_id FROM job_search_pending WHERE job_id < $3)"
+                    SELECT job_id FROM job_search_pending WHERE job_id < $3
+                    UNION
+                    SELECT j.id FROM job_search_pending_ranges r
+                    JOIN jobs j ON j.id >= r.lo AND j.id <= r.hi AND j.id < $3)"
     )
 }
 
@@ -342,9 +347,9 @@ impl Store {
     }
 
     /// PostgreSQL: writes the search rows of up to `max` queued jobs (about
-    /// `max`, in whole statements of [`INDEX_BATCH`]) from their current text;
-    /// how many queued entries it took, or `None` when another process holds the
-    /// index lock. SQLite writes search rows with the insert: `Some(0)`.
+    /// `max`, in whole statements of about [`INDEX_BATCH`]) from their current
+    /// text; how many queued jobs it took, or `None` when another process holds
+    /// the index lock. SQLite writes search rows with the insert: `Some(0)`.
     ///
     /// # Errors
     /// A database failure (the statement's entries stay queued).
@@ -352,7 +357,8 @@ impl Store {
         if self.db.dialect() != Backend::Postgres {
             return Ok(Some(0));
         }
-        let sql = format!(
+        // Jobs queued one by one: changed text, moves in and out of `dead`.
+        let singles = format!(
             "WITH taken AS (DELETE FROM job_search_pending
                             WHERE ctid = ANY (ARRAY(SELECT ctid FROM job_search_pending LIMIT $1))
                             RETURNING job_id),
@@ -362,17 +368,36 @@ impl Store {
                               ON CONFLICT (job_id) DO UPDATE SET body = excluded.body, dead = excluded.dead)
              SELECT COUNT(*) FROM taken"
         );
+        // Inserted jobs, queued as one id range per statement (migration 1092):
+        // the lowest ranges until they cover `$1` ids (at least one range). The
+        // ranges of concurrent inserts can overlap, hence one row per job; an id
+        // without a job (a rolled-back insert's) has none to write.
+        let ranges = format!(
+            "WITH queued AS (SELECT ctid, hi - lo + 1 AS n, SUM(hi - lo + 1) OVER (ORDER BY lo, hi) AS upto
+                             FROM job_search_pending_ranges),
+                  taken AS (DELETE FROM job_search_pending_ranges
+                            WHERE ctid = ANY (ARRAY(SELECT ctid FROM queued WHERE upto - n < $1))
+                            RETURNING lo, hi),
+                  written AS (INSERT INTO job_search (job_id, body, dead)
+                              SELECT DISTINCT ON (j.id) j.id, {BODY}, j.state = 'dead'
+                              FROM taken t JOIN jobs j ON j.id >= t.lo AND j.id <= t.hi
+                              ORDER BY j.id
+                              ON CONFLICT (job_id) DO UPDATE SET body = excluded.body, dead = excluded.dead)
+             SELECT CAST(COALESCE(SUM(hi - lo + 1), 0) AS BIGINT) FROM taken"
+        );
         let mut done = 0u64;
-        while done < max {
-            // Derived rows, written with the queue entries they replace.
-            let Some(mut tx) = self.begin_derived_work(INDEX_LOCK).await? else {
-                return Ok((done > 0).then_some(done));
-            };
-            let taken: i64 = query(sql.clone()).bind(INDEX_BATCH).scalar(&mut tx).await?;
-            tx.commit().await?;
-            done += taken.max(0) as u64;
-            if taken < INDEX_BATCH {
-                break;
+        for sql in [singles, ranges] {
+            while done < max {
+                // Derived rows, written with the queue entries they replace.
+                let Some(mut tx) = self.begin_derived_work(INDEX_LOCK).await? else {
+                    return Ok((done > 0).then_some(done));
+                };
+                let taken: i64 = query(sql.clone()).bind(INDEX_BATCH).scalar(&mut tx).await?;
+                tx.commit().await?;
+                done += taken.max(0) as u64;
+                if taken < INDEX_BATCH {
+                    break;
+                }
             }
         }
         Ok(Some(done))

@@ -88,8 +88,8 @@ impl Store {
             self.index_search(u64::MAX).await?;
             self.fold_stats(now).await?;
             query(
-                "VACUUM (ANALYZE) jobs, job_history, job_search, job_search_pending, job_counts, job_count_deltas,
-                 job_throughput, job_throughput_deltas",
+                "VACUUM (ANALYZE) jobs, job_history, job_search, job_search_pending, job_search_pending_ranges,
+                 job_counts, job_count_deltas, job_throughput, job_throughput_deltas",
             )
             .execute(self.db.write())
             .await?;
