@@ -22,14 +22,17 @@
 //!   jobs' rows back); a second figure times `add_jobs` called by hand with the
 //!   task names and answering only a count, cheaper than its API.
 //! - **Enqueue-to-start**: on an idle queue, from just before the enqueue call to
-//!   the datagram's arrival, one job at a time.
+//!   the datagram's arrival, one job at a time, 1,000 samples (at 200 the p99
+//!   was the second-worst sample and moved by 2 ms between runs). Each system's
+//!   samples start on a settled cluster: no autovacuum still cleaning the
+//!   earlier parts' databases, and a fresh checkpoint.
 //! - **Rounds**: the systems alternate within each round (which goes first flips
 //!   each round); each figure is the median over rounds.
 //!
 //! Run with `cargo xtask bench` or, with the peer installed,
 //! `cargo bench -p worker --bench peers`. Sizes: `BENCH_JOBS` (20000),
 //! `BENCH_ROUNDS` (3), `BENCH_CONCURRENCY` (`10,16`), `BENCH_LATENCY_SAMPLES`
-//! (200); `GRAPHILE_WORKER_DIR` (default `tools/peers/graphile-worker`);
+//! (1000), `BENCH_PARTS` (`throughput,bulk,latency`); `GRAPHILE_WORKER_DIR` (default `tools/peers/graphile-worker`);
 //! `BENCH_WORKER_BIN` (default: this build's `worker`) to run another build of
 //! ours, e.g. a copy kept from before a change, for an A/B under one driver.
 
@@ -239,8 +242,12 @@ async fn bulk_enqueue(s: &Subject, n: usize) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
-/// Enqueue-to-start on an idle queue, in milliseconds, sorted.
+/// Enqueue-to-start on an idle queue, in milliseconds, sorted. The cluster is
+/// first let settle from the bench's earlier parts (a checkpoint, and no
+/// autovacuum left cleaning their databases), so that their after-effects land
+/// on neither system's samples.
 async fn latency(s: &Subject, samples: usize, concurrency: usize) -> Vec<f64> {
+    quiesce(&s.db).await;
     let child = s.start_worker(concurrency).await;
     let sink = PingSink::bind();
     let mut ms = Vec::with_capacity(samples);
@@ -257,6 +264,23 @@ async fn latency(s: &Subject, samples: usize, concurrency: usize) -> Vec<f64> {
     ms
 }
 
+/// Waits (at most 60 s) until no autovacuum worker runs on the cluster, then
+/// checkpoints it.
+async fn quiesce(db: &Db) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let busy: i64 = query("SELECT COUNT(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+            .scalar(db.read())
+            .await
+            .expect("pg_stat_activity");
+        if busy == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    query("CHECKPOINT").execute(db.write()).await.expect("checkpoint");
+}
+
 /// One (system, concurrency): its jobs/s and peak RSS (MiB), one entry per round.
 type Runs = ((System, usize), Vec<f64>, Vec<f64>);
 
@@ -269,7 +293,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 async fn main() {
     let n = env_num("BENCH_JOBS", 20_000);
     let rounds = env_num("BENCH_ROUNDS", 3);
-    let samples = env_num("BENCH_LATENCY_SAMPLES", 200);
+    let samples = env_num("BENCH_LATENCY_SAMPLES", 1000);
     let concurrencies: Vec<usize> = env_list("BENCH_CONCURRENCY", "10,16")
         .iter()
         .map(|c| c.parse().expect("BENCH_CONCURRENCY: numbers separated by commas"))
@@ -293,11 +317,13 @@ async fn main() {
     let mut bulk: Vec<(System, Vec<f64>)> = systems.iter().map(|&s| (s, Vec::new())).collect();
     let mut lat: Vec<(System, Vec<f64>, Vec<f64>)> = systems.iter().map(|&s| (s, Vec::new(), Vec::new())).collect();
     let mut count_only = Vec::new();
+    let parts = env_list("BENCH_PARTS", "throughput,bulk,latency");
+    let part = |name: &str| parts.iter().any(|p| p == name);
     let mut db_seq = 0;
     for round in 0..rounds {
         let order: Vec<System> =
             if round % 2 == 0 { systems.to_vec() } else { systems.iter().rev().copied().collect() };
-        for &c in &concurrencies {
+        for &c in concurrencies.iter().filter(|_| part("throughput")) {
             for &system in &order {
                 db_seq += 1;
                 let s = Subject::new(system, &cluster, &peer_dir, &format!("t{db_seq}")).await;
@@ -317,33 +343,40 @@ async fn main() {
             }
         }
         for &system in &order {
-            db_seq += 1;
-            let s = Subject::new(system, &cluster, &peer_dir, &format!("b{db_seq}")).await;
-            let rate = bulk_enqueue(&s, n).await;
-            println!("  round {round}: {} bulk enqueue: {rate:.0} jobs/s", system.name());
-            if let Some((_, v)) = bulk.iter_mut().find(|(k, _)| *k == system) {
-                v.push(rate);
-            }
-            if system == System::Graphile {
+            if part("bulk") {
                 db_seq += 1;
                 let s = Subject::new(system, &cluster, &peer_dir, &format!("b{db_seq}")).await;
-                let t = std::time::Instant::now();
-                s.enqueue_noops_count_only(n).await;
-                let rate = n as f64 / t.elapsed().as_secs_f64();
-                println!(
-                    "  round {round}: {} bulk enqueue, add_jobs by hand, count only: {rate:.0} jobs/s",
-                    system.name()
-                );
-                count_only.push(rate);
+                let rate = bulk_enqueue(&s, n).await;
+                println!("  round {round}: {} bulk enqueue: {rate:.0} jobs/s", system.name());
+                if let Some((_, v)) = bulk.iter_mut().find(|(k, _)| *k == system) {
+                    v.push(rate);
+                }
+                if system == System::Graphile {
+                    db_seq += 1;
+                    let s = Subject::new(system, &cluster, &peer_dir, &format!("b{db_seq}")).await;
+                    let t = std::time::Instant::now();
+                    s.enqueue_noops_count_only(n).await;
+                    let rate = n as f64 / t.elapsed().as_secs_f64();
+                    println!(
+                        "  round {round}: {} bulk enqueue, add_jobs by hand, count only: {rate:.0} jobs/s",
+                        system.name()
+                    );
+                    count_only.push(rate);
+                }
+            }
+            if !part("latency") {
+                continue;
             }
             db_seq += 1;
             let s = Subject::new(system, &cluster, &peer_dir, &format!("l{db_seq}")).await;
             let ms = latency(&s, samples, concurrencies[0]).await;
             println!(
-                "  round {round}: {} enqueue-to-start p50 {:.2} ms, p99 {:.2} ms",
+                "  round {round}: {} enqueue-to-start p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
                 system.name(),
                 percentile(&ms, 50.0),
-                percentile(&ms, 99.0)
+                percentile(&ms, 90.0),
+                percentile(&ms, 99.0),
+                ms.last().copied().unwrap_or(f64::NAN)
             );
             if let Some((_, p50, p99)) = lat.iter_mut().find(|(k, _, _)| *k == system) {
                 p50.push(percentile(&ms, 50.0));
