@@ -347,7 +347,8 @@ impl Store {
     }
 
     /// PostgreSQL: writes the search rows of up to `max` queued jobs (about
-    /// `max`, in whole statements of about [`INDEX_BATCH`]) from their current
+    /// `max`, in whole transactions of about [`INDEX_BATCH`] jobs queued one by
+    /// one and as many in id ranges) from their current
     /// text; how many queued jobs it took, or `None` when another process holds
     /// the index lock. SQLite writes search rows with the insert: `Some(0)`.
     ///
@@ -385,19 +386,25 @@ impl Store {
                               ON CONFLICT (job_id) DO UPDATE SET body = excluded.body, dead = excluded.dead)
              SELECT CAST(COALESCE(SUM(hi - lo + 1), 0) AS BIGINT) FROM taken"
         );
+        // Most passes find nothing queued: one read says so, without a
+        // transaction or the lock.
+        let queued: bool = query(
+            "SELECT EXISTS (SELECT 1 FROM job_search_pending) OR EXISTS (SELECT 1 FROM job_search_pending_ranges)",
+        )
+        .scalar(self.db.read())
+        .await?;
         let mut done = 0u64;
-        for sql in [singles, ranges] {
-            while done < max {
-                // Derived rows, written with the queue entries they replace.
-                let Some(mut tx) = self.begin_derived_work(INDEX_LOCK).await? else {
-                    return Ok((done > 0).then_some(done));
-                };
-                let taken: i64 = query(sql.clone()).bind(INDEX_BATCH).scalar(&mut tx).await?;
-                tx.commit().await?;
-                done += taken.max(0) as u64;
-                if taken < INDEX_BATCH {
-                    break;
-                }
+        while queued && done < max {
+            // Derived rows, written with the queue entries they replace.
+            let Some(mut tx) = self.begin_derived_work(INDEX_LOCK).await? else {
+                return Ok((done > 0).then_some(done));
+            };
+            let one_by_one: i64 = query(singles.clone()).bind(INDEX_BATCH).scalar(&mut tx).await?;
+            let in_ranges: i64 = query(ranges.clone()).bind(INDEX_BATCH).scalar(&mut tx).await?;
+            tx.commit().await?;
+            done += (one_by_one.max(0) + in_ranges.max(0)) as u64;
+            if one_by_one < INDEX_BATCH && in_ranges < INDEX_BATCH {
+                break;
             }
         }
         Ok(Some(done))
