@@ -47,7 +47,7 @@ use jobengine::testing::percentile;
 use testkit::{PgCluster, Process};
 
 mod common;
-use common::{PeakRss, PingSink, env_list, env_num, spawn_worker, stop};
+use common::{PeakRss, PingSink, env_list, env_num, spawn_worker, stop, wait_registered};
 
 const BATCH: usize = 1000;
 
@@ -115,12 +115,7 @@ impl Subject {
         match self.system {
             System::Ours => {
                 let worker = spawn_worker(&self.url, &[("WORKER_CONCURRENCY", &c)]);
-                let start = Instant::now();
-                // Ready once registered: it fetches from then on.
-                while query("SELECT COUNT(*) FROM job_workers").scalar::<i64>(self.db.read()).await.unwrap_or(0) == 0 {
-                    assert!(start.elapsed() < Duration::from_secs(30), "our worker not ready in 30 s");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                wait_registered(&self.db, worker.pid()).await;
                 worker
             }
             System::Graphile => {

@@ -38,6 +38,24 @@ pub fn spawn_worker(url: &str, extra: &[(&str, &str)]) -> Process {
         .expect("start worker")
 }
 
+/// Waits (at most 30 s) until the worker process `pid` has registered in
+/// `job_workers`: it fetches from then on.
+pub async fn wait_registered(db: &database::Db, pid: u32) {
+    let start = std::time::Instant::now();
+    loop {
+        let n: i64 = database::query("SELECT COUNT(*) FROM job_workers WHERE pid = $1")
+            .bind(i64::from(pid))
+            .scalar(db.read())
+            .await
+            .unwrap_or(0);
+        if n > 0 {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "worker {pid} not registered in 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// SIGTERM, as an operator stops a worker; killed after 15 s.
 pub fn stop(mut worker: Process) {
     if let Err(e) = worker.terminate(Duration::from_secs(15)) {
