@@ -13,9 +13,9 @@
 //!   Latency uses a ping job on both sides (`diag.ping`, `tasks/ping.js`) whose
 //!   first line sends one UDP datagram to the driver.
 //! - **Throughput**: the clock starts just before the first enqueue call (N jobs
-//!   in batches of 1,000, each side's batch API: `Jobs::enqueue_many`,
-//!   the statement of graphile-worker's `addJobs`) with the worker idle and ready, and stops when
-//!   the driver sees all N finished (polled every 20 ms).
+//!   in batches of 1,000, each side's batch API: `Jobs::enqueue_many`, the
+//!   statement of graphile-worker's `addJobs`) with the worker idle and ready,
+//!   and stops when the driver sees all N finished (polled every 20 ms).
 //! - **Bulk enqueue**: N jobs in batches of 1,000 into an empty queue with no
 //!   worker running; the clock brackets the enqueue calls. graphile-worker's
 //!   batches are the statement its `addJobs` sends (the specs as JSON, the new
@@ -32,7 +32,8 @@
 //! Run with `cargo xtask bench` or, with the peer installed,
 //! `cargo bench -p worker --bench peers`. Sizes: `BENCH_JOBS` (20000),
 //! `BENCH_ROUNDS` (3), `BENCH_CONCURRENCY` (`10,16`), `BENCH_LATENCY_SAMPLES`
-//! (1000), `BENCH_PARTS` (`throughput,bulk,latency`); `GRAPHILE_WORKER_DIR` (default `tools/peers/graphile-worker`);
+//! (1000), `BENCH_PARTS` (`throughput,bulk,latency`); `GRAPHILE_WORKER_DIR`
+//! (default `tools/peers/graphile-worker`);
 //! `BENCH_WORKER_BIN` (default: this build's `worker`) to run another build of
 //! ours, e.g. a copy kept from before a change, for an A/B under one driver.
 
@@ -349,7 +350,7 @@ async fn main() {
                 if system == System::Graphile {
                     db_seq += 1;
                     let s = Subject::new(system, &cluster, &peer_dir, &format!("b{db_seq}")).await;
-                    let t = std::time::Instant::now();
+                    let t = Instant::now();
                     s.enqueue_noops_count_only(n).await;
                     let rate = n as f64 / t.elapsed().as_secs_f64();
                     println!(
