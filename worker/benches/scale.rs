@@ -262,6 +262,13 @@ async fn throughput_with(b: &Bench, n: usize, concurrency: usize, beside: &str, 
         [("WORKER_CONCURRENCY", c.as_str())].into_iter().chain(env.iter().copied()).collect();
     let child = spawn_worker(b.url(), &settings);
     wait_registered(jobs.db(), child.pid()).await;
+    // On SQLite the worker has just run the control plane's migrations (this
+    // handle ran only the engine's), and a connection opened before that
+    // schema change can fail its next insert once with "no such table: jobs"
+    // (seen in the `defs` part; the same insert succeeds when retried).
+    // Enqueue through a handle opened after it.
+    drop(jobs);
+    let jobs = Jobs::connect(b.url()).await.expect("open");
     let t = Instant::now();
     enqueue_noops(&jobs, n).await;
     wait_succeeded(&jobs, already + n as u64, Duration::from_secs(900)).await;
