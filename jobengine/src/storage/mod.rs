@@ -545,10 +545,10 @@ impl Store {
     /// flush; `None` when another process holds the lock. For writes of derived
     /// rows together with the entries they consume (the counters' fold, the
     /// search rows): a crash that loses the commit loses both, and the work is
-    /// simply done again, so no fsync is added to others' commits; nor JIT
-    /// compilation. Nor does it wait long for a table lock (a migration
-    /// building an index, say): after a second it fails, and the next pass does
-    /// the work.
+    /// simply done again, so no fsync is added to others' commits. It runs
+    /// without JIT compilation, and does not wait long for a table lock (a
+    /// migration building an index, say): after a second it fails, and the next
+    /// pass does the work.
     ///
     /// # Errors
     /// A database failure, or a table lock held for over a second.
