@@ -148,6 +148,7 @@ async fn memory(which: Which, signins: u64, rounds: u64) {
         })
     };
     let mut lat = Vec::new();
+    let mut last_per_round = Vec::new();
     let mut failed = 0;
     for _ in 0..rounds {
         let calls: Vec<_> = clients
@@ -161,10 +162,13 @@ async fn memory(which: Which, signins: u64, rounds: u64) {
                 })
             })
             .collect();
+        let mut last = 0.0_f64;
         for c in calls {
             let (ms, ok) = c.await.expect("sign-in task");
+            last = last.max(ms);
             if ok { lat.push(ms) } else { failed += 1 }
         }
+        last_per_round.push(format!("{last:.0}"));
     }
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.join();
@@ -172,11 +176,12 @@ async fn memory(which: Which, signins: u64, rounds: u64) {
     let after = srv.rss_mib();
     lat.sort_by(f64::total_cmp);
     println!(
-        "| {which:?} | {idle:.1} | {:.1} | {after:.1} | {} | {:.1} | {:.1} | {failed} |",
+        "| {which:?} | {idle:.1} | {:.1} | {after:.1} | {} | {:.1} | {:.1} | {} | {failed} |",
         peak.load(Ordering::Relaxed) as f64 / 1024.0,
         lat.len(),
         percentile(&lat, 50.0),
         percentile(&lat, 99.0),
+        last_per_round.join(" / "),
     );
 }
 
@@ -200,8 +205,10 @@ async fn main() {
         let signins = env_num("BENCH_SIGNINS", 50);
         let rounds = env_num("BENCH_SIGNIN_ROUNDS", 5);
         println!("\n## Server memory: idle, during {rounds} bursts of {signins} concurrent sign-ins, after\n");
-        println!("| backend | idle RSS MiB | peak RSS MiB | RSS after MiB | sign-ins | p50 ms | p99 ms | failed |");
-        println!("|---|---|---|---|---|---|---|---|");
+        println!(
+            "| backend | idle RSS MiB | peak RSS MiB | RSS after MiB | sign-ins | p50 ms | p99 ms | last of each burst ms | failed |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
         for w in backends() {
             memory(w, signins, rounds).await;
         }
