@@ -80,6 +80,14 @@ const RUNS: &[Run] = &[
         tables: true,
     },
     Run {
+        key: "login",
+        title: "Sign-in: the owner under a login flood; 50 sign-ins at once (memory, latency, the CPU floor)",
+        shown: "cargo bench -p server --bench login",
+        args: &["bench", "-p", "server", "--bench", "login"],
+        env: &[],
+        tables: true,
+    },
+    Run {
         key: "scale-out",
         title: "Scale-out: servers and workers on one PostgreSQL",
         shown: "cargo bench -p server --bench scale",
