@@ -62,7 +62,7 @@ use tokio_util::task::TaskTracker;
 use crate::cancel::cancel_loop;
 use crate::client::Jobs;
 use crate::clock::{Clock, micros};
-use crate::completer::completer_loop;
+use crate::completer::{MAX_UNRECORDED, completer_loop};
 use crate::config::WorkerConfig;
 use crate::error::StorageError;
 use crate::job::{JobContext, JobError};
@@ -272,8 +272,14 @@ impl<C: Send + Sync + 'static> Worker<C> {
         let tracker = TaskTracker::new();
         let background = CancellationToken::new();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
-        let completer =
-            tokio::spawn(completer_loop(self.store.clone(), self.clock.clone(), done_rx, self.metrics.clone()));
+        let unrecorded = Arc::new(Semaphore::new(MAX_UNRECORDED));
+        let completer = tokio::spawn(completer_loop(
+            self.store.clone(),
+            self.clock.clone(),
+            done_rx,
+            self.metrics.clone(),
+            unrecorded.clone(),
+        ));
         let heartbeat = tokio::spawn(heartbeat_loop(
             self.id.clone(),
             self.store.clone(),
@@ -321,6 +327,7 @@ impl<C: Send + Sync + 'static> Worker<C> {
             running: running.clone(),
             tracker: tracker.clone(),
             done: done_tx.clone(),
+            unrecorded,
             freed: plan.freed.clone(),
             slots: run_slots.clone(),
             pace: pace.clone(),
@@ -515,6 +522,8 @@ struct Starter<C> {
     running: RunningMap,
     tracker: TaskTracker,
     done: mpsc::UnboundedSender<Completion>,
+    /// Room among the outcomes not yet written ([`MAX_UNRECORDED`]).
+    unrecorded: Arc<Semaphore>,
     freed: Arc<Notify>,
     /// The worker's `concurrency` slots: one per running job.
     slots: Arc<Semaphore>,
@@ -572,9 +581,10 @@ impl<C: Send + Sync + 'static> Starter<C> {
         let wait = job.attempted_at.unwrap_or(job.run_at) - job.run_at;
         self.metrics.wait.observe(Duration::from_micros(wait.max(0) as u64));
         let fut = self.registry.run(&job.kind, &job.args, ctx);
-        let (running2, done, clock, metrics, backoff, freed, pace) = (
+        let (running2, done, unrecorded, clock, metrics, backoff, freed, pace) = (
             self.running.clone(),
             self.done.clone(),
+            self.unrecorded.clone(),
             self.clock.clone(),
             self.metrics.clone(),
             self.backoff,
@@ -618,6 +628,12 @@ impl<C: Send + Sync + 'static> Starter<C> {
             // outcome is not ours to record.
             let still_ours = running2.lock().map(|mut m| m.remove(&job.id).is_some()).unwrap_or(false);
             if still_ours {
+                // While the completer is a batch behind, this job keeps its slot,
+                // so the worker claims no more (completer module docs). The
+                // completer gives the permit back once the outcome is written.
+                if let Ok(room) = unrecorded.acquire().await {
+                    room.forget();
+                }
                 let _ = done.send(Completion { job_id: job.id, lease_seq: job.lease_seq, at: now, outcome });
             } else {
                 tracing::info!(worker = %worker, job = job.id, "attempt ended after losing the job; outcome discarded");

@@ -883,3 +883,73 @@ async fn prefetched_jobs_keep_their_leases(which: Which) {
     stop.cancel();
     handle.await.expect("worker stops");
 }
+
+/// A worker whose completer is held up stops claiming once a batch's worth of
+/// outcomes waits (`completer::MAX_UNRECORDED`), instead of running every job it
+/// can claim while their outcomes pile up unwritten and their leases go
+/// unrenewed. PostgreSQL: a row lock on one finished job holds the completer's
+/// statement (and everything queued behind it) while claims, which skip locked
+/// rows, go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_held_up_completer_stops_the_claims() {
+    use jobengine::completer::MAX_UNRECORDED;
+    let db = TestDb::new(Which::Postgres).await;
+    let jobs = db.jobs().await;
+    let cfg = worker_config();
+    let (concurrency, prefetch) = (cfg.concurrency, cfg.prefetch.unwrap_or(2 * cfg.concurrency));
+    let (_wid, stop, handle) = start_worker(&jobs, cfg);
+    let blocker = jobs.enqueue(&Sleep { ms: 300 }).await.expect("enqueue").id;
+    wait_for(&jobs, blocker, JobState::Processing).await;
+    let mut lock = jobs.store().db().begin().await.expect("begin");
+    database::query("SELECT id FROM jobs WHERE id = $1 FOR UPDATE")
+        .bind(blocker)
+        .execute(&mut lock)
+        .await
+        .expect("lock the running job's row");
+    // The blocker's outcome, once its sleep ends, waits for that lock: from then
+    // on the completer writes nothing.
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND wait_event_type = 'Lock' AND query LIKE '%AS c(id, seq, state, at%'";
+    for _ in 0..500 {
+        let n: i64 = database::query(waiting).scalar(jobs.db().read()).await.expect("activity");
+        if n > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let n: i64 = database::query(waiting).scalar(jobs.db().read()).await.expect("activity");
+    assert_eq!(n, 1, "the completer waits for the lock");
+    let n = MAX_UNRECORDED + 500;
+    let batch: Vec<_> = (0..n).map(|_| jobs.new_job(&Noop {}, None).expect("job")).collect();
+    jobs.enqueue_many(&batch).await.expect("enqueue");
+    // Until the number of jobs taken stops moving (the worker is waiting).
+    let (mut taken, mut still) = (0, 0);
+    for _ in 0..500 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let c = jobs.counts().await.expect("counts");
+        let now = c.processing + c.succeeded;
+        if now == taken && now > 0 {
+            still += 1;
+            if still == 25 {
+                break;
+            }
+        } else {
+            (taken, still) = (now, 0);
+        }
+    }
+    let c = jobs.counts().await.expect("counts");
+    let most = (MAX_UNRECORDED + concurrency + prefetch + 1) as u64;
+    assert!(c.processing <= most, "{} jobs taken with the completer held up (at most {most}): {c:?}", c.processing);
+    assert!(c.enqueued > 0, "claims stopped with jobs left: {c:?}");
+    lock.rollback().await.expect("unlock");
+    for _ in 0..1500 {
+        if jobs.counts().await.expect("counts").succeeded == n as u64 + 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let c = jobs.counts().await.expect("counts");
+    assert_eq!(c.succeeded, n as u64 + 1, "every job ran once the completer could write: {c:?}");
+    stop.cancel();
+    handle.await.expect("worker stops");
+}
