@@ -14,7 +14,7 @@
 //! worker whose completer fell behind (a slow disk, a table's cold pages) kept
 //! claiming as its slots freed while outcomes piled up: seen beside 10,000,000
 //! finished jobs, about 8,900 jobs `processing` for one worker at concurrency 16,
-//! written back 8,900 at a time in statements of over 2 s. Such jobs are no longer
+//! written back in batches of up to 1,000 at over 2 s a statement. Such jobs are no longer
 //! in the worker's running map, so the heartbeat does not renew their leases: a
 //! backlog older than a lease is rescued and run again. Bounded, the worker stops
 //! claiming instead.
