@@ -898,7 +898,8 @@ async fn postgres_a_held_up_completer_stops_the_claims() {
     let cfg = worker_config();
     let (concurrency, prefetch) = (cfg.concurrency, cfg.prefetch.unwrap_or(2 * cfg.concurrency));
     let (_wid, stop, handle) = start_worker(&jobs, cfg);
-    let blocker = jobs.enqueue(&Sleep { ms: 300 }).await.expect("enqueue").id;
+    // Long enough to take its row's lock while it still runs, on a busy machine too.
+    let blocker = jobs.enqueue(&Sleep { ms: 1000 }).await.expect("enqueue").id;
     wait_for(&jobs, blocker, JobState::Processing).await;
     let mut lock = jobs.store().db().begin().await.expect("begin");
     database::query("SELECT id FROM jobs WHERE id = $1 FOR UPDATE")
