@@ -117,6 +117,7 @@ async fn start_on(pg: &PgCluster) -> (std::net::SocketAddr, CancellationToken, t
 /// not a redirect to the sign-in page). When PostgreSQL is back, so is service.
 #[tokio::test]
 async fn a_database_outage_is_unavailable_everywhere() {
+    let _dog = jobengine::testing::Watchdog::new("a_database_outage_is_unavailable_everywhere");
     let pg = PgCluster::start(false).expect("a PostgreSQL cluster of our own");
     let (addr, stop, _dir) = start_on(&pg).await;
     let ch = channel(addr).await;

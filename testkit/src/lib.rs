@@ -17,17 +17,21 @@
 //!   the server's tests), built before it is run;
 //! - [`PgCluster`] (`pg_cluster.rs`): a throw-away PostgreSQL cluster (`initdb`,
 //!   a free port, stopped and deleted on drop);
+//! - [`Watchdog`] (`watchdog.rs`): a limit on one test's time, enforced from a
+//!   thread, that names a hung test and prints its stacks before aborting;
 //! - [`percentile`], [`rss_kib`]: for the benchmarks.
 
 mod built;
 mod output;
 mod pg_cluster;
 mod process;
+mod watchdog;
 
 pub use built::built_binary;
 pub use output::output_within;
 pub use pg_cluster::PgCluster;
 pub use process::{Process, ProcessBuilder, Signal};
+pub use watchdog::{TEST_LIMIT, Watchdog};
 
 /// The `p`th percentile (0-100) of sorted samples, nearest rank; NaN when empty.
 /// For the benchmarks.

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-pub use testkit::{PgCluster, percentile, rss_kib};
+pub use testkit::{PgCluster, Watchdog, percentile, rss_kib};
 
 use crate::{Jobs, ManualClock, SystemClock};
 
@@ -73,15 +73,22 @@ pub fn manual_clock() -> ManualClock {
 
 /// Declares, for each `name`, the tests `name::sqlite` and `name::postgres`, each
 /// running `async fn name(which: Which)` on a multi-threaded runtime: one suite,
-/// every backend.
+/// every backend. A test still running at [`testkit::TEST_LIMIT`] aborts the
+/// run with its name and stacks ([`Watchdog`]).
 #[macro_export]
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name($crate::testing::Which::Sqlite).await }
+            async fn sqlite() {
+                let _dog = $crate::testing::Watchdog::new(concat!(module_path!(), "::sqlite"));
+                super::$name($crate::testing::Which::Sqlite).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::$name($crate::testing::Which::Postgres).await }
+            async fn postgres() {
+                let _dog = $crate::testing::Watchdog::new(concat!(module_path!(), "::postgres"));
+                super::$name($crate::testing::Which::Postgres).await
+            }
         }
     )*};
 }

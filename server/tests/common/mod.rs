@@ -27,6 +27,8 @@ pub struct TestServer {
     pub identity: backoffice::identity::Identity,
     pub db: TestDb,
     pub dir: tempfile::TempDir,
+    /// Aborts a test whose server is still up at [`testkit::TEST_LIMIT`].
+    _dog: testkit::Watchdog,
 }
 
 impl Drop for TestServer {
@@ -66,6 +68,8 @@ pub async fn start_with(which: Which, extra: &[(&str, &str)]) -> TestServer {
         args.push(flag_for(name));
         args.push((*value).to_owned());
     }
+    // libtest names each test's thread after the test.
+    let dog = testkit::Watchdog::new(std::thread::current().name().unwrap_or("a server test"));
     let settings = Settings::try_parse_from(args).expect("settings");
     let config = Config::from_settings(&settings).expect("config");
     let backend = server::Backend::open(&config).await.expect("open");
@@ -76,7 +80,7 @@ pub async fn start_with(which: Which, extra: &[(&str, &str)]) -> TestServer {
     let stop = CancellationToken::new();
     let s = stop.clone();
     tokio::spawn(async move { server::run(listener, &config, backend, s).await.expect("server runs") });
-    TestServer { addr, stop, identity, db, dir }
+    TestServer { addr, stop, identity, db, dir, _dog: dog }
 }
 
 /// The server's flag for the environment variable `name` (tests name settings by
@@ -209,6 +213,10 @@ pub async fn login(ch: &Channel, email: &str, password: &str) -> Result<String, 
     Ok(token)
 }
 
+/// How long [`http`] waits for a whole answer before it fails, showing what
+/// came (a page whose stream stalls half-way, say).
+pub const HTTP_LIMIT: Duration = Duration::from_secs(60);
+
 /// An HTTP/1.0 exchange: (status, headers lower-cased, body).
 pub async fn http(
     addr: SocketAddr,
@@ -222,11 +230,16 @@ pub async fn http(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(req.as_bytes()).await.expect("write head");
-    s.write_all(body).await.expect("write body");
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(req.as_bytes()).await.expect("write head");
+        s.write_all(body).await.expect("write body");
+        s.read_to_end(&mut raw).await.expect("read");
+    };
+    if tokio::time::timeout(HTTP_LIMIT, exchange).await.is_err() {
+        panic!("{method} {path}: no complete answer within {HTTP_LIMIT:?}; so far:\n{}", String::from_utf8_lossy(&raw));
+    }
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
