@@ -260,6 +260,7 @@ impl Identity {
         // A failure was counted on admission; only a success changes anything.
         let Some(row) = row.filter(|_| ok) else { return Err(Error::BadCredentials) };
         throttle::forgive(&self.db, &keys).await?;
+        self.upgrade_hash(&row, password).await;
         let token = new_secret();
         let expires_at = now + SESSION_TTL.as_micros() as i64;
         query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
@@ -270,6 +271,28 @@ impl Identity {
             .execute(self.db.write())
             .await?;
         Ok(Session { token, user: row.user()?, expires_at })
+    }
+
+    /// Stores `password` again at the current hash setting if `row`'s hash was
+    /// made with another ([`crate::password`]: older settings), unless the hash
+    /// changed meanwhile (a password set at the same moment wins). A failure only
+    /// leaves the older hash, which still verifies: logged, not the sign-in's.
+    async fn upgrade_hash(&self, row: &UserRow, password: &str) {
+        let Some(old) = row.password_hash.as_deref().filter(|h| !Hasher::is_current(h)) else { return };
+        let stored = match self.hasher.hash(password).await {
+            Ok(new) => query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+                .bind(&new)
+                .bind(&row.id)
+                .bind(old)
+                .execute(self.db.write())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = stored {
+            tracing::warn!(user = %row.id, error = %e, "storing the password at the current hash setting failed");
+        }
     }
 
     /// The user a session token belongs to, if it is valid.

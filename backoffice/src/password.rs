@@ -1,7 +1,28 @@
-//! Password hashing with argon2id at OWASP's parameters (m = 19 MiB, t = 2, p = 1),
-//! bounded and shared fairly between clients.
+//! Password hashing with argon2id at one of OWASP's equivalent settings, m = 9 MiB,
+//! t = 4, p = 1, bounded and shared fairly between clients.
 //!
-//! Each hash holds 19 MiB for tens of milliseconds on a blocking thread; without a
+//! Which setting: OWASP lists m = 46/19/12/9/7 MiB with t = 1/2/3/4/5 (p = 1) as
+//! "an equal level of defense", trading memory for passes. Their cost here is
+//! not equal: two hashes at once on the 2-core development machine (as a burst of
+//! sign-ins runs them) took 15-16 ms a hash at 19 MiB / t = 2, 13 ms at 12 MiB /
+//! t = 3, 12 ms at 9 MiB / t = 4 and 11 ms at 7 MiB / t = 5 (argon2 0.5.3, memory
+//! reused; two blocks of 19 MiB do not stay in the cache). Through the server, 50
+//! sign-ins at once ended after 518-520 ms at 19 MiB, 450-510 at 12 MiB and
+//! 442-558 at 9 MiB (p99, `benches/login.rs`). 7 MiB was as fast as 9, but
+//! jemalloc keeps freed blocks under 8 MiB for a while (its `oversize_threshold`):
+//! idle RSS 36-40 MiB against 22-26. So 9 MiB: the most memory per guess of the
+//! settings fast enough, and half the memory per hash of 19 MiB (peak RSS during
+//! the bursts 44-49 MiB, was 64-68).
+//!
+//! Older settings: a stored hash is verified with the parameters it names (the
+//! PHC string carries them), and a successful sign-in with another setting stores
+//! a new hash at this one ([`Hasher::is_current`]). Until its owner signs in, such
+//! an account's verification takes that setting's time, while an unknown email is
+//! checked against a dummy at the current one: the difference (a few ms) could
+//! tell a patient attacker that the account exists, within the sign-in throttle's
+//! budget of attempts.
+//!
+//! Each hash holds 9 MiB for ten milliseconds or more on a blocking thread; without a
 //! bound, a login flood would allocate without limit. [`Hasher`] admits at most
 //! `permits` hashes at once and makes the rest wait their turn (a flood then costs
 //! latency, not memory).
@@ -15,10 +36,10 @@
 //! well-kept crate offers per-key fair queuing, hence the small queue below.
 //!
 //! Memory between hashes: `argon2`'s own entry points allocate and zero a fresh
-//! 19 MiB for every hash, and the allocator hands a block that large back to the
-//! system when it is freed, so each hash also paid 4,864 page faults and the
-//! zeroing: 26 ms a hash on the 2-core development machine, 17.3 ms in memory
-//! already touched. A verification that ends while others wait for their turn
+//! block for every hash, and the allocator hands a block that large back to the
+//! system when it is freed, so each hash also paid the page faults and the
+//! zeroing (at 19 MiB: 4,864 faults, 26 ms a hash on the 2-core development
+//! machine against 17.3 ms in memory already touched). A verification that ends while others wait for their turn
 //! hands its block to the next one (`Spare`); once nothing waits the blocks are
 //! freed, so an idle server holds none. Argon2 writes every block before reading
 //! it, so a reused block's old contents do not matter
@@ -33,10 +54,10 @@ use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::oneshot;
 
-/// OWASP's recommended argon2id memory, in KiB.
-pub const M_COST_KIB: u32 = 19_456;
+/// Memory, in KiB (module docs: one of OWASP's equivalent settings).
+pub const M_COST_KIB: u32 = 9_216;
 /// Iterations.
-pub const T_COST: u32 = 2;
+pub const T_COST: u32 = 4;
 /// Parallelism.
 pub const P_COST: u32 = 1;
 
@@ -233,7 +254,7 @@ fn verify_now(password: &str, phc: &str, memory: &mut Vec<Block>) -> bool {
 }
 
 impl Hasher {
-    /// A hasher admitting `permits` concurrent hashes (at 19 MiB each).
+    /// A hasher admitting `permits` concurrent hashes (at 9 MiB each).
     ///
     /// # Errors
     /// Hashing the dummy password failed.
@@ -242,7 +263,7 @@ impl Hasher {
         Ok(Self { permits: Fair::new(permits), spare: Arc::default(), dummy: dummy.into() })
     }
 
-    /// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`) of `password`.
+    /// The PHC string (`$argon2id$v=19$m=9216,t=4,p=1$...`) of `password`.
     ///
     /// # Errors
     /// As [`HashError`].
@@ -250,6 +271,19 @@ impl Hasher {
         let _permit = self.permits.acquire("").await?;
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || hash_now(&password)).await?
+    }
+
+    /// Whether `phc` was made with this hasher's algorithm and parameters; a
+    /// password verified against one that was not is worth hashing again.
+    pub fn is_current(phc: &str) -> bool {
+        let Ok(h) = PasswordHash::new(phc) else { return false };
+        let current = argon();
+        h.algorithm == Algorithm::Argon2id.ident()
+            && h.version == Some(Version::V0x13.into())
+            && Params::try_from(&h).is_ok_and(|p| {
+                (p.m_cost(), p.t_cost(), p.p_cost())
+                    == (current.params().m_cost(), current.params().t_cost(), current.params().p_cost())
+            })
     }
 
     /// Whether `password` matches `phc`; with `None` (no such user, or no password
@@ -291,12 +325,33 @@ mod tests {
     async fn hashes_with_owasp_argon2id_and_verifies() {
         let h = Hasher::new(2).expect("hasher");
         let phc = h.hash("correct horse battery staple").await.expect("hash");
-        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(phc.starts_with("$argon2id$v=19$m=9216,t=4,p=1$"), "{phc}");
+        assert!(Hasher::is_current(&phc));
         assert!(h.verify("correct horse battery staple", Some(&phc)).await.expect("verify"));
         assert!(!h.verify("wrong", Some(&phc)).await.expect("verify"));
         assert!(!h.verify("anything", None).await.expect("verify"), "no user never verifies");
         assert!(!h.verify("x", Some("not a phc string")).await.expect("verify"));
         assert!(h.spare.blocks.lock().expect("spare").is_empty(), "nothing waited, no block kept");
+    }
+
+    /// Only a string at this hasher's algorithm and parameters is current; one at
+    /// the earlier setting (m = 19 MiB, t = 2) still verifies.
+    #[tokio::test]
+    async fn older_settings_verify_and_are_not_current() {
+        let h = Hasher::new(2).expect("hasher");
+        let with = |alg, m, t| {
+            Argon2::new(alg, Version::V0x13, Params::new(m, t, 1, None).expect("params"))
+                .hash_password(b"pw", &SaltString::generate(&mut OsRng))
+                .expect("hash")
+                .to_string()
+        };
+        let earlier = with(Algorithm::Argon2id, 19_456, 2);
+        assert!(!Hasher::is_current(&earlier));
+        assert!(h.verify("pw", Some(&earlier)).await.expect("verify"), "an earlier setting still verifies");
+        assert!(Hasher::is_current(&with(Algorithm::Argon2id, M_COST_KIB, T_COST)));
+        assert!(!Hasher::is_current(&with(Algorithm::Argon2i, M_COST_KIB, T_COST)), "another variant");
+        assert!(!Hasher::is_current(&with(Algorithm::Argon2id, M_COST_KIB, T_COST + 1)));
+        assert!(!Hasher::is_current("not a phc string"));
     }
 
     /// Verification in a block left by an earlier hash answers as in a fresh

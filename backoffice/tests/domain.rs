@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 jobengine::on_both!(
     login_and_sessions,
+    an_older_hash_is_stored_again_at_sign_in,
     admin_creates_tenant_and_it_provisions,
     bad_input_writes_nothing,
     provisioning_failure_marks_tenant_failed,
@@ -154,6 +155,35 @@ async fn login_and_sessions(which: Which) {
         let _ = b.identity.login("root@example.com", "guess guess guess").await;
     }
     assert!(matches!(b.identity.login("root@example.com", &password).await, Err(Error::RateLimited(_))));
+}
+
+/// A password stored at an earlier hash setting still signs in, and that sign-in
+/// stores it at the current one; a wrong password changes nothing.
+async fn an_older_hash_is_stored_again_at_sign_in(which: Which) {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    let b = setup(which).await;
+    let password = "a long enough password";
+    b.identity.seed_super_admin("root@example.com", Some(password)).await.expect("seed");
+    let earlier = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(19_456, 2, 1, None).expect("params"),
+    )
+    .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+    .expect("hash")
+    .to_string();
+    let db = database::Db::connect(&b._db.url).await.expect("db");
+    query("UPDATE users SET password_hash = $1").bind(&earlier).execute(db.write()).await.expect("store");
+    let stored = || async { query("SELECT password_hash FROM users").scalar::<String>(db.read()).await.expect("hash") };
+
+    assert!(matches!(b.identity.login("root@example.com", "wrong password!").await, Err(Error::BadCredentials)));
+    assert_eq!(stored().await, earlier, "a failed sign-in stores nothing");
+    b.identity.login("root@example.com", password).await.expect("the earlier setting signs in");
+    let now = stored().await;
+    assert_ne!(now, earlier);
+    assert!(Hasher::is_current(&now), "{now}");
+    b.identity.login("root@example.com", password).await.expect("and so does the new hash");
+    assert_eq!(stored().await, now, "a current hash is left alone");
 }
 
 async fn admin_creates_tenant_and_it_provisions(which: Which) {

@@ -59,14 +59,15 @@ use crate::config::{Config, WorkerMode};
 
 /// Largest gRPC request accepted, on every service.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
-/// Most password hashes computed at once (19 MiB each): the bound on login floods.
+/// Most password hashes computed at once (9 MiB each): the bound on login floods.
 pub const MAX_HASH_PERMITS: usize = 4;
 
 /// Password hashes computed at once: one per core, at most [`MAX_HASH_PERMITS`].
 ///
 /// A hash is pure CPU and memory bandwidth, so more at once than cores only adds
-/// 19 MiB blocks and cache thrash: on 2 cores, 4 permits peaked at 106 MiB and 2
-/// at 65 MiB over bursts of 50 sign-ins, with the same p99 (`benches/login.rs`).
+/// blocks and cache thrash: on 2 cores, 4 permits peaked at 106 MiB and 2 at 65 MiB
+/// over bursts of 50 sign-ins, with the same p99 (`benches/login.rs`; hashes of
+/// 19 MiB then, 9 MiB since).
 pub fn hash_permits() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).min(MAX_HASH_PERMITS)
 }
