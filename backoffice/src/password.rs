@@ -39,12 +39,12 @@
 //! block for every hash, and the allocator hands a block that large back to the
 //! system when it is freed, so each hash also paid the page faults and the
 //! zeroing (at 19 MiB: 4,864 faults, 26 ms a hash on the 2-core development
-//! machine against 17.3 ms in memory already touched). A verification that ends while others wait for their turn
-//! hands its block to the next one (`Spare`); once nothing waits the blocks are
-//! freed, so an idle server holds none. Argon2 writes every block before reading
-//! it, so a reused block's old contents do not matter
-//! (`a_reused_block_gives_the_same_answer`). New hashes (sign-up, a password set)
-//! are rare and keep the crate's own entry point.
+//! machine against 17.3 ms in memory already touched). A verification that ends
+//! while others wait for their turn hands its block to the next one (`Spare`);
+//! once nothing waits the blocks are freed, so an idle server holds none. Argon2
+//! writes every block before reading it, so a reused block's old contents do not
+//! matter (`a_reused_block_gives_the_same_answer`). New hashes (sign-up, a
+//! password set) are rare and keep the crate's own entry point.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
