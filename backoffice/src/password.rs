@@ -277,13 +277,9 @@ impl Hasher {
     /// password verified against one that was not is worth hashing again.
     pub fn is_current(phc: &str) -> bool {
         let Ok(h) = PasswordHash::new(phc) else { return false };
-        let current = argon();
         h.algorithm == Algorithm::Argon2id.ident()
             && h.version == Some(Version::V0x13.into())
-            && Params::try_from(&h).is_ok_and(|p| {
-                (p.m_cost(), p.t_cost(), p.p_cost())
-                    == (current.params().m_cost(), current.params().t_cost(), current.params().p_cost())
-            })
+            && Params::try_from(&h).is_ok_and(|p| (p.m_cost(), p.t_cost(), p.p_cost()) == (M_COST_KIB, T_COST, P_COST))
     }
 
     /// Whether `password` matches `phc`; with `None` (no such user, or no password

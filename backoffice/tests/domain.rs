@@ -172,7 +172,7 @@ async fn an_older_hash_is_stored_again_at_sign_in(which: Which) {
     .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
     .expect("hash")
     .to_string();
-    let db = database::Db::connect(&b._db.url).await.expect("db");
+    let db = b.jobs.db();
     query("UPDATE users SET password_hash = $1").bind(&earlier).execute(db.write()).await.expect("store");
     let stored = || async { query("SELECT password_hash FROM users").scalar::<String>(db.read()).await.expect("hash") };
 
