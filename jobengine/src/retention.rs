@@ -91,6 +91,8 @@ impl Job for Sweep {
         }
         // The dashboard's per-second throughput rows age out with the sweep.
         ctx.store.fold_stats(now).await.map_err(JobError::retry)?;
+        // PostgreSQL: partitions ahead added, emptied ones dropped.
+        ctx.store.tidy_partitions().await.map_err(JobError::retry)?;
         if removed > 0 {
             tracing::info!(removed, "retention removed finished jobs past their period");
         }

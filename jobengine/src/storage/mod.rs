@@ -16,6 +16,7 @@
 mod batch;
 mod cancel;
 mod due;
+mod partitions;
 mod portable;
 mod postgres;
 mod recurring;
@@ -511,6 +512,8 @@ pub struct Store {
     last_fold: std::sync::atomic::AtomicI64,
     /// How a text search picks its way (see [`search`]).
     search_limits: std::sync::RwLock<SearchLimits>,
+    /// PostgreSQL: the partitions of `jobs` ahead (see [`partitions`]).
+    partitions: Arc<partitions::Partitions>,
 }
 
 /// The migrations of the engine's tables.
@@ -579,10 +582,17 @@ impl Store {
     /// A migration failed.
     pub async fn open(db: Db) -> Result<Arc<Self>, StorageError> {
         db.migrate(migrations()).await?;
+        let partitions = partitions::Partitions::new();
+        if let Some(pool) = db.postgres() {
+            // Usually nothing to add; learns where the last partition starts.
+            if let Err(e) = partitions.top_up(pool, 0).await {
+                tracing::warn!(error = %e, "adding partitions of jobs failed; the first insert past the mark tries again");
+            }
+        }
         let wake = Arc::new(Notify::new());
         let dialect: Box<dyn Dialect> = match db.dialect() {
             Backend::Sqlite => Box::new(sqlite::SqliteDialect::new(db.clone(), wake.clone())),
-            Backend::Postgres => Box::new(postgres::PgDialect::new(db.clone())),
+            Backend::Postgres => Box::new(postgres::PgDialect::new(db.clone(), partitions.clone())),
         };
         // Each (re)connect also wakes the workers, so a notification missed while
         // disconnected costs at most one fetch, not a stall.
@@ -606,6 +616,7 @@ impl Store {
             local_workers: Default::default(),
             last_fold: std::sync::atomic::AtomicI64::new(i64::MIN),
             search_limits: Default::default(),
+            partitions,
         }))
     }
 

@@ -8,12 +8,13 @@
 //! trigger `NOTIFY`s `jobs_enqueued` when a job becomes runnable; the store keeps
 //! one listener per process (see `Store::open`).
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use database::{Db, Tx};
 use sqlx::{PgConnection, PgPool, Row};
 
+use super::partitions::Partitions;
 use super::{Completion, Dialect, JobRow, NewJob, Transition};
 use crate::clock::Micros;
 use crate::error::StorageError;
@@ -22,11 +23,35 @@ use crate::state::JobState;
 /// Job statements for PostgreSQL.
 pub(crate) struct PgDialect {
     db: Db,
+    partitions: Arc<Partitions>,
 }
 
 impl PgDialect {
-    pub(crate) fn new(db: Db) -> Self {
-        Self { db }
+    pub(crate) fn new(db: Db, partitions: Arc<Partitions>) -> Self {
+        Self { db, partitions }
+    }
+
+    /// Tells the partitions' keeper the ids an insert handed out.
+    fn saw(&self, ids: &[Option<i64>]) -> Result<(), StorageError> {
+        if let Some(max) = ids.iter().flatten().max() {
+            self.partitions.saw(self.pool()?, *max);
+        }
+        Ok(())
+    }
+
+    /// After an insert that found no partition for its ids: adds them now.
+    async fn top_up_after(&self, e: StorageError) -> StorageError {
+        if super::partitions::no_partition(&e) {
+            match self.pool() {
+                Ok(pool) => {
+                    if let Err(again) = self.partitions.top_up(pool, 0).await {
+                        tracing::warn!(error = %again, "adding partitions of jobs failed");
+                    }
+                }
+                Err(e) => return e,
+            }
+        }
+        e
     }
 
     fn pool(&self) -> Result<&PgPool, StorageError> {
@@ -54,22 +79,27 @@ const HISTORY: &str = "h AS (
 /// Inserts a batch with a unique key among its jobs, and the history rows;
 /// per input, in order, `(ord, id)` with a NULL id where a live job held its key.
 ///
-/// `ON CONFLICT DO NOTHING` makes every row a speculative insertion, about 40 %
-/// of a 1,000-job batch's time, so only a batch with keys pays for it. A
-/// conflict skips a row, so the ids are drawn before the insert, in input order,
-/// and joined back to the input.
+/// The keys are claimed first in `job_unique_keys` (migration 1100: a unique
+/// index on the partitioned `jobs` would have to hold its partition key), with
+/// `ON CONFLICT DO NOTHING`: a key held by a live job (or by an earlier job of
+/// the batch) skips its job. So the ids are drawn before the insert, in input
+/// order, and joined back to the input. Only a batch with keys pays for this.
 static INSERT_KEYED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH input AS (
          SELECT nextval((SELECT pg_get_serial_sequence('jobs', 'id'))::regclass) AS id, t.*
          FROM {INPUT}
+     ), keys AS (
+         INSERT INTO job_unique_keys (unique_key, job_id)
+         SELECT unique_key, id FROM input WHERE unique_key IS NOT NULL ORDER BY ord
+         ON CONFLICT DO NOTHING
+         RETURNING job_id
      ), ins AS (
          INSERT INTO jobs (id, kind, queue, args, state, max_attempts, run_at, created_at, updated_at,
                            unique_key, priority)
          OVERRIDING SYSTEM VALUE
          SELECT id, kind, queue, args, state, max_attempts, run_at, $9, $9, unique_key, priority
-         FROM input ORDER BY ord
-         ON CONFLICT DO NOTHING
+         FROM input WHERE unique_key IS NULL OR id IN (SELECT job_id FROM keys) ORDER BY ord
          RETURNING id, state
      ), {HISTORY}
      SELECT input.ord, ins.id FROM input LEFT JOIN ins ON ins.id = input.id ORDER BY input.ord"
@@ -337,7 +367,14 @@ impl Dialect for PgDialect {
     }
 
     async fn insert(&self, tx: &mut Tx, jobs: &[NewJob], now: Micros) -> Result<Vec<Option<i64>>, StorageError> {
-        insert_jobs(pg(tx)?, jobs, now).await
+        // No retry here: the caller's transaction is lost with the error.
+        match insert_jobs(pg(tx)?, jobs, now).await {
+            Ok(ids) => {
+                self.saw(&ids)?;
+                Ok(ids)
+            }
+            Err(e) => Err(self.top_up_after(e).await),
+        }
     }
 
     async fn insert_alone(&self, jobs: &[NewJob], now: Micros) -> Result<Option<Vec<i64>>, StorageError> {
@@ -345,7 +382,19 @@ impl Dialect for PgDialect {
             return Ok(None);
         }
         // One statement is atomic on its own: no BEGIN and COMMIT round trips.
-        let ids = insert_jobs(self.pool()?, jobs, now).await?;
+        // Nothing is lost with a failure, so one that found no partition is
+        // tried again once the partitions are added.
+        let ids = match insert_jobs(self.pool()?, jobs, now).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                let e = self.top_up_after(e).await;
+                if !super::partitions::no_partition(&e) {
+                    return Err(e);
+                }
+                insert_jobs(self.pool()?, jobs, now).await?
+            }
+        };
+        self.saw(&ids)?;
         Ok(Some(
             ids.into_iter()
                 .collect::<Option<Vec<i64>>>()

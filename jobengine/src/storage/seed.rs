@@ -58,6 +58,7 @@ impl Store {
             }
         };
         let insert = format!("INSERT INTO jobs ({COLUMNS}) SELECT {ROW} FROM {series}");
+        self.reserve_ids(total).await?;
         let mut from = 1;
         while from <= total {
             let to = (from + CHUNK - 1).min(total);
