@@ -471,10 +471,13 @@ async fn fill_slivers(jobs: &Jobs) -> i64 {
     query("CREATE EXTENSION IF NOT EXISTS pg_freespacemap").execute(db.write()).await.expect("pg_freespacemap");
     let mut filled = 0i64;
     loop {
-        let left: i64 = query("SELECT count(*) FROM pg_freespace('jobs') WHERE avail >= 128 AND avail < 4000")
-            .scalar(db.read())
-            .await
-            .expect("free space map");
+        let left: i64 = query(
+            "SELECT count(*) FROM pg_partition_tree('jobs') t, pg_freespace(t.relid) f \
+             WHERE t.isleaf AND f.avail >= 128 AND f.avail < 4000",
+        )
+        .scalar(db.read())
+        .await
+        .expect("free space map");
         eprintln!("pages with room for a small row: {left} (filler rows so far: {filled})");
         if left < 500 || filled >= 1_000_000 {
             return filled;
@@ -505,7 +508,11 @@ async fn steady_state(b: &Bench, rate: usize, secs: u64) {
     let proto = jobs.new_job(&Noop {}, None).expect("job");
     let size_sql = match b {
         Bench::Sqlite(_) => "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-        Bench::Postgres(_) => "SELECT pg_total_relation_size('jobs') + pg_total_relation_size('job_history')",
+        // `jobs` is partitioned: its partitions hold the space.
+        Bench::Postgres(_) => {
+            "SELECT (SELECT SUM(pg_total_relation_size(relid)) FROM pg_partition_tree('jobs'))::bigint
+                    + pg_total_relation_size('job_history')"
+        }
     };
     let sample = async |at: u64| {
         let db = jobs.db();

@@ -39,12 +39,13 @@ impl PgDialect {
         Ok(())
     }
 
-    /// After an insert that found no partition for its ids: adds them now.
-    async fn top_up_after(&self, e: StorageError) -> StorageError {
+    /// After an insert of `n` jobs that found no partition for its ids: adds
+    /// them now, room for `n` more ids included.
+    async fn top_up_after(&self, e: StorageError, n: usize) -> StorageError {
         if super::partitions::no_partition(&e) {
             match self.pool() {
                 Ok(pool) => {
-                    if let Err(again) = self.partitions.top_up(pool, 0).await {
+                    if let Err(again) = self.partitions.top_up(pool, i64::try_from(n).unwrap_or(i64::MAX)).await {
                         tracing::warn!(error = %again, "adding partitions of jobs failed");
                     }
                 }
@@ -373,7 +374,7 @@ impl Dialect for PgDialect {
                 self.saw(&ids)?;
                 Ok(ids)
             }
-            Err(e) => Err(self.top_up_after(e).await),
+            Err(e) => Err(self.top_up_after(e, jobs.len()).await),
         }
     }
 
@@ -387,7 +388,7 @@ impl Dialect for PgDialect {
         let ids = match insert_jobs(self.pool()?, jobs, now).await {
             Ok(ids) => ids,
             Err(e) => {
-                let e = self.top_up_after(e).await;
+                let e = self.top_up_after(e, jobs.len()).await;
                 if !super::partitions::no_partition(&e) {
                     return Err(e);
                 }
