@@ -41,6 +41,7 @@ use database::{Db, query};
 use jobengine::builtin::{Hold, Noop, Ping, Sleep};
 use jobengine::testing::{PgCluster, TestDb, percentile};
 use jobengine::{JobState, Jobs, NewJob, Recurring};
+use tokio_util::sync::CancellationToken;
 
 mod common;
 use common::{PingSink, env_list, env_num, spawn_worker, stop, wait_registered};
@@ -270,16 +271,111 @@ async fn throughput_with(b: &Bench, n: usize, concurrency: usize, beside: &str, 
     // Enqueue through a handle opened after it.
     drop(jobs);
     let jobs = Jobs::connect(b.url()).await.expect("open");
+    let stats = matches!(b, Bench::Postgres(_)) && std::env::var("BENCH_PG_STATS").is_ok();
+    let sampler = if stats {
+        reset_pg_stats(&jobs).await;
+        Some(sample_pg_activity(b.url()))
+    } else {
+        None
+    };
     let t = Instant::now();
     enqueue_noops(&jobs, n).await;
     wait_succeeded(&jobs, already + n as u64, Duration::from_secs(900)).await;
     let secs = t.elapsed().as_secs_f64();
     stop(child);
+    if let Some((stop, task)) = sampler {
+        stop.cancel();
+        let seen = task.await.expect("sampler");
+        let mut seen: Vec<_> = seen.into_iter().collect();
+        seen.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        eprintln!("active backends sampled every 5 ms (count | backend type, wait event | statement):");
+        for ((what, q), n) in seen.into_iter().take(15) {
+            eprintln!("{n} | {what} | {q}");
+        }
+        print_pg_stats(&jobs).await;
+    }
     println!(
         "| {} | throughput, one worker, concurrency {concurrency}{beside} | {:.0} jobs/s | {n} no-op jobs in {secs:.2} s |",
         b.name(),
         n as f64 / secs
     );
+}
+
+/// A diagnostic (`BENCH_PG_STATS`, PostgreSQL with `pg_stat_statements`
+/// loaded, so `BENCH_PG_URL`): the statistics zeroed before a throughput run...
+async fn reset_pg_stats(jobs: &Jobs) {
+    let db = jobs.db();
+    query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(db.write()).await.expect("pg_stat_statements");
+    for q in ["SELECT pg_stat_statements_reset()", "SELECT pg_stat_reset()", "SELECT pg_stat_reset_shared('wal')"] {
+        query(q).execute(db.write()).await.expect("reset");
+    }
+}
+
+/// What the database's active backends are doing, sampled every 5 ms until
+/// stopped: (backend type and wait event, statement) -> times seen.
+fn sample_pg_activity(
+    url: &str,
+) -> (CancellationToken, tokio::task::JoinHandle<std::collections::HashMap<(String, String), u64>>) {
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let url = url.to_owned();
+    let task = tokio::spawn(async move {
+        let db = Db::connect(&url).await.expect("connect");
+        let mut seen = std::collections::HashMap::new();
+        while !s.is_cancelled() {
+            let rows: Vec<(String, String)> = query(
+                "SELECT backend_type || ' ' || COALESCE(wait_event_type || ':' || wait_event, 'cpu'),
+                        left(regexp_replace(query, '\\s+', ' ', 'g'), 70)
+                 FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid()
+                   OR backend_type NOT IN ('client backend') AND wait_event IS NULL",
+            )
+            .fetch_all(db.read())
+            .await
+            .unwrap_or_default();
+            for r in rows {
+                *seen.entry(r).or_insert(0) += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen
+    });
+    (stop, task)
+}
+
+/// ... and printed after it: the statements that read or dirtied the most
+/// pages, the tables whose pages were read from outside shared buffers, and the
+/// WAL written (full-page images apart).
+async fn print_pg_stats(jobs: &Jobs) {
+    let db = jobs.db();
+    let top: Vec<(i64, i64, i64, i64, f64, String)> = query(
+        "SELECT calls, shared_blks_hit, shared_blks_read, shared_blks_dirtied, total_exec_time,
+                left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
+         FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 10",
+    )
+    .fetch_all(db.read())
+    .await
+    .expect("statements");
+    eprintln!("calls | hit | read | dirtied | ms | statement");
+    for (calls, hit, read, dirtied, ms, q) in top {
+        eprintln!("{calls} | {hit} | {read} | {dirtied} | {ms:.0} | {q}");
+    }
+    let tables: Vec<(String, i64, i64, i64, i64)> = query(
+        "SELECT relname::text, COALESCE(heap_blks_read, 0), COALESCE(heap_blks_hit, 0),
+                COALESCE(idx_blks_read, 0), COALESCE(idx_blks_hit, 0)
+         FROM pg_statio_user_tables ORDER BY COALESCE(heap_blks_read, 0) + COALESCE(idx_blks_read, 0) DESC LIMIT 8",
+    )
+    .fetch_all(db.read())
+    .await
+    .expect("tables");
+    eprintln!("table | heap read | heap hit | index read | index hit");
+    for (t, hr, hh, ir, ih) in tables {
+        eprintln!("{t} | {hr} | {hh} | {ir} | {ih}");
+    }
+    let (fpi, bytes): (i64, i64) = query("SELECT wal_fpi, wal_bytes::bigint FROM pg_stat_wal")
+        .fetch_one(db.read())
+        .await
+        .expect("wal");
+    eprintln!("WAL: {:.1} MB, {fpi} full-page images", bytes as f64 / 1e6);
 }
 
 /// `kill -9` of the worker running a job while another worker is idle: time to
