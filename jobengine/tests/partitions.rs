@@ -134,9 +134,9 @@ async fn postgres_emptied_partitions_are_dropped() {
     let clock = manual_clock();
     let jobs = db.jobs_with_clock(clock.clone()).await;
     narrow_partitions(&jobs, 100).await;
+    jobs.store().reserve_ids(250).await.expect("partitions");
     let batch: Vec<NewJob> = (0..250).map(|_| jobs.new_job(&Noop {}, None).expect("job")).collect();
     let ids: Vec<i64> = jobs.enqueue_many(&batch).await.expect("enqueue").iter().map(|e| e.id).collect();
-    jobs.store().reserve_ids(0).await.expect("partitions");
     // All but the last finished long ago; the last is still waiting.
     let keep = *ids.last().expect("ids");
     query("UPDATE jobs SET state = 'succeeded', updated_at = 1, finished_at = 1 WHERE id <> $1")

@@ -134,23 +134,13 @@ CREATE TRIGGER job_search_queue_changed AFTER UPDATE OF kind, args, last_error, 
 CREATE TRIGGER job_history_delete AFTER DELETE ON jobs REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION job_history_delete();
 
--- Unique keys. Inserts: a key not claimed yet by the statement itself (the
--- engine's keyed insert claims first) is claimed here, failing on a live
--- holder. The scan for a key stops the common keyless statement early.
-CREATE FUNCTION job_unique_keys_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM new_rows WHERE unique_key IS NOT NULL) THEN
-        INSERT INTO job_unique_keys (unique_key, job_id)
-            SELECT n.unique_key, n.id FROM new_rows n
-            WHERE n.unique_key IS NOT NULL AND n.state IN ('enqueued', 'scheduled', 'processing', 'awaiting')
-              AND NOT EXISTS (SELECT 1 FROM job_unique_keys k WHERE k.unique_key = n.unique_key AND k.job_id = n.id);
-    END IF;
-    RETURN NULL;
-END
-$$;
--- Updates: a job leaving the live states gives its key back; one entering them
--- (an admin's requeue of a dead job) takes it again or fails.
-CREATE FUNCTION job_unique_keys_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Unique keys, after inserts and updates: a job not live (anymore) gives its key
+-- back; a live job takes its key unless it holds it already (the engine's
+-- keyed insert claims first; a job staying live keeps it), failing with a
+-- unique violation on another live holder (an admin's requeue of a dead job,
+-- an insert by another statement). The scan for a key ends the common keyless
+-- statement early.
+CREATE FUNCTION job_unique_keys_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM new_rows WHERE unique_key IS NOT NULL) THEN
         DELETE FROM job_unique_keys k USING new_rows n
@@ -180,9 +170,9 @@ BEGIN
 END
 $$;
 CREATE TRIGGER job_unique_keys_inserted AFTER INSERT ON jobs REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION job_unique_keys_inserted();
-CREATE TRIGGER job_unique_keys_updated AFTER UPDATE ON jobs REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION job_unique_keys_updated();
+    FOR EACH STATEMENT EXECUTE FUNCTION job_unique_keys_changed();
+CREATE TRIGGER job_unique_keys_updated AFTER UPDATE ON jobs REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION job_unique_keys_changed();
 CREATE TRIGGER job_unique_keys_deleted AFTER DELETE ON jobs REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION job_unique_keys_deleted();
 CREATE TRIGGER job_unique_keys_truncated AFTER TRUNCATE ON jobs
