@@ -17,8 +17,13 @@
 //! (`claim,bulk,throughput,kill,sched,cancel,defs`; add `steady` for the
 //! retention run: `BENCH_STEADY_RATE` 1000 jobs/s for `BENCH_STEADY_SECS` 600;
 //! add `finished` for throughput beside `BENCH_FINISHED` (10,000,000) finished
-//! jobs against an empty table, same run; `BENCH_FILL_SLIVERS=1` adds the
-//! diagnostic of `fill_slivers` on PostgreSQL).
+//! jobs against an empty table, same run, `BENCH_ROUNDS` (3) rounds alternating
+//! the two, medians and ratio; `BENCH_FILL_SLIVERS=1` adds the diagnostic of
+//! `fill_slivers` on PostgreSQL, `BENCH_PG_STATS=1` prints per throughput run
+//! the statements, tables and WAL of `pg_stat_statements` and the statistics
+//! views and what the active backends were doing (sampled every 5 ms; it costs
+//! the runs some throughput; needs `pg_stat_statements` loaded, so a
+//! `BENCH_PG_URL` server)).
 //!
 //! Clocks: claim latency is the client's, around one `Store::fetch` of 10 (and,
 //! on PostgreSQL, the server's `Execution Time` from `EXPLAIN ANALYZE`); the
@@ -248,14 +253,14 @@ async fn wait_succeeded(jobs: &Jobs, n: u64, within: Duration) {
 
 /// One worker at `concurrency` on `n` queued no-op jobs.
 /// `beside` says what else the database holds (empty: nothing).
-async fn throughput(b: &Bench, n: usize, concurrency: usize, beside: &str) {
-    throughput_with(b, n, concurrency, beside, &[]).await;
+async fn throughput(b: &Bench, n: usize, concurrency: usize, beside: &str) -> f64 {
+    throughput_with(b, n, concurrency, beside, &[]).await
 }
 
 /// [`throughput`] with more settings for the worker. The clock starts just
 /// before the first enqueue call, with the worker registered and idle, and stops
 /// when the driver sees the last job succeed (the counters, polled every 20 ms).
-async fn throughput_with(b: &Bench, n: usize, concurrency: usize, beside: &str, env: &[(&str, &str)]) {
+async fn throughput_with(b: &Bench, n: usize, concurrency: usize, beside: &str, env: &[(&str, &str)]) -> f64 {
     let jobs = Jobs::connect(b.url()).await.expect("open");
     // Jobs already there (other runs', seeded ones) are not this run's.
     let already = jobs.counts().await.expect("counts").succeeded;
@@ -299,6 +304,7 @@ async fn throughput_with(b: &Bench, n: usize, concurrency: usize, beside: &str, 
         b.name(),
         n as f64 / secs
     );
+    n as f64 / secs
 }
 
 /// A diagnostic (`BENCH_PG_STATS`, PostgreSQL with `pg_stat_statements`
@@ -348,14 +354,14 @@ fn sample_pg_activity(
 async fn print_pg_stats(jobs: &Jobs) {
     let db = jobs.db();
     let top: Vec<(i64, i64, i64, i64, f64, String)> = query(
-        "SELECT calls, shared_blks_hit, shared_blks_read, shared_blks_dirtied, total_exec_time,
+        "SELECT calls, shared_blks_hit, shared_blks_read, shared_blks_dirtied, total_exec_time + total_plan_time,
                 left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
-         FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 10",
+         FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 10",
     )
     .fetch_all(db.read())
     .await
     .expect("statements");
-    eprintln!("calls | hit | read | dirtied | ms | statement");
+    eprintln!("calls | hit | read | dirtied | ms (planning and execution) | statement");
     for (calls, hit, read, dirtied, ms, q) in top {
         eprintln!("{calls} | {hit} | {read} | {dirtied} | {ms:.0} | {q}");
     }
@@ -507,24 +513,35 @@ async fn throughput_beside_definitions(b: &Bench, n: usize, concurrency: usize) 
 
 /// Throughput beside `rows` finished jobs (seeded as `server seed-jobs` seeds:
 /// 98.8 % succeeded, 1 % dead, a few enqueued and scheduled, with history and
-/// search rows), at each concurrency, after a checkpoint; the empty-table runs
-/// just before are the comparison. The seeded enqueued jobs move to a queue no
-/// worker takes, so the worker runs only the bench's no-op jobs.
-async fn throughput_beside_finished(b: &Bench, n: usize, concurrency: &[usize], rows: u64) {
-    let jobs = Jobs::connect(b.url()).await.expect("open");
+/// search rows) against an empty table, at each concurrency, `rounds` times
+/// with the two alternating (an empty table's run on a fresh database, then
+/// one beside the seeded jobs), so that the machine's drift between runs
+/// (the empty table's runs alone moved by 10 % from one run to the next) falls
+/// on both; then the medians and their ratio. The seeded enqueued jobs move to
+/// a queue no worker takes, so the worker runs only the bench's no-op jobs, and
+/// a checkpoint follows the seeding.
+async fn throughput_beside_finished(
+    seeded: &Bench,
+    mut fresh: impl AsyncFnMut() -> Bench,
+    n: usize,
+    concurrency: &[usize],
+    rows: u64,
+    rounds: usize,
+) {
+    let jobs = Jobs::connect(seeded.url()).await.expect("open");
     let t = Instant::now();
     jobs.store().seed(rows, jobs.clock().now(), |_| {}).await.expect("seed");
     query("UPDATE jobs SET queue = 'parked' WHERE state = 'enqueued'")
         .execute(jobs.db().write())
         .await
         .expect("park the seeded enqueued jobs");
-    if let Bench::Postgres(_) = b {
+    if let Bench::Postgres(_) = seeded {
         // Parking left 10,000 dead versions whose `jobs_due` entries every claim
         // would walk past until a vacuum (the bench's doing, not the table's):
         // gone, as `seed-jobs` leaves the table.
         query("VACUUM (ANALYZE) jobs").execute(jobs.db().write()).await.expect("vacuum after parking");
     }
-    let fillers = match b {
+    let fillers = match seeded {
         Bench::Postgres(_) if std::env::var("BENCH_FILL_SLIVERS").is_ok() => fill_slivers(&jobs).await,
         _ => 0,
     };
@@ -532,23 +549,47 @@ async fn throughput_beside_finished(b: &Bench, n: usize, concurrency: &[usize], 
     // The table as it stands, not the gigabytes just written still being
     // flushed: a checkpoint first (PostgreSQL writes out every dirty page;
     // SQLite moves its WAL into the database file).
-    let checkpoint = match b {
+    let checkpoint = match seeded {
         Bench::Sqlite(_) => "PRAGMA wal_checkpoint(TRUNCATE)",
         Bench::Postgres(_) => "CHECKPOINT",
     };
     query(checkpoint).execute(jobs.db().write()).await.expect("checkpoint");
     drop(jobs);
-    // The seeded jobs ended over the day before the seeding began: with the
-    // default retention (24 h) the oldest expire while the bench runs, and the
-    // worker's first sweep would delete tens of thousands of them mid-run.
-    for &c in concurrency {
-        let filled = if fillers > 0 {
-            format!("; {fillers} filler rows in the pages' free-space slivers")
-        } else {
-            String::new()
-        };
-        let beside = format!(", beside {rows} finished jobs (seeded in {took:.0} s{filled}; retention 48 h)");
-        throughput_with(b, n, c, &beside, &[("JOB_RETENTION_SECS", "172800")]).await;
+    let filled =
+        if fillers > 0 { format!("; {fillers} filler rows in the pages' free-space slivers") } else { String::new() };
+    let mut empty: Vec<Vec<f64>> = vec![Vec::new(); concurrency.len()];
+    let mut beside: Vec<Vec<f64>> = vec![Vec::new(); concurrency.len()];
+    for round in 1..=rounds {
+        for (i, &c) in concurrency.iter().enumerate() {
+            empty[i].push(throughput(&fresh().await, n, c, &format!(", empty table (round {round})")).await);
+            // The seeded jobs ended over the day before the seeding began: with
+            // the default retention (24 h) the oldest expire while the bench
+            // runs, and the worker's first sweep would delete tens of thousands
+            // of them mid-run.
+            let label = format!(", beside {rows} finished jobs (round {round}; seeded in {took:.0} s{filled}; retention 48 h)");
+            beside[i].push(throughput_with(seeded, n, c, &label, &[("JOB_RETENTION_SECS", "172800")]).await);
+        }
+    }
+    for (i, &c) in concurrency.iter().enumerate() {
+        let (e, b) = (median(&mut empty[i]), median(&mut beside[i]));
+        println!(
+            "| {} | throughput, one worker, concurrency {c}: median of {rounds} rounds, beside {rows} finished jobs / empty table | {:.0} / {:.0} jobs/s = {:.2} | per round: beside {:?}, empty {:?} |",
+            seeded.name(),
+            b,
+            e,
+            b / e,
+            beside[i].iter().map(|x| x.round()).collect::<Vec<_>>(),
+            empty[i].iter().map(|x| x.round()).collect::<Vec<_>>()
+        );
+    }
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
     }
 }
 
@@ -696,10 +737,9 @@ async fn main() {
         }
         // Minutes per backend (seeding): only when asked for.
         if part("finished") {
-            for &c in &concurrency {
-                throughput(&fresh(which).await, n, c, ", empty table").await;
-            }
-            throughput_beside_finished(&fresh(which).await, n, &concurrency, finished).await;
+            let seeded = fresh(which).await;
+            let rounds = env_num("BENCH_ROUNDS", 3);
+            throughput_beside_finished(&seeded, async || fresh(which).await, n, &concurrency, finished, rounds).await;
         }
         // Ten minutes per backend: only when asked for.
         if part("steady") {

@@ -10,7 +10,7 @@
 //! insert that hands out that id or a later one starts a top-up in the
 //! background (one at a time per process; the SQL function takes an advisory
 //! lock, so processes do not race). A partition holds
-//! `job_partitioning.width` ids (1,000,000 by default), and one whole
+//! `job_partitioning.width` ids (10,000,000 by default), and one whole
 //! partition's worth is always ahead of the next id, so a top-up has that many
 //! inserts' time to succeed. An insert that still finds no partition (every
 //! top-up failing for that long) tops up at once and is retried once when it

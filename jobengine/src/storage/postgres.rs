@@ -154,7 +154,7 @@ static INSERT_WITH_HISTORY: LazyLock<String> = LazyLock::new(|| insert_unkeyed_s
 ///
 /// Plan (`EXPLAIN ANALYZE`, 20,000 queued in `default`, queue `{default}`;
 /// `jobs` partitioned (migration 1100): `jobs_p0` empty below id 1, `jobs_p1`
-/// holding the jobs, `jobs_p1000001` ahead, empty):
+/// holding the jobs, `jobs_p10000001` ahead, empty):
 /// ```text
 /// Sort (rows=10)                                   -- the claimed rows, for the caller
 ///   CTE ready
@@ -164,8 +164,8 @@ static INSERT_WITH_HISTORY: LazyLock<String> = LazyLock::new(|| insert_unkeyed_s
 ///               -> Merge Append (rows=10)           -- each partition's walk, in order
 ///                    -> Index Scan using jobs_p0_due on jobs_p0 (rows=0)
 ///                    -> Index Scan using jobs_p1_queue_priority_run_at_id_idx on jobs_p1 (rows=10)
-///                    -> Index Scan using jobs_p1000001_queue_priority_run_at_id_idx
-///                       on jobs_p1000001 (rows=0)
+///                    -> Index Scan using jobs_p10000001_queue_priority_run_at_id_idx
+///                       on jobs_p10000001 (rows=0)
 ///                         Index Cond: ((queue = q.queue) AND (run_at <= $2))
 ///   CTE scheduled
 ///     -> Nested Loop (rows=0)
@@ -173,7 +173,7 @@ static INSERT_WITH_HISTORY: LazyLock<String> = LazyLock::new(|| insert_unkeyed_s
 ///          -> Limit -> LockRows -> Sort (rows=0) -> Append
 ///               -> Seq Scan on jobs_p0 (rows=0)     -- empty: nothing to read
 ///               -> Index Scan using jobs_p1_queue_run_at_id_idx on jobs_p1 (rows=0)
-///               -> Seq Scan on jobs_p1000001 (rows=0)
+///               -> Seq Scan on jobs_p10000001 (rows=0)
 ///   CTE due
 ///     -> Limit (rows=10) -> Sort (rows=10) -> Append (CTE Scan on ready, CTE Scan on scheduled)
 ///   CTE claimed

@@ -14,7 +14,7 @@
 -- - `jobs` is the partitioned parent; partition `jobs_p<first id>` holds ids
 --   [first id, first id + width). The old table becomes `jobs_p0`, holding every
 --   id below the sequence's next value; its rows are not moved.
--- - `job_partitioning.width` (default 1,000,000 ids) sizes partitions made from
+-- - `job_partitioning.width` (default 10,000,000 ids) sizes partitions made from
 --   now on. `jobs_add_partitions()` keeps at least one whole partition's ids
 --   beyond the next id (the engine calls it at start, when its inserts' ids come
 --   near the end, and from the retention sweep); `jobs_drop_emptied()` drops
@@ -33,7 +33,7 @@
 -- the dashboard wait): one scan of the old table to validate `CHECK (id <
 -- next)`, so attaching it needs no second one, and the foreign keys of
 -- `job_waits`, `job_batch_jobs` and `job_search` checked again against the new
--- parent (one scan of each): 0.1 s with 100,000 jobs (fsync off).
+-- parent (one scan of each): 4.3 s at 10,000,000 jobs (2.6 GB, fsync off).
 --
 -- Rolling deploys: a process of the previous version inserts a keyed job with
 -- `ON CONFLICT DO NOTHING` on `jobs`, which the partitioned table refuses
@@ -45,7 +45,7 @@ CREATE TABLE job_partitioning (
     one   BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
     width BIGINT  NOT NULL CHECK (width >= 10)
 );
-INSERT INTO job_partitioning (width) VALUES (1000000);
+INSERT INTO job_partitioning (width) VALUES (10000000);
 
 CREATE TABLE job_unique_keys (
     unique_key TEXT   PRIMARY KEY,
