@@ -317,11 +317,12 @@ async fn reset_pg_stats(jobs: &Jobs) {
     }
 }
 
+/// (Backend type and wait event, statement) -> times seen.
+type ActivitySeen = std::collections::HashMap<(String, String), u64>;
+
 /// What the database's active backends are doing, sampled every 5 ms until
-/// stopped: (backend type and wait event, statement) -> times seen.
-fn sample_pg_activity(
-    url: &str,
-) -> (CancellationToken, tokio::task::JoinHandle<std::collections::HashMap<(String, String), u64>>) {
+/// stopped.
+fn sample_pg_activity(url: &str) -> (CancellationToken, tokio::task::JoinHandle<ActivitySeen>) {
     let stop = CancellationToken::new();
     let s = stop.clone();
     let url = url.to_owned();
@@ -377,10 +378,8 @@ async fn print_pg_stats(jobs: &Jobs) {
     for (t, hr, hh, ir, ih) in tables {
         eprintln!("{t} | {hr} | {hh} | {ir} | {ih}");
     }
-    let (fpi, bytes): (i64, i64) = query("SELECT wal_fpi, wal_bytes::bigint FROM pg_stat_wal")
-        .fetch_one(db.read())
-        .await
-        .expect("wal");
+    let (fpi, bytes): (i64, i64) =
+        query("SELECT wal_fpi, wal_bytes::bigint FROM pg_stat_wal").fetch_one(db.read()).await.expect("wal");
     eprintln!("WAL: {:.1} MB, {fpi} full-page images", bytes as f64 / 1e6);
 }
 
@@ -566,7 +565,8 @@ async fn throughput_beside_finished(
             // the default retention (24 h) the oldest expire while the bench
             // runs, and the worker's first sweep would delete tens of thousands
             // of them mid-run.
-            let label = format!(", beside {rows} finished jobs (round {round}; seeded in {took:.0} s{filled}; retention 48 h)");
+            let label =
+                format!(", beside {rows} finished jobs (round {round}; seeded in {took:.0} s{filled}; retention 48 h)");
             beside[i].push(throughput_with(seeded, n, c, &label, &[("JOB_RETENTION_SECS", "172800")]).await);
         }
     }
