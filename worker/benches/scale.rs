@@ -570,10 +570,15 @@ async fn throughput_beside_finished(
             beside[i].push(throughput_with(seeded, n, c, &label, &[("JOB_RETENTION_SECS", "172800")]).await);
         }
     }
+    let median = |xs: &[f64]| {
+        let mut sorted = xs.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        percentile(&sorted, 50.0)
+    };
     for (i, &c) in concurrency.iter().enumerate() {
-        let (e, b) = (median(&mut empty[i]), median(&mut beside[i]));
+        let (e, b) = (median(&empty[i]), median(&beside[i]));
         println!(
-            "| {} | throughput, one worker, concurrency {c}: median of {rounds} rounds, beside {rows} finished jobs / empty table | {:.0} / {:.0} jobs/s = {:.2} | per round: beside {:?}, empty {:?} |",
+            "| {} | throughput, one worker, concurrency {c}: median of {rounds} rounds, beside {rows} finished jobs / empty table | {:.0} / {:.0} jobs/s = {:.2} | per round, in run order: beside {:?}, empty {:?} |",
             seeded.name(),
             b,
             e,
@@ -581,15 +586,6 @@ async fn throughput_beside_finished(
             beside[i].iter().map(|x| x.round()).collect::<Vec<_>>(),
             empty[i].iter().map(|x| x.round()).collect::<Vec<_>>()
         );
-    }
-}
-
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    match xs.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => xs[n / 2],
-        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
     }
 }
 
