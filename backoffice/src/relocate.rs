@@ -87,11 +87,7 @@ pub async fn move_to_postgres(
     // PostgreSQL's `jobs` is partitioned by id: the moved ids need partitions.
     let top: i64 =
         query("SELECT COALESCE(MAX(id), 0) FROM jobs").scalar(source.read()).await.context("reading job ids")?;
-    jobengine::Store::open(target.clone())
-        .await?
-        .reserve_ids(top)
-        .await
-        .context("making partitions of jobs for the moved ids")?;
+    jobengine::storage::reserve_ids(&target, top).await.context("making partitions of jobs for the moved ids")?;
 
     let mut report = MoveReport::default();
     // The source's write lock for the whole move: nothing changes under us.

@@ -35,6 +35,14 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// The SQLSTATE code the database answered with, if it answered one.
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            DbError::Sqlx(e) => e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned()),
+            _ => None,
+        }
+    }
+
     /// Whether the database said "unique constraint violated".
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, DbError::Sqlx(sqlx::Error::Database(db)) if db.is_unique_violation())

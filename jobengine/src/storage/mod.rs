@@ -17,6 +17,7 @@ mod batch;
 mod cancel;
 mod due;
 mod partitions;
+pub use partitions::reserve_ids;
 mod portable;
 mod postgres;
 mod recurring;

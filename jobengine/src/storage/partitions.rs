@@ -29,6 +29,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
+use database::Db;
 use sqlx::PgPool;
 
 use super::Store;
@@ -96,8 +97,7 @@ impl Partitions {
 /// may translate. Either way adding partitions and trying once more is
 /// harmless: a failed `CHECK` fails again.
 pub(crate) fn no_partition(e: &StorageError) -> bool {
-    let StorageError::Database(database::DbError::Sqlx(e)) = e else { return false };
-    e.as_database_error().is_some_and(|d| d.code().as_deref() == Some("23514"))
+    sqlstate_is(e, "23514")
 }
 
 impl Store {
@@ -152,8 +152,23 @@ impl Store {
     }
 }
 
+/// As [`Store::reserve_ids`], on a database no store is open on (the target
+/// of a move), without a store's listeners and migrations.
+///
+/// # Errors
+/// A database failure.
+pub async fn reserve_ids(db: &Db, count: i64) -> Result<(), StorageError> {
+    match db.postgres() {
+        Some(pool) => Partitions::new().top_up(pool, count).await,
+        None => Ok(()),
+    }
+}
+
 /// PostgreSQL's "canceling statement due to lock timeout".
 fn lock_timeout(e: &StorageError) -> bool {
-    let StorageError::Database(database::DbError::Sqlx(e)) = e else { return false };
-    e.as_database_error().is_some_and(|d| d.code().as_deref() == Some("55P03"))
+    sqlstate_is(e, "55P03")
+}
+
+fn sqlstate_is(e: &StorageError, code: &str) -> bool {
+    matches!(e, StorageError::Database(d) if d.sqlstate().as_deref() == Some(code))
 }
