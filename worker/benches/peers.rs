@@ -23,7 +23,9 @@
 //!   task names and answering only a count, cheaper than its API.
 //! - **Enqueue-to-start**: on an idle queue, from just before the enqueue call to
 //!   the datagram's arrival, one job at a time, 1,000 samples (at 200 the p99
-//!   was the second-worst sample and moved by 2 ms between runs). Each system's
+//!   was the second-worst sample and moved by 2 ms between runs); each round
+//!   also prints the span's two parts, the enqueue call (its commit waits for
+//!   the flush to disk) and from its return to the datagram. Each system's
 //!   samples start on a settled cluster: no autovacuum still cleaning the
 //!   earlier parts' databases, and a fresh checkpoint.
 //! - **Rounds**: the systems alternate within each round (which goes first flips
@@ -238,26 +240,40 @@ async fn bulk_enqueue(s: &Subject, n: usize) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
-/// Enqueue-to-start on an idle queue, in milliseconds, sorted. The cluster is
-/// first let settle from the bench's earlier parts (a checkpoint, and no
-/// autovacuum left cleaning their databases), so that their after-effects land
-/// on neither system's samples.
-async fn latency(s: &Subject, samples: usize, concurrency: usize) -> Vec<f64> {
+/// One system's enqueue-to-start samples, in milliseconds, each sorted: the
+/// whole span, and its two parts (the enqueue call until it returned, which
+/// holds the commit's flush to disk; from that return to the datagram).
+struct Latency {
+    total: Vec<f64>,
+    call: Vec<f64>,
+    after: Vec<f64>,
+}
+
+/// Enqueue-to-start on an idle queue. The cluster is first let settle from the
+/// bench's earlier parts (a checkpoint, and no autovacuum left cleaning their
+/// databases), so that their after-effects land on neither system's samples.
+async fn latency(s: &Subject, samples: usize, concurrency: usize) -> Latency {
     quiesce(&s.db).await;
     let child = s.start_worker(concurrency).await;
     let sink = PingSink::bind();
-    let mut ms = Vec::with_capacity(samples);
+    let mut l = Latency { total: Vec::new(), call: Vec::new(), after: Vec::new() };
     for seq in 0..samples as u64 {
         let t = Instant::now();
         s.enqueue_ping(sink.port(), seq).await;
+        let returned = t.elapsed();
         sink.wait(seq);
-        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let total = t.elapsed();
+        l.total.push(total.as_secs_f64() * 1000.0);
+        l.call.push(returned.as_secs_f64() * 1000.0);
+        l.after.push(total.saturating_sub(returned).as_secs_f64() * 1000.0);
         // Let the job finish: an idle queue for the next sample.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop(child);
-    ms.sort_by(|a, b| a.total_cmp(b));
-    ms
+    for v in [&mut l.total, &mut l.call, &mut l.after] {
+        v.sort_by(|a, b| a.total_cmp(b));
+    }
+    l
 }
 
 /// Waits (at most 60 s) until no autovacuum worker runs on the cluster, then
@@ -365,18 +381,24 @@ async fn main() {
             }
             db_seq += 1;
             let s = Subject::new(system, &cluster, &peer_dir, &format!("l{db_seq}")).await;
-            let ms = latency(&s, samples, concurrencies[0]).await;
+            let l = latency(&s, samples, concurrencies[0]).await;
+            let ms = &l.total;
             println!(
-                "  round {round}: {} enqueue-to-start p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                "  round {round}: {} enqueue-to-start p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
+                 the enqueue call alone p50 {:.2} / p99 {:.2} ms, its return to start p50 {:.2} / p99 {:.2} ms",
                 system.name(),
-                percentile(&ms, 50.0),
-                percentile(&ms, 90.0),
-                percentile(&ms, 99.0),
-                ms.last().copied().unwrap_or(f64::NAN)
+                percentile(ms, 50.0),
+                percentile(ms, 90.0),
+                percentile(ms, 99.0),
+                ms.last().copied().unwrap_or(f64::NAN),
+                percentile(&l.call, 50.0),
+                percentile(&l.call, 99.0),
+                percentile(&l.after, 50.0),
+                percentile(&l.after, 99.0),
             );
             if let Some((_, p50, p99)) = lat.iter_mut().find(|(k, _, _)| *k == system) {
-                p50.push(percentile(&ms, 50.0));
-                p99.push(percentile(&ms, 99.0));
+                p50.push(percentile(ms, 50.0));
+                p99.push(percentile(ms, 99.0));
             }
         }
     }
