@@ -50,7 +50,7 @@ pub mod siblings;
 pub mod testing;
 pub mod tx;
 
-pub use db::{Conn, Db, Dialect};
+pub use db::{Conn, Db, Dialect, PG_ACQUIRE_TIMEOUT};
 pub use error::DbError;
 pub use migrate::Migrations;
 pub use query::{Arg, FromRows, Query, Scalar, query};
