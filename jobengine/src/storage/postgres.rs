@@ -35,9 +35,9 @@ pub(crate) struct PgDialect {
 /// opened when first needed. A claim is then one statement in one round trip,
 /// where a transaction on the shared pool took five (the pool's liveness ping,
 /// `BEGIN`, the settings, the claim, `COMMIT`): one worker at concurrency 10
-/// went from 6,167 to 10,524-11,441 no-op jobs a second (`benches/peers.rs`,
-/// release, fsync on); enqueue-to-start on an idle queue did not move beyond
-/// its run-to-run spread.
+/// went from 6,167 to 10,403-13,730 no-op jobs a second (`benches/peers.rs`,
+/// release, fsync on; runs of different days, README); enqueue-to-start on an
+/// idle queue did not move beyond its run-to-run spread.
 ///
 /// No liveness ping before each use either: a claim on a connection the
 /// server dropped fails, the pool discards that connection, and the fetch
