@@ -25,9 +25,18 @@
 //!   the datagram's arrival, one job at a time, 1,000 samples (at 200 the p99
 //!   was the second-worst sample and moved by 2 ms between runs); each round
 //!   also prints the span's two parts, the enqueue call (its commit waits for
-//!   the flush to disk) and from its return to the datagram. Each system's
+//!   the flush to disk) and from its return to the datagram; for ours, that
+//!   second part split once more at the start of the claim that took the job
+//!   (its `attempted_at`, the worker's reading of the same wall clock the driver
+//!   reads just before each call). Each system's
 //!   samples start on a settled cluster: no autovacuum still cleaning the
 //!   earlier parts' databases, and a fresh checkpoint.
+//! - **The floor under it**: each round, before the systems' samples, 1,000
+//!   one-row `INSERT`s on a connection of the driver's own (no pool, no
+//!   liveness ping), each committed with its flush to disk and, interleaved
+//!   with them, as many with `synchronous_commit = off` (the round trip and the
+//!   insert alone). No durable enqueue on this cluster and disk starts its job
+//!   sooner than the first of these.
 //! - **Rounds**: the systems alternate within each round (which goes first flips
 //!   each round); each figure is the median over rounds.
 //!
@@ -44,9 +53,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use database::{Db, query};
-use jobengine::Jobs;
 use jobengine::builtin::{Noop, Ping};
 use jobengine::testing::percentile;
+use jobengine::{Job, Jobs};
 use testkit::{PgCluster, Process};
 
 mod common;
@@ -247,6 +256,14 @@ struct Latency {
     total: Vec<f64>,
     call: Vec<f64>,
     after: Vec<f64>,
+    /// Ours only: from the call's return to the start of the claim that took
+    /// the job, and from that start to the datagram.
+    claim: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+/// The wall clock in Unix microseconds, as the engine's clock reads it.
+fn wall_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Enqueue-to-start on an idle queue. The cluster is first let settle from the
@@ -256,8 +273,10 @@ async fn latency(s: &Subject, samples: usize, concurrency: usize) -> Latency {
     quiesce(&s.db).await;
     let child = s.start_worker(concurrency).await;
     let sink = PingSink::bind();
-    let mut l = Latency { total: Vec::new(), call: Vec::new(), after: Vec::new() };
+    let mut l = Latency { total: Vec::new(), call: Vec::new(), after: Vec::new(), claim: None };
+    let mut walls = Vec::with_capacity(samples);
     for seq in 0..samples as u64 {
+        walls.push(wall_micros());
         let t = Instant::now();
         s.enqueue_ping(sink.port(), seq).await;
         let returned = t.elapsed();
@@ -270,10 +289,53 @@ async fn latency(s: &Subject, samples: usize, concurrency: usize) -> Latency {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop(child);
+    if s.system == System::Ours {
+        // One job per sample, enqueued in order: ids ascend with the samples.
+        let claimed_at: Vec<i64> = query("SELECT attempted_at FROM jobs WHERE kind = $1 ORDER BY id")
+            .bind(Ping::KIND)
+            .fetch_all::<(i64,)>(s.db.read())
+            .await
+            .expect("attempted_at")
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(claimed_at.len(), samples, "one job per sample");
+        let to_claim: Vec<f64> = claimed_at.iter().zip(&walls).map(|(c, w)| (c - w) as f64 / 1000.0).collect();
+        let mut woke: Vec<f64> = to_claim.iter().zip(&l.call).map(|(c, call)| c - call).collect();
+        let mut ran: Vec<f64> = l.total.iter().zip(&to_claim).map(|(t, c)| t - c).collect();
+        woke.sort_by(|a, b| a.total_cmp(b));
+        ran.sort_by(|a, b| a.total_cmp(b));
+        l.claim = Some((woke, ran));
+    }
     for v in [&mut l.total, &mut l.call, &mut l.after] {
         v.sort_by(|a, b| a.total_cmp(b));
     }
     l
+}
+
+/// The floor under any durable enqueue: a one-row `INSERT`'s commit on a
+/// connection of its own, with its flush to disk and without
+/// (`synchronous_commit = off`), interleaved, paced as the latency samples are;
+/// milliseconds, each sorted.
+async fn commit_floor(db: &Db, url: &str, samples: usize) -> (Vec<f64>, Vec<f64>) {
+    use sqlx::Connection;
+    quiesce(db).await;
+    let mut flushed = sqlx::PgConnection::connect(url).await.expect("connect");
+    let mut unflushed = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query("SET synchronous_commit = off").execute(&mut unflushed).await.expect("set");
+    let (mut with, mut without) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
+    for i in 0..samples as i64 {
+        for (conn, out) in [(&mut flushed, &mut with), (&mut unflushed, &mut without)] {
+            let t = Instant::now();
+            sqlx::query("INSERT INTO commit_floor VALUES ($1)").bind(i).execute(&mut *conn).await.expect("insert");
+            out.push(t.elapsed().as_secs_f64() * 1000.0);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    for v in [&mut with, &mut without] {
+        v.sort_by(|a, b| a.total_cmp(b));
+    }
+    (with, without)
 }
 
 /// Waits (at most 60 s) until no autovacuum worker runs on the cluster, then
@@ -329,9 +391,12 @@ async fn main() {
     let mut bulk: Vec<(System, Vec<f64>)> = systems.iter().map(|&s| (s, Vec::new())).collect();
     let mut lat: Vec<(System, Vec<f64>, Vec<f64>)> = systems.iter().map(|&s| (s, Vec::new(), Vec::new())).collect();
     let mut count_only = Vec::new();
+    let mut floor_p99: (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
     let parts = env_list("BENCH_PARTS", "throughput,bulk,latency");
     let part = |name: &str| parts.iter().any(|p| p == name);
     let mut db_seq = 0;
+    let floor_url = format!("{}/bench_floor", cluster.url.rsplit_once('/').map_or(cluster.url.as_str(), |(b, _)| b));
+    let mut floor_db: Option<Db> = None;
     for round in 0..rounds {
         let order: Vec<System> =
             if round % 2 == 0 { systems.to_vec() } else { systems.iter().rev().copied().collect() };
@@ -353,6 +418,28 @@ async fn main() {
                     None => rates.push(((system, c), vec![rate], vec![rss as f64 / 1024.0])),
                 }
             }
+        }
+        if part("latency") {
+            if floor_db.is_none() {
+                let admin = Db::connect(&cluster.url).await.expect("connect to the benchmark cluster");
+                query("CREATE DATABASE bench_floor").execute(admin.write()).await.expect("create database");
+                admin.close().await;
+                let db = Db::connect(&floor_url).await.expect("connect");
+                query("CREATE TABLE commit_floor (x bigint)").execute(db.write()).await.expect("create table");
+                floor_db = Some(db);
+            }
+            let db = floor_db.as_ref().expect("created above");
+            let (with, without) = commit_floor(db, &floor_url, samples).await;
+            println!(
+                "  round {round}: a one-row INSERT's commit, connection of its own: p50 {:.2} / p99 {:.2} ms \
+                 with its flush to disk, p50 {:.2} / p99 {:.2} ms without (synchronous_commit off)",
+                percentile(&with, 50.0),
+                percentile(&with, 99.0),
+                percentile(&without, 50.0),
+                percentile(&without, 99.0),
+            );
+            floor_p99.0.push(percentile(&with, 99.0));
+            floor_p99.1.push(percentile(&without, 99.0));
         }
         for &system in &order {
             if part("bulk") {
@@ -396,6 +483,17 @@ async fn main() {
                 percentile(&l.after, 50.0),
                 percentile(&l.after, 99.0),
             );
+            if let Some((woke, ran)) = &l.claim {
+                println!(
+                    "  round {round}: {}: from the call's return to its claim's start p50 {:.2} / p99 {:.2} ms, \
+                     from the claim's start to the handler's first line p50 {:.2} / p99 {:.2} ms",
+                    system.name(),
+                    percentile(woke, 50.0),
+                    percentile(woke, 99.0),
+                    percentile(ran, 50.0),
+                    percentile(ran, 99.0),
+                );
+            }
             if let Some((_, p50, p99)) = lat.iter_mut().find(|(k, _, _)| *k == system) {
                 p50.push(percentile(ms, 50.0));
                 p99.push(percentile(ms, 99.0));
@@ -427,6 +525,14 @@ async fn main() {
     };
     let ratios: Vec<String> = concurrencies.iter().map(|&c| format!("c={c}: {:.2}×", ratio(c))).collect();
     println!("\nthroughput, ours / graphile-worker (same run): {}", ratios.join(", "));
+    if !floor_p99.0.is_empty() {
+        println!(
+            "enqueue-to-start's floor on this cluster and disk, a one-row INSERT's commit: p99 {:.2} ms with its \
+             flush to disk, {:.2} ms without (medians over rounds)",
+            median(floor_p99.0),
+            median(floor_p99.1)
+        );
+    }
     let ours_bulk = bulk.iter().find(|(k, _)| *k == System::Ours).map_or(f64::NAN, |(_, v)| median(v.clone()));
     let peer_bulk = bulk.iter().find(|(k, _)| *k == System::Graphile).map_or(f64::NAN, |(_, v)| median(v.clone()));
     let hand = median(count_only);
