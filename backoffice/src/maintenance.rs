@@ -1,5 +1,6 @@
 //! Pruning what ages out of the control plane, so storage stays bounded by
-//! recent activity rather than growing with every sign-in attempt for ever.
+//! recent activity rather than growing with every sign-in attempt, email and
+//! toast for ever.
 //!
 //! [`prune`] is one idempotent pass, run by the `identity.prune` recurring job
 //! ([`crate::jobs::prune`], every ten minutes). Each table is cleared in batches
@@ -20,6 +21,12 @@ pub const BATCH: i64 = 1000;
 /// "send me a new link" can still tell an old link from a forged one.
 pub const TOKEN_GRACE: Micros = 7 * DAY;
 
+/// How long a sent email's outbox row and a seen notification are kept: a
+/// month, for "did they get the email?" and for a toast history, and then
+/// they go, so neither table grows with every tenant for ever. An email not
+/// sent yet and a notification not yet seen are kept however old.
+pub const KEEP_SENT: Micros = 30 * DAY;
+
 const DAY: Micros = 24 * 3_600_000_000;
 
 /// Rows removed by one [`prune`] pass.
@@ -34,18 +41,24 @@ pub struct Pruned {
     pub sessions: u64,
     /// Set-password tokens expired for more than [`TOKEN_GRACE`].
     pub password_tokens: u64,
+    /// Outbox rows of emails sent more than [`KEEP_SENT`] ago.
+    pub outbox: u64,
+    /// Notifications seen more than [`KEEP_SENT`] ago.
+    pub notifications: u64,
 }
 
 impl Pruned {
     /// Rows removed in all.
     pub fn total(&self) -> u64 {
-        self.throttle + self.login_failures + self.sessions + self.password_tokens
+        self.throttle + self.login_failures + self.sessions + self.password_tokens + self.outbox + self.notifications
     }
 }
 
 /// Deletes, as of `now`, what no answer depends on any more: throttle rows idle
 /// past [`FORGET_AFTER`], old per-failure rows, expired or long-revoked sessions,
-/// and set-password tokens expired for more than [`TOKEN_GRACE`].
+/// set-password tokens expired for more than [`TOKEN_GRACE`], and emails sent
+/// and notifications seen more than [`KEEP_SENT`] ago (migration 2050's
+/// indexes find them).
 ///
 /// # Errors
 /// A database failure (what earlier batches removed stays removed).
@@ -75,6 +88,18 @@ pub async fn prune(db: &Db, now: Micros) -> Result<Pruned, DbError> {
             "DELETE FROM password_tokens WHERE token_hash IN (SELECT token_hash FROM password_tokens
                WHERE expires_at < $1 LIMIT $2)",
             now - TOKEN_GRACE,
+        )
+        .await?,
+        outbox: batches(
+            db,
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sent_at < $1 LIMIT $2)",
+            now - KEEP_SENT,
+        )
+        .await?,
+        notifications: batches(
+            db,
+            "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications WHERE acked_at < $1 LIMIT $2)",
+            now - KEEP_SENT,
         )
         .await?,
     })

@@ -2,7 +2,8 @@
 //! "within the pause" and "after it" are exact, not raced against a machine's
 //! speed): no lock-out of the owner from another address, exact counts under
 //! concurrency, unknown emails throttled per address, hostile emails refused
-//! before anything is stored, and what ages out pruned.
+//! before anything is stored, and what ages out pruned (sign-in leftovers, sent
+//! emails and seen notifications).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use backoffice::Error;
 use backoffice::identity::{Identity, SESSION_TTL, insert_password_token};
-use backoffice::maintenance::{Pruned, TOKEN_GRACE, prune};
+use backoffice::maintenance::{KEEP_SENT, Pruned, TOKEN_GRACE, prune};
 use backoffice::password::Hasher;
 use backoffice::throttle::{FORGET_AFTER, PER_ACCOUNT, PER_CLIENT};
 use database::{Db, query};
@@ -23,6 +24,7 @@ jobengine::on_both!(
     unknown_emails_are_throttled_per_address,
     hostile_emails_are_refused_before_anything_is_stored,
     prune_removes_what_aged_out,
+    prune_removes_month_old_sent_mail_and_seen_notifications,
 );
 
 const OWNER: &str = "admin@backoffice.local";
@@ -180,3 +182,62 @@ async fn prune_removes_what_aged_out(which: Which) {
         assert_eq!(rows(&b.db, t).await, 0, "{t}");
     }
 }
+
+/// Sent emails and seen notifications go a month after they were sent or seen,
+/// one batch statement each; an email still waiting to be sent and a
+/// notification nobody has seen stay however old, and so does anything younger.
+async fn prune_removes_month_old_sent_mail_and_seen_notifications(which: Which) {
+    let b = setup(which).await;
+    let t0 = b.clock.now();
+    let owner: String =
+        query("SELECT id FROM users WHERE email = $1").bind(OWNER).scalar(b.db.read()).await.expect("owner");
+    // (outbox id, sent at) and (notification title, seen at).
+    let mail = [("sent-old", Some(t0)), ("sent-recent", Some(t0 + DAY)), ("unsent-old", None)];
+    let toasts = [("seen-old", Some(t0)), ("seen-recent", Some(t0 + DAY)), ("unseen-old", None)];
+    for (id, sent_at) in mail {
+        query(
+            "INSERT INTO outbox (id, kind, sender, recipient, subject, message, created_at, sent_at)
+             VALUES ($1, 'welcome', 'a@x.test', 'b@x.test', 's', $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(sent_at.is_none().then_some("the message"))
+        .bind(t0)
+        .bind(sent_at)
+        .execute(b.db.write())
+        .await
+        .expect("outbox row");
+    }
+    for (title, acked_at) in toasts {
+        query(
+            "INSERT INTO notifications (user_id, kind, title, body, created_at, acked_at)
+             VALUES ($1, 'info', $2, '', $3, $4)",
+        )
+        .bind(&owner)
+        .bind(title)
+        .bind(t0)
+        .bind(acked_at)
+        .execute(b.db.write())
+        .await
+        .expect("notification");
+    }
+    b.clock.set(t0 + KEEP_SENT);
+    let p = prune(&b.db, b.clock.now()).await.expect("prune");
+    assert_eq!((p.outbox, p.notifications), (0, 0), "a month to the microsecond is kept: {p:?}");
+
+    b.clock.set(t0 + KEEP_SENT + 1);
+    let p = prune(&b.db, b.clock.now()).await.expect("prune");
+    assert_eq!((p.outbox, p.notifications), (1, 1), "{p:?}");
+    let left: Vec<String> = query("SELECT id FROM outbox ORDER BY id").scalars(b.db.read()).await.expect("outbox");
+    assert_eq!(left, ["sent-recent", "unsent-old"]);
+    let left: Vec<String> =
+        query("SELECT title FROM notifications ORDER BY title").scalars(b.db.read()).await.expect("notifications");
+    assert_eq!(left, ["seen-recent", "unseen-old"]);
+
+    b.clock.set(t0 + 100 * KEEP_SENT);
+    let p = prune(&b.db, b.clock.now()).await.expect("prune");
+    assert_eq!((p.outbox, p.notifications), (1, 1), "{p:?}");
+    assert_eq!(rows(&b.db, "outbox").await, 1, "the unsent email stays");
+    assert_eq!(rows(&b.db, "notifications").await, 1, "the unseen notification stays");
+}
+
+const DAY: i64 = 24 * 3_600_000_000;

@@ -1,4 +1,5 @@
-//! `identity.prune`: removes sign-in leftovers nobody can use any more
+//! `identity.prune`: removes sign-in leftovers nobody can use any more, and
+//! emails sent and notifications seen a month ago
 //! ([`crate::maintenance::prune`]), as a recurring job every ten minutes, like
 //! the engine's retention.
 
