@@ -35,8 +35,8 @@
 //!   one-row `INSERT`s on a connection of the driver's own (no pool, no
 //!   liveness ping), each committed with its flush to disk and, interleaved
 //!   with them, as many with `synchronous_commit = off` (the round trip and the
-//!   insert alone). No durable enqueue on this cluster and disk starts its job
-//!   sooner than the first of these.
+//!   insert alone). Every durable enqueue waits for such a flush before any
+//!   worker can see its job.
 //! - **Rounds**: the systems alternate within each round (which goes first flips
 //!   each round); each figure is the median over rounds.
 //!
