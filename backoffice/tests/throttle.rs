@@ -185,15 +185,16 @@ async fn prune_removes_what_aged_out(which: Which) {
 
 /// Sent emails and seen notifications go a month after they were sent or seen,
 /// one batch statement each; an email still waiting to be sent and a
-/// notification nobody has seen stay however old, and so does anything younger.
+/// notification nobody has seen stay however old, and so does anything a
+/// microsecond younger.
 async fn prune_removes_month_old_sent_mail_and_seen_notifications(which: Which) {
     let b = setup(which).await;
     let t0 = b.clock.now();
     let owner: String =
         query("SELECT id FROM users WHERE email = $1").bind(OWNER).scalar(b.db.read()).await.expect("owner");
     // (outbox id, sent at) and (notification title, seen at).
-    let mail = [("sent-old", Some(t0)), ("sent-recent", Some(t0 + DAY)), ("unsent-old", None)];
-    let toasts = [("seen-old", Some(t0)), ("seen-recent", Some(t0 + DAY)), ("unseen-old", None)];
+    let mail = [("sent-old", Some(t0)), ("sent-recent", Some(t0 + 1)), ("unsent-old", None)];
+    let toasts = [("seen-old", Some(t0)), ("seen-recent", Some(t0 + 1)), ("unseen-old", None)];
     for (id, sent_at) in mail {
         query(
             "INSERT INTO outbox (id, kind, sender, recipient, subject, message, created_at, sent_at)
@@ -239,5 +240,3 @@ async fn prune_removes_month_old_sent_mail_and_seen_notifications(which: Which) 
     assert_eq!(rows(&b.db, "outbox").await, 1, "the unsent email stays");
     assert_eq!(rows(&b.db, "notifications").await, 1, "the unseen notification stays");
 }
-
-const DAY: i64 = 24 * 3_600_000_000;

@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 use database::{Db, query};
 use jobengine::builtin::{Noop, Ping};
 use jobengine::testing::percentile;
-use jobengine::{Job, Jobs};
+use jobengine::{Clock, Job, Jobs, SystemClock};
 use testkit::{PgCluster, Process};
 
 mod common;
@@ -91,13 +91,7 @@ struct Subject {
 
 impl Subject {
     async fn new(system: System, cluster: &PgCluster, peer_dir: &Path, tag: &str) -> Self {
-        let admin = Db::connect(&cluster.url).await.expect("connect to the benchmark cluster");
-        let name = format!("bench_{tag}");
-        query(format!("CREATE DATABASE {name}")).execute(admin.write()).await.expect("create database");
-        admin.close().await;
-        let base = cluster.url.rsplit_once('/').map_or(cluster.url.as_str(), |(base, _)| base);
-        let url = format!("{base}/{name}");
-        let db = Db::connect(&url).await.expect("connect");
+        let (url, db) = create_database(cluster, &format!("bench_{tag}")).await;
         let mut subject = Self { system, url, db, jobs: None, peer_dir: peer_dir.to_owned() };
         match system {
             System::Ours => subject.jobs = Some(Jobs::connect(&subject.url).await.expect("engine")),
@@ -261,9 +255,15 @@ struct Latency {
     claim: Option<(Vec<f64>, Vec<f64>)>,
 }
 
-/// The wall clock in Unix microseconds, as the engine's clock reads it.
-fn wall_micros() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+/// A fresh database `name` on the benchmark cluster: its URL and a handle on it.
+async fn create_database(cluster: &PgCluster, name: &str) -> (String, Db) {
+    let admin = Db::connect(&cluster.url).await.expect("connect to the benchmark cluster");
+    query(format!("CREATE DATABASE {name}")).execute(admin.write()).await.expect("create database");
+    admin.close().await;
+    let base = cluster.url.rsplit_once('/').map_or(cluster.url.as_str(), |(base, _)| base);
+    let url = format!("{base}/{name}");
+    let db = Db::connect(&url).await.expect("connect");
+    (url, db)
 }
 
 /// Enqueue-to-start on an idle queue. The cluster is first let settle from the
@@ -276,7 +276,7 @@ async fn latency(s: &Subject, samples: usize, concurrency: usize) -> Latency {
     let mut l = Latency { total: Vec::new(), call: Vec::new(), after: Vec::new(), claim: None };
     let mut walls = Vec::with_capacity(samples);
     for seq in 0..samples as u64 {
-        walls.push(wall_micros());
+        walls.push(SystemClock.now());
         let t = Instant::now();
         s.enqueue_ping(sink.port(), seq).await;
         let returned = t.elapsed();
@@ -395,8 +395,7 @@ async fn main() {
     let parts = env_list("BENCH_PARTS", "throughput,bulk,latency");
     let part = |name: &str| parts.iter().any(|p| p == name);
     let mut db_seq = 0;
-    let floor_url = format!("{}/bench_floor", cluster.url.rsplit_once('/').map_or(cluster.url.as_str(), |(b, _)| b));
-    let mut floor_db: Option<Db> = None;
+    let mut floor: Option<(String, Db)> = None;
     for round in 0..rounds {
         let order: Vec<System> =
             if round % 2 == 0 { systems.to_vec() } else { systems.iter().rev().copied().collect() };
@@ -420,16 +419,13 @@ async fn main() {
             }
         }
         if part("latency") {
-            if floor_db.is_none() {
-                let admin = Db::connect(&cluster.url).await.expect("connect to the benchmark cluster");
-                query("CREATE DATABASE bench_floor").execute(admin.write()).await.expect("create database");
-                admin.close().await;
-                let db = Db::connect(&floor_url).await.expect("connect");
+            if floor.is_none() {
+                let (url, db) = create_database(&cluster, "bench_floor").await;
                 query("CREATE TABLE commit_floor (x bigint)").execute(db.write()).await.expect("create table");
-                floor_db = Some(db);
+                floor = Some((url, db));
             }
-            let db = floor_db.as_ref().expect("created above");
-            let (with, without) = commit_floor(db, &floor_url, samples).await;
+            let (url, db) = floor.as_ref().expect("created above");
+            let (with, without) = commit_floor(db, url, samples).await;
             println!(
                 "  round {round}: a one-row INSERT's commit, connection of its own: p50 {:.2} / p99 {:.2} ms \
                  with its flush to disk, p50 {:.2} / p99 {:.2} ms without (synchronous_commit off)",
