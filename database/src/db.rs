@@ -65,8 +65,28 @@ impl Db {
     /// # Errors
     /// An unsupported URL, or the database cannot be reached or created.
     pub async fn connect(url: &str) -> Result<Self, DbError> {
+        Self::open(url, true).await
+    }
+
+    /// Opens the database named by `url` as [`Db::connect`] does, except that
+    /// a database that does not exist (SQLite file or PostgreSQL database) is an
+    /// error, not a new empty one: for commands that read an installation (a
+    /// mistyped path must not look like an empty installation).
+    ///
+    /// # Errors
+    /// [`DbError::Missing`] for a database that does not exist; as
+    /// [`Db::connect`].
+    pub async fn open_existing(url: &str) -> Result<Self, DbError> {
+        Self::open(url, false).await
+    }
+
+    async fn open(url: &str, create: bool) -> Result<Self, DbError> {
         if url.starts_with("sqlite:") {
             let opts = sqlite_options(SqliteConnectOptions::from_str(url)?);
+            let file = opts.get_filename();
+            if !create && file.as_os_str() != ":memory:" && !file.exists() {
+                return Err(DbError::Missing(file.display().to_string()));
+            }
             if let Some(dir) = opts.get_filename().parent()
                 && !dir.as_os_str().is_empty()
             {
@@ -83,7 +103,7 @@ impl Db {
             Self::open_sqlite(opts.create_if_missing(false), 4).await
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
-            create_pg_database_if_missing(&opts).await?;
+            reach_pg(&opts, PG_ACQUIRE_TIMEOUT, create).await?;
             let pool = PgPoolOptions::new()
                 .max_connections(PG_POOL_SIZE)
                 .acquire_timeout(PG_ACQUIRE_TIMEOUT)
@@ -205,22 +225,49 @@ impl Db {
     }
 }
 
-/// Creates the database `opts` names when the server says it does not exist
+/// Reaches the server `opts` names before the pool is made, so that a failure
+/// says why. A server that refuses connections or is starting up (a restart,
+/// one started beside us) is waited for up to `within`, as sqlx's pool would
+/// (the same errors, [`transient_at_connect`]), but when the wait runs out the
+/// error names the server and the last cause ("connection refused") where the
+/// pool said only "pool timed out". Any other failure (a wrong password, an
+/// unknown host) is reported at once.
+///
+/// A database the server says does not exist is created when `create` is set
 /// (as the README promises), through the server's `postgres` maintenance
-/// database. Without this, sqlx's pool retries "does not exist" (it may be being
-/// created) for its whole acquire timeout and then says only "pool timed out".
-/// Any other failure of the probe is left to the pool, which reports or retries
-/// it as before (a server still starting up).
-async fn create_pg_database_if_missing(opts: &PgConnectOptions) -> Result<(), DbError> {
+/// database, and is [`DbError::Missing`] otherwise: the pool would retry "does
+/// not exist" (it may be being created) for its whole acquire timeout.
+pub(crate) async fn reach_pg(opts: &PgConnectOptions, within: Duration, create: bool) -> Result<(), DbError> {
     use sqlx::Connection;
-    let missing = match PgConnection::connect_with(opts).await {
-        Ok(c) => {
-            let _ = c.close().await;
-            return Ok(());
+    let deadline = tokio::time::Instant::now() + within;
+    let mut delays = crate::backoff::retry_delays(Duration::from_millis(100));
+    let mut told = false;
+    loop {
+        match PgConnection::connect_with(opts).await {
+            Ok(c) => {
+                let _ = c.close().await;
+                return Ok(());
+            }
+            Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("3D000") => break,
+            Err(e) if transient_at_connect(&e) => {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return Err(DbError::Unreachable { server: server_of(opts), waited: within, source: e });
+                }
+                if !told {
+                    tracing::warn!(server = %server_of(opts), error = %e, waiting = ?within,
+                        "PostgreSQL does not answer yet; waiting for it");
+                    told = true;
+                }
+                tokio::time::sleep(delays.next().unwrap_or(crate::backoff::MAX_DELAY).min(left)).await;
+            }
+            Err(e) => return Err(DbError::Sqlx(e)),
         }
-        Err(e) => e.as_database_error().and_then(|d| d.code()).as_deref() == Some("3D000"),
-    };
-    let Some(name) = opts.get_database().filter(|_| missing).map(str::to_owned) else { return Ok(()) };
+    }
+    let Some(name) = opts.get_database().map(str::to_owned) else { return Ok(()) };
+    if !create {
+        return Err(DbError::Missing(name));
+    }
     let create = async {
         let mut admin = PgConnection::connect_with(&opts.clone().database("postgres")).await?;
         // The name comes from the operator's DATABASE_URL; quoted as an identifier.
@@ -239,6 +286,23 @@ async fn create_pg_database_if_missing(opts: &PgConnectOptions) -> Result<(), Db
     Ok(())
 }
 
+/// The connect failures sqlx's pool retries (sqlx-core 0.8's `PoolInner::connect`):
+/// a refused connection, too many connections, the server starting up.
+fn transient_at_connect(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+        e => e.as_database_error().and_then(|d| d.code()).is_some_and(|c| matches!(c.as_ref(), "53300" | "57P03")),
+    }
+}
+
+/// `host:port` (or the socket's folder) of a PostgreSQL URL, for messages.
+fn server_of(opts: &PgConnectOptions) -> String {
+    match opts.get_socket() {
+        Some(dir) => format!("{} (socket)", dir.display()),
+        None => format!("{}:{}", opts.get_host(), opts.get_port()),
+    }
+}
+
 /// The options every SQLite connection of ours uses: WAL, `synchronous=NORMAL`
 /// (durable at checkpoints, safe against corruption), a busy timeout for other
 /// processes' writes, foreign keys on.
@@ -253,5 +317,71 @@ pub(crate) fn sqlite_options(opts: SqliteConnectOptions) -> SqliteConnectOptions
 impl<'c> From<&'c mut Tx> for Conn<'c> {
     fn from(tx: &'c mut Tx) -> Self {
         tx.conn()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// A port nothing listens on (the kernel's pick, released at once).
+    async fn closed_port() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        listener.local_addr().expect("address").port()
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_named_with_the_cause() {
+        let port = closed_port().await;
+        let opts = PgConnectOptions::from_str(&format!("postgres://postgres@127.0.0.1:{port}/app")).expect("url");
+        let started = Instant::now();
+        let err = reach_pg(&opts, Duration::from_secs(1), true).await.expect_err("nothing listens there");
+        let took = started.elapsed();
+        assert!(matches!(err, DbError::Unreachable { .. }) && err.is_unavailable(), "{err:?}");
+        let said = err.to_string();
+        assert!(said.contains(&format!("127.0.0.1:{port}")) && said.contains("refused"), "{said}");
+        assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(5), "waited {took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_comes_up_while_we_wait_is_used() {
+        // The test server, reached through a port that refuses connections
+        // until a forwarder starts listening on it 700 ms in.
+        let admin = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL (cargo xtask test sets it)");
+        let real = PgConnectOptions::from_str(&admin).expect("TEST_DATABASE_URL");
+        let upstream = format!("{}:{}", real.get_host(), real.get_port());
+        let port = closed_port().await;
+        let forward = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the forwarder");
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        let opts = real.clone().host("127.0.0.1").port(port);
+        let started = Instant::now();
+        reach_pg(&opts, Duration::from_secs(20), true).await.expect("reached once the forwarder listens");
+        assert!(started.elapsed() >= Duration::from_millis(700), "it waited for the server");
+        forward.abort();
+    }
+
+    #[tokio::test]
+    async fn a_refusal_that_is_not_a_startup_is_reported_at_once() {
+        let admin = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL (cargo xtask test sets it)");
+        let opts = PgConnectOptions::from_str(&admin).expect("TEST_DATABASE_URL").username("no_such_role");
+        let started = Instant::now();
+        let err = reach_pg(&opts, Duration::from_secs(20), true).await.expect_err("no such role");
+        assert!(err.to_string().contains("no_such_role"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "no wait: {:?}", started.elapsed());
     }
 }

@@ -14,7 +14,7 @@ pub enum DbError {
     #[error("unsupported database URL scheme {0:?}: use sqlite://PATH or postgres://...")]
     BadUrl(String),
     /// A database that should exist does not (a sibling's file or database was
-    /// deleted): opening never creates one.
+    /// deleted, a command's source was mistyped): opening never creates one.
     #[error("the database {0} does not exist")]
     Missing(String),
     /// `DATABASE_URL` names a PostgreSQL database that does not exist, and it
@@ -27,6 +27,20 @@ pub enum DbError {
         /// The database's name.
         name: String,
         /// Why creating it failed.
+        source: sqlx::Error,
+    },
+    /// The PostgreSQL server refused connections (or was starting up) for as
+    /// long as opening a handle waits for it.
+    #[error(
+        "PostgreSQL at {server} did not accept a connection within {waited:?} ({source}); \
+         is it running, and do DATABASE_URL's host and port name it?"
+    )]
+    Unreachable {
+        /// `host:port`, or the socket's folder.
+        server: String,
+        /// How long opening waited.
+        waited: std::time::Duration,
+        /// The last failure.
         source: sqlx::Error,
     },
     /// Preparing the database's directory failed.
@@ -55,6 +69,7 @@ impl DbError {
         match self {
             DbError::Sqlx(e) => sqlx_unavailable(e),
             DbError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => sqlx_unavailable(e),
+            DbError::Unreachable { .. } => true,
             _ => false,
         }
     }
