@@ -71,7 +71,7 @@ pub async fn move_to_postgres(
     target_url: &str,
     progress: &mut (dyn FnMut(String) + Send),
 ) -> anyhow::Result<MoveReport> {
-    let source = Db::connect(source_url).await.context("opening the source database")?;
+    let source = Db::open_existing(source_url).await.context("opening the source database (DATABASE_URL)")?;
     ensure!(
         source.dialect() == Dialect::Sqlite,
         "the source (DATABASE_URL) must be an SQLite database; it is already PostgreSQL"

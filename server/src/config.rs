@@ -132,7 +132,8 @@ pub enum Command {
     Migrate,
     /// Set a new password for the super admin (SUPERADMIN_EMAIL): SUPERADMIN_PASSWORD,
     /// or a generated one printed once. Ends the account's sessions; creates the
-    /// account if there is none.
+    /// account if there is none (in an existing database: one that does not
+    /// exist is refused).
     ResetAdminPassword,
     /// Print the effective settings (secrets hidden) as VARIABLE=value lines, and exit.
     Config,

@@ -103,6 +103,14 @@ async fn serve(settings: &Settings, config: &Config) -> anyhow::Result<()> {
 
 /// `server reset-admin-password`: the way back from a lost super admin password.
 async fn reset_admin_password(settings: &Settings, config: &Config) -> anyhow::Result<()> {
+    // The installation must be there: a mistyped DATABASE_URL would otherwise
+    // become a new, empty one holding this password.
+    let url = settings::redact_url(&config.database_url);
+    database::Db::open_existing(&config.database_url)
+        .await
+        .with_context(|| format!("opening the database {url} (DATABASE_URL): no installation to reset"))?
+        .close()
+        .await;
     let backend = open(config).await?;
     let email = &settings.superadmin_email;
     let given = settings.superadmin_password();

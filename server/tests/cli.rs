@@ -228,6 +228,14 @@ fn reset_admin_password_lets_the_super_admin_sign_in_again() {
         assert!(out.status.success(), "{}", stderr(&out));
         stdout(&out)
     };
+    // No installation there (a mistyped DATABASE_URL): refused, nothing made.
+    let mut cmd = server(dir.path());
+    let out = run(cmd.env("DATABASE_URL", &url).env("DATA_DIR", dir.path()).arg("reset-admin-password"));
+    assert!(!out.status.success() && stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    assert!(!dir.path().join("app.db").exists(), "no database created");
+    let out = run(server(dir.path()).env("DATABASE_URL", &url).env("DATA_DIR", dir.path()).arg("migrate"));
+    assert!(out.status.success(), "{}", stderr(&out));
+
     // No account yet: created with a generated password, printed once.
     let printed = reset(None);
     let generated = printed

@@ -18,6 +18,8 @@ use common::{bearer, login};
 
 const EMAIL: &str = "root@move.test";
 const PASSWORD: &str = "move test password";
+/// Where the SQLite job ids jump to before the second tenant.
+const FAR_ID: i64 = 24_999_990;
 
 /// A server process on `db` (killed when dropped) and its address.
 fn start_server(db: &str, data: &Path, log: &str) -> (Process, String) {
@@ -87,6 +89,17 @@ async fn an_sqlite_installation_moves_to_postgres_and_keeps_working() {
     let ch = connect(&url).await;
     let token = login(&ch, EMAIL, PASSWORD).await.expect("sign in on SQLite");
     let acme = provision(&ch, &token, "Acme").await;
+    // Later jobs get ids in PostgreSQL's third partition of `jobs` (10,000,000
+    // ids each): the move must make partitions beyond the first for them.
+    let file = sqlx::sqlite::SqliteConnectOptions::new().filename(data.path().join("app.db"));
+    let mut conn =
+        <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&file).await.expect("open the SQLite file");
+    sqlx::query("UPDATE sqlite_sequence SET seq = ? WHERE name = 'jobs'")
+        .bind(FAR_ID)
+        .execute(&mut conn)
+        .await
+        .expect("move the job ids on");
+    sqlx::Connection::close(conn).await.expect("close the SQLite file");
     provision(&ch, &token, "Globex").await;
 
     // Refused while the server (and its embedded worker) runs; nothing written.
@@ -123,24 +136,35 @@ async fn an_sqlite_installation_moves_to_postgres_and_keeps_working() {
         .tenants;
     assert_eq!(listed.len(), 2, "{listed:?}");
     provision(&ch, &token, "Initech").await;
-    // The moved jobs keep their ids below the new ones: the sequences moved on.
-    let job_ids: Vec<i64> = t
+    // The moved jobs keep their ids below the new one: the sequences moved on,
+    // and the new id found its partition.
+    let jobs: std::collections::HashMap<String, i64> = t
         .list_tenants(bearer(tpb::ListTenantsRequest { page_size: 50, ..Default::default() }, &token))
         .await
         .expect("list")
         .into_inner()
         .tenants
-        .iter()
-        .map(|t| t.job_id)
+        .into_iter()
+        .map(|t| (t.name, t.job_id))
         .collect();
-    let mut unique = job_ids.clone();
-    unique.sort_unstable();
-    unique.dedup();
-    assert_eq!(unique.len(), 3, "three tenants, three distinct jobs: {job_ids:?}");
+    let (a, g, i) = (jobs["Acme"], jobs["Globex"], jobs["Initech"]);
+    assert!(a < FAR_ID && FAR_ID < g && g < i, "jobs of Acme, Globex (after the jump), Initech (moved on): {jobs:?}");
     stop(server);
 
     // A second move into the same database is refused: it holds data now.
     let again = move_to(&sqlite, data.path(), &target.url);
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(!again.status.success() && err.contains("already holds data"), "{err}");
+}
+
+#[tokio::test]
+async fn a_source_that_does_not_exist_is_refused_and_not_created() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let file = data.path().join("typo").join("app.db");
+    let target = TestDb::new(Which::Postgres).await;
+    let out = move_to(&format!("sqlite://{}", file.display()), data.path(), &target.url);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a move from nothing failed: {err}");
+    assert!(err.contains(&format!("the database {} does not exist", file.display())), "{err}");
+    assert!(!file.exists() && !file.parent().is_some_and(Path::exists), "nothing created on the source side");
 }
