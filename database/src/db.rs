@@ -243,7 +243,13 @@ pub(crate) async fn reach_pg(opts: &PgConnectOptions, within: Duration, create: 
     let mut delays = crate::backoff::retry_delays(Duration::from_millis(100));
     let mut told = false;
     loop {
-        match PgConnection::connect_with(opts).await {
+        // A server that takes the connection and never answers (a frozen
+        // host, a wrong port's other service) is given the same time.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let attempt = tokio::time::timeout(left, PgConnection::connect_with(opts)).await.unwrap_or_else(|_| {
+            Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer to the connection")))
+        });
+        match attempt {
             Ok(c) => {
                 let _ = c.close().await;
                 return Ok(());
@@ -287,10 +293,13 @@ pub(crate) async fn reach_pg(opts: &PgConnectOptions, within: Duration, create: 
 }
 
 /// The connect failures sqlx's pool retries (sqlx-core 0.8's `PoolInner::connect`):
-/// a refused connection, too many connections, the server starting up.
+/// a refused connection, too many connections, the server starting up; and
+/// ours, no answer within the time left.
 fn transient_at_connect(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+        sqlx::Error::Io(io) => {
+            matches!(io.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut)
+        }
         e => e.as_database_error().and_then(|d| d.code()).is_some_and(|c| matches!(c.as_ref(), "53300" | "57P03")),
     }
 }
@@ -345,6 +354,26 @@ mod tests {
         let said = err.to_string();
         assert!(said.contains(&format!("127.0.0.1:{port}")) && said.contains("refused"), "{said}");
         assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(5), "waited {took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_takes_the_connection_and_never_answers_is_given_up_on() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let opts = PgConnectOptions::from_str(&format!("postgres://postgres@127.0.0.1:{port}/app")).expect("url");
+        let started = Instant::now();
+        let err = reach_pg(&opts, Duration::from_secs(1), true).await.expect_err("no answer");
+        let took = started.elapsed();
+        assert!(matches!(err, DbError::Unreachable { .. }), "{err:?}");
+        assert!(err.to_string().contains("no answer"), "{err}");
+        assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(5), "waited {took:?}");
+        silent.abort();
     }
 
     #[tokio::test]
