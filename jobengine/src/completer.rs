@@ -14,12 +14,19 @@
 //! worker whose completer fell behind (a slow disk, a table's cold pages) kept
 //! claiming as its slots freed while outcomes piled up: seen beside 10,000,000
 //! finished jobs, about 8,900 jobs `processing` for one worker at concurrency 16,
-//! written back in batches of up to 1,000 at over 2 s a statement. Such jobs are no longer
-//! in the worker's running map, so the heartbeat does not renew their leases: a
-//! backlog older than a lease is rescued and run again. Bounded, the worker stops
-//! claiming instead.
+//! written back in batches of up to 1,000 at over 2 s a statement. Bounded, the
+//! worker stops claiming instead.
+//!
+//! An outcome waiting here for its batch keeps its job's lease: it is in
+//! [`Pending`], which the heartbeat renews with the running jobs, until this task
+//! takes it into a batch. Without that, an outcome queued behind a slow batch
+//! for longer than a lease lost its job to the rescuer, which ran it again and
+//! had the outcome refused. The batch being written is not renewed: its
+//! statement locks its rows as it updates them (a renewal would wait behind
+//! it), and its outcome is on its way.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc};
@@ -36,15 +43,22 @@ pub const MAX_UNRECORDED: usize = MAX_BATCH;
 /// How long a batch is retried before it is left to the rescuer.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
+/// Outcomes handed to the completer and not yet taken into a batch: job id →
+/// the lease sequence of the attempt (module docs). A job task adds its job
+/// when it hands the outcome over; the completer removes it when it takes the
+/// outcome into a batch, the heartbeat when the lease turns out to be lost.
+pub(crate) type Pending = Arc<Mutex<HashMap<i64, i64>>>;
+
 /// Runs until every sender is dropped and the channel is drained. Senders take
-/// (and forget) a permit of `unrecorded` per outcome; each written or abandoned
-/// batch gives its permits back.
+/// (and forget) a permit of `unrecorded` per outcome, and enter their job in
+/// `pending`; each written or abandoned batch gives its permits back.
 pub(crate) async fn completer_loop(
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     mut rx: mpsc::UnboundedReceiver<Completion>,
     metrics: Arc<Metrics>,
     unrecorded: Arc<Semaphore>,
+    pending: Pending,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
@@ -53,6 +67,13 @@ pub(crate) async fn completer_loop(
             match rx.try_recv() {
                 Ok(c) => batch.push(c),
                 Err(_) => break,
+            }
+        }
+        if let Ok(mut p) = pending.lock() {
+            for c in &batch {
+                if p.get(&c.job_id) == Some(&c.lease_seq) {
+                    p.remove(&c.job_id);
+                }
             }
         }
         let started = Instant::now();

@@ -29,7 +29,8 @@
 //! - the **starter** ([`Starter::dispatch`]): starts claimed jobs in claim order
 //!   as slots free, one task per job;
 //! - the **heartbeat** ([`heartbeat_loop`]): every `heartbeat`, renews the leases
-//!   of the jobs it runs in one statement; a job whose lease was lost (rescued after
+//!   of the jobs it holds in one statement (running, buffered, and finished ones
+//!   whose outcomes wait for the completer's next batch); a job whose lease was lost (rescued after
 //!   a long pause, deleted by an admin) is cancelled here, since someone else owns it
 //!   now; also refreshes the worker's registry row;
 //! - the **completer** ([`crate::completer`]): writes outcomes in batches, so a
@@ -62,7 +63,7 @@ use tokio_util::task::TaskTracker;
 use crate::cancel::cancel_loop;
 use crate::client::Jobs;
 use crate::clock::{Clock, micros};
-use crate::completer::{MAX_UNRECORDED, completer_loop};
+use crate::completer::{MAX_UNRECORDED, Pending, completer_loop};
 use crate::config::WorkerConfig;
 use crate::error::StorageError;
 use crate::job::{JobContext, JobError};
@@ -273,18 +274,20 @@ impl<C: Send + Sync + 'static> Worker<C> {
         let background = CancellationToken::new();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
         let unrecorded = Arc::new(Semaphore::new(MAX_UNRECORDED));
+        let pending: Pending = Arc::default();
         let completer = tokio::spawn(completer_loop(
             self.store.clone(),
             self.clock.clone(),
             done_rx,
             self.metrics.clone(),
             unrecorded.clone(),
+            pending.clone(),
         ));
         let heartbeat = tokio::spawn(heartbeat_loop(
             self.id.clone(),
             self.store.clone(),
             self.clock.clone(),
-            running.clone(),
+            Held { running: running.clone(), pending: pending.clone() },
             cfg.clone(),
             background.clone(),
         ));
@@ -328,6 +331,7 @@ impl<C: Send + Sync + 'static> Worker<C> {
             tracker: tracker.clone(),
             done: done_tx.clone(),
             unrecorded,
+            pending,
             freed: plan.freed.clone(),
             slots: run_slots.clone(),
             pace: pace.clone(),
@@ -524,6 +528,8 @@ struct Starter<C> {
     done: mpsc::UnboundedSender<Completion>,
     /// Room among the outcomes not yet written ([`MAX_UNRECORDED`]).
     unrecorded: Arc<Semaphore>,
+    /// Outcomes handed over and not yet in a batch, whose leases the heartbeat renews.
+    pending: Pending,
     freed: Arc<Notify>,
     /// The worker's `concurrency` slots: one per running job.
     slots: Arc<Semaphore>,
@@ -581,10 +587,11 @@ impl<C: Send + Sync + 'static> Starter<C> {
         let wait = job.attempted_at.unwrap_or(job.run_at) - job.run_at;
         self.metrics.wait.observe(Duration::from_micros(wait.max(0) as u64));
         let fut = self.registry.run(&job.kind, &job.args, ctx);
-        let (running2, done, unrecorded, clock, metrics, backoff, freed, pace) = (
+        let (running2, done, unrecorded, pending, clock, metrics, backoff, freed, pace) = (
             self.running.clone(),
             self.done.clone(),
             self.unrecorded.clone(),
+            self.pending.clone(),
             self.clock.clone(),
             self.metrics.clone(),
             self.backoff,
@@ -625,9 +632,13 @@ impl<C: Send + Sync + 'static> Starter<C> {
             };
             // The entry is this attempt's claim on reporting: shutdown (releasing the
             // job) and the heartbeat (lease lost) take it away first, and then the
-            // outcome is not ours to record.
+            // outcome is not ours to record. Taken, it moves to the outcomes
+            // pending, whose leases the heartbeat goes on renewing.
             let still_ours = running2.lock().map(|mut m| m.remove(&job.id).is_some()).unwrap_or(false);
             if still_ours {
+                if let Ok(mut p) = pending.lock() {
+                    p.insert(job.id, job.lease_seq);
+                }
                 // While the completer is a batch behind, this job keeps its slot,
                 // so the worker claims no more (completer module docs). The
                 // completer gives the permit back once the outcome is written.
@@ -654,16 +665,25 @@ impl<C: Send + Sync + 'static> Starter<C> {
     }
 }
 
-/// Renews the leases of running jobs and the worker's registry row; cancels jobs
+/// The jobs whose leases the heartbeat renews.
+struct Held {
+    /// Running and buffered jobs.
+    running: RunningMap,
+    /// Finished jobs whose outcomes wait for the completer's next batch.
+    pending: Pending,
+}
+
+/// Renews the leases of held jobs and the worker's registry row; cancels jobs
 /// whose lease was lost.
 async fn heartbeat_loop(
     id: Arc<str>,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
-    running: RunningMap,
+    held: Held,
     cfg: WorkerConfig,
     stop: CancellationToken,
 ) {
+    let Held { running, pending } = held;
     let mut tick = tokio::time::interval(cfg.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -671,11 +691,15 @@ async fn heartbeat_loop(
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        // Buffered jobs too: they are claimed, and their leases must hold until they run.
-        let (held, started): (Vec<(i64, i64)>, usize) = match running.lock() {
+        // Buffered jobs too: they are claimed, and their leases must hold until
+        // they run; and finished ones until their outcomes are written.
+        let (mut held, started): (Vec<(i64, i64)>, usize) = match running.lock() {
             Ok(m) => (m.iter().map(|(id, r)| (*id, r.lease_seq)).collect(), m.values().filter(|r| r.started).count()),
             Err(_) => continue,
         };
+        if let Ok(p) = pending.lock() {
+            held.extend(p.iter().map(|(id, seq)| (*id, *seq)));
+        }
         let now = clock.now();
         match store.extend_leases(&held, now + micros(cfg.lease)).await {
             Ok(lost) => {
@@ -684,6 +708,8 @@ async fn heartbeat_loop(
                     if let Some(r) = gone {
                         tracing::warn!(worker = %id, job, "lease lost (rescued, deleted or claimed elsewhere); cancelling this attempt");
                         crate::cancel::stop_attempt(r);
+                    } else if pending.lock().ok().and_then(|mut p| p.remove(&job)).is_some() {
+                        tracing::warn!(worker = %id, job, "lease lost while the outcome waited to be written; it will be refused");
                     }
                 }
             }

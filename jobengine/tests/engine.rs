@@ -965,3 +965,89 @@ async fn postgres_a_held_up_completer_stops_the_claims() {
     stop.cancel();
     handle.await.expect("worker stops");
 }
+
+/// Attempts this process has finished (outcomes handed over, written or not).
+fn attempts_ended(jobs: &Jobs) -> u64 {
+    let text = jobs.metrics().render(None, None);
+    text.lines()
+        .find_map(|l| l.strip_prefix("jobs_run_duration_seconds_count "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no run duration count in {text}"))
+}
+
+/// A finished job whose outcome waits behind a held-up completer keeps its
+/// lease: it is neither rescued nor run again, and its outcome is written
+/// once the completer moves on. PostgreSQL: a lock on `job_history` holds the
+/// completer's batch at its history rows (it has updated, and so locked, its
+/// jobs' rows by then; no running job's row is locked, so the heartbeat is not
+/// held with it); the manual clock moves on in steps, and the heartbeat must
+/// follow each (the job being written is not renewed, so the steps stay short
+/// of its lease).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_outcome_waiting_for_the_completer_keeps_its_lease() {
+    let db = TestDb::new(Which::Postgres).await;
+    let clock = manual_clock();
+    let jobs = db.jobs_with_clock(clock.clone()).await;
+    let (_wid, stop, handle) = start_worker(&jobs, worker_config());
+    // Two jobs running (claims write history rows, so both are claimed before
+    // the lock), the first to end holding up the completer, the second ending
+    // behind it. On a loaded machine the first can end before the lock is
+    // taken: that try is dropped for another.
+    let mut tries = 0;
+    let (first, waiting, lock) = loop {
+        tries += 1;
+        let first = jobs.enqueue(&Sleep { ms: 1000 }).await.expect("enqueue").id;
+        let waiting = jobs.enqueue(&Sleep { ms: 2000 }).await.expect("enqueue").id;
+        wait_for(&jobs, first, JobState::Processing).await;
+        wait_for(&jobs, waiting, JobState::Processing).await;
+        let mut lock = jobs.store().db().begin().await.expect("begin");
+        database::query("LOCK TABLE job_history IN SHARE MODE").execute(&mut lock).await.expect("lock history");
+        let state: String =
+            database::query("SELECT state FROM jobs WHERE id = $1").bind(first).scalar(&mut lock).await.expect("state");
+        if state == "processing" {
+            break (first, waiting, lock);
+        }
+        lock.rollback().await.expect("rollback");
+        assert!(tries < 5, "{tries} jobs of a second each ended before the history could be locked");
+    };
+    let ended = |n: u64| {
+        let jobs = jobs.clone();
+        async move {
+            for _ in 0..1500 {
+                if attempts_ended(&jobs) >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("{n} attempts never ended");
+        }
+    };
+    let ran = 2 * (tries - 1);
+    ended(ran + 2).await;
+    let mut lease = jobs.get(waiting).await.expect("get").job.lease_expires_at.expect("a lease");
+    // Two quarter leases on: each time the heartbeat renews from the new time
+    // (unrenewed, the lease would run out with the first job's).
+    for step in 1..=2 {
+        clock.advance(LEASE / 4);
+        let mut renewed = lease;
+        for _ in 0..1000 {
+            renewed = jobs.get(waiting).await.expect("get").job.lease_expires_at.unwrap_or(0);
+            if renewed > lease {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(renewed > lease, "step {step}: the waiting outcome's lease was not renewed ({lease} → {renewed})");
+        lease = renewed;
+    }
+    let d = jobs.get(waiting).await.expect("get");
+    assert_eq!((d.job.state, d.job.attempt), (JobState::Processing, 1), "not rescued: {:#?}", d.history);
+    lock.rollback().await.expect("unlock");
+    let d = wait_for(&jobs, waiting, JobState::Succeeded).await;
+    assert_eq!(d.job.attempt, 1, "{:#?}", d.history);
+    assert_eq!(states(&d), [JobState::Enqueued, JobState::Processing, JobState::Succeeded], "{:#?}", d.history);
+    let f = wait_for(&jobs, first, JobState::Succeeded).await;
+    assert_eq!(attempts_ended(&jobs), ran + 2, "nothing ran twice: {:#?}", f.history);
+    stop.cancel();
+    handle.await.expect("worker stops");
+}
