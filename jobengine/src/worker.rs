@@ -645,7 +645,13 @@ impl<C: Send + Sync + 'static> Starter<C> {
                 if let Ok(room) = unrecorded.acquire().await {
                     room.forget();
                 }
-                let _ = done.send(Completion { job_id: job.id, lease_seq: job.lease_seq, at: now, outcome });
+                if done.send(Completion { job_id: job.id, lease_seq: job.lease_seq, at: now, outcome }).is_err() {
+                    // No completer (it failed): no lease to keep for an outcome
+                    // nobody will write; the rescuer takes the job back.
+                    if let Ok(mut p) = pending.lock() {
+                        p.remove(&job.id);
+                    }
+                }
             } else {
                 tracing::info!(worker = %worker, job = job.id, "attempt ended after losing the job; outcome discarded");
             }
