@@ -13,6 +13,30 @@ test('home page renders on the server and hydrates', async ({ page }) => {
   expect(pageErrors).toEqual([]);
 });
 
+// The page's Content-Security-Policy names a nonce made for that answer: the
+// inline scripts Leptos wrote into it run (the page hydrates, no violation is
+// reported), and a script injected into the page does not.
+test('the page runs its own inline scripts and no injected one', async ({ page }) => {
+  const violations: string[] = [];
+  page.on('console', (m) => {
+    if (m.text().includes('Content Security Policy')) violations.push(m.text());
+  });
+  await page.goto('/');
+  await expect(page.getByTestId('hydrated')).toHaveText('interactive', { timeout: 20_000 });
+  expect(violations).toEqual([]);
+  const injected = await page.evaluate(
+    () =>
+      new Promise<string>((resolve) => {
+        document.addEventListener('securitypolicyviolation', () => resolve('blocked'), { once: true });
+        const s = document.createElement('script');
+        s.textContent = 'window.__injected = true';
+        document.body.appendChild(s);
+        setTimeout(() => resolve((window as unknown as { __injected?: boolean }).__injected ? 'ran' : 'not run'), 2000);
+      }),
+  );
+  expect(injected).toBe('blocked');
+});
+
 test('unknown paths answer 404 with a page', async ({ page }) => {
   const response = await page.goto('/no/such/page');
   expect(response?.status()).toBe(404);

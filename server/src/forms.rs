@@ -96,6 +96,7 @@ impl Ctx {
                 provide_context(submitted.clone());
                 provide_context(grpc.clone());
                 provide_context(options.clone());
+                crate::ssr::allow_page_scripts();
             },
             move || app::shell(shell_options.clone()),
         );

@@ -231,16 +231,23 @@ pub fn router(
     ))
 }
 
-/// The Content-Security-Policy of every answer. Scripts: our own bundle, its
-/// WebAssembly (`'wasm-unsafe-eval'` lets the browser compile it), and the
-/// inline scripts Leptos writes into each page to start hydration and hand over
-/// server-loaded data, which vary per page, hence `'unsafe-inline'` until the
-/// pages carry a per-response nonce (Leptos' `nonce` feature). Everything else
-/// only from this origin; no plugins, no `<base>`, forms post here only, and no
-/// framing by any site (clickjacking).
-pub const CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; \
+/// The Content-Security-Policy of every answer but a page's. Scripts: our own
+/// bundle and its WebAssembly (`'wasm-unsafe-eval'` lets the browser compile
+/// it), no inline script. Everything else only from this origin; no plugins, no
+/// `<base>`, forms post here only, and no framing by any site (clickjacking).
+/// A page also runs the inline scripts Leptos writes into it (the start of
+/// hydration, the data loaded on the server), which carry a nonce made for that
+/// answer (leptos_axum's `nonce` feature): its policy is [`page_csp`], set while
+/// it renders ([`ssr::allow_page_scripts`]).
+pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
+
+/// [`CSP`] for a page whose inline scripts carry `nonce`: those run, and no
+/// other inline script (one injected into the page has no nonce).
+pub fn page_csp(nonce: &str) -> String {
+    CSP.replacen("script-src 'self'", &format!("script-src 'self' 'nonce-{nonce}'"), 1)
+}
 
 /// `router`'s answers with the browser's security headers, unless a handler set
 /// its own: the CSP above; `X-Frame-Options: DENY` (what `frame-ancestors` says,

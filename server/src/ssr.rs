@@ -11,7 +11,9 @@ use std::convert::Infallible;
 use app::grpc::InProcess;
 use axum::Router;
 use axum::http;
-use leptos::prelude::provide_context;
+use leptos::nonce::use_nonce;
+use leptos::prelude::{provide_context, use_context};
+use leptos_axum::ResponseOptions;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
@@ -24,7 +26,21 @@ pub fn in_process(grpc: Router) -> InProcess {
     InProcess::new(BoxCloneSyncService::new(svc))
 }
 
-/// What every page render gets in its context: the channel.
+/// What every page render gets in its context: the channel, and its
+/// Content-Security-Policy naming its nonce.
 pub fn context(channel: InProcess) -> impl Fn() + Clone + Send + Sync + 'static {
-    move || provide_context(channel.clone())
+    move || {
+        provide_context(channel.clone());
+        allow_page_scripts();
+    }
+}
+
+/// Sets the page being rendered's Content-Security-Policy to [`crate::page_csp`]
+/// with the nonce Leptos made for it (in the render's context, with the response
+/// options, before the page renders), so that its own inline scripts run.
+pub fn allow_page_scripts() {
+    let (Some(nonce), Some(response)) = (use_nonce(), use_context::<ResponseOptions>()) else { return };
+    if let Ok(value) = http::HeaderValue::from_str(&crate::page_csp(&nonce)) {
+        response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+    }
 }

@@ -87,7 +87,9 @@ async fn slow_and_silent_connections_are_closed() {
 }
 
 /// Pages, the JSON facade and gRPC answers carry CSP (with `frame-ancestors
-/// 'none'`), `X-Frame-Options`, `nosniff` and `Referrer-Policy`.
+/// 'none'`), `X-Frame-Options`, `nosniff` and `Referrer-Policy`. No answer
+/// allows inline scripts at large: a page's policy names a nonce of its own,
+/// which each of its inline scripts carries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_carry_security_headers() {
     let srv = start(Which::Sqlite).await;
@@ -103,7 +105,28 @@ async fn answers_carry_security_headers() {
         ] {
             assert!(head.contains(needle), "{method} {path} lacks {needle:?}:\n{head}");
         }
+        assert!(!head.contains("unsafe-inline"), "{method} {path}:\n{head}");
     }
+    let mut seen = Vec::new();
+    for path in ["/login", "/login", "/no/such/page"] {
+        let (_, head, body) = http(srv.addr, "GET", path, &[], b"").await;
+        let nonce = head
+            .split("'nonce-")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .unwrap_or_else(|| panic!("{path}: no nonce in the policy:\n{head}"));
+        let scripts: Vec<&str> = body.split("<script").skip(1).map(|s| s.split('>').next().unwrap_or("")).collect();
+        assert!(!scripts.is_empty(), "{path} has inline scripts to allow");
+        // (`http` gives the head in lower case.)
+        for s in &scripts {
+            let s = s.to_lowercase();
+            assert!(s.contains(&format!("nonce=\"{nonce}\"")), "{path}: a script without the page's nonce: {s}");
+        }
+        assert!(!seen.contains(&nonce.to_owned()), "{path}: a nonce used twice: {nonce}");
+        seen.push(nonce.to_owned());
+    }
+    let (_, head, _) = http(srv.addr, "POST", "/api/signup", &[], b"").await;
+    assert!(!head.contains("'nonce-"), "only pages name a nonce:\n{head}");
 }
 
 /// A gRPC call to a service the server does not have answers UNIMPLEMENTED
