@@ -19,8 +19,8 @@
 //!
 //! A client is its IP address, an IPv6 one by its /64 (one subscriber's
 //! allocation: a host can pick any address inside it). The server passes the
-//! TCP peer address; `X-Forwarded-For` is not trusted, so behind a reverse
-//! proxy every client shares the proxy's key.
+//! client's address: the TCP peer, or behind a trusted reverse proxy the
+//! address it forwarded (the server's `client` module).
 //!
 //! Exact under concurrency: an attempt is admitted and counted in one write
 //! transaction holding a lock on each key (PostgreSQL advisory locks; SQLite's

@@ -21,14 +21,13 @@
 //! tenant needs a session, which the sign-up caller does not have, so the answer
 //! cannot be probed further.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, Path, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -173,11 +172,11 @@ struct SignUpBody {
 
 async fn sign_up(
     State(api): State<Api>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(client): Extension<crate::client::ClientAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    api.signups.check(Some(peer.ip())).map_err(|r| ApiError::from(r.signup_error()))?;
+    api.signups.check(Some(client.0)).map_err(|r| ApiError::from(r.signup_error()))?;
     let b: SignUpBody = parse(&headers, body)?;
     let mut t = match api.tenants.sign_up(&b.company_name, &b.email).await? {
         Some(created) => TenantJson::from(&created.tenant),

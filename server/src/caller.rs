@@ -188,15 +188,6 @@ impl Caller {
     }
 }
 
-/// The client's address: the TCP peer the server accepted (the connection's
-/// `ConnectInfo`, which the in-process channel forwards for forms). Never
-/// `X-Forwarded-For`: any client can send it, so trusting it would let one
-/// client pose as many (and escape per-address limits). Behind a reverse proxy
-/// every client therefore counts as the proxy.
-pub fn client_ip(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
-    extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
-}
-
 /// Requests that never need the caller: static files, fetched many per page.
 fn is_static_asset(path: &str) -> bool {
     path.starts_with("/pkg/") || path == "/favicon.svg"

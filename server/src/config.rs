@@ -88,6 +88,15 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=3600), hide_env_values = true)]
     pub http2_keepalive_secs: u64,
 
+    /// Reverse proxies in front of the server, comma-separated addresses or
+    /// blocks (`10.0.0.7,10.0.0.0/8,fd00::/8`): for a request from one of them
+    /// the client is read from the `X-Forwarded-For` it appends to, for the
+    /// per-client limits. Unset: the TCP peer is the client, and the header is
+    /// never believed.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::client::parse_proxy,
+          hide_env_values = true)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// A secret `/metrics` asks for as `Authorization: Bearer <token>`. Unset,
     /// `/metrics` answers only clients connecting from this machine (loopback,
     /// not through a proxy); everyone else gets 404.
@@ -178,6 +187,7 @@ impl Settings {
             ("SIGNUP_PER_MINUTE", self.signup_per_minute.to_string()),
             ("HTTP_HEADER_TIMEOUT_SECS", self.http_header_timeout_secs.to_string()),
             ("HTTP2_KEEPALIVE_SECS", self.http2_keepalive_secs.to_string()),
+            ("TRUSTED_PROXIES", self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
             ("METRICS_TOKEN", self.metrics_token().map(|_| HIDDEN.to_owned()).unwrap_or_default()),
             ("SUPERADMIN_EMAIL", self.superadmin_email.clone()),
             ("SUPERADMIN_PASSWORD", self.superadmin_password().map(|_| HIDDEN.to_owned()).unwrap_or_default()),
@@ -211,6 +221,8 @@ pub struct Config {
     pub timeouts: crate::serve::Timeouts,
     /// What `/metrics` asks for (none: loopback clients only).
     pub metrics_token: Option<String>,
+    /// Whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: crate::client::TrustedProxies,
     /// How email is composed and sent.
     pub mail: backoffice::mail::Mail,
     /// Slow or failing provisioning, for tests.
@@ -239,6 +251,7 @@ impl Config {
                 idle: std::time::Duration::from_secs(s.http2_keepalive_secs),
             },
             metrics_token: s.metrics_token().map(str::to_owned),
+            trusted_proxies: crate::client::TrustedProxies::new(s.trusted_proxies.iter().copied()),
             mail: s.mail.mail(&s.database.data_dir, None)?,
             provision_fault: s.provision.fault(),
             worker_config: s.jobs.worker_config(),

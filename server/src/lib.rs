@@ -25,6 +25,7 @@
 pub mod api;
 pub mod boundary;
 pub mod caller;
+pub mod client;
 pub mod config;
 pub mod forms;
 pub mod grpc;
@@ -221,13 +222,15 @@ pub fn router(
         // Pages and the wasm bundle travel gzipped (the gRPC routes are not
         // wrapped: their streams must not be buffered by a compressor).
         .layer(tower_http::compression::CompressionLayer::new());
-    // Outermost: who is calling, resolved once for pages, gRPC and the facade;
-    // and the browser's security headers on every answer.
+    // Outermost: the client's address and who is calling, resolved once for
+    // pages, gRPC and the facade; and the browser's security headers on every
+    // answer.
     Ok(security_headers(
         site.merge(grpc)
             .merge(metrics)
             .merge(api)
-            .layer(axum::middleware::from_fn_with_state(backend.identity.clone(), caller::layer)),
+            .layer(axum::middleware::from_fn_with_state(backend.identity.clone(), caller::layer))
+            .layer(axum::middleware::from_fn_with_state(config.trusted_proxies.clone(), client::layer)),
     ))
 }
 

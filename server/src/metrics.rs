@@ -40,7 +40,7 @@ impl Access {
             }
             None => {
                 let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|n| h.contains_key(*n));
-                let local = crate::caller::client_ip(req.extensions()).is_some_and(|ip| ip.is_loopback());
+                let local = crate::client::ip(req.extensions()).is_some_and(|ip| ip.is_loopback());
                 if local && !forwarded { Ok(()) } else { Err(StatusCode::NOT_FOUND) }
             }
         }

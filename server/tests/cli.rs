@@ -14,7 +14,7 @@ use testkit::Process;
 /// Every setting, with a value that is not its default. The README's table lists
 /// the same ones; a setting added without a line here fails
 /// `a_flag_and_its_variable_mean_the_same`.
-const SETTINGS: [(&str, &str); 33] = [
+const SETTINGS: [(&str, &str); 34] = [
     ("BIND_ADDR", "127.0.0.1:4000"),
     ("WORKER", "off"),
     ("SITE_ROOT", "/srv/site"),
@@ -22,6 +22,7 @@ const SETTINGS: [(&str, &str); 33] = [
     ("SIGNUP_PER_MINUTE", "8"),
     ("HTTP_HEADER_TIMEOUT_SECS", "3"),
     ("HTTP2_KEEPALIVE_SECS", "40"),
+    ("TRUSTED_PROXIES", "10.0.0.0/8,192.0.2.1/32"),
     ("METRICS_TOKEN", "a metrics secret"),
     ("SUPERADMIN_EMAIL", "root@cli.test"),
     ("SUPERADMIN_PASSWORD", "a long secret password"),

@@ -188,13 +188,14 @@ async fn the_session_cookie_is_secure_on_an_https_site() {
     assert!(cookie.contains("; Secure"), "{cookie}");
 }
 
-/// An HTTP/1.0 exchange from the loopback address `local`: (status, body).
-async fn http_from(addr: SocketAddr, local: IpAddr, path: &str, body: &str) -> (u16, String) {
+/// An HTTP/1.0 exchange from the loopback address `local`, with `extra` header
+/// lines: (status, body).
+async fn http_from(addr: SocketAddr, local: IpAddr, path: &str, body: &str, extra: &str) -> (u16, String) {
     let sock = tokio::net::TcpSocket::new_v4().expect("socket");
     sock.bind(SocketAddr::new(local, 0)).expect("bind");
     let mut s = sock.connect(addr).await.expect("connect");
     let req = format!(
-        "POST {path} HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.0\r\nHost: x\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.expect("write");
@@ -214,7 +215,7 @@ async fn one_network_cannot_use_up_the_signup_budget() {
     for host in 1..=8u8 {
         for i in 0..10 {
             let body = format!(r#"{{"company_name": "Flood {host} {i}", "email": "f{host}x{i}@flood.test"}}"#);
-            let (status, raw) = http_from(srv.addr, [127, 0, 0, host].into(), "/api/signup", &body).await;
+            let (status, raw) = http_from(srv.addr, [127, 0, 0, host].into(), "/api/signup", &body, "").await;
             match status {
                 202 => accepted += 1,
                 429 => {}
@@ -224,8 +225,45 @@ async fn one_network_cannot_use_up_the_signup_budget() {
     }
     assert_eq!(accepted, 60 / 4, "one /24's share of 60 a minute");
     let body = r#"{"company_name": "Genuine Visitor", "email": "me@genuine.test"}"#;
-    let (status, raw) = http_from(srv.addr, [127, 0, 1, 1].into(), "/api/signup", body).await;
+    let (status, raw) = http_from(srv.addr, [127, 0, 1, 1].into(), "/api/signup", body, "").await;
     assert_eq!(status, 202, "{raw}");
+}
+
+/// Behind a proxy named in `TRUSTED_PROXIES` (here 127.0.0.1) each client is
+/// counted by the address the proxy appended to `X-Forwarded-For`, not by the
+/// proxy's, and not by what the client wrote there itself; a peer that is not
+/// a trusted proxy is counted by its own address whatever it sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_names_the_client() {
+    let srv = start_with(
+        Which::Sqlite,
+        &[("WORKER", "off"), ("TRUSTED_PROXIES", "127.0.0.1"), ("SIGNUP_PER_IP_PER_HOUR", "2")],
+    )
+    .await;
+    let signup = |local: [u8; 4], forwarded: &'static str, n: u32| {
+        let body = format!(r#"{{"company_name": "Proxied {n}", "email": "p{n}@proxied.test"}}"#);
+        let extra = format!("X-Forwarded-For: {forwarded}\r\n");
+        async move { http_from(srv.addr, local.into(), "/api/signup", &body, &extra).await }
+    };
+    let proxy = [127, 0, 0, 1];
+    // One client through the proxy, lying at the left: its limit of 2.
+    let statuses = [
+        signup(proxy, "6.6.6.1, 198.51.100.1", 1).await.0,
+        signup(proxy, "6.6.6.2, 198.51.100.1", 2).await.0,
+        signup(proxy, "6.6.6.3, 198.51.100.1", 3).await.0,
+    ];
+    assert_eq!(statuses, [202, 202, 429], "one client behind the proxy");
+    // Another client through the same proxy has a limit of its own.
+    let (status, raw) = signup(proxy, "198.51.100.2", 4).await;
+    assert_eq!(status, 202, "another client behind the proxy: {raw}");
+    // Not a trusted proxy: its header is not believed.
+    let direct = [127, 0, 0, 2];
+    let statuses = [
+        signup(direct, "198.51.100.3", 5).await.0,
+        signup(direct, "198.51.100.4", 6).await.0,
+        signup(direct, "198.51.100.5", 7).await.0,
+    ];
+    assert_eq!(statuses, [202, 202, 429], "an untrusted peer is counted as itself");
 }
 
 /// A long answer over HTTP/1.1 (a gRPC-web stream, as browsers hold one) is not

@@ -78,7 +78,7 @@ fn cookie(value: &str, max_age: i64, secure: bool) -> Result<MetadataValue<tonic
 impl AuthService for AuthGrpc {
     async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
         let secure = self.secure(&req);
-        let client = crate::caller::client_ip(req.extensions());
+        let client = crate::client::ip(req.extensions());
         let r = req.into_inner();
         let s = self.identity.login_from(&r.email, &r.password, client).await.map_err(status)?;
         let mut resp = Response::new(pb::LoginResponse {
@@ -119,7 +119,7 @@ impl AuthService for AuthGrpc {
         &self,
         req: Request<pb::RequestPasswordLinkRequest>,
     ) -> Result<Response<pb::RequestPasswordLinkResponse>, Status> {
-        let client = crate::caller::client_ip(req.extensions());
+        let client = crate::client::ip(req.extensions());
         let r = req.into_inner();
         // Bad input is answered as such before it costs the client its budget.
         backoffice::validate::Email::parse("email", &r.email)

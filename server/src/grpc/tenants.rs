@@ -11,11 +11,9 @@ use crate::boundary::invalid_field;
 use crate::caller::Caller;
 use crate::grpc::status::status;
 use crate::ratelimit::Limiter;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use backoffice::identity::Identity;
 use backoffice::jobs::provision::STEPS;
 use backoffice::tenant_db::TenantDbs;
@@ -198,7 +196,7 @@ impl TenantService for TenantsGrpc {
     }
 
     async fn sign_up(&self, req: Request<pb::SignUpRequest>) -> Result<Response<pb::SignUpResponse>, Status> {
-        let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let ip = crate::client::ip(req.extensions());
         self.signups.check(ip).map_err(|r| status(r.signup_error()))?;
         let r = req.into_inner();
         self.tenants.sign_up(&r.company_name, &r.email).await.map_err(status)?;
