@@ -81,13 +81,26 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
     IpAddr::from_str(hop).ok().or_else(|| SocketAddr::from_str(hop).ok().map(|s| s.ip()))
 }
 
-/// Parses one `TRUSTED_PROXIES` entry: an address (`10.0.0.7`, `::1`) or a
-/// block (`10.0.0.0/8`).
+impl std::fmt::Display for TrustedProxies {
+    /// As `TRUSTED_PROXIES` is written: comma-separated blocks.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&list.join(","))
+    }
+}
+
+/// Parses `TRUSTED_PROXIES`: comma-separated addresses (`10.0.0.7`, `::1`) or
+/// blocks (`10.0.0.0/8`); empty, none.
 ///
 /// # Errors
-/// Neither, with what was expected.
-pub fn parse_proxy(s: &str) -> Result<IpNet, String> {
-    let s = s.trim();
+/// An entry that is neither, named, with what was expected.
+pub fn parse_proxies(s: &str) -> Result<TrustedProxies, String> {
+    let entries = s.split(',').map(str::trim).filter(|e| !e.is_empty());
+    let nets: Result<Vec<IpNet>, String> = entries.map(parse_proxy).collect();
+    nets.map(TrustedProxies::new)
+}
+
+fn parse_proxy(s: &str) -> Result<IpNet, String> {
     IpNet::from_str(s)
         .or_else(|_| IpAddr::from_str(s).map(IpNet::from))
         .map_err(|_| format!("{s:?} is not an address or a block (e.g. 10.0.0.7, 10.0.0.0/8, fd00::/8)"))
@@ -110,7 +123,7 @@ mod tests {
     use super::*;
 
     fn proxies(list: &[&str]) -> TrustedProxies {
-        TrustedProxies::new(list.iter().map(|s| parse_proxy(s).expect("proxy")))
+        parse_proxies(&list.join(",")).expect("proxies")
     }
 
     fn forwarded(lines: &[&'static str]) -> HeaderMap {
@@ -167,10 +180,12 @@ mod tests {
 
     #[test]
     fn proxies_parse_as_addresses_or_blocks() {
-        assert_eq!(parse_proxy(" 10.0.0.7 ").expect("address"), "10.0.0.7/32".parse::<IpNet>().expect("net"));
-        assert_eq!(parse_proxy("fd00::/8").expect("block"), "fd00::/8".parse::<IpNet>().expect("net"));
-        let e = parse_proxy("10.0.0.0/33").expect_err("no such block");
-        assert!(e.contains("10.0.0.0/33"), "{e}");
-        assert!(parse_proxy("proxy.example").is_err());
+        let p = parse_proxies(" 10.0.0.7 , fd00::/8").expect("an address and a block");
+        assert_eq!(p.to_string(), "10.0.0.7/32,fd00::/8");
+        assert_eq!(parse_proxies("").expect("none"), TrustedProxies::default());
+        assert_eq!(parse_proxies(" , ").expect("none"), TrustedProxies::default());
+        let e = parse_proxies("10.0.0.1,10.0.0.0/33").expect_err("no such block");
+        assert!(e.contains("\"10.0.0.0/33\""), "{e}");
+        assert!(parse_proxies("proxy.example").is_err());
     }
 }

@@ -93,9 +93,9 @@ pub struct Settings {
     /// the client is read from the `X-Forwarded-For` it appends to, for the
     /// per-client limits. Unset: the TCP peer is the client, and the header is
     /// never believed.
-    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::client::parse_proxy,
-          hide_env_values = true)]
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = crate::client::parse_proxies,
+          hide_env_values = true, hide_default_value = true)]
+    pub trusted_proxies: crate::client::TrustedProxies,
 
     /// A secret `/metrics` asks for as `Authorization: Bearer <token>`. Unset,
     /// `/metrics` answers only clients connecting from this machine (loopback,
@@ -187,7 +187,7 @@ impl Settings {
             ("SIGNUP_PER_MINUTE", self.signup_per_minute.to_string()),
             ("HTTP_HEADER_TIMEOUT_SECS", self.http_header_timeout_secs.to_string()),
             ("HTTP2_KEEPALIVE_SECS", self.http2_keepalive_secs.to_string()),
-            ("TRUSTED_PROXIES", self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
+            ("TRUSTED_PROXIES", self.trusted_proxies.to_string()),
             ("METRICS_TOKEN", self.metrics_token().map(|_| HIDDEN.to_owned()).unwrap_or_default()),
             ("SUPERADMIN_EMAIL", self.superadmin_email.clone()),
             ("SUPERADMIN_PASSWORD", self.superadmin_password().map(|_| HIDDEN.to_owned()).unwrap_or_default()),
@@ -251,7 +251,7 @@ impl Config {
                 idle: std::time::Duration::from_secs(s.http2_keepalive_secs),
             },
             metrics_token: s.metrics_token().map(str::to_owned),
-            trusted_proxies: crate::client::TrustedProxies::new(s.trusted_proxies.iter().copied()),
+            trusted_proxies: s.trusted_proxies.clone(),
             mail: s.mail.mail(&s.database.data_dir, None)?,
             provision_fault: s.provision.fault(),
             worker_config: s.jobs.worker_config(),
