@@ -18,12 +18,15 @@
 //! worker stops claiming instead.
 //!
 //! An outcome waiting here for its batch keeps its job's lease: it is in
-//! [`Pending`], which the heartbeat renews with the running jobs, until this task
-//! takes it into a batch. Without that, an outcome queued behind a slow batch
-//! for longer than a lease lost its job to the rescuer, which ran it again and
-//! had the outcome refused. The batch being written is not renewed: its
-//! statement locks its rows as it updates them (a renewal would wait behind
-//! it), and its outcome is on its way.
+//! [`Pending`], which the heartbeat renews with the running jobs once it has
+//! waited half a heartbeat, until this task takes it into a batch. Without
+//! that, an outcome queued behind a slow batch for longer than a lease lost its
+//! job to the rescuer, which ran it again and had the outcome refused. Only
+//! outcomes that have waited are renewed: normally an outcome waits
+//! milliseconds, and renewing it would race this task for the same rows (the
+//! two statements waiting on each other's row locks). The batch being written
+//! is not renewed: its statement locks its rows as it updates them, and its
+//! outcome is on its way.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,10 +47,11 @@ pub const MAX_UNRECORDED: usize = MAX_BATCH;
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
 /// Outcomes handed to the completer and not yet taken into a batch: job id →
-/// the lease sequence of the attempt (module docs). A job task adds its job
-/// when it hands the outcome over; the completer removes it when it takes the
-/// outcome into a batch, the heartbeat when the lease turns out to be lost.
-pub(crate) type Pending = Arc<Mutex<HashMap<i64, i64>>>;
+/// the lease sequence of the attempt and when it was handed over (module
+/// docs). A job task adds its job when it hands the outcome over; the
+/// completer removes it when it takes the outcome into a batch, the heartbeat
+/// when the lease turns out to be lost.
+pub(crate) type Pending = Arc<Mutex<HashMap<i64, (i64, Instant)>>>;
 
 /// Runs until every sender is dropped and the channel is drained. Senders take
 /// (and forget) a permit of `unrecorded` per outcome, and enter their job in
@@ -71,7 +75,7 @@ pub(crate) async fn completer_loop(
         }
         if let Ok(mut p) = pending.lock() {
             for c in &batch {
-                if p.get(&c.job_id) == Some(&c.lease_seq) {
+                if p.get(&c.job_id).is_some_and(|(seq, _)| *seq == c.lease_seq) {
                     p.remove(&c.job_id);
                 }
             }

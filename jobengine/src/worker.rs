@@ -30,7 +30,7 @@
 //!   as slots free, one task per job;
 //! - the **heartbeat** ([`heartbeat_loop`]): every `heartbeat`, renews the leases
 //!   of the jobs it holds in one statement (running, buffered, and finished ones
-//!   whose outcomes wait for the completer's next batch); a job whose lease was lost (rescued after
+//!   whose outcomes have waited half a heartbeat for the completer's next batch); a job whose lease was lost (rescued after
 //!   a long pause, deleted by an admin) is cancelled here, since someone else owns it
 //!   now; also refreshes the worker's registry row;
 //! - the **completer** ([`crate::completer`]): writes outcomes in batches, so a
@@ -637,7 +637,7 @@ impl<C: Send + Sync + 'static> Starter<C> {
             let still_ours = running2.lock().map(|mut m| m.remove(&job.id).is_some()).unwrap_or(false);
             if still_ours {
                 if let Ok(mut p) = pending.lock() {
-                    p.insert(job.id, job.lease_seq);
+                    p.insert(job.id, (job.lease_seq, Instant::now()));
                 }
                 // While the completer is a batch behind, this job keeps its slot,
                 // so the worker claims no more (completer module docs). The
@@ -703,8 +703,10 @@ async fn heartbeat_loop(
             Ok(m) => (m.iter().map(|(id, r)| (*id, r.lease_seq)).collect(), m.values().filter(|r| r.started).count()),
             Err(_) => continue,
         };
+        // Waiting outcomes once they have waited (completer module docs).
         if let Ok(p) = pending.lock() {
-            held.extend(p.iter().map(|(id, seq)| (*id, *seq)));
+            let waited = cfg.heartbeat / 2;
+            held.extend(p.iter().filter(|(_, (_, since))| since.elapsed() >= waited).map(|(id, (seq, _))| (*id, *seq)));
         }
         let now = clock.now();
         match store.extend_leases(&held, now + micros(cfg.lease)).await {
