@@ -87,12 +87,12 @@ impl Db {
             if !create && file.as_os_str() != ":memory:" && !file.exists() {
                 return Err(DbError::Missing(file.display().to_string()));
             }
-            if let Some(dir) = opts.get_filename().parent()
+            if let Some(dir) = file.parent()
                 && !dir.as_os_str().is_empty()
             {
                 std::fs::create_dir_all(dir)?;
             }
-            if opts.get_filename().as_os_str() == ":memory:" {
+            if file.as_os_str() == ":memory:" {
                 return Self::open_sqlite(opts, 4).await;
             }
             // The file is made here, once. The pools' later connections never

@@ -91,12 +91,13 @@ impl Ctx {
         *req.extensions_mut() = self.parts.extensions.clone();
         let (grpc, options) = (self.grpc, self.options);
         let shell_options = options.clone();
+        // What every page render gets (crate::ssr::context), and the post.
+        let page = crate::ssr::context(grpc);
         let render = leptos_axum::render_app_async_with_context(
             move || {
+                page();
                 provide_context(submitted.clone());
-                provide_context(grpc.clone());
                 provide_context(options.clone());
-                crate::ssr::allow_page_scripts();
             },
             move || app::shell(shell_options.clone()),
         );

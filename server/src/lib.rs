@@ -241,7 +241,7 @@ pub fn router(
 /// A page also runs the inline scripts Leptos writes into it (the start of
 /// hydration, the data loaded on the server), which carry a nonce made for that
 /// answer (leptos_axum's `nonce` feature): its policy is [`page_csp`], set while
-/// it renders ([`ssr::allow_page_scripts`]).
+/// it renders (in [`ssr::context`]).
 pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";

@@ -38,7 +38,7 @@ pub fn context(channel: InProcess) -> impl Fn() + Clone + Send + Sync + 'static 
 /// Sets the page being rendered's Content-Security-Policy to [`crate::page_csp`]
 /// with the nonce Leptos made for it (in the render's context, with the response
 /// options, before the page renders), so that its own inline scripts run.
-pub fn allow_page_scripts() {
+fn allow_page_scripts() {
     let (Some(nonce), Some(response)) = (use_nonce(), use_context::<ResponseOptions>()) else { return };
     if let Ok(value) = http::HeaderValue::from_str(&crate::page_csp(&nonce)) {
         response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);

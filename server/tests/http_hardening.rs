@@ -108,8 +108,16 @@ async fn answers_carry_security_headers() {
         assert!(!head.contains("unsafe-inline"), "{method} {path}:\n{head}");
     }
     let mut seen = Vec::new();
-    for path in ["/login", "/login", "/no/such/page"] {
-        let (_, head, body) = http(srv.addr, "GET", path, &[], b"").await;
+    // Pages, and a form posted without JavaScript rendered again with its errors.
+    let form: &[(&str, &str)] =
+        &[("Sec-Fetch-Site", "same-origin"), ("Content-Type", "application/x-www-form-urlencoded")];
+    for (method, path, headers, sent) in [
+        ("GET", "/login", &[][..], &b""[..]),
+        ("GET", "/login", &[], b""),
+        ("GET", "/no/such/page", &[], b""),
+        ("POST", "/signup", form, b"company_name=&email=bad"),
+    ] {
+        let (_, head, body) = http(srv.addr, method, path, headers, sent).await;
         let nonce = head
             .split("'nonce-")
             .nth(1)
