@@ -9,6 +9,7 @@ use sqlx::{PgConnection, PgPool, SqliteConnection, SqlitePool};
 
 use crate::error::DbError;
 use crate::migrate::Migrations;
+use crate::reach::Reach;
 use crate::tx::Tx;
 
 /// How long a connection waits for another process's write lock before failing.
@@ -29,17 +30,19 @@ pub enum Dialect {
 
 #[derive(Clone)]
 pub(crate) enum Pools {
-    Sqlite { write: SqlitePool, read: SqlitePool },
-    Postgres(PgPool),
+    Sqlite {
+        write: SqlitePool,
+        read: SqlitePool,
+    },
+    /// The pool, and what is known about its server's reach (which also holds
+    /// the options the pool connects with: sibling databases swap the name).
+    Postgres(PgPool, std::sync::Arc<Reach>),
 }
 
 /// A handle on the database. Cheap to clone (the pools are shared).
 #[derive(Clone)]
 pub struct Db {
     pub(crate) pools: Pools,
-    /// PostgreSQL: the options the pool connects with (sibling databases swap
-    /// the database name).
-    pub(crate) pg_options: Option<PgConnectOptions>,
     /// SQLite file: the watch of other processes' commits (see [`crate::changes`]).
     pub(crate) feed: Option<std::sync::Arc<crate::changes::Feed>>,
 }
@@ -49,8 +52,8 @@ pub struct Db {
 pub enum Conn<'c> {
     /// An SQLite pool.
     SqlitePool(&'c SqlitePool),
-    /// A PostgreSQL pool.
-    PgPool(&'c PgPool),
+    /// A PostgreSQL pool; a connection is taken through the server's [`Reach`].
+    PgPool(&'c PgPool, &'c std::sync::Arc<Reach>),
     /// An SQLite connection (in a transaction).
     Sqlite(&'c mut SqliteConnection),
     /// A PostgreSQL connection (in a transaction).
@@ -109,7 +112,8 @@ impl Db {
                 .acquire_timeout(PG_ACQUIRE_TIMEOUT)
                 .connect_with(opts.clone())
                 .await?;
-            Ok(Self { pools: Pools::Postgres(pool), pg_options: Some(opts), feed: None })
+            let reach = Reach::new(opts);
+            Ok(Self { pools: Pools::Postgres(pool, reach), feed: None })
         } else {
             Err(DbError::BadUrl(url.split(':').next().unwrap_or("").to_owned()))
         }
@@ -126,14 +130,14 @@ impl Db {
         let file = opts.get_filename();
         let feed = (file.as_os_str() != ":memory:").then(|| crate::changes::Feed::new(file.to_path_buf()));
         let read = SqlitePoolOptions::new().max_connections(readers.max(1)).connect_with(opts).await?;
-        Ok(Self { pools: Pools::Sqlite { write, read }, pg_options: None, feed })
+        Ok(Self { pools: Pools::Sqlite { write, read }, feed })
     }
 
     /// The dialect this handle speaks.
     pub fn dialect(&self) -> Dialect {
         match self.pools {
             Pools::Sqlite { .. } => Dialect::Sqlite,
-            Pools::Postgres(_) => Dialect::Postgres,
+            Pools::Postgres(..) => Dialect::Postgres,
         }
     }
 
@@ -141,7 +145,7 @@ impl Db {
     pub fn read(&self) -> Conn<'_> {
         match &self.pools {
             Pools::Sqlite { read, .. } => Conn::SqlitePool(read),
-            Pools::Postgres(p) => Conn::PgPool(p),
+            Pools::Postgres(p, reach) => Conn::PgPool(p, reach),
         }
     }
 
@@ -149,7 +153,7 @@ impl Db {
     pub fn write(&self) -> Conn<'_> {
         match &self.pools {
             Pools::Sqlite { write, .. } => Conn::SqlitePool(write),
-            Pools::Postgres(p) => Conn::PgPool(p),
+            Pools::Postgres(p, reach) => Conn::PgPool(p, reach),
         }
     }
 
@@ -160,7 +164,7 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, DbError> {
         Ok(match &self.pools {
             Pools::Sqlite { write, .. } => Tx::sqlite_tx(write.begin_with("BEGIN IMMEDIATE").await?),
-            Pools::Postgres(p) => Tx::pg_tx(p.begin().await?),
+            Pools::Postgres(p, reach) => Tx::pg_tx(reach.gate(p.begin()).await?),
         })
     }
 
@@ -173,7 +177,9 @@ impl Db {
     pub async fn begin_read(&self) -> Result<Tx, DbError> {
         Ok(match &self.pools {
             Pools::Sqlite { read, .. } => Tx::sqlite_tx(read.begin().await?),
-            Pools::Postgres(p) => Tx::pg_tx(p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?),
+            Pools::Postgres(p, reach) => {
+                Tx::pg_tx(reach.gate(p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")).await?)
+            }
         })
     }
 
@@ -188,7 +194,7 @@ impl Db {
                 m.set_ignore_missing(true);
                 m.run(write).await?;
             }
-            Pools::Postgres(p) => {
+            Pools::Postgres(p, _) => {
                 let mut m = m.postgres;
                 m.set_ignore_missing(true);
                 m.run(p).await?;
@@ -201,14 +207,14 @@ impl Db {
     pub fn sqlite(&self) -> Option<(&SqlitePool, &SqlitePool)> {
         match &self.pools {
             Pools::Sqlite { write, read } => Some((write, read)),
-            Pools::Postgres(_) => None,
+            Pools::Postgres(..) => None,
         }
     }
 
     /// The PostgreSQL pool, for dialect-specific code.
     pub fn postgres(&self) -> Option<&PgPool> {
         match &self.pools {
-            Pools::Postgres(p) => Some(p),
+            Pools::Postgres(p, _) => Some(p),
             Pools::Sqlite { .. } => None,
         }
     }
@@ -220,7 +226,7 @@ impl Db {
                 write.close().await;
                 read.close().await;
             }
-            Pools::Postgres(p) => p.close().await,
+            Pools::Postgres(p, _) => p.close().await,
         }
     }
 }
@@ -305,7 +311,7 @@ fn transient_at_connect(e: &sqlx::Error) -> bool {
 }
 
 /// `host:port` (or the socket's folder) of a PostgreSQL URL, for messages.
-fn server_of(opts: &PgConnectOptions) -> String {
+pub(crate) fn server_of(opts: &PgConnectOptions) -> String {
     match opts.get_socket() {
         Some(dir) => format!("{} (socket)", dir.display()),
         None => format!("{}:{}", opts.get_host(), opts.get_port()),
@@ -333,15 +339,10 @@ impl<'c> From<&'c mut Tx> for Conn<'c> {
 mod tests {
     use std::time::Instant;
 
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::net::TcpListener;
 
     use super::*;
-
-    /// A port nothing listens on (the kernel's pick, released at once).
-    async fn closed_port() -> u16 {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        listener.local_addr().expect("address").port()
-    }
+    use crate::forward::{Forwarder, closed_port, test_url};
 
     #[tokio::test]
     async fn a_server_that_never_answers_is_named_with_the_cause() {
@@ -380,34 +381,21 @@ mod tests {
     async fn a_server_that_comes_up_while_we_wait_is_used() {
         // The test server, reached through a port that refuses connections
         // until a forwarder starts listening on it 700 ms in.
-        let admin = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL (cargo xtask test sets it)");
-        let real = PgConnectOptions::from_str(&admin).expect("TEST_DATABASE_URL");
-        let upstream = format!("{}:{}", real.get_host(), real.get_port());
-        let port = closed_port().await;
-        let forward = tokio::spawn(async move {
+        let forwarder = std::sync::Arc::new(Forwarder::new().await);
+        let opts = PgConnectOptions::from_str(&forwarder.url()).expect("forwarded URL");
+        let later = forwarder.clone();
+        tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(700)).await;
-            let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the forwarder");
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else { return };
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
+            later.restore().await;
         });
-        let opts = real.clone().host("127.0.0.1").port(port);
         let started = Instant::now();
         reach_pg(&opts, Duration::from_secs(20), true).await.expect("reached once the forwarder listens");
         assert!(started.elapsed() >= Duration::from_millis(700), "it waited for the server");
-        forward.abort();
     }
 
     #[tokio::test]
     async fn a_refusal_that_is_not_a_startup_is_reported_at_once() {
-        let admin = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL (cargo xtask test sets it)");
-        let opts = PgConnectOptions::from_str(&admin).expect("TEST_DATABASE_URL").username("no_such_role");
+        let opts = PgConnectOptions::from_str(&test_url()).expect("TEST_DATABASE_URL").username("no_such_role");
         let started = Instant::now();
         let err = reach_pg(&opts, Duration::from_secs(20), true).await.expect_err("no such role");
         assert!(err.to_string().contains("no_such_role"), "{err}");

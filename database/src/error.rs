@@ -43,6 +43,18 @@ pub enum DbError {
         /// The last failure.
         source: sqlx::Error,
     },
+    /// The PostgreSQL server has stopped answering while we run (see
+    /// [`crate::reach`]): requests fail at once instead of each waiting out
+    /// the pool's acquire timeout.
+    #[error("PostgreSQL at {server} has not answered for {lasted:?} ({reason}); try again in a moment")]
+    Down {
+        /// `host:port`, or the socket's folder.
+        server: String,
+        /// How long the outage has lasted so far (whole seconds).
+        lasted: std::time::Duration,
+        /// Why the last probe could not connect.
+        reason: String,
+    },
     /// Preparing the database's directory failed.
     #[error("cannot prepare the database directory: {0}")]
     Io(#[from] std::io::Error),
@@ -69,7 +81,7 @@ impl DbError {
         match self {
             DbError::Sqlx(e) => sqlx_unavailable(e),
             DbError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => sqlx_unavailable(e),
-            DbError::Unreachable { .. } => true,
+            DbError::Unreachable { .. } | DbError::Down { .. } => true,
             _ => false,
         }
     }

@@ -31,6 +31,8 @@
 //! - [`tx`]: transactions, after-commit actions, transaction-scoped locks;
 //! - [`migrate`]: migrations for both backends;
 //! - [`listen`]: a PostgreSQL `LISTEN` that reconnects by itself;
+//! - [`reach`]: whether the PostgreSQL server answers, so that requests fail
+//!   fast during an outage;
 //! - [`changes`]: commits to an SQLite file by any process, from file events;
 //! - [`siblings`]: databases beside the main one (SQLite files in a folder, or
 //!   databases on the same PostgreSQL server);
@@ -42,9 +44,12 @@ pub mod changes;
 pub mod copy;
 pub mod db;
 pub mod error;
+#[cfg(test)]
+mod forward;
 pub mod listen;
 pub mod migrate;
 pub mod query;
+pub mod reach;
 pub mod siblings;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -10,7 +10,10 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
-use crate::db::Db;
+use std::sync::Arc;
+
+use crate::db::{Db, Pools};
+use crate::reach::Reach;
 
 /// What the listener saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,9 +30,11 @@ pub enum ListenEvent<'a> {
 }
 
 /// Listens on `channels` for as long as the process runs, calling `on` for each
-/// event. `name` labels log lines.
-pub async fn listen_forever(
+/// event. `name` labels log lines. A dropped connection makes `reach` probe
+/// the server (an outage is then known before any request waits on it).
+async fn listen_forever(
     pool: PgPool,
+    reach: Arc<Reach>,
     channels: &[&str],
     name: &'static str,
     mut on: impl FnMut(ListenEvent<'_>) + Send,
@@ -44,6 +49,10 @@ pub async fn listen_forever(
                 continue;
             }
         };
+        // Told of a lost connection at once (below), not after sqlx has
+        // reconnected inside `try_recv`, which waits out the pool during an
+        // outage.
+        listener.eager_reconnect(false);
         if let Err(e) = listener.listen_all(channels.iter().copied()).await {
             tracing::warn!(error = %e, "{name}: LISTEN failed; retrying");
             tokio::time::sleep(delays.next().unwrap_or(crate::backoff::MAX_DELAY)).await;
@@ -55,15 +64,18 @@ pub async fn listen_forever(
             // `try_recv` returns Ok(None) when the connection dropped. sqlx would
             // reconnect by itself on the next call, but without saying when; a
             // fresh listener does, so `Connected` comes only once LISTEN is in
-            // place again and a catch-up then cannot miss anything.
+            // place again and a catch-up then cannot miss anything. A drop may
+            // be the server going away: `reach` finds out.
             match listener.try_recv().await {
                 Ok(Some(n)) => on(ListenEvent::Message { channel: n.channel(), payload: n.payload() }),
                 Ok(None) => {
                     tracing::warn!("{name}: connection lost; reconnecting");
+                    reach.suspect();
                     break;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "{name} failed; reconnecting");
+                    reach.suspect();
                     break;
                 }
             }
@@ -81,6 +93,9 @@ impl Db {
         name: &'static str,
         on: impl FnMut(ListenEvent<'_>) + Send + 'a,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'a> {
-        self.postgres().cloned().map(|pool| listen_forever(pool, channels, name, on))
+        match &self.pools {
+            Pools::Postgres(pool, reach) => Some(listen_forever(pool.clone(), reach.clone(), channels, name, on)),
+            Pools::Sqlite { .. } => None,
+        }
     }
 }

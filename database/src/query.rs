@@ -125,12 +125,17 @@ macro_rules! bind_args {
 }
 
 /// Runs `$make::<Backend, ..>(sql)` with the arguments bound, then `$method` on
-/// the target: the one place the backend is chosen.
+/// the target: the one place the backend is chosen. A PostgreSQL pool's
+/// connection is taken through [`crate::reach::Reach::gate`] (fails fast while
+/// the server is down).
 macro_rules! dispatch {
     ($self:ident, $conn:expr, $make:ident $(<$t:ty>)?, $method:ident) => {
         match $conn {
             Conn::SqlitePool(p) => bind_args!(sqlx::$make::<Sqlite $(, $t)?>(&$self.sql), $self.args).$method(p).await,
-            Conn::PgPool(p) => bind_args!(sqlx::$make::<Postgres $(, $t)?>(&$self.sql), $self.args).$method(p).await,
+            Conn::PgPool(p, reach) => {
+                let mut c = reach.gate(p.acquire()).await?;
+                reach.observe(bind_args!(sqlx::$make::<Postgres $(, $t)?>(&$self.sql), $self.args).$method(&mut *c).await)
+            }
             Conn::Sqlite(c) => bind_args!(sqlx::$make::<Sqlite $(, $t)?>(&$self.sql), $self.args).$method(c).await,
             Conn::Pg(c) => bind_args!(sqlx::$make::<Postgres $(, $t)?>(&$self.sql), $self.args).$method(c).await,
         }
@@ -158,8 +163,11 @@ impl Query {
             Conn::SqlitePool(p) => {
                 bind_args!(sqlx::query::<Sqlite>(&self.sql), self.args).execute(p).await?.rows_affected()
             }
-            Conn::PgPool(p) => {
-                bind_args!(sqlx::query::<Postgres>(&self.sql), self.args).execute(p).await?.rows_affected()
+            Conn::PgPool(p, reach) => {
+                let mut c = reach.gate(p.acquire()).await?;
+                reach
+                    .observe(bind_args!(sqlx::query::<Postgres>(&self.sql), self.args).execute(&mut *c).await)?
+                    .rows_affected()
             }
             Conn::Sqlite(c) => {
                 bind_args!(sqlx::query::<Sqlite>(&self.sql), self.args).execute(c).await?.rows_affected()

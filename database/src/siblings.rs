@@ -61,7 +61,7 @@ impl Siblings {
         let name = checked(name)?;
         match &self.main.pools {
             Pools::Sqlite { .. } => Ok(self.sqlite_path(name).exists()),
-            Pools::Postgres(pool) => {
+            Pools::Postgres(pool, _) => {
                 let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_database WHERE datname = $1")
                     .bind(name)
                     .fetch_one(pool)
@@ -86,7 +86,7 @@ impl Siblings {
                 Db::open_sqlite(opts, 1).await?.close().await;
                 Ok(())
             }
-            Pools::Postgres(pool) => {
+            Pools::Postgres(pool, _) => {
                 if self.exists(name).await? {
                     return Ok(());
                 }
@@ -110,8 +110,8 @@ impl Siblings {
     /// database cannot be opened.
     pub async fn open(&self, name: &str) -> Result<Db, DbError> {
         let name = checked(name)?;
-        match &self.main.pg_options {
-            None => {
+        match &self.main.pools {
+            Pools::Sqlite { .. } => {
                 let path = self.sqlite_path(name);
                 if !path.exists() {
                     return Err(DbError::Missing(name.to_owned()));
@@ -123,15 +123,16 @@ impl Siblings {
                     e => e,
                 })
             }
-            Some(base) => {
+            Pools::Postgres(_, reach) => {
                 // Asked first: sqlx's pool retries "database does not exist" for
                 // its whole acquire timeout (it may be being created).
                 if !self.exists(name).await? {
                     return Err(DbError::Missing(name.to_owned()));
                 }
-                let opts = base.clone().database(name);
+                let opts = reach.options().clone().database(name);
                 let pool = PgPoolOptions::new().max_connections(2).connect_with(opts.clone()).await?;
-                Ok(Db { pools: Pools::Postgres(pool), pg_options: Some(opts), feed: None })
+                // The same server: what the main handle knows of it holds here.
+                Ok(Db { pools: Pools::Postgres(pool, reach.clone()), feed: None })
             }
         }
     }

@@ -114,7 +114,9 @@ async fn start_on(pg: &PgCluster) -> (std::net::SocketAddr, CancellationToken, t
 /// retry", not INTERNAL and not "sign in": the session check of a gRPC call, the
 /// job service's own queries (an open `WatchCounts` stream, whose session was
 /// checked before the outage), the JSON facade (503), and a signed-in page (503,
-/// not a redirect to the sign-in page). When PostgreSQL is back, so is service.
+/// not a redirect to the sign-in page). They answer within the outage's grace
+/// (not the pool's 30 s acquire timeout), and later requests at once. When
+/// PostgreSQL is back, so is service.
 #[tokio::test]
 async fn a_database_outage_is_unavailable_everywhere() {
     let _dog = jobengine::testing::Watchdog::new("a_database_outage_is_unavailable_everywhere");
@@ -132,6 +134,7 @@ async fn a_database_outage_is_unavailable_everywhere() {
     counts.message().await.expect("first counts").expect("open");
 
     pg.stop_immediate().expect("stop PostgreSQL");
+    let stopped = std::time::Instant::now();
     let cookie = format!("session={root}");
     let auth = format!("Bearer {root}");
     let (json_headers, page_headers) = ([("Authorization", auth.as_str())], [("Cookie", cookie.as_str())]);
@@ -166,6 +169,17 @@ async fn a_database_outage_is_unavailable_everywhere() {
     assert_eq!(json.0, 503, "{}", json.2);
     assert_eq!(json_body(&json.2)["error"], server::boundary::UNAVAILABLE);
     assert_eq!(page.0, 503, "{}", page.1);
+    let answered = stopped.elapsed();
+    let most = database::reach::PROBE_AFTER + database::reach::OUTAGE_GRACE + Duration::from_secs(3);
+    assert!(answered < most, "the first answers took {answered:?}");
+    // Past the grace, at once.
+    tokio::time::sleep(database::reach::OUTAGE_GRACE.saturating_sub(answered)).await;
+    let asked = std::time::Instant::now();
+    let again = jobs.list_jobs(bearer(dead(), &root)).await.expect_err("still down");
+    assert_eq!(again.code(), Code::Unavailable, "{again:?}");
+    let json = http(addr, "GET", "/api/tenants/00000000-0000-0000-0000-000000000000", &json_headers, b"").await;
+    assert_eq!(json.0, 503, "{}", json.2);
+    assert!(asked.elapsed() < Duration::from_secs(1), "answered in {:?}", asked.elapsed());
 
     pg.start_again().expect("start PostgreSQL again");
     let mut back = None;

@@ -173,6 +173,13 @@ const MUTANTS: &[Mutant] = &[
         args: &["test", "-p", "backoffice", "--test", "domain", "one_users_notifications_commit_in_id_order"],
         env: &[],
     },
+    Mutant {
+        what: "a request waiting for a connection never has the PostgreSQL server probed, so during an outage it waits out the pool's 30 s",
+        edits: &[("database/src/reach.rs", "probed = true;\n                    self.suspect();", "probed = true;")],
+        suite: "outage: the server cut under a handle (`database --lib reach::tests::an_outage_fails_requests_after_its_grace`)",
+        args: &["test", "-p", "database", "--lib", "reach::tests::an_outage_fails_requests_after_its_grace"],
+        env: &[],
+    },
 ];
 
 /// Puts a file back as it was when dropped.
