@@ -5,12 +5,11 @@
 //! with it. SQLite has nothing to listen to: [`Db::listen`] is `None` there and
 //! callers poll.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-
-use std::sync::Arc;
 
 use crate::db::{Db, Pools};
 use crate::reach::Reach;
