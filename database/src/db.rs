@@ -164,7 +164,7 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, DbError> {
         Ok(match &self.pools {
             Pools::Sqlite { write, .. } => Tx::sqlite_tx(write.begin_with("BEGIN IMMEDIATE").await?),
-            Pools::Postgres(p, reach) => Tx::pg_tx(reach.gate(p.begin()).await?),
+            Pools::Postgres(p, reach) => Tx::pg_tx(reach.gate(|| p.begin()).await?),
         })
     }
 
@@ -178,7 +178,7 @@ impl Db {
         Ok(match &self.pools {
             Pools::Sqlite { read, .. } => Tx::sqlite_tx(read.begin().await?),
             Pools::Postgres(p, reach) => {
-                Tx::pg_tx(reach.gate(p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")).await?)
+                Tx::pg_tx(reach.gate(|| p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")).await?)
             }
         })
     }

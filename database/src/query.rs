@@ -133,7 +133,7 @@ macro_rules! dispatch {
         match $conn {
             Conn::SqlitePool(p) => bind_args!(sqlx::$make::<Sqlite $(, $t)?>(&$self.sql), $self.args).$method(p).await,
             Conn::PgPool(p, reach) => {
-                let mut c = reach.gate(p.acquire()).await?;
+                let mut c = reach.gate(|| p.acquire()).await?;
                 reach.observe(bind_args!(sqlx::$make::<Postgres $(, $t)?>(&$self.sql), $self.args).$method(&mut *c).await)
             }
             Conn::Sqlite(c) => bind_args!(sqlx::$make::<Sqlite $(, $t)?>(&$self.sql), $self.args).$method(c).await,
@@ -164,7 +164,7 @@ impl Query {
                 bind_args!(sqlx::query::<Sqlite>(&self.sql), self.args).execute(p).await?.rows_affected()
             }
             Conn::PgPool(p, reach) => {
-                let mut c = reach.gate(p.acquire()).await?;
+                let mut c = reach.gate(|| p.acquire()).await?;
                 reach
                     .observe(bind_args!(sqlx::query::<Postgres>(&self.sql), self.args).execute(&mut *c).await)?
                     .rows_affected()

@@ -92,21 +92,25 @@ impl Reach {
         &self.opts
     }
 
-    /// Runs `take` (a pool acquire, or a `BEGIN` on a pooled connection), unless
-    /// the server has been down longer than [`OUTAGE_GRACE`]; probes the server
-    /// if `take` is still waiting after [`PROBE_AFTER`], and gives up on it
-    /// once the outage is older than the grace. Dropping `take` half-way is
-    /// safe: it has written nothing.
-    pub(crate) async fn gate<T>(
-        self: &Arc<Self>,
-        take: impl Future<Output = Result<T, sqlx::Error>>,
-    ) -> Result<T, DbError> {
+    /// Runs `take()` (a pool acquire, or a `BEGIN` on a pooled connection),
+    /// unless the server has been down longer than [`OUTAGE_GRACE`]; probes the
+    /// server if it is still waiting after [`PROBE_AFTER`], and gives up on it
+    /// once the outage is older than the grace. When an outage ends while it
+    /// waits, `take()` starts again: the pool's own retry of a refused
+    /// connection backs off exponentially (2.56 s steps after 5 s), and would
+    /// keep the request waiting after the server is back. Dropping a `take()`
+    /// half-way is safe: it has written nothing.
+    pub(crate) async fn gate<T, F>(self: &Arc<Self>, take: impl Fn() -> F) -> Result<T, DbError>
+    where
+        F: Future<Output = Result<T, sqlx::Error>>,
+    {
         let mut state = self.state.subscribe();
         let mut give_up = self.give_up_at(&state.borrow_and_update());
         if give_up.is_some_and(|at| at <= Instant::now()) {
             return Err(self.down_error());
         }
-        tokio::pin!(take);
+        let taking = take();
+        tokio::pin!(taking);
         let probe_at = tokio::time::sleep(PROBE_AFTER);
         tokio::pin!(probe_at);
         let mut probed = false;
@@ -118,7 +122,7 @@ impl Reach {
                 }
             };
             tokio::select! {
-                got = &mut take => return Ok(self.observe(got)?),
+                got = &mut taking => return Ok(self.observe(got)?),
                 () = &mut probe_at, if !probed => {
                     probed = true;
                     self.suspect();
@@ -126,7 +130,11 @@ impl Reach {
                 changed = state.changed() => {
                     // The sender lives in `self`, which outlives this loop.
                     if changed.is_ok() {
+                        let was_down = give_up.is_some();
                         give_up = self.give_up_at(&state.borrow_and_update());
+                        if was_down && matches!(*state.borrow(), State::Up) {
+                            taking.set(take());
+                        }
                     }
                 }
                 () = deadline => return Err(self.down_error()),
@@ -300,14 +308,19 @@ mod tests {
 
         forwarder.cut();
         tokio::time::sleep(Duration::from_millis(100)).await;
+        // Back 2.7 s in: the pool's own retries of the refused connection come
+        // at 2.55 s and then 5.11 s; the probe, every second from PROBE_AFTER,
+        // sees the server at about 3 s, and the request starts over at once.
         let back = forwarder.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(1400)).await;
+            tokio::time::sleep(Duration::from_millis(2700)).await;
             back.restore().await;
         });
         let started = StdInstant::now();
         assert_eq!(select_one(&db).await.expect("answered once the server is back"), 1);
-        assert!(started.elapsed() >= Duration::from_millis(1300), "it waited for the server");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(2600), "it waited for the server: {took:?}");
+        assert!(took < PROBE_AFTER + PROBE_EVERY * 2 + Duration::from_millis(700), "answered after {took:?}");
         db.close().await;
     }
 
