@@ -74,6 +74,13 @@ impl DbError {
         matches!(self, DbError::Sqlx(sqlx::Error::Database(db)) if db.is_unique_violation())
     }
 
+    /// Whether the PostgreSQL server is known down ([`DbError::Down`]): the
+    /// outage's start and end are logged once (see [`crate::reach`]), so loops
+    /// that retry on a tick need not warn at every tick.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, DbError::Down { .. })
+    }
+
     /// Whether the database is out of reach (a restart, a network cut, a full
     /// pool): the operation may succeed if retried, so transports answer
     /// "unavailable", not "internal".

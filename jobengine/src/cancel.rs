@@ -94,7 +94,7 @@ pub(crate) async fn cancel_loop(
         };
         match store.deleted_among(&ids).await {
             Ok(deleted) => deleted.into_iter().for_each(|id| cancel(&worker, &running, id)),
-            Err(e) => tracing::warn!(worker = %worker, error = %e, "checking for deleted jobs failed; will retry"),
+            Err(e) => retry_warn!(e, worker = %worker, "checking for deleted jobs failed; will retry"),
         }
     }
 }

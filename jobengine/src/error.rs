@@ -73,6 +73,11 @@ impl From<sqlx::Error> for StorageError {
 }
 
 impl StorageError {
+    /// Whether the database is known down (see [`database::DbError::is_outage`]).
+    pub fn is_outage(&self) -> bool {
+        matches!(self, StorageError::Database(e) if e.is_outage())
+    }
+
     /// Whether the database is out of reach (the operation may succeed if retried).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StorageError::Database(e) if e.is_unavailable())

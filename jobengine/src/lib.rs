@@ -35,6 +35,20 @@
 //!   [`retention`]: the recurring sweep that removes finished jobs;
 //!   [`cancel`]: how a running job learns it was deleted.
 
+/// A failure of a loop that retries on its next tick: a warning, except while
+/// the database is known down, when it is a debug line (the outage itself is
+/// logged once when it begins and once when it ends; a warning from every loop
+/// at every tick would bury that). `retry_warn!(e, worker = %id, "what failed")`.
+macro_rules! retry_warn {
+    ($e:expr, $($rest:tt)+) => {
+        if $e.is_outage() {
+            tracing::debug!(error = %$e, $($rest)+)
+        } else {
+            tracing::warn!(error = %$e, $($rest)+)
+        }
+    };
+}
+
 pub mod builtin;
 pub mod cancel;
 pub mod client;

@@ -380,7 +380,7 @@ pub(crate) async fn scheduler_loop(store: Arc<Store>, clock: Arc<dyn Clock>, eve
         match store.fire_due(clock.now()).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(fired = n, "recurring jobs enqueued"),
-            Err(e) => tracing::warn!(error = %e, "scheduler pass failed; retrying on the next tick"),
+            Err(e) => retry_warn!(e, "scheduler pass failed; retrying on the next tick"),
         }
     }
 }

@@ -68,7 +68,7 @@ pub(crate) async fn rescuer_loop(
                 );
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "rescuer pass failed"),
+            Err(e) => retry_warn!(e, "rescuer pass failed"),
         }
         if store.indexes_search_later() {
             let yield_to_jobs = last_search_rows.elapsed() < SEARCH_ROWS_AT_LEAST_EVERY
@@ -76,7 +76,7 @@ pub(crate) async fn rescuer_loop(
             if !yield_to_jobs {
                 last_search_rows = tokio::time::Instant::now();
                 if let Err(e) = store.index_search(SEARCH_ROWS_PER_PASS).await {
-                    tracing::warn!(error = %e, "writing queued search rows failed; searches read them from the queue");
+                    retry_warn!(e, "writing queued search rows failed; searches read them from the queue");
                 }
             }
         }
@@ -85,7 +85,7 @@ pub(crate) async fn rescuer_loop(
         if last_prune.elapsed() >= PRUNE_EVERY {
             last_prune = tokio::time::Instant::now();
             if let Err(e) = store.prune_workers(now - micros(PRUNE_AFTER)).await {
-                tracing::warn!(error = %e, "pruning silent workers failed");
+                retry_warn!(e, "pruning silent workers failed");
             }
         }
     }

@@ -393,7 +393,7 @@ impl<C: Send + Sync + 'static> Worker<C> {
             }
             drop(permits);
             if let Some(e) = failed {
-                tracing::warn!(worker = %self.id, error = %e, "fetching jobs failed; retrying");
+                retry_warn!(e, worker = %self.id, "fetching jobs failed; retrying");
                 let wait = fetch_delays.next().unwrap_or(database::backoff::MAX_DELAY);
                 // A wake-up (the listener connected again: the database is back)
                 // ends the wait early.
@@ -721,10 +721,10 @@ async fn heartbeat_loop(
                     }
                 }
             }
-            Err(e) => tracing::warn!(worker = %id, error = %e, "renewing leases failed; will retry"),
+            Err(e) => retry_warn!(e, worker = %id, "renewing leases failed; will retry"),
         }
         if let Err(e) = store.worker_heartbeat(&id, now, started as u32).await {
-            tracing::warn!(worker = %id, error = %e, "worker heartbeat failed");
+            retry_warn!(e, worker = %id, "worker heartbeat failed");
         }
     }
 }

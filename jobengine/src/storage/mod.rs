@@ -758,7 +758,7 @@ impl Store {
         let gone = match self.gone_workers().await {
             Ok(gone) => gone,
             Err(e) => {
-                tracing::warn!(error = %e, "checking which workers are alive failed; relying on leases");
+                retry_warn!(e, "checking which workers are alive failed; relying on leases");
                 Vec::new()
             }
         };

@@ -165,7 +165,7 @@ impl Store {
             return;
         }
         if let Err(e) = self.fold(None).await {
-            tracing::warn!(error = %e, "folding the dashboard's counters failed; reading the deltas as they are");
+            retry_warn!(e, "folding the dashboard's counters failed; reading the deltas as they are");
         }
     }
 }
