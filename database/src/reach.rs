@@ -32,7 +32,7 @@
 //! decision here comes from a probe beside the waiting calls.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sqlx::Connection;
@@ -55,7 +55,11 @@ pub const PROBE_QUIET: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 enum State {
-    Up,
+    /// Answering as far as we know; `probed`: when a probe last connected (for
+    /// [`PROBE_QUIET`]).
+    Up {
+        probed: Option<Instant>,
+    },
     /// A probe is running.
     Suspect,
     Down {
@@ -70,8 +74,6 @@ pub struct Reach {
     opts: PgConnectOptions,
     server: String,
     state: watch::Sender<State>,
-    /// When a probe last connected (for [`PROBE_QUIET`]).
-    answered: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Reach {
@@ -84,7 +86,7 @@ impl Reach {
     /// The view of the server `opts` connects to; up until shown otherwise.
     pub(crate) fn new(opts: PgConnectOptions) -> Arc<Self> {
         let server = crate::db::server_of(&opts);
-        Arc::new(Self { opts, server, state: watch::Sender::new(State::Up), answered: Mutex::new(None) })
+        Arc::new(Self { opts, server, state: watch::Sender::new(State::Up { probed: None }) })
     }
 
     /// The options connections to the server are made with.
@@ -132,7 +134,7 @@ impl Reach {
                     if changed.is_ok() {
                         let was_down = give_up.is_some();
                         give_up = self.give_up_at(&state.borrow_and_update());
-                        if was_down && matches!(*state.borrow(), State::Up) {
+                        if was_down && matches!(*state.borrow(), State::Up { .. }) {
                             taking.set(take());
                         }
                     }
@@ -155,7 +157,7 @@ impl Reach {
     fn give_up_at(&self, state: &State) -> Option<Instant> {
         match state {
             State::Down { since, .. } => Some(*since + OUTAGE_GRACE),
-            State::Up | State::Suspect => None,
+            State::Up { .. } | State::Suspect => None,
         }
     }
 
@@ -164,7 +166,7 @@ impl Reach {
     fn down_error(&self) -> DbError {
         let (lasted, reason) = match &*self.state.borrow() {
             State::Down { since, reason } => (since.elapsed(), reason.to_string()),
-            State::Up | State::Suspect => (Duration::ZERO, "it stopped answering".to_owned()),
+            State::Up { .. } | State::Suspect => (Duration::ZERO, "it stopped answering".to_owned()),
         };
         DbError::Down { server: self.server.clone(), lasted: Duration::from_secs(lasted.as_secs()), reason }
     }
@@ -173,9 +175,8 @@ impl Reach {
     /// probe runs already), or a probe connected less than [`PROBE_QUIET`] ago.
     pub(crate) fn suspect(self: &Arc<Self>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let quiet = self.answered.lock().map(|at| at.is_some_and(|at| at.elapsed() < PROBE_QUIET)).unwrap_or(false);
         let start = self.state.send_if_modified(|s| match s {
-            State::Up if !quiet => {
+            State::Up { probed } if !probed.is_some_and(|at| at.elapsed() < PROBE_QUIET) => {
                 *s = State::Suspect;
                 true
             }
@@ -195,10 +196,7 @@ async fn probe_until_up(reach: Weak<Reach>) {
         let answer = probe(&me.opts).await;
         match answer {
             Ok(()) => {
-                if let Ok(mut at) = me.answered.lock() {
-                    *at = Some(Instant::now());
-                }
-                let was = me.state.send_replace(State::Up);
+                let was = me.state.send_replace(State::Up { probed: Some(Instant::now()) });
                 if let State::Down { since, .. } = was {
                     tracing::info!(server = %me.server, down_for = ?since.elapsed(), "PostgreSQL answers again");
                 }
@@ -340,7 +338,7 @@ mod tests {
         let started = StdInstant::now();
         assert_eq!(select_one(&db).await.expect("answered once a connection is free"), 1);
         assert!(started.elapsed() >= PROBE_AFTER * 2, "it waited for a connection");
-        assert!(matches!(*reach_of(&db).state.borrow(), State::Up), "the probe found the server there");
+        assert!(matches!(*reach_of(&db).state.borrow(), State::Up { .. }), "the probe found the server there");
         release.await.expect("released");
         db.close().await;
     }
