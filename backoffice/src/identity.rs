@@ -243,10 +243,8 @@ impl Identity {
         let now = self.clock.now();
         let keys = throttle::keys(client, &account);
         if let Err(wait) = throttle::admit(&self.db, &keys, now).await? {
-            let secs = (wait + 999_999) / 1_000_000;
-            return Err(Error::RateLimited(format!(
-                "too many failed sign-in attempts from your address; try again in {secs} s"
-            )));
+            let wait = Duration::from_micros(wait.max(0).unsigned_abs());
+            return Err(Error::rate_limited("too many failed sign-in attempts from your address", wait));
         }
         let row: Option<UserRow> =
             query("SELECT id, email, password_hash, role, tenant_id FROM users WHERE email = $1")

@@ -71,7 +71,7 @@ pub enum HashError {
     #[error("password hashing task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
     /// Too many hashes are already waiting (a flood): try later.
-    #[error("too many sign-ins are waiting; try again in a moment")]
+    #[error("too many sign-ins are waiting")]
     Busy,
 }
 

@@ -266,11 +266,7 @@ impl Tenants {
     /// Field-by-field [`Error::Invalid`] on the sign-up's field names; a database
     /// failure.
     pub async fn sign_up(&self, company_name: &str, email: &str) -> Result<Option<Created>, Error> {
-        let mut errs = FieldErrors::default();
-        let name = errs.check(TenantName::parse("company_name", company_name));
-        let email = errs.check(Email::parse("email", email));
-        errs.into_result()?;
-        let (Some(name), Some(email)) = (name, email) else { return Err(Error::Invalid(FieldErrors::default())) };
+        let (name, email) = parse_sign_up(company_name, email)?;
         let letter = match self.insert(&name, &email, Origin::Signup, None).await? {
             Inserted::Created(c) => return Ok(Some(*c)),
             Inserted::EmailTaken => {
@@ -284,6 +280,16 @@ impl Tenants {
         };
         self.send_notice(&letter).await?;
         Ok(None)
+    }
+
+    /// Checks a sign-up's fields as [`Tenants::sign_up`] does, writing nothing:
+    /// transports call it before counting the request against their rate limit,
+    /// so a visitor's typo does not cost them part of their budget.
+    ///
+    /// # Errors
+    /// Field-by-field [`Error::Invalid`] on the sign-up's field names.
+    pub fn check_sign_up(company_name: &str, email: &str) -> Result<(), Error> {
+        parse_sign_up(company_name, email).map(drop)
     }
 
     /// Queues a sign-up's private notice unless its recipient already got
@@ -404,4 +410,14 @@ impl Tenants {
         .await?;
         Ok(rows)
     }
+}
+
+/// A sign-up's fields, each named as the sign-up form names it.
+fn parse_sign_up(company_name: &str, email: &str) -> Result<(TenantName, Email), Error> {
+    let mut errs = FieldErrors::default();
+    let name = errs.check(TenantName::parse("company_name", company_name));
+    let email = errs.check(Email::parse("email", email));
+    errs.into_result()?;
+    let (Some(name), Some(email)) = (name, email) else { return Err(Error::Invalid(FieldErrors::default())) };
+    Ok((name, email))
 }

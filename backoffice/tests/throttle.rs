@@ -67,8 +67,9 @@ async fn another_address_signs_in_while_one_is_throttled(which: Which) {
     for _ in 0..110 {
         match b.identity.login_from(OWNER, "a wrong guess", attacker).await {
             Err(Error::BadCredentials) => {}
-            Err(Error::RateLimited(m)) => {
+            Err(Error::RateLimited { message: m, retry_after }) => {
                 assert!(m.contains("try again in"), "{m}");
+                assert!(retry_after.as_secs() >= 1, "{retry_after:?}");
                 refused += 1;
             }
             other => panic!("unexpected {other:?}"),
@@ -81,7 +82,7 @@ async fn another_address_signs_in_while_one_is_throttled(which: Which) {
     assert!(v6.is_ok(), "{v6:?}");
     // The attacking address itself must wait, even with the right password...
     let r = b.identity.login_from(OWNER, PASSWORD, attacker).await;
-    assert!(matches!(r, Err(Error::RateLimited(_))), "{r:?}");
+    assert!(matches!(r, Err(Error::RateLimited { .. })), "{r:?}");
     // ... until its pause is over; a success then starts its count afresh.
     b.clock.advance(Duration::from_secs(2));
     b.identity.login_from(OWNER, PASSWORD, attacker).await.expect("after the pause");
@@ -107,7 +108,7 @@ async fn concurrent_failures_are_counted_exactly(which: Which) {
     for c in calls {
         match c.await.expect("task") {
             Err(Error::BadCredentials) => bad += 1,
-            Err(Error::RateLimited(_)) => limited += 1,
+            Err(Error::RateLimited { .. }) => limited += 1,
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -132,7 +133,7 @@ async fn unknown_emails_are_throttled_per_address(which: Which) {
     }
     // Another address in the same /64 is the same client.
     let r = b.identity.login_from("fresh@spray.test", "x", ip("2001:db8:aa:1:ffff::9")).await;
-    assert!(matches!(r, Err(Error::RateLimited(_))), "{r:?}");
+    assert!(matches!(r, Err(Error::RateLimited { .. })), "{r:?}");
     let r = b.identity.login_from(OWNER, PASSWORD, ip("2001:db8:aa:2::1")).await;
     assert!(r.is_ok(), "another /64: {r:?}");
 }

@@ -67,17 +67,19 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     fields: Vec<(String, String)>,
+    /// `Retry-After`, for a 429 or 503 that may succeed later.
+    retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), fields: Vec::new() }
+        Self { status, message: message.into(), fields: Vec::new(), retry_after: None }
     }
 }
 
 impl From<Failure> for ApiError {
     fn from(f: Failure) -> Self {
-        Self { status: f.http_status(), message: f.message, fields: f.fields }
+        Self { status: f.http_status(), message: f.message, fields: f.fields, retry_after: f.retry_after }
     }
 }
 
@@ -94,6 +96,9 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, Json(json!({ "error": self.message, "fields": fields }))).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        if let Some(after) = self.retry_after {
+            crate::boundary::set_retry_after(resp.headers_mut(), after);
         }
         resp
     }
@@ -176,8 +181,10 @@ async fn sign_up(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    api.signups.check(Some(client.0)).map_err(|r| ApiError::from(r.signup_error()))?;
     let b: SignUpBody = parse(&headers, body)?;
+    // Bad input is answered as such before it costs the client its budget.
+    backoffice::tenants::Tenants::check_sign_up(&b.company_name, &b.email)?;
+    api.signups.check(Some(client.0)).map_err(|r| ApiError::from(r.signup_error()))?;
     let mut t = match api.tenants.sign_up(&b.company_name, &b.email).await? {
         Some(created) => TenantJson::from(&created.tenant),
         // The address has an account: answered like a new sign-up (module docs).

@@ -27,12 +27,18 @@
 //! | database unreachable         | `UNAVAILABLE`         | 503  |
 //! | anything else                | `INTERNAL`            | 500  |
 //!
+//! Answers that may succeed later (429 and 503) say when: `Retry-After` in
+//! seconds on HTTP, a `google.rpc.RetryInfo` detail on gRPC. A rate limit knows
+//! its wait exactly; an unreachable database gets [`UNAVAILABLE_RETRY`].
+//!
 //! [`http_status`] is that table; [`Failure::from`] sorts domain
 //! ([`backoffice::Error`]) and engine ([`jobengine::StorageError`]) errors into it.
 //! Answers only one transport has (a JSON body that is not JSON: 400, 413, 415)
 //! stay with that transport.
 
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use backoffice::Error;
 use jobengine::StorageError;
 use tonic::{Code, Status};
@@ -40,6 +46,11 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 /// The message for a database that cannot be reached (`UNAVAILABLE` / 503).
 pub const UNAVAILABLE: &str = "the database is unavailable right now; try again in a moment";
+/// When to try again after [`UNAVAILABLE`]. A request only fails so once the
+/// server has been away for the database layer's grace (5 s, `database::reach`);
+/// an outage that long is a restart or worse, and clients coming back every few
+/// seconds find it over within that much of its end.
+pub const UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
 /// The message for everything internal (`INTERNAL` / 500); the cause is in the log.
 pub const INTERNAL: &str = "internal error; see the server log";
 
@@ -53,6 +64,8 @@ pub struct Failure {
     /// Field problems as (field, message), in the order found; empty when the
     /// failure is not about fields.
     pub fields: Vec<(String, String)>,
+    /// When the same call may succeed (rate limits, the database away).
+    pub retry_after: Option<Duration>,
 }
 
 /// The HTTP status for a gRPC code: the one table both transports answer from.
@@ -80,7 +93,12 @@ pub fn http_status(code: Code) -> StatusCode {
 impl Failure {
     /// A failure with a message and no field details.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), fields: Vec::new() }
+        Self { code, message: message.into(), fields: Vec::new(), retry_after: None }
+    }
+
+    /// A failure about fields: `message` for people, `fields` as data.
+    fn with_fields(code: Code, message: String, fields: Vec<(String, String)>) -> Self {
+        Self { fields, ..Self::new(code, message) }
     }
 
     /// `UNAUTHENTICATED`: no credential, or one that names no live session.
@@ -97,7 +115,7 @@ impl Failure {
     /// during restarts) and answers `UNAVAILABLE` with a bare message.
     fn unavailable(cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "database unavailable");
-        Self::new(Code::Unavailable, UNAVAILABLE)
+        Self { retry_after: Some(UNAVAILABLE_RETRY), ..Self::new(Code::Unavailable, UNAVAILABLE) }
     }
 
     /// Anything else internal: logs `cause` (with its chain, if the caller
@@ -112,14 +130,22 @@ impl Failure {
         http_status(self.code)
     }
 
-    /// The gRPC status, with a `BadRequest` detail when fields are named.
+    /// The gRPC status, with a `BadRequest` detail when fields are named and a
+    /// `RetryInfo` detail when the call may succeed later.
     pub fn into_status(self) -> Status {
-        if self.fields.is_empty() {
+        if self.fields.is_empty() && self.retry_after.is_none() {
             return Status::new(self.code, self.message);
         }
-        let violations: Vec<FieldViolation> =
-            self.fields.into_iter().map(|(field, message)| FieldViolation::new(field, message)).collect();
-        Status::with_error_details(self.code, self.message, ErrorDetails::with_bad_request(violations))
+        let mut details = ErrorDetails::new();
+        if !self.fields.is_empty() {
+            let violations: Vec<FieldViolation> =
+                self.fields.into_iter().map(|(field, message)| FieldViolation::new(field, message)).collect();
+            details.set_bad_request(violations);
+        }
+        if self.retry_after.is_some() {
+            details.set_retry_info(self.retry_after);
+        }
+        Status::with_error_details(self.code, self.message, details)
     }
 }
 
@@ -132,34 +158,34 @@ impl From<Failure> for Status {
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         match e {
-            Error::Invalid(errs) => Self {
-                code: Code::InvalidArgument,
-                message: errs.to_string(),
-                fields: errs.0.iter().map(|f| (f.field.to_owned(), f.message.clone())).collect(),
-            },
+            Error::Invalid(errs) => Self::with_fields(
+                Code::InvalidArgument,
+                errs.to_string(),
+                errs.0.iter().map(|f| (f.field.to_owned(), f.message.clone())).collect(),
+            ),
             // The field travels as data too, so a form can show it beside the input.
-            Error::AlreadyExists { field, message } => Self {
-                code: Code::AlreadyExists,
-                message: format!("{field}: {message}"),
-                fields: vec![(field.to_owned(), message)],
-            },
-            Error::InvalidRows(rows) => Self {
-                code: Code::InvalidArgument,
-                message: format!("invalid rows: {}", backoffice::tenants::import::describe(&rows)),
-                fields: rows.iter().map(|r| (r.path(), r.message.clone())).collect(),
-            },
+            Error::AlreadyExists { field, message } => {
+                Self::with_fields(Code::AlreadyExists, format!("{field}: {message}"), vec![(field.to_owned(), message)])
+            }
+            Error::InvalidRows(rows) => Self::with_fields(
+                Code::InvalidArgument,
+                format!("invalid rows: {}", backoffice::tenants::import::describe(&rows)),
+                rows.iter().map(|r| (r.path(), r.message.clone())).collect(),
+            ),
             Error::BadCredentials => Self::unauthenticated("wrong email or password"),
             Error::Unauthenticated => Self::unauthenticated("sign in first"),
             Error::Forbidden(why) => Self::permission_denied(why),
-            Error::RateLimited(why) => Self::new(Code::ResourceExhausted, why),
+            Error::RateLimited { message, retry_after } => {
+                Self { retry_after: Some(retry_after), ..Self::new(Code::ResourceExhausted, message) }
+            }
             Error::NotFound(what) => Self::new(Code::NotFound, format!("{what} not found")),
             e @ Error::BadToken => {
                 let message = e.to_string();
-                Self {
-                    code: Code::InvalidArgument,
-                    message: format!("token: {message}"),
-                    fields: vec![("token".to_owned(), message)],
-                }
+                Self::with_fields(
+                    Code::InvalidArgument,
+                    format!("token: {message}"),
+                    vec![("token".to_owned(), message)],
+                )
             }
             e if e.is_unavailable() => Self::unavailable(&e),
             e => Self::internal(&e),
@@ -175,11 +201,11 @@ impl From<StorageError> for Failure {
             e @ StorageError::UniqueKeyTaken(_) => Self::new(Code::AlreadyExists, e.to_string()),
             e @ StorageError::RecurringNotFound(_) => Self::new(Code::NotFound, e.to_string()),
             e @ StorageError::BatchNotFound(_) => Self::new(Code::NotFound, e.to_string()),
-            StorageError::InvalidRecurring { field, message } => Self {
-                code: Code::InvalidArgument,
-                message: format!("{field}: {message}"),
-                fields: vec![(field.to_owned(), message)],
-            },
+            StorageError::InvalidRecurring { field, message } => Self::with_fields(
+                Code::InvalidArgument,
+                format!("{field}: {message}"),
+                vec![(field.to_owned(), message)],
+            ),
             e => {
                 // The domain already knows which database failures mean "away";
                 // asking it (rather than matching sqlx here) keeps one list of them.
@@ -195,12 +221,8 @@ impl From<StorageError> for Failure {
 /// the domain's field errors.
 pub fn invalid_field(field: &str, message: impl Into<String>) -> Status {
     let message = message.into();
-    Failure {
-        code: Code::InvalidArgument,
-        message: format!("{field}: {message}"),
-        fields: vec![(field.to_owned(), message)],
-    }
-    .into_status()
+    Failure::with_fields(Code::InvalidArgument, format!("{field}: {message}"), vec![(field.to_owned(), message)])
+        .into_status()
 }
 
 /// A domain error as a gRPC status (for `map_err`).
@@ -211,6 +233,18 @@ pub fn status(e: Error) -> Status {
 /// An engine error as a gRPC status (for `map_err`).
 pub fn storage_status(e: StorageError) -> Status {
     Failure::from(e).into_status()
+}
+
+/// Reads the `RetryInfo` delay of a status ([`Failure::into_status`]): when
+/// the call may succeed if made again.
+pub fn retry_after(status: &Status) -> Option<Duration> {
+    status.get_details_retry_info().and_then(|r| r.retry_delay)
+}
+
+/// Sets `Retry-After` to `after` in whole seconds, rounded up (RFC 9110 §10.2.3).
+pub fn set_retry_after(headers: &mut HeaderMap, after: Duration) {
+    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
 }
 
 /// Reads the `BadRequest` field violations of a status as (field, message):
@@ -250,7 +284,11 @@ mod tests {
             (Failure::from(StorageError::UniqueKeyTaken("k".into())), Code::AlreadyExists, StatusCode::CONFLICT),
             (Failure::from(Error::NotFound("tenant")), Code::NotFound, StatusCode::NOT_FOUND),
             (Failure::from(Error::Forbidden("no")), Code::PermissionDenied, StatusCode::FORBIDDEN),
-            (Failure::from(Error::RateLimited("slow".into())), Code::ResourceExhausted, StatusCode::TOO_MANY_REQUESTS),
+            (
+                Failure::from(Error::rate_limited("slow", Duration::from_secs(3))),
+                Code::ResourceExhausted,
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
             (Failure::from(Error::BadToken), Code::InvalidArgument, StatusCode::UNPROCESSABLE_ENTITY),
             (
                 Failure::from(Error::Internal(anyhow::anyhow!("disk on fire"))),
@@ -269,5 +307,26 @@ mod tests {
         );
         let internal = Failure::from(Error::Internal(anyhow::anyhow!("secret table name")));
         assert_eq!(internal.message, INTERNAL, "internals are not shown");
+    }
+
+    #[test]
+    fn answers_that_may_succeed_later_say_when() {
+        let limited = status(Error::rate_limited("slow down", Duration::from_millis(2_500)));
+        assert_eq!(retry_after(&limited), Some(Duration::from_secs(3)));
+        let away = storage_status(StorageError::from(sqlx::Error::PoolTimedOut));
+        assert_eq!((away.code(), retry_after(&away)), (Code::Unavailable, Some(UNAVAILABLE_RETRY)));
+        // Both details at once survive the trip.
+        let both =
+            Failure { retry_after: Some(Duration::from_secs(9)), ..Failure::from(Error::BadToken) }.into_status();
+        assert_eq!(retry_after(&both), Some(Duration::from_secs(9)));
+        assert_eq!(field_violations(&both).len(), 1);
+        for never in [status(Error::NotFound("tenant")), status(Error::Internal(anyhow::anyhow!("x")))] {
+            assert_eq!(retry_after(&never), None, "{never:?}");
+        }
+        let mut headers = HeaderMap::new();
+        set_retry_after(&mut headers, Duration::from_millis(1_001));
+        assert_eq!(headers[header::RETRY_AFTER], "2");
+        set_retry_after(&mut headers, Duration::ZERO);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
     }
 }

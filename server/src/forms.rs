@@ -81,7 +81,7 @@ impl Ctx {
     }
 
     /// The page posted to, rendered again with `submitted`, answered with `status`.
-    async fn again(self, submitted: Submitted, status: StatusCode) -> Response {
+    async fn again(self, submitted: Submitted, answer: impl Into<Answer>) -> Response {
         let mut req = Request::new(Body::empty());
         *req.method_mut() = Method::GET;
         *req.uri_mut() = self.parts.uri.clone();
@@ -101,9 +101,7 @@ impl Ctx {
             },
             move || app::shell(shell_options.clone()),
         );
-        let mut resp = render(req).await.into_response();
-        *resp.status_mut() = status;
-        resp
+        answer.into().apply(render(req).await.into_response())
     }
 }
 
@@ -146,6 +144,40 @@ fn see_other(to: &str) -> Response {
         resp.headers_mut().insert(header::LOCATION, v);
     }
     resp
+}
+
+/// How a failed call is answered: the page's status and, when the call may
+/// succeed later (a rate limit, the database away), `Retry-After`.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<std::time::Duration>,
+}
+
+impl From<&tonic::Status> for Answer {
+    fn from(s: &tonic::Status) -> Self {
+        Self { status: http_status(s), retry_after: crate::boundary::retry_after(s) }
+    }
+}
+
+impl From<StatusCode> for Answer {
+    fn from(status: StatusCode) -> Self {
+        Self { status, retry_after: None }
+    }
+}
+
+impl Answer {
+    fn apply(self, mut resp: Response) -> Response {
+        *resp.status_mut() = self.status;
+        if let Some(after) = self.retry_after {
+            crate::boundary::set_retry_after(resp.headers_mut(), after);
+        }
+        resp
+    }
+}
+
+/// A failed call answered with its message alone (no form to show again).
+fn answer_failed(s: &tonic::Status) -> Response {
+    Answer::from(s).apply(app::grpc::message(s).into_response())
 }
 
 /// The HTTP status a page with this call's errors is answered with.
@@ -191,7 +223,7 @@ async fn login(c: Ctx) -> Response {
         }
         Err(s) => {
             let errors = vec![(String::new(), app::grpc::message(&s))];
-            c.again(submitted("login", &[("email", email), ("next", next)], errors), http_status(&s)).await
+            c.again(submitted("login", &[("email", email), ("next", next)], errors), &s).await
         }
     }
 }
@@ -199,7 +231,7 @@ async fn login(c: Ctx) -> Response {
 async fn logout(c: Ctx) -> Response {
     match AuthServiceClient::new(c.grpc.clone()).logout(proto::auth::v1::LogoutRequest {}).await {
         Ok(resp) => with_cookie(see_other("/login"), &resp),
-        Err(s) => (http_status(&s), app::grpc::message(&s)).into_response(),
+        Err(s) => answer_failed(&s),
     }
 }
 
@@ -211,8 +243,7 @@ async fn signup(c: Ctx) -> Response {
         Ok(_) => see_other("/signup/thanks"),
         Err(s) => {
             let errors = app::grpc::field_errors(&s);
-            c.again(submitted("signup", &[("company_name", company_name), ("email", email)], errors), http_status(&s))
-                .await
+            c.again(submitted("signup", &[("company_name", company_name), ("email", email)], errors), &s).await
         }
     }
 }
@@ -231,7 +262,7 @@ async fn set_password(c: Ctx) -> Response {
         Ok(_) => see_other("/login?password_set=1"),
         Err(s) => {
             let errors = app::grpc::field_errors(&s);
-            c.again(submitted("set-password", &[("token", token)], errors), http_status(&s)).await
+            c.again(submitted("set-password", &[("token", token)], errors), &s).await
         }
     }
 }
@@ -246,7 +277,7 @@ async fn new_link(c: Ctx) -> Response {
         Ok(_) => see_other("/set-password/new-link?sent=1"),
         Err(s) => {
             let errors = app::grpc::field_errors(&s);
-            c.again(submitted("new-link", &[("email", email)], errors), http_status(&s)).await
+            c.again(submitted("new-link", &[("email", email)], errors), &s).await
         }
     }
 }
@@ -262,11 +293,7 @@ async fn create_tenant(c: Ctx) -> Response {
         }
         Err(s) => {
             let errors = app::grpc::field_errors(&s);
-            c.again(
-                submitted("create-tenant", &[("name", name), ("admin_email", admin_email)], errors),
-                http_status(&s),
-            )
-            .await
+            c.again(submitted("create-tenant", &[("name", name), ("admin_email", admin_email)], errors), &s).await
         }
     }
 }
@@ -285,7 +312,7 @@ async fn import_tenants(mut c: Ctx) -> Response {
         Ok(r) => see_other(&format!("/admin/tenants?import={}", r.into_inner().batch_id)),
         Err(s) => {
             let errors = app::grpc::field_errors(&s);
-            c.again(submitted("import-tenants", &[("csv", csv)], errors), http_status(&s)).await
+            c.again(submitted("import-tenants", &[("csv", csv)], errors), &s).await
         }
     }
 }
@@ -316,7 +343,7 @@ async fn bulk(c: Ctx) -> Response {
     for id in &ids {
         if let Err(s) = job_call(&c.grpc, &action, *id).await {
             if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) {
-                return (http_status(&s), app::grpc::message(&s)).into_response();
+                return answer_failed(&s);
             }
             failed += 1;
         }
@@ -331,7 +358,7 @@ async fn job_action(c: Ctx) -> Response {
     };
     match job_call(&c.grpc, &c.get("action"), id).await {
         Ok(()) => see_other(&format!("/hangfire/job/{id}?done=1")),
-        Err(s) => (http_status(&s), app::grpc::message(&s)).into_response(),
+        Err(s) => answer_failed(&s),
     }
 }
 
@@ -352,7 +379,7 @@ async fn recurring_action(c: Ctx) -> Response {
             app::pages::encode(&action),
             app::pages::encode(&c.get("name"))
         )),
-        Err(s) => (http_status(&s), app::grpc::message(&s)).into_response(),
+        Err(s) => answer_failed(&s),
     }
 }
 

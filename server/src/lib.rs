@@ -159,12 +159,16 @@ pub fn router(
         shutdown.clone(),
     ))
     .max_decoding_message_size(MAX_REQUEST_BYTES);
+    // Reflection also describes `google.rpc`'s error details (`BadRequest`,
+    // `RetryInfo`), so grpcurl prints them rather than their raw bytes.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building gRPC reflection (v1)")?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .context("building gRPC reflection (v1alpha)")?;
     // Each service gets its own path and the gRPC-web translation; mounting them one

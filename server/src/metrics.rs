@@ -66,7 +66,9 @@ pub async fn handler(State(jobs): State<Jobs>) -> Response {
         Ok(text) => ([(header::CONTENT_TYPE, jobengine::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "metrics: cannot read the job store");
-            (StatusCode::SERVICE_UNAVAILABLE, "job store unavailable\n").into_response()
+            let mut resp = (StatusCode::SERVICE_UNAVAILABLE, "job store unavailable\n").into_response();
+            crate::boundary::set_retry_after(resp.headers_mut(), crate::boundary::UNAVAILABLE_RETRY);
+            resp
         }
     }
 }

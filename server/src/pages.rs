@@ -50,6 +50,9 @@ pub async fn session_layer(mut req: Request, next: Next) -> Response {
         Caller::Unchecked(_, failure) => {
             let mut resp = (failure.http_status(), failure.message).into_response();
             resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            if let Some(after) = failure.retry_after {
+                crate::boundary::set_retry_after(resp.headers_mut(), after);
+            }
             return resp;
         }
         Caller::Anonymous | Caller::Ended(_) if needs_sign_in(&path) => {

@@ -34,15 +34,24 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
-/// Why a request was refused.
+/// Which limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub enum Limit {
     /// This client sent too many.
     PerClient,
     /// This client's network has used its share of the global budget.
     Source,
     /// The server as a whole is taking too many.
     Global,
+}
+
+/// A refused request: which limit, and how long until that limit would admit it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// The limit that refused it.
+    pub by: Limit,
+    /// Until the limit has room again (GCRA knows it exactly).
+    pub wait: Duration,
 }
 
 /// The fraction of the global budget one source may use (1 / this).
@@ -85,6 +94,8 @@ pub struct Limiter<C: Clock = DefaultClock> {
     per_source: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
     /// One GCRA state for the whole server.
     global: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
+    /// The limiters' clock, to turn a refusal's "not until" into a wait.
+    clock: C,
 }
 
 impl<C: Clock> std::fmt::Debug for Limiter<C> {
@@ -117,6 +128,7 @@ impl<C: Clock + Clone> Limiter<C> {
                 clock.clone(),
             ),
             global: RateLimiter::direct_with_clock(quota(global_max, global_window), clock.clone()),
+            clock: clock.clone(),
         }
     }
 
@@ -126,11 +138,13 @@ impl<C: Clock + Clone> Limiter<C> {
     /// Which limit refused it. A request one limit refuses does not count
     /// against the ones after it (client, then source, then global).
     pub fn check(&self, ip: Option<IpAddr>) -> Result<(), Refused> {
+        let refused =
+            |by| move |no: governor::NotUntil<C::Instant>| Refused { by, wait: no.wait_time_from(self.clock.now()) };
         if let Some(ip) = ip {
-            self.per_ip.check_key(&client_of(ip)).map_err(|_| Refused::PerClient)?;
-            self.per_source.check_key(&source_of(ip)).map_err(|_| Refused::Source)?;
+            self.per_ip.check_key(&client_of(ip)).map_err(refused(Limit::PerClient))?;
+            self.per_source.check_key(&source_of(ip)).map_err(refused(Limit::Source))?;
         }
-        self.global.check().map_err(|_| Refused::Global)
+        self.global.check().map_err(refused(Limit::Global))
     }
 
     /// Forgets clients whose budget has fully refilled (they would be treated
@@ -168,14 +182,12 @@ where
 impl Refused {
     /// The answer for a refused sign-up, as the domain's rate-limit error.
     pub fn signup_error(self) -> backoffice::Error {
-        backoffice::Error::RateLimited(
-            match self {
-                Refused::PerClient => "too many sign-ups from your address; try again later",
-                Refused::Source => "too many sign-ups from your network; try again in a minute",
-                Refused::Global => "we are taking too many sign-ups right now; try again in a minute",
-            }
-            .to_owned(),
-        )
+        let what = match self.by {
+            Limit::PerClient => "too many sign-ups from your address",
+            Limit::Source => "too many sign-ups from your network",
+            Limit::Global => "we are taking too many sign-ups right now",
+        };
+        backoffice::Error::rate_limited(what, self.wait)
     }
 }
 
@@ -184,21 +196,26 @@ mod tests {
     use super::*;
     use governor::clock::FakeRelativeClock;
 
+    /// Which limit refused, if any.
+    fn by(r: Result<(), Refused>) -> Result<(), Limit> {
+        r.map_err(|r| r.by)
+    }
+
     #[test]
     fn per_client_then_source_then_global() {
         let l = Limiter::new(2, Duration::from_secs(60), 12, Duration::from_secs(60));
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
-        assert_eq!(l.check(Some(a)), Ok(()));
-        assert_eq!(l.check(Some(a)), Ok(()));
-        assert_eq!(l.check(Some(a)), Err(Refused::PerClient));
-        assert_eq!(l.check(Some(b)), Ok(()));
-        assert_eq!(l.check(Some(b)), Err(Refused::Source), "10.0.0.0/24 has used its quarter (3 of 12)");
+        assert_eq!(by(l.check(Some(a))), Ok(()));
+        assert_eq!(by(l.check(Some(a))), Ok(()));
+        assert_eq!(by(l.check(Some(a))), Err(Limit::PerClient));
+        assert_eq!(by(l.check(Some(b))), Ok(()));
+        assert_eq!(by(l.check(Some(b))), Err(Limit::Source), "10.0.0.0/24 has used its quarter (3 of 12)");
         // Three more sources fill the global budget (3 + 3 × 3 = 12); a fifth is refused.
         for net in 1..=4u8 {
             for host in 1..=3u8 {
-                let r = l.check(Some([10, 0, net, host].into()));
-                assert_eq!(r, if net == 4 { Err(Refused::Global) } else { Ok(()) }, "{net}.{host}");
+                let r = by(l.check(Some([10, 0, net, host].into())));
+                assert_eq!(r, if net == 4 { Err(Limit::Global) } else { Ok(()) }, "{net}.{host}");
             }
         }
     }
@@ -207,14 +224,14 @@ mod tests {
     fn ipv6_clients_are_their_64_and_sources_their_48() {
         let l = Limiter::new(1, Duration::from_secs(3600), 400, Duration::from_secs(60));
         let ip = |s: &str| Some(s.parse::<IpAddr>().expect("ip"));
-        assert_eq!(l.check(ip("2001:db8:1:1::1")), Ok(()));
-        assert_eq!(l.check(ip("2001:db8:1:1:ffff::2")), Err(Refused::PerClient), "same /64");
+        assert_eq!(by(l.check(ip("2001:db8:1:1::1"))), Ok(()));
+        assert_eq!(by(l.check(ip("2001:db8:1:1:ffff::2"))), Err(Limit::PerClient), "same /64");
         // 100 /64s of one /48 share one quarter of the budget.
         let admitted = (2..200).filter(|n| l.check(ip(&format!("2001:db8:1:{n:x}::1"))).is_ok()).count();
         assert_eq!(admitted, 99, "{admitted}");
-        assert_eq!(l.check(ip("2001:db8:2::1")), Ok(()), "another /48 still gets in");
-        assert_eq!(l.check(ip("::ffff:10.0.0.1")), Ok(()));
-        assert_eq!(l.check(ip("10.0.0.1")), Err(Refused::PerClient), "an IPv4-mapped address is its IPv4 one");
+        assert_eq!(by(l.check(ip("2001:db8:2::1"))), Ok(()), "another /48 still gets in");
+        assert_eq!(by(l.check(ip("::ffff:10.0.0.1"))), Ok(()));
+        assert_eq!(by(l.check(ip("10.0.0.1"))), Err(Limit::PerClient), "an IPv4-mapped address is its IPv4 one");
     }
 
     #[test]
@@ -222,10 +239,13 @@ mod tests {
         let clock = FakeRelativeClock::default();
         let l = Limiter::with_clock(1, Duration::from_millis(30), 100, Duration::from_secs(60), &clock);
         let a: IpAddr = [10, 0, 0, 1].into();
-        assert_eq!(l.check(Some(a)), Ok(()));
-        assert_eq!(l.check(Some(a)), Err(Refused::PerClient));
-        clock.advance(Duration::from_millis(40));
-        assert_eq!(l.check(Some(a)), Ok(()));
+        assert_eq!(by(l.check(Some(a))), Ok(()));
+        let refused = l.check(Some(a)).expect_err("the second within 30 ms");
+        assert_eq!(refused, Refused { by: Limit::PerClient, wait: Duration::from_millis(30) }, "GCRA knows the wait");
+        clock.advance(Duration::from_millis(20));
+        assert_eq!(l.check(Some(a)).map_err(|r| r.wait), Err(Duration::from_millis(10)));
+        clock.advance(Duration::from_millis(20));
+        assert_eq!(by(l.check(Some(a))), Ok(()));
     }
 
     #[test]
@@ -233,7 +253,7 @@ mod tests {
         let clock = FakeRelativeClock::default();
         let l = Limiter::with_clock(10, Duration::from_secs(3600), 1000, Duration::from_secs(60), &clock);
         for i in 0..50u8 {
-            assert_eq!(l.check(Some([10, 0, 0, i].into())), Ok(()));
+            assert_eq!(by(l.check(Some([10, 0, 0, i].into()))), Ok(()));
         }
         assert_eq!(l.clients(), 50);
         l.retain_recent();
@@ -246,11 +266,11 @@ mod tests {
     #[test]
     fn extreme_settings_do_not_panic() {
         let l = Limiter::new(u32::MAX, Duration::from_secs(3600), u32::MAX, Duration::from_secs(60));
-        assert_eq!(l.check(Some([10, 0, 0, 1].into())), Ok(()));
+        assert_eq!(by(l.check(Some([10, 0, 0, 1].into()))), Ok(()));
         let l = Limiter::new(0, Duration::from_secs(3600), 1, Duration::from_secs(60));
-        assert_eq!(l.check(None), Ok(()));
-        assert_eq!(l.check(None), Err(Refused::Global));
+        assert_eq!(by(l.check(None)), Ok(()));
+        assert_eq!(by(l.check(None)), Err(Limit::Global));
         let l = Limiter::new(5, Duration::from_secs(3600), 2, Duration::from_secs(60));
-        assert_eq!(l.check(Some([10, 0, 0, 1].into())), Ok(()), "a share rounds up to one");
+        assert_eq!(by(l.check(Some([10, 0, 0, 1].into()))), Ok(()), "a share rounds up to one");
     }
 }

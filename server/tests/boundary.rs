@@ -169,6 +169,14 @@ async fn a_database_outage_is_unavailable_everywhere() {
     assert_eq!(json.0, 503, "{}", json.2);
     assert_eq!(json_body(&json.2)["error"], server::boundary::UNAVAILABLE);
     assert_eq!(page.0, 503, "{}", page.1);
+    // Each says when to try again: a header on HTTP, a RetryInfo detail on gRPC.
+    let five = server::boundary::UNAVAILABLE_RETRY;
+    for head in [&json.1, &page.1] {
+        assert!(head.contains(&format!("retry-after: {}\r\n", five.as_secs())), "{head}");
+    }
+    for status in [&streamed, &listed, &me] {
+        assert_eq!(server::boundary::retry_after(status), Some(five), "{status:?}");
+    }
     let answered = stopped.elapsed();
     let most = database::reach::PROBE_AFTER + database::reach::OUTAGE_GRACE + Duration::from_secs(3);
     assert!(answered < most, "the first answers took {answered:?}");

@@ -232,6 +232,16 @@ async fn grpcurl_through_reflection(which: Which) {
         let refused = grpcurl().args(["-plaintext", &a, "jobs.v1.JobService/GetCounts"]).output().expect("grpcurl");
         assert!(!refused.status.success());
         assert!(String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"), "{refused:?}");
+        // Error details are described too, so grpcurl prints them as JSON.
+        let bad = grpcurl()
+            .args(["-plaintext", "-d", r#"{"company_name":"","email":"x"}"#, &a, "tenants.v1.TenantService/SignUp"])
+            .output()
+            .expect("grpcurl");
+        let bad = String::from_utf8_lossy(&bad.stderr).into_owned();
+        assert!(
+            bad.contains(r#""fieldViolations":[{"field":"company_name""#) && !bad.contains("not recognized"),
+            "{bad}"
+        );
         (list, describe, enqueued)
     })
     .await
@@ -432,11 +442,19 @@ async fn sign_ups_are_rate_limited(which: Which) {
     let ch = channel(srv.addr).await;
     let mut tenants = TenantServiceClient::new(ch.clone());
     let sign = |n: u32| tpb::SignUpRequest { company_name: format!("Company {n}"), email: format!("o{n}@co{n}.test") };
+    // Refused input does not count.
+    for _ in 0..3 {
+        let bad = tenants.sign_up(tpb::SignUpRequest { company_name: "X".into(), email: "x".into() }).await;
+        assert_eq!(bad.expect_err("bad email").code(), Code::InvalidArgument);
+    }
     tenants.sign_up(sign(1)).await.expect("first");
     tenants.sign_up(sign(2)).await.expect("second");
     let third = tenants.sign_up(sign(3)).await.expect_err("over the per-address limit");
     assert_eq!(third.code(), Code::ResourceExhausted);
-    assert_eq!(third.message(), "too many sign-ups from your address; try again later");
+    // Two an hour refill one every 30 min; the answer says so, and says it as data.
+    assert_eq!(third.message(), "too many sign-ups from your address; try again in 30 min");
+    let after = server::boundary::retry_after(&third).expect("a RetryInfo detail");
+    assert!((1_790..=1_800).contains(&after.as_secs()), "{after:?}");
     let root = login(&ch, ROOT_EMAIL, ROOT_PASSWORD).await.expect("login");
     let listed = tenants.list_tenants(bearer(tpb::ListTenantsRequest::default(), &root)).await.expect("list");
     assert_eq!(listed.into_inner().tenants.len(), 2, "the refused sign-up wrote nothing");

@@ -213,6 +213,12 @@ async fn http_from(addr: SocketAddr, local: IpAddr, path: &str, body: &str, extr
     (status, raw)
 }
 
+/// The `Retry-After` of a raw answer, in seconds.
+fn retry_after(raw: &str) -> Option<u64> {
+    let head = raw.split("\r\n\r\n").next()?;
+    head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after: ").and_then(|v| v.trim().parse().ok()))
+}
+
 /// Eight addresses of one /24 send ten sign-ups each (their per-address
 /// maximum): together they get a quarter of the global minute's budget, and a
 /// visitor from another network still signs up.
@@ -226,7 +232,13 @@ async fn one_network_cannot_use_up_the_signup_budget() {
             let (status, raw) = http_from(srv.addr, [127, 0, 0, host].into(), "/api/signup", &body, "").await;
             match status {
                 202 => accepted += 1,
-                429 => {}
+                // A client told how long to wait: the per-address limit of ten
+                // an hour refills one every 6 min, the /24's share of 60 a
+                // minute one every 4 s.
+                429 => {
+                    let after = retry_after(&raw).unwrap_or_else(|| panic!("no Retry-After: {raw}"));
+                    assert!((1..=360).contains(&after), "{raw}");
+                }
                 _ => panic!("{raw}"),
             }
         }

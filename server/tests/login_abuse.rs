@@ -82,6 +82,8 @@ async fn the_owner_signs_in_from_elsewhere_during_a_password_flood(which: Which)
     assert!(limited > 90 && unauth < 20, "the attacker is throttled: {unauth} answered, {limited} refused");
     let e = try_login(&attacker, ROOT_EMAIL, ROOT_PASSWORD).await.expect_err("the attacking address waits");
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    let after = server::boundary::retry_after(&e).expect("a RetryInfo detail");
+    assert!(e.message().ends_with(&format!("try again in {} s", after.as_secs())), "{e:?}");
     let owner = channel_from(srv.addr, [127, 0, 0, 2].into()).await;
     let t = Instant::now();
     login(&owner, ROOT_EMAIL, ROOT_PASSWORD).await.expect("the owner, from another address");

@@ -127,6 +127,9 @@ async fn new_links_are_limited_per_address_and_per_account(which: Which) {
     }
     assert_eq!(codes[..5], [Ok(()); 5], "{codes:?}");
     assert_eq!(codes[5], Err(Code::ResourceExhausted), "{codes:?}");
+    let refused = ask(&ch, "someone.else@lost.test").await.expect_err("still over");
+    let after = server::boundary::retry_after(&refused).expect("a RetryInfo detail");
+    assert!((300..=360).contains(&after.as_secs()), "ten an hour refill one every 6 min: {after:?}");
     let elsewhere = channel_from(srv.addr, [127, 0, 0, 2].into()).await;
     assert_eq!(ask(&elsewhere, "someone@lost.test").await.expect("another address"), first);
 }
@@ -157,6 +160,21 @@ async fn the_form_works_without_javascript(which: Which) {
     assert_eq!(status, 422);
     assert!(page.contains("is not an email address"), "{page}");
     assert!(page.contains("aria-invalid=\"true\""), "{page}");
+
+    // Past the address's ten an hour (two asked above), the form comes back
+    // with the wait in words, and the answer carries it as `Retry-After`.
+    for _ in 0..8 {
+        assert_eq!(post("email=nobody%40lost.test").await.0, 303);
+    }
+    let (status, head, page) = post("email=nobody%40lost.test").await;
+    assert_eq!(status, 429, "{head}");
+    assert!(page.contains("try again in 6 min"), "{page}");
+    let after: u64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After:\n{head}"));
+    assert!((300..=360).contains(&after), "{after}");
 
     let mails = sink.wait_for(2, Duration::from_secs(30));
     assert!(plain_text(&mails[1]).contains("asked for a new link"));

@@ -124,10 +124,9 @@ impl AuthService for AuthGrpc {
         // Bad input is answered as such before it costs the client its budget.
         backoffice::validate::Email::parse("email", &r.email)
             .map_err(|e| status(backoffice::Error::Invalid(backoffice::validate::FieldErrors(vec![e]))))?;
-        if self.link_limits.check(client).is_err() {
-            return Err(status(backoffice::Error::RateLimited(
-                "too many requests for new links from your address; try again later".to_owned(),
-            )));
+        if let Err(refused) = self.link_limits.check(client) {
+            let what = "too many requests for new links from your address";
+            return Err(status(backoffice::Error::rate_limited(what, refused.wait)));
         }
         self.links.request(&r.email).await.map_err(status)?;
         Ok(Response::new(pb::RequestPasswordLinkResponse { message: LINK_SENT.to_owned() }))

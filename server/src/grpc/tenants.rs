@@ -197,8 +197,10 @@ impl TenantService for TenantsGrpc {
 
     async fn sign_up(&self, req: Request<pb::SignUpRequest>) -> Result<Response<pb::SignUpResponse>, Status> {
         let ip = crate::client::ip(req.extensions());
-        self.signups.check(ip).map_err(|r| status(r.signup_error()))?;
         let r = req.into_inner();
+        // Bad input is answered as such before it costs the client its budget.
+        backoffice::tenants::Tenants::check_sign_up(&r.company_name, &r.email).map_err(status)?;
+        self.signups.check(ip).map_err(|r| status(r.signup_error()))?;
         self.tenants.sign_up(&r.company_name, &r.email).await.map_err(status)?;
         Ok(Response::new(pb::SignUpResponse { message: SIGNUP_MESSAGE.to_owned() }))
     }
