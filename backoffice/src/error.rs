@@ -87,6 +87,19 @@ impl Error {
     }
 }
 
+impl Error {
+    /// True when the database is known down ([`database::DbError::Down`]): the
+    /// outage's start and end are logged once, so a request failing during it
+    /// need not be a warning of its own.
+    pub fn is_outage(&self) -> bool {
+        let Error::Internal(e) = self else { return false };
+        e.chain().any(|c| {
+            c.downcast_ref::<database::DbError>().is_some_and(database::DbError::is_outage)
+                || c.downcast_ref::<jobengine::StorageError>().is_some_and(jobengine::StorageError::is_outage)
+        })
+    }
+}
+
 impl From<database::DbError> for Error {
     fn from(e: database::DbError) -> Self {
         Error::Internal(e.into())

@@ -112,9 +112,15 @@ impl Failure {
     }
 
     /// The database is out of reach: logs `cause` as a warning (it is expected
-    /// during restarts) and answers `UNAVAILABLE` with a bare message.
-    fn unavailable(cause: &dyn std::fmt::Display) -> Self {
-        tracing::warn!(error = %cause, "database unavailable");
+    /// during restarts; a debug line while the database is known down, whose
+    /// start and end are logged once) and answers `UNAVAILABLE` with a bare
+    /// message.
+    fn unavailable(cause: &Error) -> Self {
+        if cause.is_outage() {
+            tracing::debug!(error = %cause, "database unavailable");
+        } else {
+            tracing::warn!(error = %cause, "database unavailable");
+        }
         Self { retry_after: Some(UNAVAILABLE_RETRY), ..Self::new(Code::Unavailable, UNAVAILABLE) }
     }
 

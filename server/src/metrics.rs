@@ -65,7 +65,13 @@ pub async fn handler(State(jobs): State<Jobs>) -> Response {
     match jobengine::metrics::scrape(&jobs).await {
         Ok(text) => ([(header::CONTENT_TYPE, jobengine::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => {
-            tracing::error!(error = %e, "metrics: cannot read the job store");
+            // A scrape every few seconds during an outage: its start and end are
+            // logged once by the database layer.
+            if e.is_outage() {
+                tracing::debug!(error = %e, "metrics: cannot read the job store");
+            } else {
+                tracing::error!(error = %e, "metrics: cannot read the job store");
+            }
             let mut resp = (StatusCode::SERVICE_UNAVAILABLE, "job store unavailable\n").into_response();
             crate::boundary::set_retry_after(resp.headers_mut(), crate::boundary::UNAVAILABLE_RETRY);
             resp

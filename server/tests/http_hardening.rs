@@ -221,10 +221,15 @@ fn retry_after(raw: &str) -> Option<u64> {
 
 /// Eight addresses of one /24 send ten sign-ups each (their per-address
 /// maximum): together they get a quarter of the global minute's budget, and a
-/// visitor from another network still signs up.
+/// visitor from another network still signs up. Refused input is not counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_network_cannot_use_up_the_signup_budget() {
     let srv = start_with(Which::Sqlite, &[("WORKER", "off")]).await;
+    // Refused input costs the network nothing.
+    for _ in 0..3 {
+        let (status, raw) = http_from(srv.addr, [127, 0, 0, 9].into(), "/api/signup", r#"{"email": "x"}"#, "").await;
+        assert_eq!(status, 422, "{raw}");
+    }
     let mut accepted = 0;
     for host in 1..=8u8 {
         for i in 0..10 {
