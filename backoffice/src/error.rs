@@ -85,9 +85,7 @@ impl Error {
                 || c.downcast_ref::<sqlx::Error>().is_some_and(database::error::sqlx_unavailable)
         })
     }
-}
 
-impl Error {
     /// True when the database is known down ([`database::DbError::Down`]): the
     /// outage's start and end are logged once, so a request failing during it
     /// need not be a warning of its own.
