@@ -34,7 +34,7 @@ fn now_ms() -> i64 {
 /// `worker` process does, beside a server with `WORKER=off`.
 async fn toast_latency(which: Which, n: u64, embedded: bool) {
     let db = TestDb::new(which).await;
-    let srv = Server::start(&db, if embedded { "on" } else { "off" });
+    let srv = Server::start(&db, if embedded { "embedded" } else { "off" });
     let _worker = (!embedded).then(|| WorkerProc::start(&db));
     let (ch, token) = connect(&srv.url).await;
     let mut stream = NotificationServiceClient::new(ch.clone())

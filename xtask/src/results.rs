@@ -182,24 +182,42 @@ pub fn results(ws: &Workspace, only: &[String]) -> anyhow::Result<()> {
     );
     let _ = writeln!(page, "## Machine\n\n{}\n", machine());
     let _ = writeln!(page, "## Requirements\n\n{REQUIREMENTS}");
+    // A run that fails keeps its section as it was and the others go on: an
+    // hour of measurements is not lost to one bench; the command fails at the end.
+    let mut failed = Vec::new();
     for run in RUNS {
         let heading = format!("## {}", run.title);
-        if !chosen(run.key) {
-            let body = kept.iter().find(|(h, _)| *h == heading).map_or_else(
+        let earlier = || {
+            kept.iter().find(|(h, _)| *h == heading).map_or_else(
                 || format!("\nNot measured yet: `cargo xtask results {}`.\n\n", run.key),
                 |(_, b)| b.clone(),
-            );
-            let _ = write!(page, "{heading}\n{body}");
+            )
+        };
+        if !chosen(run.key) {
+            let _ = write!(page, "{heading}\n{}", earlier());
             continue;
         }
         let mut cmd = ws.cargo();
         cmd.args(run.args).env("TEST_DATABASE_URL", &pg.url).envs(run.env.iter().copied());
-        let out = workspace::output(&mut cmd).with_context(|| format!("running {}", run.shown))?;
-        let _ =
-            writeln!(page, "{heading}\n\n`{}` (`cargo xtask results {}`), measured {}\n", run.shown, run.key, now());
-        let _ = write!(page, "{}", gather(&out, run.tables));
-        page.push('\n');
-        eprintln!("xtask: measured {}", run.title);
+        match workspace::output(&mut cmd) {
+            Ok(out) => {
+                let _ = writeln!(
+                    page,
+                    "{heading}\n\n`{}` (`cargo xtask results {}`), measured {}\n",
+                    run.shown,
+                    run.key,
+                    now()
+                );
+                let _ = write!(page, "{}", gather(&out, run.tables));
+                page.push('\n');
+                eprintln!("xtask: measured {}", run.title);
+            }
+            Err(e) => {
+                eprintln!("xtask: {} failed, its section is kept as it was: {e:#}", run.shown);
+                let _ = write!(page, "{heading}\n{}", earlier());
+                failed.push(run.key);
+            }
+        }
     }
     let heading = "## Broken builds the suites catch";
     if chosen("mutants") {
@@ -215,6 +233,9 @@ pub fn results(ws: &Workspace, only: &[String]) -> anyhow::Result<()> {
     }
     std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
     println!("xtask: wrote {}", path.display());
+    if !failed.is_empty() {
+        anyhow::bail!("these runs failed (their output is above): {}", failed.join(", "));
+    }
     Ok(())
 }
 
