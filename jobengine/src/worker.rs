@@ -67,8 +67,9 @@ use crate::completer::{MAX_UNRECORDED, Pending, completer_loop};
 use crate::config::WorkerConfig;
 use crate::error::StorageError;
 use crate::job::{JobContext, JobError};
+use crate::liveness::Alive;
 use crate::metrics::Metrics;
-use crate::recurring::scheduler_loop;
+use crate::recurring::{Recurring, scheduler_loop};
 use crate::registry::Registry;
 use crate::rescuer::rescuer_loop;
 use crate::retry::Backoff;
@@ -240,34 +241,36 @@ impl<C: Send + Sync + 'static> Worker<C> {
     /// Runs until `shutdown` fires, then shuts down gracefully.
     ///
     /// # Errors
-    /// The worker could not register itself (the database is unreachable at
-    /// start). Later database errors are logged and retried, never fatal.
+    /// A recurring definition is invalid, or the database refused the worker's
+    /// registration for a reason a retry cannot mend. While the database is out
+    /// of reach (a restart during the start, say) the start is retried with
+    /// backoff; later database errors are logged and retried, never fatal.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), StorageError> {
         let cfg = &self.config;
         let plan = FetchPlan::new(cfg);
-        let now = self.clock.now();
-        self.store
-            .register_worker(&WorkerRow {
-                id: self.id.to_string(),
-                hostname: hostname(),
-                pid: i64::from(std::process::id()),
-                concurrency: cfg.concurrency as i32,
-                queues: plan.describe(&cfg.queues),
-                started_at: now,
-                last_heartbeat: now,
-                running: 0,
-            })
-            .await?;
-        // Before the first claim: from here on a rescuer can tell this process died.
-        let alive = self.store.hold_alive(&self.id).await?;
-        tracing::info!(worker = %self.id, concurrency = cfg.concurrency, queues = ?cfg.queues, "worker started");
         let mut declared = cfg.recurring.clone();
         if let Some(retention) = &cfg.retention {
             declared.push(retention.recurring()?);
         }
-        if !declared.is_empty() {
-            Jobs::new(self.store.clone(), self.clock.clone()).declare_recurring(&declared).await?;
-        }
+        let mut delays = database::backoff::retry_delays(cfg.poll);
+        let alive = loop {
+            match self.start(&plan, &declared).await {
+                Ok(alive) => break alive,
+                Err(e) if e.is_unavailable() => {
+                    retry_warn!(e, worker = %self.id, "the database is out of reach; starting again");
+                    tokio::select! {
+                        () = tokio::time::sleep(delays.next().unwrap_or(database::backoff::MAX_DELAY)) => {}
+                        () = shutdown.cancelled() => {
+                            // Registered perhaps, never claimed: nothing to hand back.
+                            let _ = self.store.deregister_worker(&self.id).await;
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        tracing::info!(worker = %self.id, concurrency = cfg.concurrency, queues = ?cfg.queues, "worker started");
 
         let running: RunningMap = Arc::default();
         let tracker = TaskTracker::new();
@@ -472,6 +475,35 @@ impl<C: Send + Sync + 'static> Worker<C> {
         alive.release().await;
         tracing::info!(worker = %self.id, "worker stopped");
         Ok(())
+    }
+
+    /// Registers this worker, makes it knowable as alive (before its first
+    /// claim: from then on a rescuer can tell this process died) and declares
+    /// its recurring jobs. Each step can be done again, so a failed start is
+    /// retried whole.
+    async fn start(&self, plan: &FetchPlan, declared: &[Recurring]) -> Result<Alive, StorageError> {
+        let now = self.clock.now();
+        self.store
+            .register_worker(&WorkerRow {
+                id: self.id.to_string(),
+                hostname: hostname(),
+                pid: i64::from(std::process::id()),
+                concurrency: self.config.concurrency as i32,
+                queues: plan.describe(&self.config.queues),
+                started_at: now,
+                last_heartbeat: now,
+                running: 0,
+            })
+            .await?;
+        let alive = self.store.hold_alive(&self.id).await?;
+        if !declared.is_empty()
+            && let Err(e) = Jobs::new(self.store.clone(), self.clock.clone()).declare_recurring(declared).await
+        {
+            // Given up before a retry takes it again.
+            alive.release().await;
+            return Err(e);
+        }
+        Ok(alive)
     }
 
     /// Claims up to `room` jobs along `plan`, each capped queue within its free

@@ -530,6 +530,45 @@ async fn postgres_listener_loss_does_not_stall() {
     handle.await.expect("worker stops");
 }
 
+/// PostgreSQL only: a worker that starts while the database is down (a restart
+/// under a process that just opened it, say) waits for it to come back and then
+/// runs jobs, rather than giving up and leaving the process without a worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_worker_starting_during_an_outage_waits_for_the_database() {
+    let pg = jobengine::testing::PgCluster::start(false).expect("a PostgreSQL cluster of our own");
+    let jobs = Jobs::connect(&pg.url).await.expect("open");
+    pg.stop_immediate().expect("stop PostgreSQL");
+    let (_wid, stop, handle) = start_worker(&jobs, worker_config());
+    // Longer than a statement waits for the database to come back: the start's
+    // first statements fail.
+    tokio::time::sleep(database::reach::OUTAGE_GRACE + Duration::from_secs(2)).await;
+    assert!(!handle.is_finished(), "the worker waits for the database rather than ending");
+    pg.start_again().expect("start PostgreSQL");
+    let back = std::time::Instant::now();
+    let e = loop {
+        match jobs.enqueue(&Noop {}).await {
+            Ok(e) => break e,
+            Err(err) if back.elapsed() < Duration::from_secs(15) => {
+                assert!(err.is_unavailable(), "{err}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("PostgreSQL did not come back: {err}"),
+        }
+    };
+    // Requests may still be refused until the server's probe sees it back.
+    loop {
+        match jobs.get(e.id).await {
+            Ok(d) if d.job.state == JobState::Succeeded => break,
+            Ok(_) => {}
+            Err(err) => assert!(err.is_unavailable(), "{err}"),
+        }
+        assert!(back.elapsed() < Duration::from_secs(20), "the job did not run once PostgreSQL was back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    handle.await.expect("worker stops");
+}
+
 /// PostgreSQL only: a worker whose liveness lock's connection is cut (as by a
 /// database restart) keeps its running job: its own rescuer never takes it back
 /// meanwhile, and the job ends with one attempt and no interruption.

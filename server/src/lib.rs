@@ -320,7 +320,15 @@ pub async fn run(
             }
             let w = Worker::new(&backend.jobs, backoffice::registry(), backend.env.clone(), cfg);
             let token = shutdown.clone();
-            Some(tokio::spawn(w.run(token)))
+            Some(tokio::spawn(async move {
+                // Said when it happens, not only at shutdown: until then this
+                // process serves but runs no jobs.
+                let ended = w.run(token).await;
+                if let Err(e) = &ended {
+                    tracing::error!(error = %e, "the embedded worker stopped: this server runs no jobs");
+                }
+                ended
+            }))
         }
         WorkerMode::Off => None,
     };

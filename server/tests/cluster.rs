@@ -155,7 +155,10 @@ async fn signups_survive_a_postgres_restart() {
     let data = tempfile::tempdir().expect("tempdir");
     let limits = [("SIGNUP_PER_IP_PER_HOUR", "1000000"), ("SIGNUP_PER_MINUTE", "1000000")];
     let srv = spawn(&server_bin(), &pg.url, data.path(), "server.log", &limits);
-    let worker = spawn(&worker_bin(), &pg.url, data.path(), "worker.log", &[("JOB_POLL_MS", "100")]);
+    let mut worker = spawn(&worker_bin(), &pg.url, data.path(), "worker.log", &[("JOB_POLL_MS", "100")]);
+    // The restart is meant to meet a running worker (one that starts during an
+    // outage is the engine suite's case).
+    worker.process.wait_for_log_line("worker started", Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e:#}"));
     let ch = connect(srv.url()).await;
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let restarted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
