@@ -24,6 +24,15 @@ pub fn built_binary(cargo: &str, beside: &Path, package: &str, release: bool) ->
     if !built.iter().any(|p| p == package) {
         let mut build = Command::new(cargo);
         build.args(["build", "-p", package]);
+        // What cargo set for the running test (its package's manifest dir, name,
+        // version, binaries) is not this build's: build scripts that watch such a
+        // variable (ring's watches `CARGO_MANIFEST_DIR`) would run again, and
+        // the next `cargo test` would rebuild them back, 40 s each way.
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(set_by_cargo_for_a_test) {
+                build.env_remove(key);
+            }
+        }
         if release {
             build.arg("--release");
         }
@@ -34,4 +43,35 @@ pub fn built_binary(cargo: &str, beside: &Path, package: &str, release: bool) ->
         built.push(package.to_owned());
     }
     Ok(beside.with_file_name(package))
+}
+
+/// Whether cargo sets variable `key` for the package it runs (tests, build
+/// scripts), rather than reading it as configuration (`CARGO_HOME`,
+/// `CARGO_TARGET_DIR`, `CARGO_PROFILE_*`… stay).
+fn set_by_cargo_for_a_test(key: &str) -> bool {
+    const PREFIXES: [&str; 3] = ["CARGO_PKG_", "CARGO_BIN_EXE_", "CARGO_MANIFEST_"];
+    const NAMES: [&str; 6] = [
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    PREFIXES.iter().any(|p| key.starts_with(p)) || NAMES.contains(&key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_by_cargo_for_a_test;
+
+    #[test]
+    fn a_tests_package_variables_go_and_cargo_settings_stay() {
+        for gone in ["CARGO_MANIFEST_DIR", "CARGO_PKG_NAME", "CARGO_BIN_EXE_server", "OUT_DIR", "CARGO_TARGET_TMPDIR"] {
+            assert!(set_by_cargo_for_a_test(gone), "{gone}");
+        }
+        for kept in ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_INCREMENTAL", "CARGO_PROFILE_DEV_DEBUG", "PATH"] {
+            assert!(!set_by_cargo_for_a_test(kept), "{kept}");
+        }
+    }
 }
