@@ -59,9 +59,10 @@ commands:
   results [RUN…]
                the benchmarks, the long chaos and security runs and the
                mutants, written into docs/RESULTS.md; with RUN names (engine,
-               peers, scale, dashboard, tenants, notifications, scale-out,
-               chaos-kill, chaos-postgres, chaos-smtp, security, mutants) only
-               those are measured again and the page keeps the others
+               peers, scale, dashboard, tenants, notifications, login,
+               scale-out, chaos-kill, chaos-postgres, chaos-smtp, security,
+               mutants) only those are measured again and the page keeps the
+               others
   mutants      break the code on purpose (the fence on stale completions, the
                super-admin check, ...) and show each suite fails; the files are
                restored afterwards
@@ -81,6 +82,11 @@ fn main() -> anyhow::Result<()> {
     for arg in args {
         match arg.as_str() {
             "--release" => profile = Profile::Release,
+            // `cargo xtask results --help`: the same page as `cargo xtask help`.
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
             spec if (command == "e2e" || command == "results") && !spec.starts_with('-') => specs.push(spec.to_owned()),
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),
         }
