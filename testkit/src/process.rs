@@ -366,12 +366,18 @@ impl Process {
         if self.status.is_some() { 0 } else { crate::rss_kib(self.pid()) }
     }
 
+    /// The last `n` lines of its log, for a failure message, without the
+    /// frames of a backtrace (with `RUST_BACKTRACE` set, an error's frames would
+    /// push the error itself out of the tail).
+    pub fn tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines = without_backtrace_frames(&log);
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// The last lines of the log, for error messages.
     fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
-        format!("the end of its log ({}):\n{tail}", self.log.display())
+        format!("the end of its log ({}):\n{}", self.log.display(), self.tail(TAIL_LINES))
     }
 
     /// Waits (bounded) for the copying threads to reach the end of the output.
@@ -381,6 +387,21 @@ impl Process {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+}
+
+/// `log`'s lines less the frames after each `stack backtrace:` header (`  12:
+/// symbol` and `at file:line`); the header stays, to say a trace was there.
+fn without_backtrace_frames(log: &str) -> Vec<&str> {
+    let mut in_trace = false;
+    log.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            let header = t.eq_ignore_ascii_case("stack backtrace:");
+            let frame = t.starts_with("at ") || t.split_once(": ").is_some_and(|(i, _)| i.parse::<u32>().is_ok());
+            in_trace = header || (in_trace && frame);
+            header || !in_trace
+        })
+        .collect()
 }
 
 impl Drop for Process {
@@ -408,6 +429,26 @@ mod tests {
     /// Whether any process has `pid` (signal 0 only checks).
     fn alive(pid: u32) -> bool {
         nix::sys::signal::kill(Pid::from_raw(i32::try_from(pid).expect("pid")), None).is_ok()
+    }
+
+    #[test]
+    fn a_backtrace_leaves_the_tail_and_the_error_and_its_causes_stay() {
+        let log = "Error: running the worker\n\nCaused by:\n    0: database error\n    1: connection reset\n\n\
+                   Stack backtrace:\n   0: anyhow::error::construct\n             at /src/error.rs:1:1\n\
+                   \x20 31: _start\nnext line";
+        assert_eq!(
+            without_backtrace_frames(log),
+            [
+                "Error: running the worker",
+                "",
+                "Caused by:",
+                "    0: database error",
+                "    1: connection reset",
+                "",
+                "Stack backtrace:",
+                "next line"
+            ]
+        );
     }
 
     #[test]

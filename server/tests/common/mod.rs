@@ -157,22 +157,10 @@ impl Binary {
         self.url.as_deref().unwrap_or_else(|| panic!("{} prints no URL", self.process.name()))
     }
 
-    /// The last `n` lines of its log, for a failure message, without the frames
-    /// of a backtrace (with `RUST_BACKTRACE` set, an error's frames would push
-    /// the error itself out of the tail).
+    /// The last `n` lines of its log, for a failure message (see
+    /// [`testkit::Process::tail`]).
     pub fn log_tail(&self, n: usize) -> String {
-        let log = self.process.log();
-        let mut in_trace = false;
-        let lines: Vec<&str> = log
-            .lines()
-            .filter(|l| {
-                let t = l.trim_start();
-                let frame = t.starts_with("at ") || t.split_once(": ").is_some_and(|(i, _)| i.parse::<u32>().is_ok());
-                in_trace = (in_trace && frame) || t.eq_ignore_ascii_case("stack backtrace:");
-                !in_trace || t.eq_ignore_ascii_case("stack backtrace:")
-            })
-            .collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        self.process.tail(n)
     }
 }
 
