@@ -39,6 +39,7 @@ use anyhow::{Context, bail};
 
 use crate::workspace::{Profile, Workspace};
 
+/// The usage page; `{runs}` stands for the names of `results`' runs.
 const USAGE: &str = "\
 usage: cargo xtask <command> [--release]
 
@@ -58,21 +59,40 @@ commands:
                throw-away PostgreSQL; scale-out (2 servers + 2 workers)
   results [RUN…]
                the benchmarks, the long chaos and security runs and the
-               mutants, written into docs/RESULTS.md; with RUN names (engine,
-               peers, scale, dashboard, tenants, notifications, login,
-               scale-out, chaos-kill, chaos-postgres, chaos-smtp, security,
-               mutants) only those are measured again and the page keeps the
-               others
+               mutants, written into docs/RESULTS.md; with RUN names only
+               those are measured again and the page keeps the others.
+               Runs: {runs}
   mutants      break the code on purpose (the fence on stale completions, the
                super-admin check, ...) and show each suite fails; the files are
                restored afterwards
 
 --release      optimised builds (wasm-release profile for the browser bundle)";
 
+/// [`USAGE`] with the run names from [`results::run_names`], wrapped under
+/// their entry, so the page cannot name a run that is not there, or leave one out.
+fn usage() -> String {
+    const INDENT: &str = "\n               ";
+    let mut runs = String::new();
+    let mut width = "               Runs: ".len();
+    for (i, name) in results::run_names().into_iter().enumerate() {
+        let item = if i == 0 { name.to_owned() } else { format!(", {name}") };
+        if width + item.len() > 78 {
+            runs.push(',');
+            runs.push_str(INDENT);
+            runs.push_str(name);
+            width = INDENT.len() - 1 + name.len();
+        } else {
+            runs.push_str(&item);
+            width += item.len();
+        }
+    }
+    USAGE.replace("{runs}", &runs)
+}
+
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let Some(command) = args.next() else {
-        println!("{USAGE}");
+        println!("{}", usage());
         return Ok(());
     };
     let mut profile = Profile::Dev;
@@ -84,11 +104,11 @@ fn main() -> anyhow::Result<()> {
             "--release" => profile = Profile::Release,
             // `cargo xtask results --help`: the same page as `cargo xtask help`.
             "--help" | "-h" => {
-                println!("{USAGE}");
+                println!("{}", usage());
                 return Ok(());
             }
             spec if (command == "e2e" || command == "results") && !spec.starts_with('-') => specs.push(spec.to_owned()),
-            other => bail!("unknown argument {other:?}\n\n{USAGE}"),
+            other => bail!("unknown argument {other:?}\n\n{}", usage()),
         }
     }
     let ws = Workspace::detect().context("locating the workspace")?;
@@ -101,10 +121,10 @@ fn main() -> anyhow::Result<()> {
         "results" => results::results(&ws, &specs),
         "mutants" => mutants::mutants(&ws).map(drop),
         "help" | "--help" | "-h" => {
-            println!("{USAGE}");
+            println!("{}", usage());
             Ok(())
         }
-        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+        other => bail!("unknown command {other:?}\n\n{}", usage()),
     }
 }
 

@@ -159,10 +159,15 @@ const REQUIREMENTS: &str = "\
 | the suites can fail | each suite fails against a build broken on purpose | Broken builds | |
 ";
 
+/// The names `cargo xtask results RUN…` takes.
+pub fn run_names() -> Vec<&'static str> {
+    RUNS.iter().map(|r| r.key).chain(["mutants"]).collect()
+}
+
 /// Runs everything (or the runs named in `only`) and writes `docs/RESULTS.md`;
 /// sections not measured again are kept from the page as it was.
 pub fn results(ws: &Workspace, only: &[String]) -> anyhow::Result<()> {
-    let known: Vec<&str> = RUNS.iter().map(|r| r.key).chain(["mutants"]).collect();
+    let known = run_names();
     if let Some(unknown) = only.iter().find(|o| !known.contains(&o.as_str())) {
         anyhow::bail!("no run named {unknown:?}; the runs are {}", known.join(", "));
     }
