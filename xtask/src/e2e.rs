@@ -95,13 +95,111 @@ pub fn run_playwright(
             .env("WORKER_BIN", server_bin.with_file_name(format!("worker{}", std::env::consts::EXE_SUFFIX)))
             .env("SITE_ROOT", ws.site_dir());
         let outcome = workspace::run(&mut playwright);
-        server.stop()?;
-        outcome
+        let log = server.process.log_path().to_path_buf();
+        let stopped = server.stop();
+        if outcome.is_err() {
+            // Last, so that the end of the output (all a CI summary may show) says
+            // what the failed tests saw and what the server said meanwhile.
+            eprintln!("{}", failure_report(&dir.join("test-results"), &log));
+        }
+        outcome.and(stopped)
     })();
     if let Err(e) = std::fs::remove_dir_all(&data) {
         eprintln!("xtask: removing {} failed: {e}", data.display());
     }
     result
+}
+
+/// Pages and server lines shown after a failed run: enough to tell a page
+/// that showed an error from one still waiting, without flooding the output.
+const REPORT_PAGES: usize = 3;
+const REPORT_PAGE_LINES: usize = 30;
+const REPORT_SERVER_LINES: usize = 40;
+
+/// What the first failed tests' pages showed when they failed (Playwright's
+/// `error-context.md` page snapshots, oldest first) and the server's warnings
+/// and errors: the end of a long run's output, where a CI summary looks.
+fn failure_report(results: &Path, server_log: &Path) -> String {
+    let mut out = String::from("\nxtask: what the failed tests saw\n");
+    let mut contexts: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(results)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("error-context.md"))
+        .filter_map(|p| modified(&p).map(|t| (t, p)))
+        .collect();
+    contexts.sort();
+    if contexts.is_empty() {
+        out.push_str("  (no page snapshots under test-results)\n");
+    }
+    for (_, path) in contexts.iter().take(REPORT_PAGES) {
+        let test =
+            path.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        out.push_str(&format!("--- {test}\n"));
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        for line in page_content(&text).into_iter().take(REPORT_PAGE_LINES) {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    if contexts.len() > REPORT_PAGES {
+        out.push_str(&format!("  ({} more under {})\n", contexts.len() - REPORT_PAGES, results.display()));
+    }
+    let log = std::fs::read(server_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let notable = warnings_and_errors(&log);
+    out.push_str(&format!(
+        "xtask: the server's warnings and errors ({} in all, the last {REPORT_SERVER_LINES})\n",
+        notable.len()
+    ));
+    for line in &notable[notable.len().saturating_sub(REPORT_SERVER_LINES)..] {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out
+}
+
+/// The page snapshot of a Playwright `error-context.md` (its YAML block after
+/// `# Page snapshot`), from the page's `main` element when it has one: what the
+/// page said (an alert, a heading) without the header every page repeats.
+fn page_content(context: &str) -> Vec<&str> {
+    let snapshot: Vec<&str> = context
+        .lines()
+        .skip_while(|l| !l.starts_with("# Page snapshot"))
+        .skip_while(|l| !l.starts_with("```"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"))
+        .collect();
+    match snapshot.iter().position(|l| l.trim_start().starts_with("- main")) {
+        Some(main) => snapshot[main..].to_vec(),
+        None => snapshot,
+    }
+}
+
+/// The lines of a server log at WARN or ERROR, colour codes taken out, less
+/// those of the fault the suite sets on purpose (`PROVISION_FAULT`: a failing
+/// "Doomed" tenant warns at each of its attempts).
+fn warnings_and_errors(log: &str) -> Vec<String> {
+    log.lines()
+        .map(without_colours)
+        .filter(|l| l.split_whitespace().nth(1).is_some_and(|level| level == "WARN" || level == "ERROR"))
+        .filter(|l| !l.contains("PROVISION_FAULT"))
+        .collect()
+}
+
+/// `line` without ANSI colour sequences (`ESC [ … letter`).
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `npm ci` when `node_modules` is missing (or older than the lock file).
@@ -196,5 +294,32 @@ impl Smtp {
         let addr = process.wait_for_value(SMTP_LISTENING, SMTP_STARTUP_TIMEOUT)?;
         eprintln!("xtask: SMTP server at {addr}, mailbox {}", mailbox.display());
         Ok(Self { url: format!("smtp://{addr}"), _process: process })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_shows_the_page_from_its_main_element() {
+        let context = "# Error details\n\nTimeout\n\n# Page snapshot\n\n```yaml\n- generic:\n  - banner:\n    - link \"Sign in\"\n  - main:\n    - heading \"Sign in\"\n    - alert: wrong email or password\n```\n\n# Test source\n```ts\n1 | import\n```\n";
+        assert_eq!(
+            page_content(context),
+            ["  - main:", "    - heading \"Sign in\"", "    - alert: wrong email or password"]
+        );
+    }
+
+    #[test]
+    fn the_report_keeps_warnings_and_errors_without_colours() {
+        let log = "\u{1b}[2m2026-12-03T15:34:19Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m server: listening\n\
+                   \u{1b}[2m2026-12-03T15:34:20Z\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m server: slow\n\
+                   2026-12-03T15:34:21Z ERROR server: broken\n\
+                   2026-12-03T15:34:22Z  WARN job attempt failed error=PROVISION_FAULT=fail is set\n\
+                   [server] a line that says WARN in its text\n";
+        assert_eq!(
+            warnings_and_errors(log),
+            ["2026-12-03T15:34:20Z  WARN server: slow", "2026-12-03T15:34:21Z ERROR server: broken"]
+        );
     }
 }

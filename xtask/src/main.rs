@@ -89,7 +89,23 @@ fn usage() -> String {
     USAGE.replace("{runs}", &runs)
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors are printed as their chain of causes, never with a backtrace: with
+/// `RUST_BACKTRACE` set (as CI may have it), anyhow's frames of the xtask itself
+/// filled the end of the output, which is where a failed run's reason belongs.
+fn main() -> std::process::ExitCode {
+    match run_command() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let Some(command) = args.next() else {
         println!("{}", usage());
