@@ -257,7 +257,7 @@ impl Identity {
         let ok = self.hasher.verify_as(&fair_key, password, hash).await?;
         // A failure was counted on admission; only a success changes anything.
         let Some(row) = row.filter(|_| ok) else { return Err(Error::BadCredentials) };
-        throttle::forgive(&self.db, &keys).await?;
+        throttle::forgive(&self.db, &keys, now).await?;
         self.upgrade_hash(&row, password).await;
         let token = new_secret();
         let expires_at = now + SESSION_TTL.as_micros() as i64;

@@ -159,19 +159,35 @@ pub async fn admit(db: &Db, keys: &[(String, Rule)], now: Micros) -> Result<Resu
     Ok(Ok(()))
 }
 
-/// Takes back the count of an attempt that succeeded: the account's key starts
-/// afresh, the client's loses one failure.
+/// Takes back the count of an attempt admitted at `admitted_at` that
+/// succeeded: the account's key starts afresh, the client's loses one failure
+/// and its pause goes back to what it was before the attempt (over, since the
+/// attempt was admitted), or, when another attempt was admitted since, to what
+/// that one's count calls for. (Admission sets the pause for one failure more;
+/// kept, it made a client past its free failures wait after each of its
+/// *successful* sign-ins.)
 ///
 /// # Errors
 /// A database failure.
-pub async fn forgive(db: &Db, keys: &[(String, Rule)]) -> Result<(), DbError> {
+pub async fn forgive(db: &Db, keys: &[(String, Rule)], admitted_at: Micros) -> Result<(), DbError> {
+    let mut sorted: Vec<&(String, Rule)> = keys.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0)); // `admit`'s lock order
     let mut tx = db.begin().await?;
-    for (key, rule) in keys {
+    for (key, rule) in sorted {
+        tx.lock(LOCK_CLASS, key).await?;
         if *rule == PER_ACCOUNT {
             query("DELETE FROM login_throttle WHERE key = $1").bind(key).execute(&mut tx).await?;
-        } else {
-            query("UPDATE login_throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0")
+            continue;
+        }
+        let row: Option<Row> = query(SELECT).bind(key).fetch_optional(&mut tx).await?;
+        if let Some(row) = row.filter(|r| r.failures > 0) {
+            let failures = row.failures - 1;
+            let next_at =
+                if row.last_at == admitted_at { admitted_at } else { row.last_at + rule.delay_after(failures) };
+            query("UPDATE login_throttle SET failures = $2, next_at = $3 WHERE key = $1")
                 .bind(key)
+                .bind(failures)
+                .bind(next_at)
                 .execute(&mut tx)
                 .await?;
         }

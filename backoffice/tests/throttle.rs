@@ -22,6 +22,7 @@ jobengine::on_both!(
     another_address_signs_in_while_one_is_throttled,
     concurrent_failures_are_counted_exactly,
     unknown_emails_are_throttled_per_address,
+    a_success_past_the_free_failures_sets_no_pause,
     hostile_emails_are_refused_before_anything_is_stored,
     prune_removes_what_aged_out,
     prune_removes_month_old_sent_mail_and_seen_notifications,
@@ -136,6 +137,28 @@ async fn unknown_emails_are_throttled_per_address(which: Which) {
     assert!(matches!(r, Err(Error::RateLimited { .. })), "{r:?}");
     let r = b.identity.login_from(OWNER, PASSWORD, ip("2001:db8:aa:2::1")).await;
     assert!(r.is_ok(), "another /64: {r:?}");
+}
+
+/// A client past its free failures (an office behind one NAT, say) that signs in
+/// successfully once its pause is over is not made to wait for its next sign-in:
+/// the success takes back its own count and the pause that count had set.
+async fn a_success_past_the_free_failures_sets_no_pause(which: Which) {
+    let b = setup(which).await;
+    let office = ip("192.0.2.7");
+    for i in 0..=PER_CLIENT.free {
+        let r = b.identity.login_from(&format!("typo{i}@office.test"), "x", office).await;
+        assert!(matches!(r, Err(Error::BadCredentials)), "{i}: {r:?}");
+    }
+    b.clock.advance(Duration::from_secs(2));
+    for n in 1..=3 {
+        let r = b.identity.login_from(OWNER, PASSWORD, office).await;
+        assert!(r.is_ok(), "sign-in {n} after the pause: {r:?}");
+    }
+    // The failures still count: the next one pauses the client again.
+    let r = b.identity.login_from("typo@office.test", "x", office).await;
+    assert!(matches!(r, Err(Error::BadCredentials)), "{r:?}");
+    let r = b.identity.login_from(OWNER, PASSWORD, office).await;
+    assert!(matches!(r, Err(Error::RateLimited { .. })), "{r:?}");
 }
 
 /// Emails no address can be (too long, NUL, other control characters) are
