@@ -77,7 +77,7 @@ pub fn run_playwright(
         let mailbox = data.join("mailbox");
         let smtp = Smtp::start(ws, &mailbox)?;
         let server_bin = server;
-        let server = Server::start(ws, server, &data, &smtp.url)?;
+        let mut server = Server::start(ws, server, &data, &smtp.url)?;
         let mut playwright = Command::new(dir.join("node_modules/.bin/playwright"));
         playwright
             .arg("test")
@@ -95,12 +95,11 @@ pub fn run_playwright(
             .env("WORKER_BIN", server_bin.with_file_name(format!("worker{}", std::env::consts::EXE_SUFFIX)))
             .env("SITE_ROOT", ws.site_dir());
         let outcome = workspace::run(&mut playwright);
-        let log = server.process.log_path().to_path_buf();
         let stopped = server.stop();
         if outcome.is_err() {
             // Last, so that the end of the output (all a CI summary may show) says
             // what the failed tests saw and what the server said meanwhile.
-            eprintln!("{}", failure_report(&dir.join("test-results"), &log));
+            eprintln!("{}", failure_report(&dir.join("test-results"), &server.process.log()));
         }
         outcome.and(stopped)
     })();
@@ -119,7 +118,7 @@ const REPORT_SERVER_LINES: usize = 40;
 /// What the first failed tests' pages showed when they failed (Playwright's
 /// `error-context.md` page snapshots, oldest first) and the server's warnings
 /// and errors: the end of a long run's output, where a CI summary looks.
-fn failure_report(results: &Path, server_log: &Path) -> String {
+fn failure_report(results: &Path, server_log: &str) -> String {
     let mut out = String::from("\nxtask: what the failed tests saw\n");
     let mut contexts: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(results)
         .into_iter()
@@ -144,8 +143,7 @@ fn failure_report(results: &Path, server_log: &Path) -> String {
     if contexts.len() > REPORT_PAGES {
         out.push_str(&format!("  ({} more under {})\n", contexts.len() - REPORT_PAGES, results.display()));
     }
-    let log = std::fs::read(server_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-    let notable = warnings_and_errors(&log);
+    let notable = warnings_and_errors(server_log);
     out.push_str(&format!(
         "xtask: the server's warnings and errors ({} in all, the last {REPORT_SERVER_LINES})\n",
         notable.len()
@@ -265,7 +263,7 @@ impl Server {
 
     /// SIGTERM, then waits for a graceful exit (killing after a timeout); a
     /// non-zero exit is an error, since a clean shutdown is part of what we test.
-    fn stop(mut self) -> anyhow::Result<()> {
+    fn stop(&mut self) -> anyhow::Result<()> {
         let status = self.process.terminate(SHUTDOWN_TIMEOUT)?;
         if !status.success() {
             bail!("the server exited with {status} after SIGTERM");
