@@ -18,6 +18,16 @@ pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const PG_POOL_SIZE: u32 = 16;
 /// How long a PostgreSQL query waits for a free connection.
 pub const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A pooled PostgreSQL connection used this recently is handed out without a
+/// liveness round trip first (HikariCP's `aliveBypassWindowMs` is 500 ms too).
+/// Pinging every connection taken from the pool, sqlx's default, put a second
+/// round trip before every statement: an enqueue, a sign-in's each query.
+/// sqlx still tests each connection as it comes back to the pool and drops a
+/// broken one there, so only one that broke while idle for less than this (a
+/// server restarted within it) can reach a caller: its statement fails as
+/// "unavailable" (see [`DbError::is_unavailable`]), and the connection is
+/// dropped as it comes back.
+pub const PG_PING_IF_IDLE: Duration = Duration::from_millis(500);
 
 /// Which SQL dialect a handle speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,11 +117,7 @@ impl Db {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
             reach_pg(&opts, PG_ACQUIRE_TIMEOUT, create).await?;
-            let pool = PgPoolOptions::new()
-                .max_connections(PG_POOL_SIZE)
-                .acquire_timeout(PG_ACQUIRE_TIMEOUT)
-                .connect_with(opts.clone())
-                .await?;
+            let pool = pg_pool_options(PG_POOL_SIZE).connect_with(opts.clone()).await?;
             let reach = Reach::new(opts);
             Ok(Self { pools: Pools::Postgres(pool, reach), feed: None })
         } else {
@@ -122,14 +128,22 @@ impl Db {
     /// An SQLite handle on `opts` with `readers` read connections beside the one
     /// writer.
     pub(crate) async fn open_sqlite(opts: SqliteConnectOptions, readers: u32) -> Result<Self, DbError> {
+        // No liveness ping before each use (sqlx's default): a connection to a
+        // local file has no link to lose, and the ping was a round trip to the
+        // connection's thread before every statement, the one writer's included.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(60))
+            .test_before_acquire(false)
             .connect_with(opts.clone())
             .await?;
         let file = opts.get_filename();
         let feed = (file.as_os_str() != ":memory:").then(|| crate::changes::Feed::new(file.to_path_buf()));
-        let read = SqlitePoolOptions::new().max_connections(readers.max(1)).connect_with(opts).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(readers.max(1))
+            .test_before_acquire(false)
+            .connect_with(opts)
+            .await?;
         Ok(Self { pools: Pools::Sqlite { write, read }, feed })
     }
 
@@ -335,6 +349,23 @@ impl<'c> From<&'c mut Tx> for Conn<'c> {
     }
 }
 
+/// The options of a PostgreSQL pool of `size` connections: the acquire timeout,
+/// and a liveness ping only for a connection idle for [`PG_PING_IF_IDLE`].
+pub(crate) fn pg_pool_options(size: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PG_PING_IF_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
@@ -343,6 +374,45 @@ mod tests {
 
     use super::*;
     use crate::forward::{Forwarder, closed_port, test_url};
+
+    /// The pool hands a connection used within [`PG_PING_IF_IDLE`] out with no
+    /// liveness round trip: its server process killed just before, the next
+    /// statement fails, as "unavailable" (with sqlx's ping before every use it
+    /// would have gone through on a fresh connection), and the broken
+    /// connection is not handed out again. One idle for longer is pinged
+    /// first: killed, it is replaced and the statement goes through.
+    #[tokio::test]
+    async fn only_a_connection_idle_for_a_while_is_pinged_before_use() {
+        let db = Db::connect(&test_url()).await.expect("connect");
+        let mut admin = <PgConnection as sqlx::Connection>::connect(&test_url()).await.expect("admin connection");
+        let backend = || async { crate::query("SELECT pg_backend_pid()").scalar::<i32>(db.read()).await };
+        let kill = |pid: i32| {
+            // Waits (up to 5 s) until the process has gone.
+            sqlx::query_scalar::<_, bool>("SELECT pg_terminate_backend($1, 5000)").bind(pid)
+        };
+        // sqlx pings a connection as it comes back, in a task of its own: kill
+        // a process only once its connection is back, or that ping finds it dead.
+        let pool = db.postgres().expect("a PostgreSQL pool");
+        let settled = || async {
+            while pool.num_idle() < pool.size() as usize {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+
+        let pid = backend().await.expect("pid");
+        settled().await;
+        assert!(kill(pid).fetch_one(&mut admin).await.expect("terminate"));
+        let err = backend().await.expect_err("the connection used a moment ago was handed out untested");
+        assert!(err.is_unavailable(), "{err:?}");
+        let again = backend().await.expect("a fresh connection after the broken one");
+        assert_ne!(again, pid);
+
+        settled().await;
+        assert!(kill(again).fetch_one(&mut admin).await.expect("terminate"));
+        tokio::time::sleep(PG_PING_IF_IDLE + Duration::from_millis(200)).await;
+        let fresh = backend().await.expect("the idle connection was pinged, found dead and replaced");
+        assert_ne!(fresh, again);
+    }
 
     #[tokio::test]
     async fn a_server_that_never_answers_is_named_with_the_cause() {

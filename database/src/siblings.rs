@@ -10,7 +10,6 @@
 
 use std::path::PathBuf;
 
-use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::db::{Db, Pools, sqlite_options};
@@ -130,7 +129,7 @@ impl Siblings {
                     return Err(DbError::Missing(name.to_owned()));
                 }
                 let opts = reach.options().clone().database(name);
-                let pool = PgPoolOptions::new().max_connections(2).connect_with(opts.clone()).await?;
+                let pool = crate::db::pg_pool_options(2).connect_with(opts.clone()).await?;
                 // The same server: what the main handle knows of it holds here.
                 Ok(Db { pools: Pools::Postgres(pool, reach.clone()), feed: None })
             }
