@@ -381,8 +381,14 @@ impl<C: Send + Sync + 'static> Worker<C> {
             freed.as_mut().enable();
             let now = self.clock.now();
             let lease_until = now + micros(cfg.lease);
-            let (jobs, failed) = self.claim(&plan, permits.len(), now, lease_until).await;
-            let idle = jobs.is_empty();
+            let asked = permits.len();
+            let (jobs, failed) = self.claim(&plan, asked, now, lease_until).await;
+            // Fewer than asked for: every due job this worker may take was
+            // taken (or another claim holds it). Claiming again at once would
+            // find nothing, a statement the database would run beside the jobs
+            // just started, on their cores; wait for a wake-up as when idle
+            // (registered before this claim, so an enqueue since is not missed).
+            let idle = jobs.len() < asked;
             for (job, queue) in jobs {
                 let Some(place) = permits.pop() else { break };
                 let cancel = CancellationToken::new();
