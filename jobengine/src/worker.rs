@@ -4,9 +4,10 @@
 //!
 //! # Tasks of one worker
 //! - the **fetch loop** (in [`Worker::run`]): waits for room, claims up to as
-//!   many jobs as there is room for and hands them to the starter; when nothing
-//!   is due it sleeps until woken (an enqueue in this process, `NOTIFY` on
-//!   PostgreSQL, a commit to the file on SQLite, a rescue), until the next
+//!   many jobs as there is room for and hands them to the starter; when a claim
+//!   finds fewer than it asked for (nothing more is due) it sleeps until woken
+//!   (an enqueue in this process, `NOTIFY` on PostgreSQL, a commit to the file
+//!   on SQLite, a rescue), until the next
 //!   scheduled job falls due, or until the poll interval passes. The room is the
 //!   free slots **plus a small prefetch buffer** ([`WorkerConfig::prefetch`], by
 //!   default twice `concurrency`): a job claimed ahead waits in the
@@ -384,7 +385,7 @@ impl<C: Send + Sync + 'static> Worker<C> {
             let asked = permits.len();
             let (jobs, failed) = self.claim(&plan, asked, now, lease_until).await;
             // Fewer than asked for: every due job this worker may take was
-            // taken (or another claim holds it). Claiming again at once would
+            // taken (or another claim holds it, or its queue's cap is reached). Claiming again at once would
             // find nothing, a statement the database would run beside the jobs
             // just started, on their cores; wait for a wake-up as when idle
             // (registered before this claim, so an enqueue since is not missed).
