@@ -394,9 +394,12 @@ mod tests {
         // a process only once its connection is back, or that ping finds it dead.
         let pool = db.postgres().expect("a PostgreSQL pool");
         let settled = || async {
-            while pool.num_idle() < pool.size() as usize {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            let back = async {
+                while pool.num_idle() < pool.size() as usize {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(5), back).await.expect("the connection came back to the pool");
         };
 
         let pid = backend().await.expect("pid");
