@@ -939,12 +939,20 @@ async fn postgres_a_held_up_completer_stops_the_claims() {
     let (_wid, stop, handle) = start_worker(&jobs, cfg);
     // A job that runs for a second, its row locked while it still runs. On a
     // loaded machine the second can pass before the lock is taken (its outcome
-    // then is already written): that try is dropped for another.
+    // then is already written): that try is dropped for another. The lock waits
+    // for the job's progress note: taken between the claim and that write, it
+    // held up the handler itself, which then never finished.
     let mut tries = 0;
     let lock = loop {
         tries += 1;
         let blocker = jobs.enqueue(&Sleep { ms: 1000 }).await.expect("enqueue").id;
         wait_for(&jobs, blocker, JobState::Processing).await;
+        for _ in 0..500 {
+            if jobs.get(blocker).await.expect("get").job.progress.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let mut lock = jobs.store().db().begin().await.expect("begin");
         let state: String = database::query("SELECT state FROM jobs WHERE id = $1 FOR UPDATE")
             .bind(blocker)
